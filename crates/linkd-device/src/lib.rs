@@ -1,0 +1,288 @@
+//! A small client for the OAuth 2.0 Device Authorization Grant (RFC 8628),
+//! for device developers. It speaks plain RFC 8628 to any compliant
+//! server, linkd included, and has no server dependencies.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), linkd_device::Error> {
+//! let device = linkd_device::Device::discover("https://example.com", "my-tv").await?;
+//! let auth = device.request_code(Some("openid offline_access"), Some("Living room TV")).await?;
+//! println!("Go to {} and enter {}", auth.verification_uri, auth.user_code);
+//! let tokens = device.wait_for_tokens(&auth).await?;
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// RFC 8628 §3.5: the interval a device keeps when the server names none.
+const DEFAULT_INTERVAL_SECS: u64 = 5;
+/// RFC 8628 §3.5: slow_down adds five seconds to the interval.
+const SLOW_DOWN_STEP_SECS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not reach the server: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the person denied this device")]
+    Denied,
+    #[error("the code expired before anyone approved it")]
+    Expired,
+    #[error("the server refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Server {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+    #[error("the server's answer did not follow the protocol: {0}")]
+    Protocol(String),
+}
+
+/// The endpoints the device needs, from server metadata (RFC 8414).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Endpoints {
+    pub issuer: String,
+    pub device_authorization_endpoint: String,
+    pub token_endpoint: String,
+}
+
+/// RFC 8628 §3.2 device authorization response.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceAuthorization {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub expires_in: u64,
+    pub interval: Option<u64>,
+}
+
+/// RFC 6749 §5.1 token response.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: Option<u64>,
+    pub scope: Option<String>,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+}
+
+impl Tokens {
+    /// The ID token's claims, for display ("linked to alice@example.com").
+    /// Not verified: the token came straight from the token endpoint over
+    /// the connection this client opened, which OpenID Connect Core
+    /// §3.1.3.7 accepts in place of a signature check.
+    pub fn id_token_claims(&self) -> Option<serde_json::Value> {
+        let payload = self.id_token.as_deref()?.split('.').nth(1)?;
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: String,
+    error_description: Option<String>,
+}
+
+/// One answer of the token endpoint while polling.
+#[derive(Debug)]
+pub enum Poll {
+    Tokens(Box<Tokens>),
+    Pending,
+    SlowDown,
+}
+
+/// A device app registered with an authorization server.
+#[derive(Debug, Clone)]
+pub struct Device {
+    http: reqwest::Client,
+    client_id: String,
+    client_secret: Option<String>,
+    pub endpoints: Endpoints,
+}
+
+impl Device {
+    pub fn new(endpoints: Endpoints, client_id: impl Into<String>) -> Self {
+        Device {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(40))
+                .user_agent(concat!("linkd-device/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default(),
+            client_id: client_id.into(),
+            client_secret: None,
+            endpoints,
+        }
+    }
+
+    /// For confidential device apps: authenticate with client_secret_basic.
+    pub fn with_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// Reads the server's metadata: OpenID discovery first, then RFC 8414.
+    pub async fn discover(server: &str, client_id: impl Into<String>) -> Result<Self, Error> {
+        let base = server.trim_end_matches('/');
+        let http = reqwest::Client::new();
+        let mut last = None;
+        for path in [
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+        ] {
+            let response = http.get(format!("{base}{path}")).send().await?;
+            if response.status().is_success() {
+                let endpoints = response
+                    .json::<Endpoints>()
+                    .await
+                    .map_err(|e| Error::Protocol(format!("metadata: {e}")))?;
+                return Ok(Device::new(endpoints, client_id));
+            }
+            last = Some(response.status());
+        }
+        Err(Error::Protocol(format!(
+            "no server metadata at {base} (last status {})",
+            last.map(|s| s.as_u16()).unwrap_or(0)
+        )))
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        mut params: Vec<(&'static str, String)>,
+    ) -> Result<reqwest::Response, Error> {
+        let request = match &self.client_secret {
+            Some(secret) => self
+                .http
+                .post(url)
+                .basic_auth(form_encode(&self.client_id), Some(form_encode(secret))),
+            None => {
+                params.push(("client_id", self.client_id.clone()));
+                self.http.post(url)
+            }
+        };
+        Ok(request.form(&params).send().await?)
+    }
+
+    /// Asks for a device code and a user code (RFC 8628 §3.1).
+    pub async fn request_code(
+        &self,
+        scope: Option<&str>,
+        device_name: Option<&str>,
+    ) -> Result<DeviceAuthorization, Error> {
+        let mut params = Vec::new();
+        if let Some(scope) = scope {
+            params.push(("scope", scope.to_string()));
+        }
+        if let Some(name) = device_name {
+            params.push(("device_name", name.to_string()));
+        }
+        let response = self
+            .post(&self.endpoints.device_authorization_endpoint, params)
+            .await?;
+        if !response.status().is_success() {
+            return Err(server_error(response).await);
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("device authorization response: {e}")))
+    }
+
+    /// One token request with the device code (RFC 8628 §3.4).
+    pub async fn poll_once(&self, auth: &DeviceAuthorization) -> Result<Poll, Error> {
+        let params = vec![
+            ("grant_type", DEVICE_CODE_GRANT.to_string()),
+            ("device_code", auth.device_code.clone()),
+        ];
+        let response = self.post(&self.endpoints.token_endpoint, params).await?;
+        if response.status().is_success() {
+            let tokens = response
+                .json()
+                .await
+                .map_err(|e| Error::Protocol(format!("token response: {e}")))?;
+            return Ok(Poll::Tokens(Box::new(tokens)));
+        }
+        match server_error(response).await {
+            Error::Server { error, .. } if error == "authorization_pending" => Ok(Poll::Pending),
+            Error::Server { error, .. } if error == "slow_down" => Ok(Poll::SlowDown),
+            Error::Server { error, .. } if error == "access_denied" => Err(Error::Denied),
+            Error::Server { error, .. } if error == "expired_token" => Err(Error::Expired),
+            other => Err(other),
+        }
+    }
+
+    /// Polls until the person decides or the code expires, keeping the
+    /// interval and adding five seconds on each slow_down (RFC 8628 §3.5).
+    pub async fn wait_for_tokens(&self, auth: &DeviceAuthorization) -> Result<Tokens, Error> {
+        let mut interval = auth.interval.unwrap_or(DEFAULT_INTERVAL_SECS).max(1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(auth.expires_in);
+        loop {
+            tokio::time::sleep(Duration::from_secs(interval)).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Expired);
+            }
+            match self.poll_once(auth).await? {
+                Poll::Tokens(tokens) => return Ok(*tokens),
+                Poll::Pending => {}
+                Poll::SlowDown => interval += SLOW_DOWN_STEP_SECS,
+            }
+        }
+    }
+}
+
+/// RFC 6749 §2.3.1: client id and secret are form-encoded inside Basic.
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*') {
+            out.push(b as char);
+        } else if b == b' ' {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn server_error(response: reqwest::Response) -> Error {
+    let status = response.status().as_u16();
+    match response.json::<ErrorBody>().await {
+        Ok(body) => Error::Server {
+            status,
+            error: body.error,
+            description: body.error_description,
+        },
+        Err(_) => Error::Protocol(format!("HTTP {status} without an OAuth error body")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_encoded() {
+        assert_eq!(form_encode("a b:c/é"), "a+b%3Ac%2F%C3%A9");
+        assert_eq!(form_encode("demo-tv"), "demo-tv");
+    }
+
+    #[test]
+    fn id_token_claims_are_readable() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"abc","email":"a@b.example"}"#);
+        let tokens = Tokens {
+            access_token: String::new(),
+            token_type: "Bearer".into(),
+            expires_in: None,
+            scope: None,
+            refresh_token: None,
+            id_token: Some(format!("h.{payload}.s")),
+        };
+        assert_eq!(tokens.id_token_claims().unwrap()["email"], "a@b.example");
+    }
+}

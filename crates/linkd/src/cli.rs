@@ -1,0 +1,308 @@
+//! What each `linkd` command does. `main.rs` parses the arguments; these
+//! functions do the work and print for people.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use crate::clock::{Clock, SystemClock};
+use crate::codes::{random_secret, secret_hash};
+use crate::store::{self, Client, DynStore};
+use crate::{Config, accounts, app, scopes, tokens};
+
+async fn open(database_url: &str) -> anyhow::Result<DynStore> {
+    let store = store::open(database_url)
+        .await
+        .with_context(|| format!("opening {}", store::redact_url(database_url)))?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LINKD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logs();
+    let listen = config.listen;
+    let state = app::prepare(config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let issuer = state.config.issuer();
+    let demo = state.store.get_client(app::DEMO_CLIENT_ID).await?.is_some();
+    println!("linkd is serving at {issuer}");
+    println!("  link page:  {issuer}/link");
+    println!("  discovery:  {issuer}/.well-known/openid-configuration");
+    if demo {
+        println!("Try it: in another terminal run");
+        println!(
+            "  cargo run --release -- device --server {issuer} --client {}",
+            app::DEMO_CLIENT_ID
+        );
+        println!("then open the link it prints, create an account, and approve.");
+    }
+    app::serve(listener, state, shutdown_signal()).await?;
+    println!("linkd stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    open(database_url).await?;
+    println!("database is up to date");
+    Ok(())
+}
+
+pub async fn client_add(
+    database_url: &str,
+    id: &str,
+    name: &str,
+    requested_scopes: &[String],
+    confidential: bool,
+) -> anyhow::Result<()> {
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("the client id must be 1 to 128 visible ASCII characters");
+    }
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        bail!("the name must be 1 to 100 characters without control characters");
+    }
+    let joined = requested_scopes.join(" ");
+    let scope_list = if joined.trim().is_empty() {
+        scopes::DEFAULT_CLIENT_SCOPES.to_string()
+    } else {
+        let parsed = scopes::parse(&joined).context("scopes are space-separated words")?;
+        for s in &parsed {
+            if !scopes::is_known(s) {
+                let known: Vec<&str> = scopes::KNOWN.iter().map(|(s, _)| *s).collect();
+                bail!("unknown scope {s:?}; linkd knows {}", known.join(", "));
+            }
+        }
+        parsed.join(" ")
+    };
+    let secret = confidential.then(|| random_secret(32));
+    let store = open(database_url).await?;
+    let client = Client {
+        client_id: id.to_string(),
+        name: name.to_string(),
+        secret_hash: secret.as_deref().map(secret_hash),
+        scopes: scope_list,
+        created_at: SystemClock.now(),
+    };
+    match store.insert_client(&client).await {
+        Err(store::StoreError::Conflict) => bail!("a client with id {id:?} already exists"),
+        other => other?,
+    }
+    println!("added client {id} ({name}), scopes: {}", client.scopes);
+    if let Some(secret) = secret {
+        println!("client secret (shown once, store it now): {secret}");
+    }
+    Ok(())
+}
+
+pub async fn client_list(database_url: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let clients = store.list_clients().await?;
+    if clients.is_empty() {
+        println!("no clients");
+    }
+    for c in clients {
+        let kind = if c.is_confidential() {
+            "confidential"
+        } else {
+            "public"
+        };
+        println!("{}\t{}\t{kind}\t{}", c.client_id, c.name, c.scopes);
+    }
+    Ok(())
+}
+
+pub async fn client_remove(database_url: &str, id: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    if !store.delete_client(id).await? {
+        bail!("no client with id {id:?}");
+    }
+    println!("removed client {id}");
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Password again: ")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    Ok(password)
+}
+
+pub async fn user_add(database_url: &str, email: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let password = read_password()?;
+    let account = accounts::sign_up(store.as_ref(), email, &password, SystemClock.now()).await?;
+    println!("added account {} ({})", account.email, account.id);
+    Ok(())
+}
+
+pub async fn user_list(database_url: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let list = store.list_accounts().await?;
+    if list.is_empty() {
+        println!("no accounts");
+    }
+    for a in list {
+        let status = if a.disabled { "disabled" } else { "active" };
+        println!("{}\t{}\t{status}", a.email, a.id);
+    }
+    Ok(())
+}
+
+pub async fn user_set_disabled(
+    database_url: &str,
+    email: &str,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let Some(account) = store.get_account_by_email(email).await? else {
+        bail!("no account with email {email:?}");
+    };
+    store.set_account_disabled(&account.id, disabled).await?;
+    println!(
+        "{} {}",
+        account.email,
+        if disabled { "disabled" } else { "enabled" }
+    );
+    Ok(())
+}
+
+pub async fn keys_rotate(database_url: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let key = tokens::generate_signing_key(SystemClock.now())?;
+    store.insert_signing_key(&key).await?;
+    println!("new signing key {}; it signs from now on", key.kid);
+    Ok(())
+}
+
+pub async fn keys_list(database_url: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    for (i, key) in store.list_signing_keys().await?.iter().enumerate() {
+        let role = if i == 0 { "signing" } else { "verifying" };
+        println!(
+            "{}\t{}\t{role}",
+            key.kid,
+            crate::web::link::utc_time(key.created_at)
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeviceArgs {
+    /// The linkd server (its public URL).
+    #[arg(long, env = "LINKD_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// The device app's client_id.
+    #[arg(long, default_value = app::DEMO_CLIENT_ID)]
+    pub client: String,
+    /// The secret, for a confidential device app.
+    #[arg(long, env = "LINKD_CLIENT_SECRET")]
+    pub secret: Option<String>,
+    /// Scopes to ask for.
+    #[arg(long, default_value = "openid email offline_access")]
+    pub scope: String,
+    /// The name this device shows people.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Give up after this many expired codes.
+    #[arg(long, default_value_t = 3)]
+    pub attempts: u32,
+}
+
+/// A terminal QR code, two rows of modules per line of text.
+pub fn qr_text(data: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(data.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .build(),
+    )
+}
+
+pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
+    let mut device = linkd_device::Device::discover(&args.server, &args.client)
+        .await
+        .with_context(|| format!("reading {}'s metadata", args.server))?;
+    if let Some(secret) = &args.secret {
+        device = device.with_secret(secret);
+    }
+    let mut out = std::io::stdout();
+    for attempt in 1..=args.attempts.max(1) {
+        let auth = device
+            .request_code(Some(&args.scope), args.name.as_deref())
+            .await?;
+        writeln!(
+            out,
+            "\nTo link this device, open\n\n    {}\n",
+            auth.verification_uri
+        )?;
+        writeln!(out, "and enter the code\n\n    {}\n", auth.user_code)?;
+        if let Some(complete) = &auth.verification_uri_complete
+            && let Some(qr) = qr_text(complete)
+        {
+            writeln!(out, "or scan this with your phone:\n\n{qr}")?;
+        }
+        writeln!(
+            out,
+            "The code works for {} minutes. Waiting…",
+            auth.expires_in.div_ceil(60)
+        )?;
+        out.flush()?;
+        match device.wait_for_tokens(&auth).await {
+            Ok(tokens) => {
+                let who = tokens
+                    .id_token_claims()
+                    .and_then(|c| {
+                        c.get("email")
+                            .or_else(|| c.get("sub"))
+                            .and_then(|v| v.as_str().map(str::to_string))
+                    })
+                    .unwrap_or_else(|| "your account".into());
+                writeln!(out, "\nLinked to {who}.")?;
+                return Ok(());
+            }
+            Err(linkd_device::Error::Expired) if attempt < args.attempts => {
+                writeln!(out, "\nThat code expired; here is a new one.")?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("no code was approved in time")
+}

@@ -1,0 +1,206 @@
+//! User codes and device codes (RFC 8628 §6.1), and the hashing of secrets
+//! that are stored only as hashes.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::{Rng, RngCore};
+use sha2::{Digest, Sha256};
+
+/// RFC 8628 §6.1: twenty consonants, no vowels (no words), no digits or
+/// letters that look alike (0/O, 1/I/L, 5/S, 8/B are avoided by leaving out
+/// digits entirely).
+pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+/// 20^8 ≈ 2^34.6 possible codes.
+pub const USER_CODE_LEN: usize = 8;
+/// Longest input `UserCode::parse` looks at; anything longer is rejected before
+/// normalisation so hostile input costs nothing.
+const MAX_INPUT_LEN: usize = 64;
+
+/// A normalised user code: eight characters from [`USER_CODE_ALPHABET`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct UserCode(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    #[error("the code is empty")]
+    Empty,
+    #[error("the code is too long")]
+    TooLong,
+    #[error("the code is too short")]
+    TooShort,
+    #[error("the code contains a character that codes never use")]
+    BadCharacter,
+}
+
+impl UserCode {
+    pub fn generate(rng: &mut impl Rng) -> Self {
+        let code = (0..USER_CODE_LEN)
+            .map(|_| USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())] as char)
+            .collect();
+        UserCode(code)
+    }
+
+    /// Accepts what a person types: any case, with or without dashes and
+    /// spaces (RFC 8628 §6.1 recommends ignoring punctuation and case).
+    /// Anything else, including non-ASCII look-alikes such as full-width
+    /// letters, is rejected rather than guessed at.
+    pub fn parse(input: &str) -> Result<Self, CodeError> {
+        if input.len() > MAX_INPUT_LEN {
+            return Err(CodeError::TooLong);
+        }
+        let mut code = String::with_capacity(USER_CODE_LEN);
+        for c in input.chars() {
+            if c == '-' || c == ' ' || c == '\t' {
+                continue;
+            }
+            if !c.is_ascii() {
+                return Err(CodeError::BadCharacter);
+            }
+            let upper = c.to_ascii_uppercase();
+            if !USER_CODE_ALPHABET.contains(&(upper as u8)) {
+                return Err(CodeError::BadCharacter);
+            }
+            code.push(upper);
+        }
+        match code.len() {
+            0 => Err(CodeError::Empty),
+            n if n < USER_CODE_LEN => Err(CodeError::TooShort),
+            n if n > USER_CODE_LEN => Err(CodeError::TooLong),
+            _ => Ok(UserCode(code)),
+        }
+    }
+
+    /// The form stored and compared: eight letters, no dash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form shown to people: `XXXX-XXXX`.
+    pub fn display(&self) -> String {
+        format!("{}-{}", &self.0[..4], &self.0[4..])
+    }
+}
+
+impl fmt::Display for UserCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+impl fmt::Debug for UserCode {
+    // A live user code is a secret until it is used; keep it out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UserCode(..)")
+    }
+}
+
+/// A random secret of `bytes` bytes, base64url without padding.
+/// Device codes, refresh tokens, session ids and CSRF tokens use 32 bytes (256 bits).
+pub fn random_secret(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// SHA-256 of a high-entropy secret, base64url. Secrets with ≥128 bits of
+/// randomness need no salt or slow hash; the hash is the lookup key.
+pub fn secret_hash(secret: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_case_dashes_and_spaces() {
+        for input in [
+            "BCDF-GHJK",
+            "bcdfghjk",
+            "bcdf ghjk",
+            " B-C-D-F-G-H-J-K ",
+            "bcdF-gHjk\t",
+        ] {
+            let code = UserCode::parse(input).unwrap();
+            assert_eq!(code.as_str(), "BCDFGHJK");
+            assert_eq!(code.display(), "BCDF-GHJK");
+        }
+    }
+
+    #[test]
+    fn parse_rejects_what_codes_never_contain() {
+        assert_eq!(UserCode::parse(""), Err(CodeError::Empty));
+        assert_eq!(UserCode::parse(" - "), Err(CodeError::Empty));
+        assert_eq!(UserCode::parse("BCDF"), Err(CodeError::TooShort));
+        assert_eq!(UserCode::parse("BCDFGHJKL"), Err(CodeError::TooLong));
+        assert_eq!(UserCode::parse(&"B".repeat(65)), Err(CodeError::TooLong));
+        // Vowels and digits are not in the alphabet.
+        assert_eq!(UserCode::parse("BCDFGHJA"), Err(CodeError::BadCharacter));
+        assert_eq!(UserCode::parse("BCDFGHJ1"), Err(CodeError::BadCharacter));
+        // Full-width and Cyrillic look-alikes are refused, not folded.
+        assert_eq!(UserCode::parse("ＢCDFGHJK"), Err(CodeError::BadCharacter));
+        assert_eq!(UserCode::parse("BCDFGHJК"), Err(CodeError::BadCharacter));
+        assert_eq!(UserCode::parse("BCDF\0GHJK"), Err(CodeError::BadCharacter));
+    }
+
+    #[test]
+    fn generated_codes_use_only_the_alphabet_and_parse_back() {
+        let mut rng = rand::thread_rng();
+        for _ in 0..1000 {
+            let code = UserCode::generate(&mut rng);
+            assert_eq!(code.as_str().len(), USER_CODE_LEN);
+            assert!(
+                code.as_str()
+                    .bytes()
+                    .all(|b| USER_CODE_ALPHABET.contains(&b))
+            );
+            assert_eq!(UserCode::parse(&code.display()).unwrap(), code);
+            assert_eq!(
+                UserCode::parse(&code.as_str().to_lowercase()).unwrap(),
+                code
+            );
+        }
+    }
+
+    #[test]
+    fn user_code_space_has_over_34_bits() {
+        let bits = (USER_CODE_ALPHABET.len() as f64).log2() * USER_CODE_LEN as f64;
+        assert!(bits > 34.5, "{bits}");
+    }
+
+    #[test]
+    fn generation_is_roughly_uniform() {
+        let mut rng = rand::thread_rng();
+        let mut counts = [0u32; 20];
+        for _ in 0..2000 {
+            for b in UserCode::generate(&mut rng).as_str().bytes() {
+                let i = USER_CODE_ALPHABET.iter().position(|&a| a == b).unwrap();
+                counts[i] += 1;
+            }
+        }
+        // 16000 draws, 800 expected per letter; a biased generator would
+        // leave some letters far off.
+        assert!(
+            counts.iter().all(|&c| (600..1000).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn device_code_secret_has_256_bits_and_hash_is_stable() {
+        let a = random_secret(32);
+        let b = random_secret(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+        assert_eq!(secret_hash(&a), secret_hash(&a));
+        assert_ne!(secret_hash(&a), secret_hash(&b));
+    }
+
+    #[test]
+    fn debug_does_not_reveal_the_code() {
+        let code = UserCode::parse("BCDFGHJK").unwrap();
+        assert!(!format!("{code:?}").contains("BCDF"));
+    }
+}

@@ -1,0 +1,107 @@
+//! One `Config` for the server, read from flags and `LINKD_*` environment
+//! variables (flags win).
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LINKD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The address people and devices reach linkd at; the issuer of every
+    /// token. Defaults to http://<listen>.
+    #[arg(long, env = "LINKD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Where the store lives: sqlite://FILE or postgres://...
+    #[arg(long, env = "LINKD_DATABASE_URL", default_value = "sqlite://linkd.db")]
+    pub database_url: String,
+
+    /// How long a device code and its user code stay valid, in seconds.
+    #[arg(long, env = "LINKD_CODE_LIFETIME", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(30..=86_400))]
+    pub code_lifetime: u32,
+
+    /// The polling interval devices are told to keep, in seconds.
+    #[arg(long, env = "LINKD_POLL_INTERVAL", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=300))]
+    pub poll_interval: u32,
+
+    /// Lifetime of access tokens and ID tokens, in seconds.
+    #[arg(long, env = "LINKD_ACCESS_TOKEN_LIFETIME", default_value_t = 3600,
+          value_parser = clap::value_parser!(u32).range(30..=86_400))]
+    pub access_token_lifetime: u32,
+
+    /// How long a refresh token stays valid when unused, in seconds (30 days).
+    #[arg(long, env = "LINKD_REFRESH_IDLE_LIFETIME", default_value_t = 30 * 86_400,
+          value_parser = clap::value_parser!(u32).range(60..))]
+    pub refresh_idle_lifetime: u32,
+
+    /// How long a linked device may keep refreshing without the person
+    /// approving again, in seconds (365 days).
+    #[arg(long, env = "LINKD_REFRESH_ABSOLUTE_LIFETIME", default_value_t = 365 * 86_400,
+          value_parser = clap::value_parser!(u32).range(60..))]
+    pub refresh_absolute_lifetime: u32,
+
+    /// How long a sign-in lasts in the browser, in seconds (14 days).
+    #[arg(long, env = "LINKD_SESSION_LIFETIME", default_value_t = 14 * 86_400,
+          value_parser = clap::value_parser!(u32).range(60..))]
+    pub session_lifetime: u32,
+
+    /// Do not register the `demo-tv` app on an empty database.
+    #[arg(long, env = "LINKD_NO_DEMO")]
+    pub no_demo: bool,
+}
+
+impl Config {
+    /// The public URL without a trailing slash.
+    pub fn issuer(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Cookies get `Secure` and pages get HSTS only when people reach linkd
+    /// over https.
+    pub fn is_https(&self) -> bool {
+        self.issuer().starts_with("https://")
+    }
+
+    /// Checks what clap cannot: the public URL must be an absolute http(s)
+    /// URL without query or fragment, since it becomes the token issuer
+    /// (RFC 8414 §2).
+    pub fn validate(&self) -> Result<(), String> {
+        let issuer = self.issuer();
+        let rest = issuer
+            .strip_prefix("https://")
+            .or_else(|| issuer.strip_prefix("http://"))
+            .ok_or_else(|| format!("public URL {issuer:?} must start with http:// or https://"))?;
+        if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "public URL {issuer:?} must name a host and have no query or fragment"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The defaults, as `linkd serve` with no flags and no environment would
+    /// have them. Tests start from this.
+    pub fn defaults() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            database_url: "sqlite://linkd.db".into(),
+            code_lifetime: 600,
+            poll_interval: 5,
+            access_token_lifetime: 3600,
+            refresh_idle_lifetime: 30 * 86_400,
+            refresh_absolute_lifetime: 365 * 86_400,
+            session_lifetime: 14 * 86_400,
+            no_demo: false,
+        }
+    }
+}

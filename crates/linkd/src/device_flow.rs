@@ -1,0 +1,509 @@
+//! The device authorization grant's domain (RFC 8628): starting an
+//! authorization, the person's decision, and the device's polls that end in
+//! tokens. Functions here take the store and never see HTTP.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::codes::{CodeError, UserCode, random_secret, secret_hash};
+use crate::store::{
+    Account, AuthorizationState, Client, DeviceAuthorization, LinkedDevice, Redemption,
+    RefreshToken, Store, StoreError, Timestamp,
+};
+use crate::tokens::{AccessClaims, IdClaims, Keys};
+use crate::{Config, scopes};
+
+/// Longest `device_name` kept; longer names are cut.
+pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+/// RFC 8628 §3.5: each slow_down adds five seconds to the interval.
+pub const SLOW_DOWN_STEP_SECS: i64 = 5;
+
+/// What the device is given (RFC 8628 §3.2).
+#[derive(Debug)]
+pub struct IssuedCodes {
+    pub device_code: String,
+    pub user_code: UserCode,
+    pub expires_in: i64,
+    pub interval: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Decides the scope of a request: the client's whole allowance when none
+/// is asked for (RFC 6749 §3.3 lets the server pick a default), else exactly
+/// what was asked, which must be known and allowed to the client.
+pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String, String> {
+    let Some(requested) = requested else {
+        return Ok(client.scopes.clone());
+    };
+    let tokens = scopes::parse(requested).ok_or("the scope parameter is malformed")?;
+    if tokens.is_empty() {
+        return Ok(client.scopes.clone());
+    }
+    for token in &tokens {
+        if !scopes::is_known(token) || !client.allows_scope(token) {
+            return Err(format!("this app may not ask for the scope {token:?}"));
+        }
+    }
+    Ok(tokens.join(" "))
+}
+
+/// A label for a device the person will recognise: the name the device
+/// gave, cleaned of control characters and cut to length.
+pub fn clean_device_name(name: Option<&str>) -> Option<String> {
+    let cleaned: String = name?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_DEVICE_NAME_CHARS)
+        .collect();
+    let trimmed = cleaned.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_string())
+}
+
+/// Starts a device authorization (RFC 8628 §3.1-3.2).
+pub async fn start(
+    store: &dyn Store,
+    config: &Config,
+    now: Timestamp,
+    client: &Client,
+    scope: Option<&str>,
+    device_name: Option<&str>,
+    requested_ip: &str,
+) -> Result<IssuedCodes, StartError> {
+    let scope = resolve_scope(client, scope).map_err(StartError::InvalidScope)?;
+    let device_code = random_secret(32);
+    let expires_in = i64::from(config.code_lifetime);
+    let interval = i64::from(config.poll_interval);
+    let mut auth = DeviceAuthorization {
+        id: random_secret(16),
+        device_code_hash: secret_hash(&device_code),
+        user_code: String::new(),
+        client_id: client.client_id.clone(),
+        scope,
+        state: AuthorizationState::Pending,
+        account_id: None,
+        requested_ip: requested_ip.to_string(),
+        device_name: clean_device_name(device_name),
+        created_at: now,
+        expires_at: now + expires_in,
+        interval,
+        decided_at: None,
+    };
+    // 20^8 codes: a collision with a stored code is rare; try again on one.
+    for _ in 0..8 {
+        let user_code = UserCode::generate(&mut rand::thread_rng());
+        auth.user_code = user_code.as_str().to_string();
+        match store.insert_device_authorization(&auth).await {
+            Ok(()) => {
+                return Ok(IssuedCodes {
+                    device_code,
+                    user_code,
+                    expires_in,
+                    interval,
+                });
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Unavailable("could not find a free user code".into()).into())
+}
+
+/// In-memory poll-rate bookkeeping (RFC 8628 §3.5 slow_down), so a poll
+/// costs no write. Per instance: a device alternating between instances is
+/// checked by each separately.
+#[derive(Default)]
+pub struct PollTracker {
+    entries: Mutex<HashMap<String, PollEntry>>,
+}
+
+struct PollEntry {
+    last_ms: i64,
+    interval_secs: i64,
+    expires_at: Timestamp,
+}
+
+impl PollTracker {
+    /// Records a poll of a pending authorization. `Err(interval)` when it
+    /// came sooner than the interval; the interval has then grown by
+    /// five seconds for this and every later poll.
+    pub fn check(&self, auth: &DeviceAuthorization, now_ms: i64) -> Result<(), i64> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.entry(auth.id.clone()).or_insert(PollEntry {
+            last_ms: i64::MIN,
+            interval_secs: auth.interval,
+            expires_at: auth.expires_at,
+        });
+        // A tenth of the interval of slack absorbs network jitter for a
+        // device that waits exactly the interval between polls.
+        let min_gap_ms = entry.interval_secs * 900;
+        let too_fast = entry.last_ms != i64::MIN && now_ms - entry.last_ms < min_gap_ms;
+        entry.last_ms = now_ms;
+        if too_fast {
+            entry.interval_secs += SLOW_DOWN_STEP_SECS;
+            Err(entry.interval_secs)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Forgets authorizations past their deadline.
+    pub fn sweep(&self, now: Timestamp) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, e| e.expires_at > now);
+    }
+
+    pub fn forget(&self, id: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Tokens handed to a device (RFC 6749 §5.1).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenSet {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// Who the tokens are for: the person, their linked device, and what they
+/// granted it.
+pub struct Grant<'a> {
+    pub account: &'a Account,
+    pub device: &'a LinkedDevice,
+    pub scope: &'a str,
+    /// When the person approved (OpenID Connect Core §2 `auth_time`).
+    pub auth_time: Timestamp,
+}
+
+/// Mints the access token and, when the scope calls for it, the ID token.
+pub fn mint(
+    keys: &Keys,
+    config: &Config,
+    now: Timestamp,
+    grant: &Grant<'_>,
+    refresh_token: Option<String>,
+) -> Result<TokenSet, jsonwebtoken::errors::Error> {
+    let Grant {
+        account,
+        device,
+        scope,
+        auth_time,
+    } = *grant;
+    let issuer = config.issuer();
+    let lifetime = i64::from(config.access_token_lifetime);
+    let access_token = keys.sign_access_token(&AccessClaims {
+        iss: issuer.clone(),
+        sub: account.id.clone(),
+        aud: issuer.clone(),
+        exp: now + lifetime,
+        iat: now,
+        jti: random_secret(16),
+        scope: scope.to_string(),
+        client_id: device.client_id.clone(),
+        sid: device.id.clone(),
+    })?;
+    let id_token = if scopes::contains(scope, "openid") {
+        Some(keys.sign_id_token(&IdClaims {
+            iss: issuer,
+            sub: account.id.clone(),
+            aud: device.client_id.clone(),
+            exp: now + lifetime,
+            iat: now,
+            auth_time,
+            email: scopes::contains(scope, "email").then(|| account.email.clone()),
+            sid: Some(device.id.clone()),
+        })?)
+    } else {
+        None
+    };
+    Ok(TokenSet {
+        access_token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: scope.to_string(),
+        refresh_token,
+        id_token,
+    })
+}
+
+/// How a poll of the token endpoint ends (RFC 8628 §3.5).
+#[derive(Debug)]
+pub enum PollOutcome {
+    Tokens(Box<TokenSet>),
+    Pending,
+    SlowDown,
+    Denied,
+    Expired,
+    /// Unknown device code, one issued to another client, or one already
+    /// redeemed.
+    InvalidGrant(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not sign a token: {0}")]
+    Signing(#[from] jsonwebtoken::errors::Error),
+}
+
+/// One poll of the token endpoint with a device code. A pending code costs
+/// one indexed read and no write.
+pub async fn poll(
+    store: &dyn Store,
+    polls: &PollTracker,
+    keys: &Keys,
+    config: &Config,
+    now_ms: i64,
+    client: &Client,
+    device_code: &str,
+) -> Result<PollOutcome, PollError> {
+    let now = now_ms.div_euclid(1000);
+    let Some(auth) = store
+        .get_device_authorization_by_code_hash(&secret_hash(device_code))
+        .await?
+    else {
+        return Ok(PollOutcome::InvalidGrant("the device code is not known"));
+    };
+    // RFC 6749 §5.2: a grant issued to another client is invalid_grant.
+    if auth.client_id != client.client_id {
+        return Ok(PollOutcome::InvalidGrant("the device code is not known"));
+    }
+    if auth.state == AuthorizationState::Redeemed {
+        return Ok(PollOutcome::InvalidGrant(
+            "the device code has already been used",
+        ));
+    }
+    if auth.expires_at <= now {
+        polls.forget(&auth.id);
+        return Ok(PollOutcome::Expired);
+    }
+    match auth.state {
+        AuthorizationState::Pending => Ok(match polls.check(&auth, now_ms) {
+            Ok(()) => PollOutcome::Pending,
+            Err(_) => PollOutcome::SlowDown,
+        }),
+        AuthorizationState::Denied => {
+            polls.forget(&auth.id);
+            Ok(PollOutcome::Denied)
+        }
+        AuthorizationState::Redeemed => Ok(PollOutcome::InvalidGrant(
+            "the device code has already been used",
+        )),
+        AuthorizationState::Approved => {
+            polls.forget(&auth.id);
+            redeem(store, keys, config, now, client, &auth).await
+        }
+    }
+}
+
+async fn redeem(
+    store: &dyn Store,
+    keys: &Keys,
+    config: &Config,
+    now: Timestamp,
+    client: &Client,
+    auth: &DeviceAuthorization,
+) -> Result<PollOutcome, PollError> {
+    let account = match &auth.account_id {
+        Some(id) => store.get_account(id).await?,
+        None => None,
+    };
+    let Some(account) = account.filter(|a| !a.disabled) else {
+        return Ok(PollOutcome::InvalidGrant(
+            "the approving account no longer exists",
+        ));
+    };
+    let device = LinkedDevice {
+        id: random_secret(16),
+        account_id: account.id.clone(),
+        client_id: client.client_id.clone(),
+        label: auth
+            .device_name
+            .clone()
+            .unwrap_or_else(|| client.name.clone()),
+        scope: auth.scope.clone(),
+        linked_at: now,
+        linked_ip: auth.requested_ip.clone(),
+        last_refresh_at: None,
+        revoked_at: None,
+    };
+    let refresh_secret = scopes::contains(&auth.scope, "offline_access").then(|| random_secret(32));
+    let refresh_token = refresh_secret.as_ref().map(|secret| RefreshToken {
+        token_hash: secret_hash(secret),
+        device_id: device.id.clone(),
+        scope: auth.scope.clone(),
+        created_at: now,
+        expires_at: now + i64::from(config.refresh_idle_lifetime),
+        rotated_at: None,
+    });
+    // Sign before the state change so a signing failure cannot leave a
+    // redeemed code whose tokens were never handed out.
+    let grant = Grant {
+        account: &account,
+        device: &device,
+        scope: &auth.scope,
+        auth_time: auth.decided_at.unwrap_or(now),
+    };
+    let tokens = mint(keys, config, now, &grant, refresh_secret)?;
+    let redemption = Redemption {
+        device,
+        refresh_token,
+    };
+    if store
+        .redeem_device_authorization(&auth.id, now, &redemption)
+        .await?
+    {
+        Ok(PollOutcome::Tokens(Box::new(tokens)))
+    } else {
+        // Another poll redeemed it between our read and our update.
+        Ok(PollOutcome::InvalidGrant(
+            "the device code has already been used",
+        ))
+    }
+}
+
+/// Why a code a person typed cannot be confirmed.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("malformed code: {0}")]
+    Malformed(#[from] CodeError),
+    #[error("no such code")]
+    NotFound,
+    #[error("the code has expired")]
+    Expired,
+    #[error("the code has already been used")]
+    AlreadyUsed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A pending authorization the person may approve, with its app.
+pub struct PendingAuthorization {
+    pub auth: DeviceAuthorization,
+    pub client: Client,
+    pub user_code: UserCode,
+}
+
+/// Finds the pending authorization behind a code a person typed.
+pub async fn find_pending(
+    store: &dyn Store,
+    input: &str,
+    now: Timestamp,
+) -> Result<PendingAuthorization, LookupError> {
+    let user_code = UserCode::parse(input)?;
+    let auth = store
+        .get_device_authorization_by_user_code(user_code.as_str())
+        .await?
+        .ok_or(LookupError::NotFound)?;
+    if auth.state != AuthorizationState::Pending {
+        return Err(LookupError::AlreadyUsed);
+    }
+    if auth.expires_at <= now {
+        return Err(LookupError::Expired);
+    }
+    let client = store
+        .get_client(&auth.client_id)
+        .await?
+        .ok_or(LookupError::NotFound)?;
+    Ok(PendingAuthorization {
+        auth,
+        client,
+        user_code,
+    })
+}
+
+/// Records the person's decision. Exactly one decision wins; a second one,
+/// or one after the deadline, finds the code no longer pending.
+pub async fn decide(
+    store: &dyn Store,
+    input: &str,
+    approve: bool,
+    account_id: &str,
+    now: Timestamp,
+) -> Result<PendingAuthorization, LookupError> {
+    let pending = find_pending(store, input, now).await?;
+    if store
+        .decide_device_authorization(&pending.auth.id, approve, account_id, now)
+        .await?
+    {
+        Ok(pending)
+    } else {
+        // Lost a race with another decision or the deadline; say which.
+        match find_pending(store, input, now).await {
+            Err(e) => Err(e),
+            Ok(_) => Err(LookupError::AlreadyUsed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(interval: i64) -> DeviceAuthorization {
+        DeviceAuthorization {
+            id: "a".into(),
+            device_code_hash: String::new(),
+            user_code: String::new(),
+            client_id: String::new(),
+            scope: String::new(),
+            state: AuthorizationState::Pending,
+            account_id: None,
+            requested_ip: String::new(),
+            device_name: None,
+            created_at: 0,
+            expires_at: 600,
+            interval,
+            decided_at: None,
+        }
+    }
+
+    #[test]
+    fn slow_down_grows_interval_by_five_seconds() {
+        let polls = PollTracker::default();
+        let a = auth(5);
+        assert_eq!(polls.check(&a, 0), Ok(()));
+        assert_eq!(polls.check(&a, 5_000), Ok(()));
+        assert_eq!(polls.check(&a, 6_000), Err(10));
+        // The grown interval now applies: 5 s is too soon, 10 s is fine.
+        assert_eq!(polls.check(&a, 11_000), Err(15));
+        assert_eq!(polls.check(&a, 26_000), Ok(()));
+        polls.sweep(600);
+        assert!(polls.is_empty());
+    }
+
+    #[test]
+    fn device_names_are_cleaned() {
+        assert_eq!(
+            clean_device_name(Some("  Living room TV\n")).as_deref(),
+            Some("Living room TV")
+        );
+        assert_eq!(clean_device_name(Some("\u{0}\u{7}")), None);
+        assert_eq!(
+            clean_device_name(Some(&"x".repeat(100))).unwrap().len(),
+            MAX_DEVICE_NAME_CHARS
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! linkd: a self-hosted device linking service. A device without a keyboard
+//! shows a code; a person enters it on `/link`, approves, and the device
+//! gets tokens (OAuth 2.0 Device Authorization Grant, RFC 8628).
+
+/// People: accounts, password hashes, browser sessions.
+pub mod accounts;
+/// The router and the state shared by every handler.
+pub mod app;
+/// What each `linkd` command does.
+pub mod cli;
+/// The injected time source.
+pub mod clock;
+/// User codes, device codes and hashes of stored secrets.
+pub mod codes;
+/// Server configuration from flags and `LINKD_*` variables.
+pub mod config;
+/// The device authorization state machine and token minting.
+pub mod device_flow;
+/// OAuth and OpenID endpoints, with RFC 6749 JSON errors.
+pub mod oauth;
+/// The scopes linkd knows and their plain-words descriptions.
+pub mod scopes;
+/// The `Store` trait and its SQLite implementation.
+pub mod store;
+/// Signing keys, JWT access tokens and ID tokens.
+pub mod tokens;
+/// The person's pages, with HTML errors, CSRF and security headers.
+pub mod web;
+
+pub use config::Config;

@@ -1,0 +1,147 @@
+//! The `linkd` command: parses arguments and calls into the library.
+
+use clap::{Parser, Subcommand};
+use linkd::Config;
+use linkd::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "linkd",
+    version,
+    about = "Self-hosted device linking (OAuth 2.0 Device Authorization Grant)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Db {
+    /// Where the store lives: sqlite://FILE or postgres://...
+    #[arg(
+        long,
+        env = "LINKD_DATABASE_URL",
+        default_value = "sqlite://linkd.db",
+        global = true
+    )]
+    database_url: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Box<Config>),
+    /// Create or update the database schema, then exit.
+    Migrate(Db),
+    /// Manage device apps (OAuth clients).
+    Client {
+        #[command(flatten)]
+        db: Db,
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// Manage people's accounts.
+    User {
+        #[command(flatten)]
+        db: Db,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage token signing keys.
+    Keys {
+        #[command(flatten)]
+        db: Db,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Act as a device: show a code, wait for approval, print who linked it.
+    Device(cli::DeviceArgs),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a device app.
+    Add {
+        /// The client_id devices will send.
+        #[arg(long)]
+        id: String,
+        /// The name people see on the confirmation page.
+        #[arg(long)]
+        name: String,
+        /// A scope the app may ask for (repeat the flag, or separate with spaces).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Give the app a secret (printed once) it must present at the token endpoint.
+        #[arg(long)]
+        confidential: bool,
+    },
+    /// List registered apps.
+    List,
+    /// Remove an app; its pending codes go with it.
+    Remove { id: String },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from standard input, or
+    /// asked for when standard input is a terminal.
+    Add {
+        #[arg(long)]
+        email: String,
+    },
+    /// List accounts.
+    List,
+    /// Stop an account from signing in or linking devices.
+    Disable { email: String },
+    /// Allow a disabled account again.
+    Enable { email: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key; it signs from now on, older keys keep verifying.
+    Rotate,
+    /// List signing keys, newest (the one that signs) first.
+    List,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(config) => cli::serve(*config).await,
+        Command::Migrate(db) => cli::migrate(&db.database_url).await,
+        Command::Client { db, command } => match command {
+            ClientCommand::Add {
+                id,
+                name,
+                scopes,
+                confidential,
+            } => cli::client_add(&db.database_url, &id, &name, &scopes, confidential).await,
+            ClientCommand::List => cli::client_list(&db.database_url).await,
+            ClientCommand::Remove { id } => cli::client_remove(&db.database_url, &id).await,
+        },
+        Command::User { db, command } => match command {
+            UserCommand::Add { email } => cli::user_add(&db.database_url, &email).await,
+            UserCommand::List => cli::user_list(&db.database_url).await,
+            UserCommand::Disable { email } => {
+                cli::user_set_disabled(&db.database_url, &email, true).await
+            }
+            UserCommand::Enable { email } => {
+                cli::user_set_disabled(&db.database_url, &email, false).await
+            }
+        },
+        Command::Keys { db, command } => match command {
+            KeysCommand::Rotate => cli::keys_rotate(&db.database_url).await,
+            KeysCommand::List => cli::keys_list(&db.database_url).await,
+        },
+        Command::Device(args) => cli::device(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linkd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

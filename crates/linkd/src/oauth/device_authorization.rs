@@ -1,0 +1,62 @@
+//! `POST /oauth/device_authorization` (RFC 8628 §3.1-3.2).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::OAuthError;
+use super::client_auth::authenticate;
+use super::form::OAuthRequest;
+use crate::app::{AppState, ClientIp};
+use crate::device_flow::{self, StartError};
+
+#[derive(Serialize)]
+struct DeviceAuthorizationResponse {
+    device_code: String,
+    user_code: String,
+    verification_uri: String,
+    verification_uri_complete: String,
+    expires_in: i64,
+    interval: i64,
+}
+
+pub async fn handle(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: OAuthRequest,
+) -> Result<Response, OAuthError> {
+    let client = authenticate(state.store.as_ref(), &req).await?;
+    let issued = device_flow::start(
+        state.store.as_ref(),
+        &state.config,
+        state.clock.now(),
+        &client,
+        req.form.get("scope"),
+        req.form.get("device_name"),
+        &ip.to_string(),
+    )
+    .await
+    .map_err(|e| match e {
+        StartError::InvalidScope(d) => OAuthError::invalid_scope(d),
+        StartError::Store(e) => e.into(),
+    })?;
+    let verification_uri = format!("{}/link", state.config.issuer());
+    let body = DeviceAuthorizationResponse {
+        verification_uri_complete: format!(
+            "{verification_uri}?code={}",
+            issued.user_code.display()
+        ),
+        verification_uri,
+        device_code: issued.device_code,
+        user_code: issued.user_code.display(),
+        expires_in: issued.expires_in,
+        interval: issued.interval,
+    };
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

@@ -1,0 +1,50 @@
+//! Server metadata (RFC 8414, OpenID Connect Discovery 1.0 §3) and the JWK
+//! set (RFC 7517).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::scopes;
+
+use super::token::DEVICE_CODE_GRANT;
+
+pub fn metadata(issuer: &str) -> Value {
+    json!({
+        "issuer": issuer,
+        "device_authorization_endpoint": format!("{issuer}/oauth/device_authorization"),
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "jwks_uri": format!("{issuer}/oauth/jwks"),
+        "grant_types_supported": [DEVICE_CODE_GRANT],
+        "scopes_supported": scopes::KNOWN.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        // linkd issues no tokens from an authorization endpoint; "none" is
+        // the one response type that describes that (OAuth 2.0 Multiple
+        // Response Type Encoding Practices §4).
+        "response_types_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "subject_types_supported": ["public"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "email", "sid"],
+    })
+}
+
+fn cached_json(value: Value, max_age: u32) -> Response {
+    let mut response = Json(value).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        response.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    response
+}
+
+pub async fn openid_configuration(State(state): State<AppState>) -> Response {
+    cached_json(metadata(&state.config.issuer()), 3600)
+}
+
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    // Short cache: a rotated key must reach verifiers well before it signs.
+    let keys = state.keys();
+    cached_json(serde_json::to_value(keys.jwks()).unwrap_or_default(), 300)
+}

@@ -1,0 +1,119 @@
+//! Strict parsing of `application/x-www-form-urlencoded` OAuth requests.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, header};
+
+use super::OAuthError;
+
+/// The parameters of an OAuth request body, each present at most once.
+#[derive(Debug, Default)]
+pub struct OAuthForm {
+    params: HashMap<String, String>,
+}
+
+impl OAuthForm {
+    /// RFC 6749 §3.1: a parameter sent without a value counts as omitted.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    pub fn require(&self, name: &'static str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("the {name} parameter is missing")))
+    }
+
+    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(OAuthError::invalid_request(
+                "the request body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let mut params = HashMap::new();
+        for (name, value) in form_urlencoded::parse(body) {
+            // Invalid UTF-8 is replaced by U+FFFD when decoding; no OAuth
+            // parameter legitimately holds it, nor a NUL.
+            if name.contains(['\u{FFFD}', '\0']) || value.contains(['\u{FFFD}', '\0']) {
+                return Err(OAuthError::invalid_request(
+                    "the request holds bytes that are not valid UTF-8 text",
+                ));
+            }
+            if value.is_empty() {
+                continue;
+            }
+            // RFC 6749 §3.1: parameters must not be included more than once.
+            if params
+                .insert(name.to_string(), value.into_owned())
+                .is_some()
+            {
+                return Err(OAuthError::invalid_request(format!(
+                    "the {name} parameter is repeated"
+                )));
+            }
+        }
+        Ok(OAuthForm { params })
+    }
+}
+
+/// The parsed form together with the request headers (client
+/// authentication reads both).
+pub struct OAuthRequest {
+    pub headers: HeaderMap,
+    pub form: OAuthForm,
+}
+
+impl<S: Send + Sync> FromRequest<S> for OAuthRequest {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                OAuthError::payload_too_large()
+            } else {
+                OAuthError::invalid_request("the request body could not be read")
+            }
+        })?;
+        let form = OAuthForm::parse(&headers, &body)?;
+        Ok(OAuthRequest { headers, form })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn form_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=UTF-8"),
+        );
+        h
+    }
+
+    #[test]
+    fn parses_and_drops_empty_values() {
+        let f = OAuthForm::parse(&form_headers(), b"a=1&b=&c=x%20y").unwrap();
+        assert_eq!(f.get("a"), Some("1"));
+        assert_eq!(f.get("b"), None);
+        assert_eq!(f.get("c"), Some("x y"));
+    }
+
+    #[test]
+    fn rejects_repeats_bad_bytes_and_other_types() {
+        let e = OAuthForm::parse(&form_headers(), b"a=1&a=2").unwrap_err();
+        assert_eq!(e.error, "invalid_request");
+        assert!(OAuthForm::parse(&form_headers(), b"a=%FF").is_err());
+        assert!(OAuthForm::parse(&form_headers(), b"a=%00").is_err());
+        assert!(OAuthForm::parse(&HeaderMap::new(), b"a=1").is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! `POST /oauth/token` (RFC 6749 §3.2, §5): the device_code grant
+//! (RFC 8628 §3.4-3.5).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::OAuthError;
+use super::client_auth::authenticate;
+use super::form::OAuthRequest;
+use crate::app::AppState;
+use crate::device_flow::{self, PollError, PollOutcome, TokenSet};
+
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+pub async fn handle(
+    State(state): State<AppState>,
+    req: OAuthRequest,
+) -> Result<Response, OAuthError> {
+    let grant_type = req.form.require("grant_type")?;
+    match grant_type {
+        DEVICE_CODE_GRANT => device_code(&state, &req).await,
+        _ => Err(OAuthError::unsupported_grant_type(format!(
+            "linkd does not support the grant type {:?}",
+            grant_type.chars().take(100).collect::<String>()
+        ))),
+    }
+}
+
+async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, OAuthError> {
+    let client = authenticate(state.store.as_ref(), req).await?;
+    let device_code = req.form.require("device_code")?;
+    if device_code.len() > 256 {
+        return Err(OAuthError::invalid_grant("the device code is not known"));
+    }
+    let keys = state.keys();
+    let outcome = device_flow::poll(
+        state.store.as_ref(),
+        &state.polls,
+        &keys,
+        &state.config,
+        state.clock.now_ms(),
+        &client,
+        device_code,
+    )
+    .await
+    .map_err(|e| match e {
+        PollError::Store(e) => e.into(),
+        PollError::Signing(e) => {
+            tracing::error!(error = %e, "could not sign tokens");
+            OAuthError::server_error()
+        }
+    })?;
+    match outcome {
+        PollOutcome::Tokens(tokens) => Ok(token_response(&tokens)),
+        PollOutcome::Pending => Err(OAuthError::authorization_pending()),
+        PollOutcome::SlowDown => Err(OAuthError::slow_down()),
+        PollOutcome::Denied => Err(OAuthError::access_denied()),
+        PollOutcome::Expired => Err(OAuthError::expired_token()),
+        PollOutcome::InvalidGrant(why) => Err(OAuthError::invalid_grant(why)),
+    }
+}
+
+/// RFC 6749 §5.1: a successful token response, never cached.
+pub fn token_response(tokens: &TokenSet) -> Response {
+    let mut response = Json(tokens).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}

@@ -1,0 +1,77 @@
+//! The scopes linkd knows, what they mean in plain words, and parsing of
+//! the `scope` parameter (RFC 6749 §3.3).
+
+/// Every scope linkd can grant, with what the person is told it allows.
+pub const KNOWN: &[(&str, &str)] = &[
+    ("openid", "Know who you are (your account id)"),
+    ("profile", "See your basic profile"),
+    ("email", "See your email address"),
+    ("offline_access", "Stay signed in until you unlink it"),
+];
+
+/// The scopes a new client may ask for unless told otherwise.
+pub const DEFAULT_CLIENT_SCOPES: &str = "openid profile email offline_access";
+
+pub fn is_known(scope: &str) -> bool {
+    KNOWN.iter().any(|(s, _)| *s == scope)
+}
+
+pub fn describe(scope: &str) -> &'static str {
+    KNOWN
+        .iter()
+        .find(|(s, _)| *s == scope)
+        .map(|(_, d)| *d)
+        .unwrap_or("A permission this app asked for")
+}
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+fn is_scope_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// Splits a scope string into its tokens, in order, without repeats.
+/// `None` when a token breaks the RFC 6749 §3.3 grammar.
+pub fn parse(scope: &str) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for token in scope.split(' ').filter(|t| !t.is_empty()) {
+        if !is_scope_token(token) {
+            return None;
+        }
+        if !out.iter().any(|t| t == token) {
+            out.push(token.to_string());
+        }
+    }
+    Some(out)
+}
+
+pub fn contains(scope: &str, wanted: &str) -> bool {
+    scope.split(' ').any(|s| s == wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_dedupes_and_checks_grammar() {
+        assert_eq!(
+            parse("openid  email openid").unwrap(),
+            vec!["openid", "email"]
+        );
+        assert_eq!(parse("").unwrap(), Vec::<String>::new());
+        assert!(parse("open\"id").is_none());
+        assert!(parse("a\\b").is_none());
+        assert!(parse("é").is_none());
+    }
+
+    #[test]
+    fn every_known_scope_is_described() {
+        for (scope, _) in KNOWN {
+            assert!(is_known(scope));
+            assert_ne!(describe(scope), describe("unknown"));
+        }
+    }
+}

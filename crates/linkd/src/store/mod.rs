@@ -1,0 +1,309 @@
+//! The one seam between linkd and its database: the [`Store`] trait, the
+//! records it reads and writes, and its implementations (`sqlite`, the
+//! embedded default, and `postgres` for several instances). Nothing outside
+//! this module writes SQL.
+//!
+//! Every state change on a device authorization or a refresh token is a
+//! single conditional update, so racing requests resolve to one winner.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+/// Seconds since the Unix epoch.
+pub type Timestamp = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key already exists (an email, a client id, a user code).
+    #[error("already exists")]
+    Conflict,
+    /// The database could not be reached or answered with an error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value could not be read back (a corrupt or foreign row).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    /// SHA-256 of the secret for confidential clients; `None` for public ones.
+    pub secret_hash: Option<String>,
+    /// Space-separated scopes this client may ask for.
+    pub scopes: String,
+    pub created_at: Timestamp,
+}
+
+impl Client {
+    pub fn allows_scope(&self, scope: &str) -> bool {
+        self.scopes.split(' ').any(|s| s == scope)
+    }
+    pub fn is_confidential(&self) -> bool {
+        self.secret_hash.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: Timestamp,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// SHA-256 of the cookie value.
+    pub id_hash: String,
+    pub account_id: String,
+    /// The synchronizer token every state-changing form must carry.
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    /// PKCS#8 PEM of the RSA private key.
+    pub private_pem: String,
+    pub created_at: Timestamp,
+}
+
+/// Where a device authorization is in its life (DESIGN.md: pending →
+/// approved → redeemed, or pending → denied; expiry is derived from
+/// `expires_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationState {
+    Pending,
+    Approved,
+    Denied,
+    Redeemed,
+}
+
+impl AuthorizationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Redeemed => "redeemed",
+        }
+    }
+
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "denied" => Self::Denied,
+            "redeemed" => Self::Redeemed,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "authorization state {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceAuthorization {
+    pub id: String,
+    pub device_code_hash: String,
+    /// Normalised user code (eight letters, no dash).
+    pub user_code: String,
+    pub client_id: String,
+    /// Space-separated scopes asked for.
+    pub scope: String,
+    pub state: AuthorizationState,
+    /// The person who approved or denied.
+    pub account_id: Option<String>,
+    /// The network address the device asked from.
+    pub requested_ip: String,
+    /// A label the device gave itself (`device_name`), if any.
+    pub device_name: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The polling interval the device was told, in seconds.
+    pub interval: i64,
+    pub decided_at: Option<Timestamp>,
+}
+
+/// A lasting link between a person's account and one device of one app.
+#[derive(Debug, Clone)]
+pub struct LinkedDevice {
+    pub id: String,
+    pub account_id: String,
+    pub client_id: String,
+    pub label: String,
+    pub scope: String,
+    pub linked_at: Timestamp,
+    pub linked_ip: String,
+    pub last_refresh_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    /// The linked device, which is also the token family for reuse detection.
+    pub device_id: String,
+    pub scope: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Set when the token was exchanged for a newer one.
+    pub rotated_at: Option<Timestamp>,
+}
+
+/// What redeeming an approved authorization writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct Redemption {
+    pub device: LinkedDevice,
+    pub refresh_token: Option<RefreshToken>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// True when the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn insert_client(&self, client: &Client) -> StoreResult<()>;
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>>;
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Removes a client; true when it existed.
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+
+    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    /// Looks an account up by email, ignoring ASCII case.
+    async fn get_account_by_email(&self, email: &str) -> StoreResult<Option<Account>>;
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    /// True when the account existed.
+    async fn set_account_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool>;
+
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// A session that has not expired at `now`.
+    async fn get_session(&self, id_hash: &str, now: Timestamp) -> StoreResult<Option<Session>>;
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// All signing keys, newest first.
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+
+    /// Fails with `Conflict` when the user code is taken.
+    async fn insert_device_authorization(&self, auth: &DeviceAuthorization) -> StoreResult<()>;
+    async fn get_device_authorization_by_code_hash(
+        &self,
+        device_code_hash: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>>;
+    async fn get_device_authorization_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>>;
+    /// pending → approved or denied, only while pending and before the
+    /// deadline. True for the one caller that made the change.
+    async fn decide_device_authorization(
+        &self,
+        id: &str,
+        approve: bool,
+        account_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// approved → redeemed, writing the linked device and its first refresh
+    /// token in the same transaction. True for the one caller that redeemed.
+    async fn redeem_device_authorization(
+        &self,
+        id: &str,
+        now: Timestamp,
+        redemption: &Redemption,
+    ) -> StoreResult<bool>;
+
+    async fn get_linked_device(&self, id: &str) -> StoreResult<Option<LinkedDevice>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store that `database_url` names.
+pub async fn open(database_url: &str) -> StoreResult<DynStore> {
+    if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "unsupported database URL (expected sqlite://FILE): {}",
+            redact_url(database_url)
+        )))
+    }
+}
+
+/// Hides a password in a database URL before it is shown.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Migrations compiled into the binary, so `linkd` needs no files beside it.
+#[derive(Debug)]
+pub(crate) struct EmbeddedMigrations(pub &'static [(i64, &'static str, &'static str)]);
+
+impl sqlx::migrate::MigrationSource<'static> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+                > + Send,
+        >,
+    > {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    sqlx::migrate::Migration::new(
+                        version,
+                        description.into(),
+                        sqlx::migrate::MigrationType::Simple,
+                        sql.into(),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// Maps a database error: unique violations become `Conflict`, the rest
+/// `Unavailable`.
+pub(crate) fn map_sqlx(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(err.to_string()),
+        _ => StoreError::Unavailable(err.to_string()),
+    }
+}

@@ -1,0 +1,447 @@
+//! The embedded SQLite store: one file, WAL mode, one writer connection and
+//! a pool of readers so reads never wait behind a write.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+
+use super::*;
+
+const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)]);
+
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL {url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode NORMAL never corrupts the database and keeps every
+            // commit across a process crash; only a power cut may drop the
+            // last commits. FULL would cost an fsync per commit.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // SQLite allows one writer at a time; a single connection queues
+        // writes in the pool instead of failing them with SQLITE_BUSY.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(map_sqlx)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(map_sqlx)?;
+        Ok(SqliteStore { write, read })
+    }
+}
+
+fn client_from_row(row: &SqliteRow) -> Result<Client, sqlx::Error> {
+    Ok(Client {
+        client_id: row.try_get("client_id")?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        scopes: row.try_get("scopes")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn account_from_row(row: &SqliteRow) -> Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: row.try_get("created_at")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+    })
+}
+
+fn authorization_from_row(row: &SqliteRow) -> StoreResult<DeviceAuthorization> {
+    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    Ok(DeviceAuthorization {
+        id: row.try_get("id").map_err(get)?,
+        device_code_hash: row.try_get("device_code_hash").map_err(get)?,
+        user_code: row.try_get("user_code").map_err(get)?,
+        client_id: row.try_get("client_id").map_err(get)?,
+        scope: row.try_get("scope").map_err(get)?,
+        state: AuthorizationState::parse(row.try_get("state").map_err(get)?)?,
+        account_id: row.try_get("account_id").map_err(get)?,
+        requested_ip: row.try_get("requested_ip").map_err(get)?,
+        device_name: row.try_get("device_name").map_err(get)?,
+        created_at: row.try_get("created_at").map_err(get)?,
+        expires_at: row.try_get("expires_at").map_err(get)?,
+        interval: row.try_get("interval_secs").map_err(get)?,
+        decided_at: row.try_get("decided_at").map_err(get)?,
+    })
+}
+
+fn device_from_row(row: &SqliteRow) -> Result<LinkedDevice, sqlx::Error> {
+    Ok(LinkedDevice {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        client_id: row.try_get("client_id")?,
+        label: row.try_get("label")?,
+        scope: row.try_get("scope")?,
+        linked_at: row.try_get("linked_at")?,
+        linked_ip: row.try_get("linked_ip")?,
+        last_refresh_at: row.try_get("last_refresh_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        let migrator = sqlx::migrate::Migrator::new(MIGRATIONS)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        migrator
+            .run(&self.write)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn insert_client(&self, c: &Client) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clients (client_id, name, secret_hash, scopes, created_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&c.client_id)
+        .bind(&c.name)
+        .bind(&c.secret_hash)
+        .bind(&c.scopes)
+        .bind(c.created_at)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        sqlx::query("SELECT * FROM clients WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| client_from_row(&r).map_err(map_sqlx))
+            .transpose()
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        sqlx::query("SELECT * FROM clients ORDER BY client_id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .iter()
+            .map(|r| client_from_row(r).map_err(map_sqlx))
+            .collect()
+    }
+
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM clients WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_account(&self, a: &Account) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO accounts (id, email, password_hash, created_at, disabled)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&a.id)
+        .bind(&a.email)
+        .bind(&a.password_hash)
+        .bind(a.created_at)
+        .bind(a.disabled as i64)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn get_account_by_email(&self, email: &str) -> StoreResult<Option<Account>> {
+        sqlx::query("SELECT * FROM accounts WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| account_from_row(&r).map_err(map_sqlx))
+            .transpose()
+    }
+
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>> {
+        sqlx::query("SELECT * FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| account_from_row(&r).map_err(map_sqlx))
+            .transpose()
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        sqlx::query("SELECT * FROM accounts ORDER BY email")
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .iter()
+            .map(|r| account_from_row(r).map_err(map_sqlx))
+            .collect()
+    }
+
+    async fn set_account_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE accounts SET disabled = ? WHERE id = ?")
+            .bind(disabled as i64)
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_session(&self, s: &Session) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id_hash)
+        .bind(&s.account_id)
+        .bind(&s.csrf_token)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn get_session(&self, id_hash: &str, now: Timestamp) -> StoreResult<Option<Session>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = ? AND expires_at > ?")
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_sqlx)?;
+        row.map(|r| {
+            Ok(Session {
+                id_hash: r.try_get("id_hash")?,
+                account_id: r.try_get("account_id")?,
+                csrf_token: r.try_get("csrf_token")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+        .map_err(map_sqlx)
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn insert_signing_key(&self, k: &SigningKey) -> StoreResult<()> {
+        sqlx::query("INSERT INTO signing_keys (kid, private_pem, created_at) VALUES (?, ?, ?)")
+            .bind(&k.kid)
+            .bind(&k.private_pem)
+            .bind(k.created_at)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, rowid DESC")
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .iter()
+            .map(|r| {
+                Ok(SigningKey {
+                    kid: r.try_get("kid")?,
+                    private_pem: r.try_get("private_pem")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_sqlx)
+    }
+
+    async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id, scope,
+                 state, account_id, requested_ip, device_name, created_at, expires_at,
+                 interval_secs, decided_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.id)
+        .bind(&a.device_code_hash)
+        .bind(&a.user_code)
+        .bind(&a.client_id)
+        .bind(&a.scope)
+        .bind(a.state.as_str())
+        .bind(&a.account_id)
+        .bind(&a.requested_ip)
+        .bind(&a.device_name)
+        .bind(a.created_at)
+        .bind(a.expires_at)
+        .bind(a.interval)
+        .bind(a.decided_at)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn get_device_authorization_by_code_hash(
+        &self,
+        device_code_hash: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>> {
+        sqlx::query("SELECT * FROM device_authorizations WHERE device_code_hash = ?")
+            .bind(device_code_hash)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| authorization_from_row(&r))
+            .transpose()
+    }
+
+    async fn get_device_authorization_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>> {
+        sqlx::query("SELECT * FROM device_authorizations WHERE user_code = ?")
+            .bind(user_code)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| authorization_from_row(&r))
+            .transpose()
+    }
+
+    async fn decide_device_authorization(
+        &self,
+        id: &str,
+        approve: bool,
+        account_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let state = if approve {
+            AuthorizationState::Approved
+        } else {
+            AuthorizationState::Denied
+        };
+        let done = sqlx::query(
+            "UPDATE device_authorizations SET state = ?, account_id = ?, decided_at = ?
+             WHERE id = ? AND state = 'pending' AND expires_at > ?",
+        )
+        .bind(state.as_str())
+        .bind(account_id)
+        .bind(now)
+        .bind(id)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn redeem_device_authorization(
+        &self,
+        id: &str,
+        now: Timestamp,
+        redemption: &Redemption,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let done = sqlx::query(
+            "UPDATE device_authorizations SET state = 'redeemed'
+             WHERE id = ? AND state = 'approved' AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let d = &redemption.device;
+        sqlx::query(
+            "INSERT INTO linked_devices (id, account_id, client_id, label, scope, linked_at,
+                 linked_ip, last_refresh_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.id)
+        .bind(&d.account_id)
+        .bind(&d.client_id)
+        .bind(&d.label)
+        .bind(&d.scope)
+        .bind(d.linked_at)
+        .bind(&d.linked_ip)
+        .bind(d.last_refresh_at)
+        .bind(d.revoked_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+        if let Some(t) = &redemption.refresh_token {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, device_id, scope, created_at, expires_at,
+                     rotated_at)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&t.token_hash)
+            .bind(&t.device_id)
+            .bind(&t.scope)
+            .bind(t.created_at)
+            .bind(t.expires_at)
+            .bind(t.rotated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        }
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(true)
+    }
+
+    async fn get_linked_device(&self, id: &str) -> StoreResult<Option<LinkedDevice>> {
+        sqlx::query("SELECT * FROM linked_devices WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| device_from_row(&r).map_err(map_sqlx))
+            .transpose()
+    }
+}

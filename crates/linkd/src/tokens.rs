@@ -1,0 +1,354 @@
+//! Signing keys and the tokens linkd mints: JWT access tokens (RFC 9068
+//! profile), OpenID Connect ID tokens, and opaque refresh tokens.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::{SigningKey, Store, StoreError, Timestamp};
+
+/// RS256: OpenID Connect Discovery §3 requires it among the ID token
+/// algorithms, and every client library verifies it.
+pub const ALGORITHM: Algorithm = Algorithm::RS256;
+const RSA_BITS: usize = 2048;
+/// RFC 9068 §2.1: the `typ` of a JWT access token, so an ID token can never
+/// be passed off as one.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing key {kid}: {message}")]
+    Bad { kid: String, message: String },
+    #[error("no signing key")]
+    Missing,
+}
+
+struct PublicKey {
+    jwk: Jwk,
+    decoding: DecodingKey,
+}
+
+/// The keys in use: the newest signs, all verify and are published.
+pub struct Keys {
+    signing_kid: String,
+    signing: EncodingKey,
+    public: Vec<PublicKey>,
+    by_kid: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Jwk {
+    pub kty: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+    pub alg: String,
+    pub kid: String,
+    pub n: String,
+    pub e: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}
+
+fn jwk_of(public: &RsaPublicKey, kid: &str) -> Jwk {
+    Jwk {
+        kty: "RSA".into(),
+        use_: "sig".into(),
+        alg: "RS256".into(),
+        kid: kid.into(),
+        n: URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
+        e: URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+    }
+}
+
+/// RFC 7638 JWK thumbprint, used as the `kid`: it names the key by its
+/// content, so two instances that load the same key agree on its id.
+fn thumbprint(public: &RsaPublicKey) -> String {
+    let n = URL_SAFE_NO_PAD.encode(public.n().to_bytes_be());
+    let e = URL_SAFE_NO_PAD.encode(public.e().to_bytes_be());
+    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// Makes a new RSA key and its stored record.
+pub fn generate_signing_key(now: Timestamp) -> Result<SigningKey, KeyError> {
+    let private =
+        RsaPrivateKey::new(&mut rand::rngs::OsRng, RSA_BITS).map_err(|e| KeyError::Bad {
+            kid: "new".into(),
+            message: e.to_string(),
+        })?;
+    let kid = thumbprint(&private.to_public_key());
+    let pem = private
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Bad {
+            kid: kid.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(SigningKey {
+        kid,
+        private_pem: pem.to_string(),
+        created_at: now,
+    })
+}
+
+impl Keys {
+    /// Builds the key set from stored keys (newest first).
+    pub fn from_stored(stored: &[SigningKey]) -> Result<Self, KeyError> {
+        let newest = stored.first().ok_or(KeyError::Missing)?;
+        let bad = |kid: &str, e: &dyn std::fmt::Display| KeyError::Bad {
+            kid: kid.to_string(),
+            message: e.to_string(),
+        };
+        let signing = EncodingKey::from_rsa_pem(newest.private_pem.as_bytes())
+            .map_err(|e| bad(&newest.kid, &e))?;
+        let mut public = Vec::with_capacity(stored.len());
+        let mut by_kid = HashMap::new();
+        for key in stored {
+            let private =
+                RsaPrivateKey::from_pkcs8_pem(&key.private_pem).map_err(|e| bad(&key.kid, &e))?;
+            let jwk = jwk_of(&private.to_public_key(), &key.kid);
+            let decoding =
+                DecodingKey::from_rsa_components(&jwk.n, &jwk.e).map_err(|e| bad(&key.kid, &e))?;
+            by_kid.insert(key.kid.clone(), public.len());
+            public.push(PublicKey { jwk, decoding });
+        }
+        Ok(Keys {
+            signing_kid: newest.kid.clone(),
+            signing,
+            public,
+            by_kid,
+        })
+    }
+
+    /// Loads the stored keys, making the first one on an empty store.
+    pub async fn load_or_create(store: &dyn Store, now: Timestamp) -> Result<Self, KeyError> {
+        let mut stored = store.list_signing_keys().await?;
+        if stored.is_empty() {
+            let key = generate_signing_key(now)?;
+            match store.insert_signing_key(&key).await {
+                // Another instance created one at the same moment: use theirs.
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+            stored = store.list_signing_keys().await?;
+        }
+        Self::from_stored(&stored)
+    }
+
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self.public.iter().map(|k| k.jwk.clone()).collect(),
+        }
+    }
+
+    fn sign<T: Serialize>(
+        &self,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(self.signing_kid.clone());
+        header.typ = Some(typ.into());
+        jsonwebtoken::encode(&header, claims, &self.signing)
+    }
+
+    pub fn sign_access_token(
+        &self,
+        claims: &AccessClaims,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign(ACCESS_TOKEN_TYP, claims)
+    }
+
+    pub fn sign_id_token(&self, claims: &IdClaims) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign("JWT", claims)
+    }
+
+    /// Verifies a JWT access token minted by this issuer: signature by a
+    /// known key, RS256 only (never `none`), `typ` at+jwt, issuer, audience,
+    /// and expiry against `now`.
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+        now: Timestamp,
+    ) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != ALGORITHM {
+            return Err(TokenError::Malformed);
+        }
+        if !header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+        }) {
+            return Err(TokenError::WrongType);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self
+            .by_kid
+            .get(&kid)
+            .map(|&i| &self.public[i].decoding)
+            .ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // Expiry is checked below against the injected clock.
+        validation.validate_exp = false;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+            .map_err(|_| TokenError::BadSignature)?;
+        if data.claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(data.claims)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token is not an access token")]
+    WrongType,
+    #[error("the token names no known signing key")]
+    UnknownKey,
+    #[error("the token signature or claims are invalid")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+}
+
+/// RFC 9068 §2.2 claims, plus `sid`: the linked device the token belongs
+/// to, so unlinking the device cuts the token off wherever linkd checks it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: Timestamp,
+    pub iat: Timestamp,
+    pub jti: String,
+    pub scope: String,
+    pub client_id: String,
+    pub sid: String,
+}
+
+/// OpenID Connect Core §2 ID token claims.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: Timestamp,
+    pub iat: Timestamp,
+    pub auth_time: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(now: Timestamp) -> AccessClaims {
+        AccessClaims {
+            iss: "http://issuer".into(),
+            sub: "acct".into(),
+            aud: "http://issuer".into(),
+            exp: now + 60,
+            iat: now,
+            jti: "j".into(),
+            scope: "openid".into(),
+            client_id: "c".into(),
+            sid: "d".into(),
+        }
+    }
+
+    #[test]
+    fn signs_and_verifies_with_kid_and_rejects_tampering() {
+        let key = generate_signing_key(0).unwrap();
+        let keys = Keys::from_stored(std::slice::from_ref(&key)).unwrap();
+        let now = 1_700_000_000;
+        let token = keys.sign_access_token(&claims(now)).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(
+            keys.verify_access_token(&token, "http://issuer", "http://issuer", now)
+                .unwrap(),
+            claims(now)
+        );
+        assert_eq!(
+            keys.verify_access_token(&token, "http://issuer", "http://issuer", now + 60),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            keys.verify_access_token(&token, "http://other", "http://issuer", now),
+            Err(TokenError::BadSignature)
+        );
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = URL_SAFE_NO_PAD.encode(br#"{"sub":"someone-else"}"#);
+        parts[1] = &forged;
+        assert!(
+            keys.verify_access_token(&parts.join("."), "http://issuer", "http://issuer", now)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn id_tokens_are_not_access_tokens() {
+        let keys = Keys::from_stored(&[generate_signing_key(0).unwrap()]).unwrap();
+        let id = keys
+            .sign_id_token(&IdClaims {
+                iss: "http://issuer".into(),
+                sub: "acct".into(),
+                aud: "http://issuer".into(),
+                exp: 2_000_000_000,
+                iat: 0,
+                auth_time: 0,
+                email: None,
+                sid: None,
+            })
+            .unwrap();
+        assert_eq!(
+            keys.verify_access_token(&id, "http://issuer", "http://issuer", 1),
+            Err(TokenError::WrongType)
+        );
+    }
+
+    #[test]
+    fn alg_none_and_unknown_kid_are_refused() {
+        let keys = Keys::from_stored(&[generate_signing_key(0).unwrap()]).unwrap();
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(1)).unwrap());
+        let none = format!(
+            "{}.{body}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt"}"#)
+        );
+        assert_eq!(
+            keys.verify_access_token(&none, "http://issuer", "http://issuer", 1),
+            Err(TokenError::Malformed)
+        );
+        let other = Keys::from_stored(&[generate_signing_key(0).unwrap()]).unwrap();
+        let token = other.sign_access_token(&claims(1)).unwrap();
+        assert_eq!(
+            keys.verify_access_token(&token, "http://issuer", "http://issuer", 1),
+            Err(TokenError::UnknownKey)
+        );
+    }
+}

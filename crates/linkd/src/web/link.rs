@@ -1,0 +1,239 @@
+//! `/link`: the person enters the code from their device, checks what is
+//! asking, and approves or denies (RFC 8628 §3.3).
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use minijinja::context;
+
+use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in};
+use crate::app::AppState;
+use crate::codes::{CodeError, UserCode};
+use crate::device_flow::{self, LookupError, PendingAuthorization};
+use crate::scopes;
+
+fn link_path(code: &str) -> String {
+    let encoded: String = form_urlencoded::byte_serialize(code.as_bytes()).collect();
+    format!("/link?code={encoded}")
+}
+
+/// The code as it should travel in a URL: normalised when it parses, else
+/// as typed (cut), so the person sees what they entered.
+fn code_for_url(input: &str) -> String {
+    match UserCode::parse(input) {
+        Ok(code) => code.display(),
+        Err(_) => input.chars().take(32).collect(),
+    }
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PageError> {
+    let code = query_param(query.as_deref(), "code")
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    let Some(code) = code else {
+        return render(
+            &state,
+            &visitor,
+            StatusCode::OK,
+            "link.html",
+            context! { title => "Link a device" },
+        );
+    };
+    // Codes are looked up only for signed-in people, which keeps anonymous
+    // guessing off the table (RFC 8628 §5.1).
+    if visitor.account().is_none() {
+        return Ok(to_sign_in(&link_path(&code_for_url(&code))));
+    }
+    match device_flow::find_pending(state.store.as_ref(), &code, state.clock.now()).await {
+        Ok(pending) => confirm_page(&state, &visitor, &pending),
+        Err(e) => lookup_error_page(&state, &visitor, &code, e),
+    }
+}
+
+fn confirm_page(
+    state: &AppState,
+    visitor: &Visitor,
+    pending: &PendingAuthorization,
+) -> Result<Response, PageError> {
+    let now = state.clock.now();
+    let auth = &pending.auth;
+    let scope_words: Vec<&str> = auth
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(scopes::describe)
+        .collect();
+    let code = pending.user_code.display();
+    render(
+        state,
+        visitor,
+        StatusCode::OK,
+        "confirm.html",
+        context! {
+            title => format!("Link {}?", pending.client.name),
+            app => &pending.client.name,
+            code => &code,
+            device_name => &auth.device_name,
+            requested_ago => ago(now - auth.created_at),
+            requested_at => utc_time(auth.created_at),
+            requested_ip => &auth.requested_ip,
+            scopes => scope_words,
+            switch_next => link_path(&code),
+        },
+    )
+}
+
+fn lookup_error_page(
+    state: &AppState,
+    visitor: &Visitor,
+    typed: &str,
+    err: LookupError,
+) -> Result<Response, PageError> {
+    let (status, message) = match err {
+        LookupError::Malformed(CodeError::BadCharacter) => (
+            StatusCode::BAD_REQUEST,
+            "That code has a character codes never use. Codes are 8 letters, like BCDF-GHJK.",
+        ),
+        LookupError::Malformed(_) => (
+            StatusCode::BAD_REQUEST,
+            "Codes are 8 letters, like BCDF-GHJK. Check the code on your device and try again.",
+        ),
+        LookupError::NotFound => (
+            StatusCode::NOT_FOUND,
+            "We couldn't find that code. Check the code on your device and try again.",
+        ),
+        LookupError::Expired => {
+            return render(
+                state,
+                visitor,
+                StatusCode::GONE,
+                "message.html",
+                context! {
+                    title => "Code expired",
+                    heading => "This code has expired",
+                    message => "Codes only last a few minutes. Get a new code on your device, then enter it here.",
+                    again => true,
+                },
+            );
+        }
+        LookupError::AlreadyUsed => {
+            return render(
+                state,
+                visitor,
+                StatusCode::CONFLICT,
+                "message.html",
+                context! {
+                    title => "Code already used",
+                    heading => "This code has already been used",
+                    message => "Each code works once. If your device still shows a code, get a new one on the device and enter it here.",
+                    again => true,
+                },
+            );
+        }
+        LookupError::Store(e) => return Err(e.into()),
+    };
+    render(
+        state,
+        visitor,
+        status,
+        "link.html",
+        context! {
+            title => "Link a device",
+            code => typed.chars().take(32).collect::<String>(),
+            error => message,
+        },
+    )
+}
+
+/// `POST /link/decide`: Approve or Deny from the confirmation page.
+pub async fn decide(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    form: PageForm,
+) -> Result<Response, PageError> {
+    let code = form.get("code").unwrap_or("").to_string();
+    let Some(account) = visitor.account() else {
+        return Ok(to_sign_in(&link_path(&code_for_url(&code))));
+    };
+    visitor.check_csrf(form.get("csrf"))?;
+    let approve = match form.get("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return Err(PageError::BadRequest("Choose Approve or Deny.".into())),
+    };
+    let account_id = account.id.clone();
+    match device_flow::decide(
+        state.store.as_ref(),
+        &code,
+        approve,
+        &account_id,
+        state.clock.now(),
+    )
+    .await
+    {
+        Ok(pending) => {
+            let app = &pending.client.name;
+            let (heading, message) = if approve {
+                (
+                    format!("Your {app} is now linked"),
+                    "You can go back to your device: it will finish signing in by itself in a few seconds.".to_string(),
+                )
+            } else {
+                (
+                    format!("{app} was not linked"),
+                    "You denied the request. The device did not get access to your account."
+                        .to_string(),
+                )
+            };
+            render(
+                &state,
+                &visitor,
+                StatusCode::OK,
+                "result.html",
+                context! { title => heading.clone(), heading => heading, message => message, approved => approve },
+            )
+        }
+        Err(e) => lookup_error_page(&state, &visitor, &code, e),
+    }
+}
+
+/// "just now", "3 minutes ago", "2 hours ago".
+pub fn ago(secs: i64) -> String {
+    match secs {
+        s if s < 60 => "just now".to_string(),
+        s if s < 120 => "1 minute ago".to_string(),
+        s if s < 3600 => format!("{} minutes ago", s / 60),
+        s if s < 7200 => "1 hour ago".to_string(),
+        s if s < 86_400 => format!("{} hours ago", s / 3600),
+        s => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// "25 Nov 2026, 18:21 UTC".
+pub fn utc_time(ts: i64) -> String {
+    let format = time::macros::format_description!(
+        "[day padding:none] [month repr:short] [year], [hour]:[minute] UTC"
+    );
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_and_absolute_times() {
+        assert_eq!(ago(5), "just now");
+        assert_eq!(ago(61), "1 minute ago");
+        assert_eq!(ago(600), "10 minutes ago");
+        assert_eq!(ago(3 * 3600), "3 hours ago");
+        assert_eq!(utc_time(1_764_094_860), "25 Nov 2025, 18:21 UTC");
+    }
+}

@@ -1,0 +1,388 @@
+//! The person's pages: server-rendered HTML that works without JavaScript.
+//! Errors here are readable pages that say what to do next.
+
+pub mod headers;
+pub mod home;
+pub mod link;
+pub mod signin;
+pub mod signup;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use minijinja::{Environment, Value, context};
+use subtle::ConstantTimeEq;
+
+use crate::accounts;
+use crate::app::AppState;
+use crate::codes::random_secret;
+use crate::store::{Account, Session, StoreError};
+
+pub const SESSION_COOKIE: &str = "linkd_session";
+pub const CSRF_COOKIE: &str = "linkd_csrf";
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("home.html", include_str!("../../templates/home.html")),
+    ("link.html", include_str!("../../templates/link.html")),
+    ("confirm.html", include_str!("../../templates/confirm.html")),
+    ("result.html", include_str!("../../templates/result.html")),
+    ("message.html", include_str!("../../templates/message.html")),
+    ("signin.html", include_str!("../../templates/signin.html")),
+    ("signup.html", include_str!("../../templates/signup.html")),
+];
+
+const STYLESHEET: &str = include_str!("../../static/linkd.css");
+
+/// The page templates, parsed once at start-up.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            // The templates are part of the binary; a broken one is a
+            // build defect that the test suite catches on its first page.
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %e, "template does not parse");
+            }
+        }
+        Templates { env }
+    }
+
+    pub fn render(&self, name: &str, ctx: Value) -> Result<String, PageError> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| {
+                tracing::error!(template = name, error = %e, "template failed to render");
+                PageError::Internal
+            })
+    }
+}
+
+/// What a page handler can fail with; each becomes a readable page.
+#[derive(Debug)]
+pub enum PageError {
+    /// The form's CSRF token is missing or wrong.
+    Csrf,
+    BadRequest(String),
+    NotFound,
+    Unavailable,
+    Internal,
+}
+
+impl From<StoreError> for PageError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "store error on a page");
+        match err {
+            StoreError::Corrupt(_) => PageError::Internal,
+            _ => PageError::Unavailable,
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PageError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "For your safety the form could not be sent. Go back, reload the page and try again.".to_string(),
+            ),
+            PageError::BadRequest(why) => (StatusCode::BAD_REQUEST, "Something is wrong with that request", why),
+            PageError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Page not found",
+                "There is no page at this address. To link a device, go to the link page.".to_string(),
+            ),
+            PageError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                "We can't reach our records right now. Please try again in a minute.".to_string(),
+            ),
+            PageError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Please try again. If it keeps happening, contact support.".to_string(),
+            ),
+        };
+        message_page(status, title, &message)
+    }
+}
+
+/// A plain page with a heading, a message and a way back to /link. Built
+/// without a state so it can answer even when templates are unavailable.
+pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    static FALLBACK: std::sync::LazyLock<Templates> = std::sync::LazyLock::new(Templates::new);
+    let body = FALLBACK
+        .render(
+            "message.html",
+            context! { title => title, heading => title, message => message },
+        )
+        .unwrap_or_else(|_| format!("<!doctype html><title>{status}</title><p>{status}</p>"));
+    (status, Html(body)).into_response()
+}
+
+pub async fn not_found() -> PageError {
+    PageError::NotFound
+}
+
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// Reads one cookie from the request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// A Set-Cookie value: HttpOnly, SameSite=Lax, Path=/, and Secure behind
+/// https. `max_age` 0 deletes the cookie.
+pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.config.is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Who is asking: their live session if signed in, and the anonymous CSRF
+/// cookie that protects the sign-in and sign-up forms.
+pub struct Visitor {
+    pub signed_in: Option<(Session, Account)>,
+    anonymous_csrf: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let signed_in = match cookie(&parts.headers, SESSION_COOKIE) {
+            Some(token) => {
+                accounts::resolve_session(state.store.as_ref(), token, state.clock.now()).await?
+            }
+            None => None,
+        };
+        let anonymous_csrf = cookie(&parts.headers, CSRF_COOKIE)
+            .filter(|v| v.len() == 43)
+            .map(str::to_string);
+        Ok(Visitor {
+            signed_in,
+            anonymous_csrf,
+        })
+    }
+}
+
+impl Visitor {
+    pub fn account(&self) -> Option<&Account> {
+        self.signed_in.as_ref().map(|(_, a)| a)
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.account().map(|a| a.email.as_str())
+    }
+
+    /// The token forms on this page must carry, and a cookie to set when an
+    /// anonymous visitor has none yet.
+    pub fn csrf(&self, state: &AppState) -> (String, Option<HeaderValue>) {
+        if let Some((session, _)) = &self.signed_in {
+            return (session.csrf_token.clone(), None);
+        }
+        match &self.anonymous_csrf {
+            Some(token) => (token.clone(), None),
+            None => {
+                let token = random_secret(32);
+                let cookie = set_cookie(state, CSRF_COOKIE, &token, 86_400);
+                (token, Some(cookie))
+            }
+        }
+    }
+
+    /// Checks a submitted form's token: the session's when signed in,
+    /// else the anonymous cookie's (double submit).
+    pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), PageError> {
+        let expected = match &self.signed_in {
+            Some((session, _)) => Some(session.csrf_token.as_str()),
+            None => self.anonymous_csrf.as_deref(),
+        };
+        match (expected, submitted) {
+            (Some(e), Some(s)) if bool::from(e.as_bytes().ct_eq(s.as_bytes())) => Ok(()),
+            _ => Err(PageError::Csrf),
+        }
+    }
+}
+
+/// Renders a page with the values every page shows.
+pub fn render(
+    state: &AppState,
+    visitor: &Visitor,
+    status: StatusCode,
+    template: &str,
+    ctx: Value,
+) -> Result<Response, PageError> {
+    let (csrf, new_cookie) = visitor.csrf(state);
+    let common = context! {
+        product => "linkd",
+        account => visitor.email(),
+        csrf => csrf,
+    };
+    let body = state
+        .templates
+        .render(template, context! { ..ctx, ..common })?;
+    let mut response = (status, Html(body)).into_response();
+    if let Some(cookie) = new_cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// Only same-site paths are followed after sign-in, so `next` cannot send
+/// a person to another site (open redirect).
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && n.len() <= 512
+                && !n.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            n.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+/// 303 See Other: after a POST the browser follows with a GET.
+pub fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// Sends a visitor who is not signed in to sign in, then back to `next`.
+pub fn to_sign_in(next: &str) -> Response {
+    let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    see_other(&format!("/signin?next={encoded}"))
+}
+
+/// A submitted page form. Repeated fields, bytes that are not UTF-8 and
+/// bodies that are not form-encoded are refused with a readable page.
+pub struct PageForm(std::collections::HashMap<String, String>);
+
+impl PageForm {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for PageForm {
+    type Rejection = PageError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(PageError::BadRequest(
+                "This page only accepts its own form. Go back and send the form again.".into(),
+            ));
+        }
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| {
+                PageError::BadRequest("The form was too large or could not be read.".into())
+            })?;
+        let mut fields = std::collections::HashMap::new();
+        for (name, value) in form_urlencoded::parse(&body) {
+            if name.contains(['\u{FFFD}', '\0']) || value.contains(['\u{FFFD}', '\0']) {
+                return Err(PageError::BadRequest(
+                    "The form held characters that could not be read.".into(),
+                ));
+            }
+            if fields
+                .insert(name.to_string(), value.into_owned())
+                .is_some()
+            {
+                return Err(PageError::BadRequest(format!(
+                    "The form sent the field {name:?} twice."
+                )));
+            }
+        }
+        Ok(PageForm(fields))
+    }
+}
+
+/// The first value of a query parameter.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_only_follows_local_paths() {
+        assert_eq!(
+            safe_next(Some("/link?code=BCDF-GHJK")),
+            "/link?code=BCDF-GHJK"
+        );
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "/a\nb",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn every_template_parses() {
+        let t = Templates::new();
+        for (name, _) in TEMPLATES {
+            assert!(t.env.get_template(name).is_ok(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The `linkd` binary's admin commands and its terminal device, run as a
+//! person would run them.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use crate::helpers::*;
+
+fn linkd(db: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_linkd"));
+    cmd.env("LINKD_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run(db: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = linkd(db).args(args).spawn().expect("spawn linkd");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn admin_commands_register_apps_and_people_the_server_then_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("linkd.db");
+
+    let (ok, out, err) = run(&db, &["migrate"], "").await;
+    assert!(ok, "{err}");
+    assert!(out.contains("up to date"));
+
+    let (ok, out, err) = run(
+        &db,
+        &[
+            "client",
+            "add",
+            "--id",
+            "kiosk",
+            "--name",
+            "Lobby Kiosk",
+            "--scope",
+            "openid",
+            "--confidential",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client secret (shown once, store it now): "))
+        .expect("secret printed")
+        .to_string();
+    let (ok, _, err) = run(
+        &db,
+        &["client", "add", "--id", "kiosk", "--name", "Again"],
+        "",
+    )
+    .await;
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(
+        &db,
+        &[
+            "client", "add", "--id", "x", "--name", "X", "--scope", "admin",
+        ],
+        "",
+    )
+    .await;
+    assert!(!ok && err.contains("unknown scope"), "{err}");
+
+    let (ok, out, _) = run(&db, &["client", "list"], "").await;
+    assert!(
+        ok && out.contains("kiosk\tLobby Kiosk\tconfidential\topenid"),
+        "{out}"
+    );
+
+    let (ok, out, err) = run(
+        &db,
+        &["user", "add", "--email", "pat@example.com"],
+        "a long password\n",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("added account pat@example.com"));
+    let (ok, out, _) = run(&db, &["user", "list"], "").await;
+    assert!(ok && out.contains("pat@example.com") && out.contains("active"));
+
+    // The server on the same file knows both.
+    let app = spawn_on(tempfile::tempdir().unwrap(), db.clone(), Options::default()).await;
+    let reply = app
+        .device_authorization(&[("client_id", "kiosk"), ("client_secret", &secret)])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+    let signed = app
+        .browser()
+        .sign_in("pat@example.com", "a long password", "/")
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER);
+
+    // A disabled person can no longer sign in.
+    let (ok, _, err) = run(&db, &["user", "disable", "pat@example.com"], "").await;
+    assert!(ok, "{err}");
+    let refused = app
+        .browser()
+        .sign_in("pat@example.com", "a long password", "/")
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+
+    let (ok, _, _) = run(&db, &["client", "remove", "kiosk"], "").await;
+    assert!(ok);
+    let gone = app
+        .device_authorization(&[("client_id", "kiosk"), ("client_secret", &secret)])
+        .await;
+    assert_eq!(gone.error(), "invalid_client");
+}
+
+#[tokio::test]
+async fn keys_rotate_adds_a_signing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("linkd.db");
+    let app = spawn_on(tempfile::tempdir().unwrap(), db.clone(), Options::default()).await;
+    let before = app.state.keys().signing_kid().to_string();
+    let (ok, out, err) = run(&db, &["keys", "rotate"], "").await;
+    assert!(ok, "{err}");
+    let (ok, list, _) = run(&db, &["keys", "list"], "").await;
+    assert!(ok);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(
+        lines[0].ends_with("signing") && lines[1].starts_with(&before),
+        "{list}"
+    );
+    assert!(out.contains("new signing key"));
+}
+
+#[tokio::test]
+async fn the_terminal_device_shows_a_code_and_reports_who_linked_it() {
+    let app = spawn_app_with(Options {
+        real_clock: true,
+        configure: Box::new(|c| c.poll_interval = 1),
+    })
+    .await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linkd"))
+        .args([
+            "device",
+            "--server",
+            &app.base,
+            "--client",
+            "demo-tv",
+            "--name",
+            "Test terminal",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let code = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line.clone());
+            let t = line.trim();
+            if t.len() == 9 && t.as_bytes()[4] == b'-' {
+                return t.to_string();
+            }
+        }
+        panic!("no code printed: {seen:?}");
+    })
+    .await
+    .expect("code within 30 s");
+    assert!(
+        seen.iter().any(|l| l.contains(&app.url("/link"))),
+        "{seen:?}"
+    );
+
+    let browser = app.signed_in_browser("quinn@example.com").await;
+    let confirm = browser.get(&format!("/link?code={code}")).await;
+    assert!(confirm.contains("Test terminal"));
+    browser.approve(&code).await;
+
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut rest = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            rest.push(line);
+        }
+        rest
+    })
+    .await
+    .expect("device finishes");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("Linked to quinn@example.com")),
+        "{rest:?}"
+    );
+    // The QR code was drawn with block characters.
+    assert!(
+        rest.iter()
+            .chain(seen.iter())
+            .any(|l| l.contains('█') || l.contains('▀')),
+        "{rest:?}"
+    );
+    assert!(child.wait().await.unwrap().success());
+}

@@ -1,0 +1,593 @@
+//! RFC 8628 over HTTP: device authorization, every §3.5 outcome, and the
+//! tokens at the end.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_device_links_end_to_end_and_its_tokens_verify_against_jwks() {
+    let app = spawn_app().await;
+    let reply = app
+        .device_authorization(&[
+            ("client_id", "demo-tv"),
+            ("scope", "openid email offline_access"),
+            ("device_name", "Living room TV"),
+        ])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["cache-control"], "no-store");
+    let auth: DeviceAuth = serde_json::from_value(reply.json.clone()).unwrap();
+
+    // RFC 8628 §3.2 response fields.
+    assert_eq!(auth.verification_uri, app.url("/link"));
+    assert_eq!(
+        auth.verification_uri_complete,
+        app.url(&format!("/link?code={}", auth.user_code))
+    );
+    assert_eq!(auth.expires_in, 600);
+    assert_eq!(auth.interval, 5);
+    assert!(
+        auth.device_code.len() >= 43,
+        "≥ 256 bits: {}",
+        auth.device_code
+    );
+    let code = auth.user_code.as_bytes();
+    assert_eq!(code.len(), 9);
+    assert_eq!(code[4], b'-');
+    assert!(
+        auth.user_code
+            .replace('-', "")
+            .bytes()
+            .all(|b| b"BCDFGHJKLMNPQRSTVWXZ".contains(&b))
+    );
+
+    // Only the hash of the device code is stored.
+    let raw = std::fs::read(&app.db_path).unwrap();
+    let wal = std::fs::read(app.db_path.with_extension("db-wal")).unwrap_or_default();
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes
+                .windows(auth.device_code.len())
+                .any(|w| w == auth.device_code.as_bytes())
+        );
+    }
+
+    assert_eq!(
+        app.poll(&auth.device_code).await.error(),
+        "authorization_pending"
+    );
+
+    let browser = app.signed_in_browser("alice@example.com").await;
+    let confirm = browser.get(&auth.verification_uri_complete).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    for text in [
+        "Link Demo TV?",
+        &auth.user_code,
+        "Living room TV",
+        "127.0.0.1",
+        "just now",
+        "See your email address",
+        "Stay signed in until you unlink it",
+        "alice@example.com",
+        "Only continue if you started this on a device in front of you",
+        "Switch account",
+    ] {
+        assert!(
+            confirm.contains(text),
+            "confirmation page lacks {text:?}:\n{}",
+            confirm.body
+        );
+    }
+    let result = browser.approve(&auth.user_code).await;
+    assert_eq!(result.status, StatusCode::OK);
+    assert!(
+        result.contains("Your Demo TV is now linked"),
+        "{}",
+        result.body
+    );
+
+    app.clock.advance_secs(5);
+    let tokens = app.poll(&auth.device_code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.json);
+    assert_eq!(tokens.headers["cache-control"], "no-store");
+    assert_eq!(tokens.headers["pragma"], "no-cache");
+    assert_eq!(tokens.json["token_type"], "Bearer");
+    assert_eq!(tokens.json["expires_in"], 3600);
+    assert_eq!(tokens.json["scope"], "openid email offline_access");
+    assert!(tokens.json["refresh_token"].as_str().unwrap().len() >= 43);
+
+    // The access token verifies against the published JWKS by its kid.
+    let jwks: serde_json::Value = app
+        .http
+        .get(app.url("/oauth/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens.json["access_token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(access).unwrap();
+    assert_eq!(header.alg, Algorithm::RS256);
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let kid = header.kid.expect("kid");
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("kid in JWKS");
+    let key =
+        DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
+            .unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[&app.base]);
+    validation.set_audience(&[&app.base]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(access, &key, &validation)
+        .unwrap()
+        .claims;
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "jti",
+        "scope",
+        "client_id",
+    ] {
+        assert!(
+            claims.get(claim).is_some(),
+            "access token lacks {claim}: {claims}"
+        );
+    }
+    assert_eq!(claims["client_id"], "demo-tv");
+    assert_eq!(claims["scope"], "openid email offline_access");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+
+    // The ID token names the person to the device.
+    let id_token = tokens.json["id_token"].as_str().unwrap();
+    let mut id_validation = Validation::new(Algorithm::RS256);
+    id_validation.set_issuer(&[&app.base]);
+    id_validation.set_audience(&["demo-tv"]);
+    let id = jsonwebtoken::decode::<serde_json::Value>(id_token, &key, &id_validation)
+        .unwrap()
+        .claims;
+    assert_eq!(id["email"], "alice@example.com");
+    assert_eq!(id["sub"], claims["sub"]);
+
+    // Redeemed once: the next poll is refused.
+    app.clock.advance_secs(5);
+    let again = app.poll(&auth.device_code).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(again.error(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn slow_down_adds_five_seconds_each_time() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    assert_eq!(
+        app.poll(&auth.device_code).await.error(),
+        "authorization_pending"
+    );
+    app.clock.advance_secs(1);
+    assert_eq!(app.poll(&auth.device_code).await.error(), "slow_down");
+    // The interval is now 10 s: five seconds is too soon again.
+    app.clock.advance_secs(5);
+    assert_eq!(app.poll(&auth.device_code).await.error(), "slow_down");
+    // Now 15 s.
+    app.clock.advance_secs(15);
+    assert_eq!(
+        app.poll(&auth.device_code).await.error(),
+        "authorization_pending"
+    );
+    app.clock.advance_secs(15);
+    let reply = app.poll(&auth.device_code).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.headers["cache-control"], "no-store");
+    assert_eq!(reply.error(), "authorization_pending");
+    assert!(reply.json["error_description"].is_string());
+}
+
+#[tokio::test]
+async fn a_denied_code_answers_access_denied() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let browser = app.signed_in_browser("bob@example.com").await;
+    let result = browser.deny(&auth.user_code).await;
+    assert_eq!(result.status, StatusCode::OK);
+    assert!(result.contains("Demo TV was not linked"), "{}", result.body);
+    assert_eq!(app.poll(&auth.device_code).await.error(), "access_denied");
+    app.clock.advance_secs(5);
+    assert_eq!(app.poll(&auth.device_code).await.error(), "access_denied");
+}
+
+#[tokio::test]
+async fn an_expired_code_answers_expired_token_and_cannot_be_approved() {
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| c.code_lifetime = 60),
+        ..Default::default()
+    })
+    .await;
+    let auth = app.start_device("openid").await;
+    assert_eq!(auth.expires_in, 60);
+    let browser = app.signed_in_browser("carol@example.com").await;
+    app.clock.advance_secs(61);
+    assert_eq!(app.poll(&auth.device_code).await.error(), "expired_token");
+    let page = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    assert_eq!(page.status, StatusCode::GONE);
+    assert!(page.contains("This code has expired"));
+    assert!(page.contains("Get a new code on your device"));
+}
+
+#[tokio::test]
+async fn an_approval_after_the_deadline_is_refused() {
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| c.code_lifetime = 60),
+        ..Default::default()
+    })
+    .await;
+    let auth = app.start_device("openid").await;
+    let browser = app.signed_in_browser("dave@example.com").await;
+    let confirm = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let csrf = confirm.csrf();
+    app.clock.advance_secs(60);
+    let late = browser
+        .post(
+            "/link/decide",
+            &[
+                ("csrf", &csrf),
+                ("code", &auth.user_code),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::GONE);
+    assert_eq!(app.poll(&auth.device_code).await.error(), "expired_token");
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_follow_rfc_6749() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+
+    let unknown = app.poll("not-a-device-code").await;
+    assert_eq!(
+        (unknown.status, unknown.error()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+
+    let grant = app
+        .post_form(
+            "/oauth/token",
+            &[("grant_type", "password"), ("client_id", "demo-tv")],
+        )
+        .await;
+    assert_eq!(
+        (grant.status, grant.error()),
+        (StatusCode::BAD_REQUEST, "unsupported_grant_type")
+    );
+
+    let missing = app
+        .post_form("/oauth/token", &[("client_id", "demo-tv")])
+        .await;
+    assert_eq!(missing.error(), "invalid_request");
+
+    let no_code = app
+        .post_form(
+            "/oauth/token",
+            &[("grant_type", DEVICE_GRANT), ("client_id", "demo-tv")],
+        )
+        .await;
+    assert_eq!(
+        (no_code.status, no_code.error()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+
+    let repeated = app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", DEVICE_GRANT),
+                ("client_id", "demo-tv"),
+                ("device_code", &auth.device_code),
+                ("device_code", &auth.device_code),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (repeated.status, repeated.error()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+
+    let stranger = app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", DEVICE_GRANT),
+                ("client_id", "nobody"),
+                ("device_code", &auth.device_code),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (stranger.status, stranger.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_client")
+    );
+
+    let anonymous = app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", DEVICE_GRANT),
+                ("device_code", &auth.device_code),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (anonymous.status, anonymous.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_client")
+    );
+
+    // A code issued to demo-tv is no grant for another app.
+    app.add_client("other-app", "openid", None).await;
+    let other = app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", DEVICE_GRANT),
+                ("client_id", "other-app"),
+                ("device_code", &auth.device_code),
+            ],
+        )
+        .await;
+    assert_eq!(other.error(), "invalid_grant");
+
+    let json = app
+        .http
+        .post(app.url("/oauth/token"))
+        .json(&serde_json::json!({"grant_type": DEVICE_GRANT, "client_id": "demo-tv"}))
+        .send()
+        .await
+        .unwrap();
+    let json = reply(json).await;
+    assert_eq!(
+        (json.status, json.error()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+
+    // None of that disturbed the pending code.
+    assert_eq!(
+        app.poll(&auth.device_code).await.error(),
+        "authorization_pending"
+    );
+}
+
+#[tokio::test]
+async fn device_authorization_checks_client_and_scope() {
+    let app = spawn_app().await;
+    let unknown = app.device_authorization(&[("client_id", "nobody")]).await;
+    assert_eq!(
+        (unknown.status, unknown.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_client")
+    );
+    let missing = app.device_authorization(&[("scope", "openid")]).await;
+    assert_eq!(
+        (missing.status, missing.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_client")
+    );
+
+    let bad = app
+        .device_authorization(&[("client_id", "demo-tv"), ("scope", "openid admin")])
+        .await;
+    assert_eq!(
+        (bad.status, bad.error()),
+        (StatusCode::BAD_REQUEST, "invalid_scope")
+    );
+
+    app.add_client("limited", "openid", None).await;
+    let wider = app
+        .device_authorization(&[("client_id", "limited"), ("scope", "openid offline_access")])
+        .await;
+    assert_eq!(wider.error(), "invalid_scope");
+    let ok = app.device_authorization(&[("client_id", "limited")]).await;
+    assert_eq!(ok.status, StatusCode::OK);
+
+    let repeated = app
+        .device_authorization(&[
+            ("client_id", "demo-tv"),
+            ("scope", "openid"),
+            ("scope", "email"),
+        ])
+        .await;
+    assert_eq!(repeated.error(), "invalid_request");
+}
+
+#[tokio::test]
+async fn tokens_follow_the_granted_scope() {
+    let app = spawn_app().await;
+    let auth = app.start_device("profile").await;
+    let browser = app.signed_in_browser("erin@example.com").await;
+    browser.approve(&auth.user_code).await;
+    let tokens = app.poll(&auth.device_code).await;
+    assert_eq!(tokens.status, StatusCode::OK);
+    // No openid, no ID token; no offline_access, no refresh token.
+    assert!(tokens.json.get("id_token").is_none(), "{}", tokens.json);
+    assert!(
+        tokens.json.get("refresh_token").is_none(),
+        "{}",
+        tokens.json
+    );
+    assert_eq!(tokens.json["scope"], "profile");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_polls_of_an_approved_code_yield_one_set_of_tokens() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid offline_access").await;
+    let browser = app.signed_in_browser("frank@example.com").await;
+    browser.approve(&auth.user_code).await;
+    let polls = (0..16).map(|_| app.poll(&auth.device_code));
+    let replies = futures::future::join_all(polls).await;
+    let winners = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    assert_eq!(winners, 1);
+    for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_eq!(r.error(), "invalid_grant");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_on_one_code_have_one_winner() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let alice = app.signed_in_browser("alice2@example.com").await;
+    let mallory = app.signed_in_browser("mallory@example.com").await;
+    let a = alice
+        .get(&format!("/link?code={}", auth.user_code))
+        .await
+        .csrf();
+    let m = mallory
+        .get(&format!("/link?code={}", auth.user_code))
+        .await
+        .csrf();
+    let mut futures = Vec::new();
+    for i in 0..8 {
+        let (browser, csrf, decision) = if i % 2 == 0 {
+            (&alice, &a, "approve")
+        } else {
+            (&mallory, &m, "deny")
+        };
+        let code = auth.user_code.clone();
+        futures.push(async move {
+            browser
+                .post(
+                    "/link/decide",
+                    &[("csrf", csrf), ("code", &code), ("decision", decision)],
+                )
+                .await
+        });
+    }
+    let pages = futures::future::join_all(futures).await;
+    let ok: Vec<_> = pages
+        .iter()
+        .filter(|p| p.status == StatusCode::OK)
+        .collect();
+    assert_eq!(ok.len(), 1);
+    assert!(
+        pages
+            .iter()
+            .filter(|p| p.status != StatusCode::OK)
+            .all(|p| p.status == StatusCode::CONFLICT)
+    );
+    let outcome = app.poll(&auth.device_code).await;
+    if ok[0].contains("is now linked") {
+        assert_eq!(outcome.status, StatusCode::OK);
+    } else {
+        assert_eq!(outcome.error(), "access_denied");
+    }
+}
+
+#[tokio::test]
+async fn confidential_clients_authenticate_with_basic_or_post() {
+    let app = spawn_app().await;
+    app.add_client("tv-pro", "openid offline_access", Some("s3cret"))
+        .await;
+
+    let post = app
+        .device_authorization(&[("client_id", "tv-pro"), ("client_secret", "s3cret")])
+        .await;
+    assert_eq!(post.status, StatusCode::OK, "{}", post.json);
+
+    let basic = app
+        .http
+        .post(app.url("/oauth/device_authorization"))
+        .basic_auth("tv-pro", Some("s3cret"))
+        .form(&[("scope", "openid")])
+        .send()
+        .await
+        .unwrap();
+    let basic = reply(basic).await;
+    assert_eq!(basic.status, StatusCode::OK, "{}", basic.json);
+    let device_code = basic.json["device_code"].as_str().unwrap();
+
+    let wrong = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth("tv-pro", Some("wrong"))
+        .form(&[("grant_type", DEVICE_GRANT), ("device_code", device_code)])
+        .send()
+        .await
+        .unwrap();
+    let wrong = reply(wrong).await;
+    assert_eq!(
+        (wrong.status, wrong.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_client")
+    );
+    assert!(
+        wrong.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+
+    let no_secret = app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", DEVICE_GRANT),
+                ("client_id", "tv-pro"),
+                ("device_code", device_code),
+            ],
+        )
+        .await;
+    assert_eq!(no_secret.error(), "invalid_client");
+
+    let both = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth("tv-pro", Some("s3cret"))
+        .form(&[
+            ("grant_type", DEVICE_GRANT),
+            ("client_secret", "s3cret"),
+            ("device_code", device_code),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply(both).await.error(), "invalid_request");
+
+    let right = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth("tv-pro", Some("s3cret"))
+        .form(&[("grant_type", DEVICE_GRANT), ("device_code", device_code)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply(right).await.error(), "authorization_pending");
+}
+
+#[tokio::test]
+async fn a_restart_keeps_pending_codes_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("linkd.db");
+    let first = spawn_on(tempfile::tempdir().unwrap(), db.clone(), Options::default()).await;
+    let auth = first.start_device("openid").await;
+    let kid = first.state.keys().signing_kid().to_string();
+    let second = spawn_on(tempfile::tempdir().unwrap(), db, Options::default()).await;
+    assert_eq!(second.state.keys().signing_kid(), kid);
+    let browser = second.signed_in_browser("gina@example.com").await;
+    browser.approve(&auth.user_code).await;
+    let tokens = second.poll(&auth.device_code).await;
+    assert_eq!(tokens.status, StatusCode::OK);
+    drop(dir);
+}

@@ -1,0 +1,345 @@
+//! `spawn_app()`: the real server on a random port with its own SQLite file,
+//! plus a device and a browser that talk to it over HTTP.
+
+use std::sync::Arc;
+
+use linkd::Config;
+use linkd::app::{self, AppState};
+use linkd::clock::{Clock, ManualClock, SystemClock};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+pub struct TestApp {
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub db_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    /// Use the wall clock instead of the manual one (for clients that sleep
+    /// for real between polls).
+    pub real_clock: bool,
+    pub configure: Box<dyn FnOnce(&mut Config)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            real_clock: false,
+            configure: Box::new(|_| {}),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_path = dir.path().join("linkd.db");
+    spawn_on(dir, db_path, options).await
+}
+
+/// Starts a server on an existing database file (for restart and CLI tests).
+pub async fn spawn_on(
+    dir: tempfile::TempDir,
+    db_path: std::path::PathBuf,
+    options: Options,
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("http://{addr}");
+    let mut config = Config::defaults();
+    config.listen = addr;
+    config.public_url = Some(base.clone());
+    config.database_url = format!("sqlite://{}", db_path.display());
+    (options.configure)(&mut config);
+    let manual = Arc::new(ManualClock::starting_now());
+    let clock: Arc<dyn Clock> = if options.real_clock {
+        Arc::new(SystemClock)
+    } else {
+        manual.clone()
+    };
+    let state = app::prepare(config, clock).await.expect("prepare app");
+    tokio::spawn(app::serve(listener, state.clone(), std::future::pending()));
+    TestApp {
+        base,
+        clock: manual,
+        state,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        db_path,
+        _dir: dir,
+    }
+}
+
+/// A device authorization response, as the device sees it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct DeviceAuth {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    pub expires_in: i64,
+    pub interval: i64,
+}
+
+/// An OAuth JSON response.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("<none>")
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_form(&self, path: &str, params: &[(&str, &str)]) -> Reply {
+        let response = self
+            .http
+            .post(self.url(path))
+            .form(params)
+            .send()
+            .await
+            .expect("request");
+        reply(response).await
+    }
+
+    pub async fn device_authorization(&self, params: &[(&str, &str)]) -> Reply {
+        self.post_form("/oauth/device_authorization", params).await
+    }
+
+    /// A demo-tv device asks for a code.
+    pub async fn start_device(&self, scope: &str) -> DeviceAuth {
+        let reply = self
+            .device_authorization(&[("client_id", "demo-tv"), ("scope", scope)])
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+        serde_json::from_value(reply.json).expect("device authorization response")
+    }
+
+    /// One poll of the token endpoint by the demo-tv device.
+    pub async fn poll(&self, device_code: &str) -> Reply {
+        self.post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", DEVICE_GRANT),
+                ("client_id", "demo-tv"),
+                ("device_code", device_code),
+            ],
+        )
+        .await
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser {
+            base: self.base.clone(),
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("browser"),
+        }
+    }
+
+    /// A browser with a new account, signed in.
+    pub async fn signed_in_browser(&self, email: &str) -> Browser {
+        let browser = self.browser();
+        let page = browser.sign_up(email, "correct horse battery", "/").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        browser
+    }
+
+    /// Registers a client directly in the store.
+    pub async fn add_client(&self, id: &str, scopes: &str, secret: Option<&str>) {
+        self.state
+            .store
+            .insert_client(&linkd::store::Client {
+                client_id: id.into(),
+                name: format!("App {id}"),
+                secret_hash: secret.map(linkd::codes::secret_hash),
+                scopes: scopes.into(),
+                created_at: self.clock.now(),
+            })
+            .await
+            .expect("insert client");
+    }
+}
+
+pub async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let json =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    Reply {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// A page as the browser got it.
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The CSRF token of the page's forms.
+    pub fn csrf(&self) -> String {
+        hidden_field(&self.body, "csrf")
+            .unwrap_or_else(|| panic!("no csrf field in page: {}", self.body))
+    }
+
+    /// Whether the page shows `text` (after HTML entities are decoded).
+    pub fn contains(&self, text: &str) -> bool {
+        html_unescape(&self.body).contains(text)
+    }
+}
+
+/// The value of `<input type="hidden" name="NAME" value="...">`.
+pub fn hidden_field(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(html_unescape(&body[start..end]))
+}
+
+/// Decodes the entities the templates' autoescaping produces.
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+}
+
+/// A person's browser: keeps cookies, does not follow redirects (tests
+/// check where they point).
+pub struct Browser {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Browser {
+    pub async fn get(&self, path: &str) -> Page {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        page(self.client.get(url).send().await.expect("GET")).await
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        page(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .form(form)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
+    pub async fn sign_up(&self, email: &str, password: &str, next: &str) -> Page {
+        let form = self.get(&format!("/signup?next={}", urlencode(next))).await;
+        let csrf = form.csrf();
+        self.post(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", email),
+                ("password", password),
+                ("next", next),
+            ],
+        )
+        .await
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str, next: &str) -> Page {
+        let form = self.get(&format!("/signin?next={}", urlencode(next))).await;
+        let csrf = form.csrf();
+        self.post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", email),
+                ("password", password),
+                ("next", next),
+            ],
+        )
+        .await
+    }
+
+    /// Opens the confirmation page for `code` and presses a button.
+    pub async fn decide(&self, code: &str, decision: &str) -> Page {
+        let confirm = self.get(&format!("/link?code={}", urlencode(code))).await;
+        assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+        let csrf = confirm.csrf();
+        self.post(
+            "/link/decide",
+            &[("csrf", &csrf), ("code", code), ("decision", decision)],
+        )
+        .await
+    }
+
+    pub async fn approve(&self, code: &str) -> Page {
+        self.decide(code, "approve").await
+    }
+
+    pub async fn deny(&self, code: &str) -> Page {
+        self.decide(code, "deny").await
+    }
+}
+
+pub async fn page(response: reqwest::Response) -> Page {
+    Page {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: response.text().await.expect("page body"),
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Decodes a JWT's payload without verifying it.
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}

@@ -1,0 +1,12 @@
+//! Black-box tests: each talks HTTP to the real server on a random port
+//! with its own database.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod cli;
+mod clients;
+mod device_flow;
+mod discovery;
+mod pages;

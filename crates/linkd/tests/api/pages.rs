@@ -1,0 +1,365 @@
+//! The person's pages over HTTP: sign-in round trips, code entry, the
+//! error pages, CSRF, cookies and headers.
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_code_link_sends_a_stranger_to_sign_in_and_back_to_the_same_code() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let browser = app.browser();
+    let first = browser.get(&auth.verification_uri_complete).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER);
+    let next = format!("/link?code={}", auth.user_code);
+    assert_eq!(
+        first.location(),
+        format!("/signin?next={}", urlencode(&next))
+    );
+
+    // Sign-in page offers to create an account, keeping the way back.
+    let signin = browser.get(first.location()).await;
+    let signup_link = format!("/signup?next=/link%3Fcode%3D{}", auth.user_code);
+    assert!(signin.contains(&signup_link), "{}", signin.body);
+    assert!(signin.contains("autocomplete=\"current-password\""));
+
+    let created = browser
+        .sign_up("hana@example.com", "long enough password", &next)
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    assert_eq!(created.location(), next);
+    let confirm = browser.get(created.location()).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.contains(&auth.user_code));
+
+    // Signing out and in again returns to the code too.
+    let csrf = confirm.csrf();
+    let out = browser
+        .post("/signout", &[("csrf", &csrf), ("next", &next)])
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.location(), format!("/signin?next={}", urlencode(&next)));
+    let back = browser
+        .sign_in("hana@example.com", "long enough password", &next)
+        .await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER);
+    assert_eq!(back.location(), next);
+}
+
+#[tokio::test]
+async fn codes_are_accepted_in_any_case_with_or_without_dashes() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let browser = app.signed_in_browser("ivan@example.com").await;
+    let plain = auth.user_code.replace('-', "");
+    for typed in [
+        plain.to_lowercase(),
+        format!(" {} {} ", &plain[..4], &plain[4..]),
+        format!("{}--{}", &plain[..2], &plain[2..]),
+    ] {
+        let page = browser
+            .get(&format!("/link?code={}", urlencode(&typed)))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{typed:?}: {}", page.body);
+        assert!(page.contains(&auth.user_code));
+    }
+    // Approving with the code as typed works as well.
+    let confirm = browser
+        .get(&format!("/link?code={}", plain.to_lowercase()))
+        .await;
+    let csrf = confirm.csrf();
+    let done = browser
+        .post(
+            "/link/decide",
+            &[
+                ("csrf", &csrf),
+                ("code", &plain.to_lowercase()),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert!(done.contains("is now linked"), "{}", done.body);
+}
+
+#[tokio::test]
+async fn wrong_malformed_and_used_codes_each_get_their_own_page() {
+    let app = spawn_app().await;
+    let browser = app.signed_in_browser("jane@example.com").await;
+
+    let form = browser.get("/link").await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.contains("autocomplete=\"one-time-code\""));
+
+    let wrong = browser.get("/link?code=BCDF-GHJK").await;
+    assert_eq!(wrong.status, StatusCode::NOT_FOUND);
+    assert!(
+        wrong.contains("We couldn't find that code"),
+        "{}",
+        wrong.body
+    );
+    assert!(
+        wrong.contains("value=\"BCDF-GHJK\""),
+        "keeps what was typed"
+    );
+
+    let malformed = browser.get("/link?code=HELLO").await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert!(malformed.contains("Codes are 8 letters"));
+
+    let lookalike = browser
+        .get(&format!("/link?code={}", urlencode("ＢCDF-GHJK")))
+        .await;
+    assert_eq!(lookalike.status, StatusCode::BAD_REQUEST);
+
+    let auth = app.start_device("openid").await;
+    browser.approve(&auth.user_code).await;
+    let used = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    assert_eq!(used.status, StatusCode::CONFLICT);
+    assert!(used.contains("This code has already been used"));
+}
+
+#[tokio::test]
+async fn forms_without_the_right_csrf_token_change_nothing() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let browser = app.signed_in_browser("kim@example.com").await;
+
+    for csrf in [None, Some("forged-token")] {
+        let mut form = vec![("code", auth.user_code.as_str()), ("decision", "approve")];
+        if let Some(c) = csrf {
+            form.push(("csrf", c));
+        }
+        let page = browser.post("/link/decide", &form).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        assert!(page.contains("This form has expired"));
+    }
+    assert_eq!(
+        app.poll(&auth.device_code).await.error(),
+        "authorization_pending"
+    );
+
+    // Another person's token does not work in this session either.
+    let other = app.signed_in_browser("lee@example.com").await;
+    let their_csrf = other
+        .get(&format!("/link?code={}", auth.user_code))
+        .await
+        .csrf();
+    let page = browser
+        .post(
+            "/link/decide",
+            &[
+                ("csrf", &their_csrf),
+                ("code", &auth.user_code),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    // Sign-in, sign-up and sign-out check the token too.
+    let anon = app.browser();
+    let signin = anon
+        .post(
+            "/signin",
+            &[
+                ("email", "kim@example.com"),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(signin.status, StatusCode::FORBIDDEN);
+    let signup = anon
+        .post(
+            "/signup",
+            &[
+                ("email", "new@example.com"),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(signup.status, StatusCode::FORBIDDEN);
+    let signout = browser.post("/signout", &[("csrf", "nope")]).await;
+    assert_eq!(signout.status, StatusCode::FORBIDDEN);
+    // Still signed in.
+    assert_eq!(
+        browser
+            .get(&format!("/link?code={}", auth.user_code))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    app.clock.advance_secs(5);
+    assert_eq!(
+        app.poll(&auth.device_code).await.error(),
+        "authorization_pending"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_errors_do_not_reveal_whether_an_account_exists() {
+    let app = spawn_app().await;
+    app.signed_in_browser("mia@example.com").await;
+    let browser = app.browser();
+    let wrong_password = browser
+        .sign_in("mia@example.com", "not the password", "/")
+        .await;
+    let no_account = browser
+        .sign_in("nobody@example.com", "not the password", "/")
+        .await;
+    assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(no_account.status, StatusCode::UNAUTHORIZED);
+    let message = "The email or password is not right.";
+    assert!(wrong_password.contains(message) && no_account.contains(message));
+    let strip = |p: &Page, email: &str| p.body.replace(email, "").replace(&p.csrf(), "");
+    assert_eq!(
+        strip(&wrong_password, "mia@example.com"),
+        strip(&no_account, "nobody@example.com")
+    );
+
+    let ok = browser
+        .sign_in("MIA@example.com", "correct horse battery", "/")
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "emails ignore case");
+}
+
+#[tokio::test]
+async fn sign_up_explains_what_is_wrong() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let short = browser.sign_up("nia@example.com", "short", "/").await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST);
+    assert!(short.contains("8 to 1024 characters"), "{}", short.body);
+    let email = browser
+        .sign_up("not-an-email", "long enough password", "/")
+        .await;
+    assert_eq!(email.status, StatusCode::BAD_REQUEST);
+    assert!(email.contains("does not look like an email address"));
+    app.signed_in_browser("nia@example.com").await;
+    let taken = app
+        .browser()
+        .sign_up("NIA@example.com", "long enough password", "/")
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    assert!(taken.contains("already exists"));
+}
+
+#[tokio::test]
+async fn next_never_leads_off_site() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let attempts = [
+        "https://evil.example/",
+        "//evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ];
+    for (i, next) in attempts.into_iter().enumerate() {
+        let page = browser
+            .get(&format!("/signin?next={}", urlencode(next)))
+            .await;
+        assert_eq!(
+            hidden_field(&page.body, "next").as_deref(),
+            Some("/"),
+            "{next}"
+        );
+        let signed = app
+            .browser()
+            .sign_up(
+                &format!("visitor{i}@example.com"),
+                "long enough password",
+                next,
+            )
+            .await;
+        assert_eq!(signed.location(), "/", "{next}");
+    }
+}
+
+#[tokio::test]
+async fn session_cookies_and_security_headers() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let form = browser.get("/signup").await;
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(form.headers[name], value, "{name}");
+    }
+    let csp = form.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"));
+    assert!(!csp.contains("unsafe-inline"));
+    assert!(
+        form.headers.get("strict-transport-security").is_none(),
+        "no HSTS over http"
+    );
+
+    let csrf = form.csrf();
+    let done = browser
+        .post(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", "olga@example.com"),
+                ("password", "long enough password"),
+            ],
+        )
+        .await;
+    let cookie = done.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("linkd_session="));
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+}
+
+#[tokio::test]
+async fn behind_https_cookies_are_secure_and_hsts_is_sent() {
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| c.public_url = Some("https://link.example.com".into())),
+        ..Default::default()
+    })
+    .await;
+    let page = app.browser().get("/signin").await;
+    assert_eq!(
+        page.headers["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let cookie = page.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let auth = app.start_device("openid").await;
+    assert_eq!(auth.verification_uri, "https://link.example.com/link");
+}
+
+#[tokio::test]
+async fn unknown_pages_are_readable_404s() {
+    let app = spawn_app().await;
+    let page = app.browser().get("/no/such/page").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.contains("Page not found"));
+    assert!(
+        page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}
+
+#[tokio::test]
+async fn approval_requires_a_signed_in_person() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let stranger = app.browser();
+    let page = stranger
+        .post(
+            "/link/decide",
+            &[("code", &auth.user_code), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(page.location().starts_with("/signin?next="));
+    assert_eq!(
+        app.poll(&auth.device_code).await.error(),
+        "authorization_pending"
+    );
+}
