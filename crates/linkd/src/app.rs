@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::device_flow::PollTracker;
 use crate::store::{self, Client, DynStore, StoreError};
 use crate::tokens::Keys;
-use crate::{Config, oauth, scopes, web};
+use crate::{Config, api, oauth, scopes, web};
 
 /// Largest request body any route accepts. OAuth and page forms are a few
 /// hundred bytes.
@@ -36,9 +36,12 @@ impl AppState {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Re-reads signing keys from the store (after a rotation).
+    /// Re-reads signing keys from the store: picks up rotations made by
+    /// `linkd keys rotate` or another instance, and moves keys through
+    /// their roles as time passes.
     pub async fn reload_keys(&self) -> Result<(), crate::tokens::KeyError> {
-        let keys = Keys::from_stored(&self.store.list_signing_keys().await?)?;
+        let stored = self.store.list_signing_keys().await?;
+        let keys = Keys::from_stored(&stored, self.clock.now(), self.config.token_lifetime())?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
         Ok(())
     }
@@ -55,7 +58,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
     let store = store::open(&config.database_url).await?;
     store.migrate().await?;
     let now = clock.now();
-    let keys = Keys::load_or_create(store.as_ref(), now).await?;
+    let keys = Keys::load_or_create(store.as_ref(), now, config.token_lifetime()).await?;
     if !config.no_demo && store.list_clients().await?.is_empty() {
         let demo = Client {
             client_id: DEMO_CLIENT_ID.into(),
@@ -93,6 +96,20 @@ pub fn router(state: AppState) -> Router {
             post(oauth::device_authorization::handle),
         )
         .route("/oauth/token", post(oauth::token::handle))
+        .route("/oauth/revoke", post(oauth::revoke::handle))
+        .route("/oauth/introspect", post(oauth::introspect::handle))
+        .route(
+            "/oauth/userinfo",
+            get(oauth::userinfo::handle).post(oauth::userinfo::handle),
+        )
+        .route(
+            "/api/v1/device",
+            get(api::device::get).delete(api::device::delete),
+        )
+        .route("/devices", get(web::devices::page))
+        .route("/devices/{id}/rename", post(web::devices::rename))
+        .route("/devices/{id}/unlink", post(web::devices::unlink))
+        .route("/account", get(web::account::page))
         .route("/oauth/jwks", get(oauth::discovery::jwks))
         .route(
             "/.well-known/openid-configuration",

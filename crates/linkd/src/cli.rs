@@ -204,35 +204,68 @@ pub async fn user_set_disabled(
 
 pub async fn keys_rotate(database_url: &str) -> anyhow::Result<()> {
     let store = open(database_url).await?;
-    let key = tokens::generate_signing_key(SystemClock.now())?;
+    let now = SystemClock.now();
+    let key = tokens::generate_signing_key(now)?;
     store.insert_signing_key(&key).await?;
-    println!("new signing key {}; it signs from now on", key.kid);
+    println!(
+        "new signing key {}: published now, signs from {} (running servers pick it up within {} s)",
+        key.kid,
+        crate::web::link::utc_time(now + tokens::KEY_PUBLISH_AHEAD_SECS),
+        tokens::KEY_RELOAD_SECS
+    );
     Ok(())
 }
 
-pub async fn keys_list(database_url: &str) -> anyhow::Result<()> {
+/// Lists keys newest first with what each does now. `token_lifetime` is
+/// the servers' access token lifetime (it decides when old keys retire).
+pub async fn keys_list(database_url: &str, token_lifetime: i64) -> anyhow::Result<()> {
     let store = open(database_url).await?;
-    for (i, key) in store.list_signing_keys().await?.iter().enumerate() {
-        let role = if i == 0 { "signing" } else { "verifying" };
-        println!(
-            "{}\t{}\t{role}",
-            key.kid,
-            crate::web::link::utc_time(key.created_at)
-        );
+    let stored = store.list_signing_keys().await?;
+    let roles = tokens::key_roles(&stored, SystemClock.now(), token_lifetime);
+    let at = crate::web::link::utc_time;
+    for (key, role) in stored.iter().zip(roles) {
+        let role = match role {
+            tokens::KeyRole::Next { since } => format!("next: signs from {}", at(since)),
+            tokens::KeyRole::Signing => "signing".to_string(),
+            tokens::KeyRole::Verifying { until } => format!("verifying until {}", at(until)),
+            tokens::KeyRole::Retired => "retired".to_string(),
+        };
+        println!("{}\t{}\t{role}", key.kid, at(key.created_at));
     }
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum DeviceCommand {
+    /// Link this device: show a code and wait for a person to approve (the default).
+    Link,
+    /// Say which account this device is linked to, refreshing its tokens if needed.
+    Status,
+    /// Unlink this device and forget its tokens.
+    Unlink,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct DeviceArgs {
+    #[command(subcommand)]
+    pub command: Option<DeviceCommand>,
+    /// Where the device keeps its tokens (written with mode 0600).
+    /// Default: $XDG_CONFIG_HOME/linkd/device-<client>.json.
+    #[arg(long, env = "LINKD_DEVICE_TOKEN_FILE", global = true)]
+    pub token_file: Option<std::path::PathBuf>,
     /// The linkd server (its public URL).
-    #[arg(long, env = "LINKD_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "LINKD_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub server: String,
     /// The device app's client_id.
-    #[arg(long, default_value = app::DEMO_CLIENT_ID)]
+    #[arg(long, default_value = app::DEMO_CLIENT_ID, global = true)]
     pub client: String,
     /// The secret, for a confidential device app.
-    #[arg(long, env = "LINKD_CLIENT_SECRET")]
+    #[arg(long, env = "LINKD_CLIENT_SECRET", global = true)]
     pub secret: Option<String>,
     /// Scopes to ask for.
     #[arg(long, default_value = "openid email offline_access")]
@@ -256,6 +289,32 @@ pub fn qr_text(data: &str) -> Option<String> {
     )
 }
 
+fn unix_now() -> u64 {
+    u64::try_from(SystemClock.now()).unwrap_or(0)
+}
+
+fn token_file(args: &DeviceArgs) -> std::path::PathBuf {
+    if let Some(path) = &args.token_file {
+        return path.clone();
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let safe: String = args
+        .client
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    config.join("linkd").join(format!("device-{safe}.json"))
+}
+
 pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
     let mut device = linkd_device::Device::discover(&args.server, &args.client)
         .await
@@ -263,6 +322,76 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
     if let Some(secret) = &args.secret {
         device = device.with_secret(secret);
     }
+    let path = token_file(&args);
+    match args.command.unwrap_or(DeviceCommand::Link) {
+        DeviceCommand::Link => device_link(&args, &device, &path).await,
+        DeviceCommand::Status => {
+            let (saved, info) = device_session(&device, &path).await?;
+            let email = info["account"]["email"].as_str().unwrap_or("an account");
+            let since = info["linked_at"]
+                .as_i64()
+                .map(crate::web::link::utc_time)
+                .unwrap_or_default();
+            println!(
+                "Linked to {email} as \"{}\" ({}) since {since}.",
+                info["label"].as_str().unwrap_or("this device"),
+                info["app_name"].as_str().unwrap_or(&saved.client_id),
+            );
+            Ok(())
+        }
+        DeviceCommand::Unlink => {
+            let (saved, _) = device_session(&device, &path).await?;
+            device.unlink(&saved.access_token).await?;
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            println!("Unlinked. This device no longer has access to the account.");
+            Ok(())
+        }
+    }
+}
+
+/// The saved tokens, refreshed when stale, and what the server says about
+/// the link. A device the server no longer knows forgets its tokens.
+async fn device_session(
+    device: &linkd_device::Device,
+    path: &std::path::Path,
+) -> anyhow::Result<(linkd_device::SavedTokens, serde_json::Value)> {
+    let Some(mut saved) = linkd_device::SavedTokens::load(path)? else {
+        bail!(
+            "this device is not linked (no tokens at {}); run `linkd device` to link it",
+            path.display()
+        );
+    };
+    let gone = |path: &std::path::Path| -> anyhow::Error {
+        let _ = std::fs::remove_file(path);
+        anyhow::anyhow!("this device was unlinked; run `linkd device` to link it again")
+    };
+    if saved.is_stale(unix_now()) {
+        let Some(refresh) = saved.refresh_token.clone() else {
+            return Err(gone(path));
+        };
+        match device.refresh(&refresh).await {
+            Ok(tokens) => {
+                saved.update(&tokens, unix_now());
+                saved.save(path)?;
+            }
+            Err(linkd_device::Error::Server { error, .. }) if error == "invalid_grant" => {
+                return Err(gone(path));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match device.linked_info(&saved.access_token).await {
+        Ok(info) => Ok((saved, info)),
+        Err(linkd_device::Error::Server { status: 401, .. }) => Err(gone(path)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn device_link(
+    args: &DeviceArgs,
+    device: &linkd_device::Device,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     for attempt in 1..=args.attempts.max(1) {
         let auth = device
@@ -295,7 +424,11 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
                             .and_then(|v| v.as_str().map(str::to_string))
                     })
                     .unwrap_or_else(|| "your account".into());
+                linkd_device::SavedTokens::new(&args.server, &args.client, &tokens, unix_now())
+                    .save(path)
+                    .with_context(|| format!("saving tokens to {}", path.display()))?;
                 writeln!(out, "\nLinked to {who}.")?;
+                writeln!(out, "Tokens saved to {}.", path.display())?;
                 return Ok(());
             }
             Err(linkd_device::Error::Expired) if attempt < args.attempts => {

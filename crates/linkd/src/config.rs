@@ -65,6 +65,12 @@ impl Config {
         }
     }
 
+    /// The longest any token signed by this server stays valid: how long a
+    /// retired signing key must stay in the JWKS.
+    pub fn token_lifetime(&self) -> i64 {
+        i64::from(self.access_token_lifetime)
+    }
+
     /// Cookies get `Secure` and pages get HSTS only when people reach linkd
     /// over https.
     pub fn is_https(&self) -> bool {

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use crate::codes::{CodeError, UserCode, random_secret, secret_hash};
 use crate::store::{
-    Account, AuthorizationState, Client, DeviceAuthorization, LinkedDevice, Redemption,
-    RefreshToken, Store, StoreError, Timestamp,
+    Account, Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, LinkedDevice,
+    Redemption, RefreshToken, Store, StoreError, Timestamp,
 };
 use crate::tokens::{AccessClaims, IdClaims, Keys};
 use crate::{Config, scopes};
@@ -339,6 +339,7 @@ async fn redeem(
         id: random_secret(16),
         account_id: account.id.clone(),
         client_id: client.client_id.clone(),
+        app_name: client.name.clone(),
         label: auth
             .device_name
             .clone()
@@ -434,13 +435,15 @@ pub async fn find_pending(
     })
 }
 
-/// Records the person's decision. Exactly one decision wins; a second one,
-/// or one after the deadline, finds the code no longer pending.
+/// Records the person's decision, and notes it in their activity. Exactly
+/// one decision wins; a second one, or one after the deadline, finds the
+/// code no longer pending.
 pub async fn decide(
     store: &dyn Store,
     input: &str,
     approve: bool,
     account_id: &str,
+    ip: &str,
     now: Timestamp,
 ) -> Result<PendingAuthorization, LookupError> {
     let pending = find_pending(store, input, now).await?;
@@ -448,6 +451,21 @@ pub async fn decide(
         .decide_device_authorization(&pending.auth.id, approve, account_id, now)
         .await?
     {
+        store
+            .insert_activity(&Activity {
+                account_id: account_id.to_string(),
+                kind: if approve {
+                    ActivityKind::Linked
+                } else {
+                    ActivityKind::Denied
+                },
+                client_id: pending.client.client_id.clone(),
+                app_name: pending.client.name.clone(),
+                device: pending.auth.device_name.clone(),
+                ip: ip.to_string(),
+                at: now,
+            })
+            .await?;
         Ok(pending)
     } else {
         // Lost a race with another decision or the deadline; say which.

@@ -4,6 +4,8 @@
 
 /// People: accounts, password hashes, browser sessions.
 pub mod accounts;
+/// The JSON API linked devices call with their access tokens.
+pub mod api;
 /// The router and the state shared by every handler.
 pub mod app;
 /// What each `linkd` command does.
@@ -16,6 +18,8 @@ pub mod codes;
 pub mod config;
 /// The device authorization state machine and token minting.
 pub mod device_flow;
+/// Linked devices: Bearer checks, refresh rotation, revocation, introspection.
+pub mod devices;
 /// OAuth and OpenID endpoints, with RFC 6749 JSON errors.
 pub mod oauth;
 /// The scopes linkd knows and their plain-words descriptions.

@@ -101,8 +101,12 @@ enum UserCommand {
 enum KeysCommand {
     /// Make a new signing key; it signs from now on, older keys keep verifying.
     Rotate,
-    /// List signing keys, newest (the one that signs) first.
-    List,
+    /// List signing keys, newest first, with what each does now.
+    List {
+        /// The servers' access token lifetime, in seconds.
+        #[arg(long, env = "LINKD_ACCESS_TOKEN_LIFETIME", default_value_t = 3600)]
+        access_token_lifetime: u32,
+    },
 }
 
 #[tokio::main]
@@ -133,7 +137,9 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Keys { db, command } => match command {
             KeysCommand::Rotate => cli::keys_rotate(&db.database_url).await,
-            KeysCommand::List => cli::keys_list(&db.database_url).await,
+            KeysCommand::List {
+                access_token_lifetime,
+            } => cli::keys_list(&db.database_url, i64::from(access_token_lifetime)).await,
         },
         Command::Device(args) => cli::device(args).await,
     };

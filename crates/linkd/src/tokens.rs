@@ -37,7 +37,61 @@ struct PublicKey {
     decoding: DecodingKey,
 }
 
-/// The keys in use: the newest signs, all verify and are published.
+/// A new key is published this long before it signs, so every instance
+/// (reloading every [`KEY_RELOAD_SECS`]) and every verifier caching the
+/// JWKS for its max-age has it before the first token it signs arrives.
+pub const KEY_PUBLISH_AHEAD_SECS: i64 = 360;
+/// How often a running instance re-reads the signing keys.
+pub const KEY_RELOAD_SECS: u64 = 30;
+
+/// What a stored key is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// Published, signs from `since`.
+    Next {
+        since: Timestamp,
+    },
+    Signing,
+    /// No longer signs; published until `until` so its tokens verify.
+    Verifying {
+        until: Timestamp,
+    },
+    /// Every token it signed has expired; no longer published.
+    Retired,
+}
+
+/// The role of each stored key (newest first) at `now`. The newest key
+/// that has been published for [`KEY_PUBLISH_AHEAD_SECS`] signs; the very
+/// first key signs at once, since nothing else could. An older key stays
+/// published until tokens it signed can no longer be valid.
+pub fn key_roles(stored: &[SigningKey], now: Timestamp, token_lifetime: i64) -> Vec<KeyRole> {
+    let active = |k: &SigningKey| k.created_at + KEY_PUBLISH_AHEAD_SECS;
+    let signing = stored
+        .iter()
+        .position(|k| active(k) <= now)
+        .unwrap_or(stored.len().saturating_sub(1));
+    stored
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            if i < signing {
+                KeyRole::Next { since: active(k) }
+            } else if i == signing {
+                KeyRole::Signing
+            } else {
+                // It stopped signing when its successor started.
+                let until = active(&stored[i - 1]) + token_lifetime;
+                if now < until {
+                    KeyRole::Verifying { until }
+                } else {
+                    KeyRole::Retired
+                }
+            }
+        })
+        .collect()
+}
+
+/// The keys in use: one signs, the published ones verify.
 pub struct Keys {
     signing_kid: String,
     signing: EncodingKey,
@@ -103,18 +157,31 @@ pub fn generate_signing_key(now: Timestamp) -> Result<SigningKey, KeyError> {
 }
 
 impl Keys {
-    /// Builds the key set from stored keys (newest first).
-    pub fn from_stored(stored: &[SigningKey]) -> Result<Self, KeyError> {
-        let newest = stored.first().ok_or(KeyError::Missing)?;
+    /// Builds the key set from stored keys (newest first) as of `now`;
+    /// `token_lifetime` is the longest a token this server signs is valid.
+    pub fn from_stored(
+        stored: &[SigningKey],
+        now: Timestamp,
+        token_lifetime: i64,
+    ) -> Result<Self, KeyError> {
+        let roles = key_roles(stored, now, token_lifetime);
+        let signer = roles
+            .iter()
+            .position(|r| *r == KeyRole::Signing)
+            .and_then(|i| stored.get(i))
+            .ok_or(KeyError::Missing)?;
         let bad = |kid: &str, e: &dyn std::fmt::Display| KeyError::Bad {
             kid: kid.to_string(),
             message: e.to_string(),
         };
-        let signing = EncodingKey::from_rsa_pem(newest.private_pem.as_bytes())
-            .map_err(|e| bad(&newest.kid, &e))?;
+        let signing = EncodingKey::from_rsa_pem(signer.private_pem.as_bytes())
+            .map_err(|e| bad(&signer.kid, &e))?;
         let mut public = Vec::with_capacity(stored.len());
         let mut by_kid = HashMap::new();
-        for key in stored {
+        for (key, role) in stored.iter().zip(&roles) {
+            if *role == KeyRole::Retired {
+                continue;
+            }
             let private =
                 RsaPrivateKey::from_pkcs8_pem(&key.private_pem).map_err(|e| bad(&key.kid, &e))?;
             let jwk = jwk_of(&private.to_public_key(), &key.kid);
@@ -124,7 +191,7 @@ impl Keys {
             public.push(PublicKey { jwk, decoding });
         }
         Ok(Keys {
-            signing_kid: newest.kid.clone(),
+            signing_kid: signer.kid.clone(),
             signing,
             public,
             by_kid,
@@ -132,7 +199,11 @@ impl Keys {
     }
 
     /// Loads the stored keys, making the first one on an empty store.
-    pub async fn load_or_create(store: &dyn Store, now: Timestamp) -> Result<Self, KeyError> {
+    pub async fn load_or_create(
+        store: &dyn Store,
+        now: Timestamp,
+        token_lifetime: i64,
+    ) -> Result<Self, KeyError> {
         let mut stored = store.list_signing_keys().await?;
         if stored.is_empty() {
             let key = generate_signing_key(now)?;
@@ -143,7 +214,7 @@ impl Keys {
             }
             stored = store.list_signing_keys().await?;
         }
-        Self::from_stored(&stored)
+        Self::from_stored(&stored, now, token_lifetime)
     }
 
     pub fn signing_kid(&self) -> &str {
@@ -283,7 +354,7 @@ mod tests {
     #[test]
     fn signs_and_verifies_with_kid_and_rejects_tampering() {
         let key = generate_signing_key(0).unwrap();
-        let keys = Keys::from_stored(std::slice::from_ref(&key)).unwrap();
+        let keys = Keys::from_stored(std::slice::from_ref(&key), 0, 3600).unwrap();
         let now = 1_700_000_000;
         let token = keys.sign_access_token(&claims(now)).unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -312,8 +383,47 @@ mod tests {
     }
 
     #[test]
+    fn a_new_key_publishes_first_then_signs_and_the_old_one_retires() {
+        let old = generate_signing_key(0).unwrap();
+        let new = generate_signing_key(10_000).unwrap();
+        let stored = [new.clone(), old.clone()];
+        let lifetime = 3600;
+        let switch = 10_000 + KEY_PUBLISH_AHEAD_SECS;
+        assert_eq!(
+            key_roles(&stored, 10_001, lifetime),
+            [KeyRole::Next { since: switch }, KeyRole::Signing]
+        );
+        assert_eq!(
+            key_roles(&stored, switch, lifetime),
+            [
+                KeyRole::Signing,
+                KeyRole::Verifying {
+                    until: switch + lifetime
+                }
+            ]
+        );
+        assert_eq!(
+            key_roles(&stored, switch + lifetime, lifetime),
+            [KeyRole::Signing, KeyRole::Retired]
+        );
+
+        let before = Keys::from_stored(&stored, 10_001, lifetime).unwrap();
+        assert_eq!(before.signing_kid(), old.kid);
+        assert_eq!(
+            before.jwks().keys.len(),
+            2,
+            "the new key is published before it signs"
+        );
+        let after = Keys::from_stored(&stored, switch + lifetime, lifetime).unwrap();
+        assert_eq!(after.signing_kid(), new.kid);
+        assert_eq!(after.jwks().keys.len(), 1);
+        // A lone new key signs at once.
+        assert_eq!(key_roles(&[new], 10_000, lifetime), [KeyRole::Signing]);
+    }
+
+    #[test]
     fn id_tokens_are_not_access_tokens() {
-        let keys = Keys::from_stored(&[generate_signing_key(0).unwrap()]).unwrap();
+        let keys = Keys::from_stored(&[generate_signing_key(0).unwrap()], 0, 3600).unwrap();
         let id = keys
             .sign_id_token(&IdClaims {
                 iss: "http://issuer".into(),
@@ -334,7 +444,7 @@ mod tests {
 
     #[test]
     fn alg_none_and_unknown_kid_are_refused() {
-        let keys = Keys::from_stored(&[generate_signing_key(0).unwrap()]).unwrap();
+        let keys = Keys::from_stored(&[generate_signing_key(0).unwrap()], 0, 3600).unwrap();
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(1)).unwrap());
         let none = format!(
             "{}.{body}.",
@@ -344,7 +454,7 @@ mod tests {
             keys.verify_access_token(&none, "http://issuer", "http://issuer", 1),
             Err(TokenError::Malformed)
         );
-        let other = Keys::from_stored(&[generate_signing_key(0).unwrap()]).unwrap();
+        let other = Keys::from_stored(&[generate_signing_key(0).unwrap()], 0, 3600).unwrap();
         let token = other.sign_access_token(&claims(1)).unwrap();
         assert_eq!(
             keys.verify_access_token(&token, "http://issuer", "http://issuer", 1),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::scopes;
 
-use super::token::DEVICE_CODE_GRANT;
+use super::token::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 
 pub fn metadata(issuer: &str) -> Value {
     json!({
@@ -18,13 +18,18 @@ pub fn metadata(issuer: &str) -> Value {
         "device_authorization_endpoint": format!("{issuer}/oauth/device_authorization"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "jwks_uri": format!("{issuer}/oauth/jwks"),
-        "grant_types_supported": [DEVICE_CODE_GRANT],
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
+        "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
         "scopes_supported": scopes::KNOWN.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         // linkd issues no tokens from an authorization endpoint; "none" is
         // the one response type that describes that (OAuth 2.0 Multiple
         // Response Type Encoding Practices §4).
         "response_types_supported": ["none"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "subject_types_supported": ["public"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "email", "sid"],

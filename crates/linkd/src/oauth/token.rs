@@ -1,5 +1,5 @@
 //! `POST /oauth/token` (RFC 6749 §3.2, §5): the device_code grant
-//! (RFC 8628 §3.4-3.5).
+//! (RFC 8628 §3.4-3.5) and the refresh_token grant (RFC 6749 §6).
 
 use axum::Json;
 use axum::extract::State;
@@ -9,18 +9,22 @@ use axum::response::{IntoResponse, Response};
 use super::OAuthError;
 use super::client_auth::authenticate;
 use super::form::OAuthRequest;
-use crate::app::AppState;
+use crate::app::{AppState, ClientIp};
 use crate::device_flow::{self, PollError, PollOutcome, TokenSet};
+use crate::devices::{self, RefreshOutcome};
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
 
 pub async fn handle(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     req: OAuthRequest,
 ) -> Result<Response, OAuthError> {
     let grant_type = req.form.require("grant_type")?;
     match grant_type {
         DEVICE_CODE_GRANT => device_code(&state, &req).await,
+        REFRESH_TOKEN_GRANT => refresh_token(&state, &req, &ip.to_string()).await,
         _ => Err(OAuthError::unsupported_grant_type(format!(
             "linkd does not support the grant type {:?}",
             grant_type.chars().take(100).collect::<String>()
@@ -45,13 +49,7 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
         device_code,
     )
     .await
-    .map_err(|e| match e {
-        PollError::Store(e) => e.into(),
-        PollError::Signing(e) => {
-            tracing::error!(error = %e, "could not sign tokens");
-            OAuthError::server_error()
-        }
-    })?;
+    .map_err(poll_error)?;
     match outcome {
         PollOutcome::Tokens(tokens) => Ok(token_response(&tokens)),
         PollOutcome::Pending => Err(OAuthError::authorization_pending()),
@@ -59,6 +57,43 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
         PollOutcome::Denied => Err(OAuthError::access_denied()),
         PollOutcome::Expired => Err(OAuthError::expired_token()),
         PollOutcome::InvalidGrant(why) => Err(OAuthError::invalid_grant(why)),
+    }
+}
+
+async fn refresh_token(
+    state: &AppState,
+    req: &OAuthRequest,
+    ip: &str,
+) -> Result<Response, OAuthError> {
+    let client = authenticate(state.store.as_ref(), req).await?;
+    let presented = req.form.require("refresh_token")?;
+    let keys = state.keys();
+    let outcome = devices::refresh(
+        state.store.as_ref(),
+        &keys,
+        &state.config,
+        state.clock.now(),
+        &client,
+        presented,
+        req.form.get("scope"),
+        ip,
+    )
+    .await
+    .map_err(poll_error)?;
+    match outcome {
+        RefreshOutcome::Tokens(tokens) => Ok(token_response(&tokens)),
+        RefreshOutcome::InvalidGrant(why) => Err(OAuthError::invalid_grant(why)),
+        RefreshOutcome::InvalidScope(why) => Err(OAuthError::invalid_scope(why)),
+    }
+}
+
+fn poll_error(e: PollError) -> OAuthError {
+    match e {
+        PollError::Store(e) => e.into(),
+        PollError::Signing(e) => {
+            tracing::error!(error = %e, "could not sign tokens");
+            OAuthError::server_error()
+        }
     }
 }
 

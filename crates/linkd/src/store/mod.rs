@@ -143,6 +143,8 @@ pub struct LinkedDevice {
     pub id: String,
     pub account_id: String,
     pub client_id: String,
+    /// The app's name, read with the device (not stored on it).
+    pub app_name: String,
     pub label: String,
     pub scope: String,
     pub linked_at: Timestamp,
@@ -161,6 +163,50 @@ pub struct RefreshToken {
     pub expires_at: Timestamp,
     /// Set when the token was exchanged for a newer one.
     pub rotated_at: Option<Timestamp>,
+}
+
+/// Something that happened to a person's devices, shown on their account page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityKind {
+    Linked,
+    Denied,
+    Unlinked,
+    /// A rotated refresh token came back: the device's tokens were revoked
+    /// (RFC 9700 §4.14.2).
+    RefreshReuse,
+}
+
+impl ActivityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Linked => "linked",
+            Self::Denied => "denied",
+            Self::Unlinked => "unlinked",
+            Self::RefreshReuse => "refresh_reuse",
+        }
+    }
+
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "linked" => Self::Linked,
+            "denied" => Self::Denied,
+            "unlinked" => Self::Unlinked,
+            "refresh_reuse" => Self::RefreshReuse,
+            other => return Err(StoreError::Corrupt(format!("activity kind {other:?}"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub account_id: String,
+    pub kind: ActivityKind,
+    pub client_id: String,
+    pub app_name: String,
+    /// The device's label, when the event concerns one device.
+    pub device: Option<String>,
+    pub ip: String,
+    pub at: Timestamp,
 }
 
 /// What redeeming an approved authorization writes, in one transaction.
@@ -229,6 +275,45 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     async fn get_linked_device(&self, id: &str) -> StoreResult<Option<LinkedDevice>>;
+    /// The account's devices that are still linked, newest first.
+    async fn list_linked_devices(&self, account_id: &str) -> StoreResult<Vec<LinkedDevice>>;
+    /// Renames a device of this account; false when there is no such
+    /// linked device.
+    async fn rename_linked_device(
+        &self,
+        id: &str,
+        account_id: &str,
+        label: &str,
+    ) -> StoreResult<bool>;
+    /// Unlinks a device: marks it revoked and deletes its refresh tokens,
+    /// in one transaction. True for the one caller that unlinked it.
+    async fn revoke_linked_device(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// The linked device behind an access token, if the device is still
+    /// linked and the token (by `jti`) was not revoked: the check every
+    /// Bearer request makes.
+    async fn active_device_for_token(
+        &self,
+        device_id: &str,
+        jti: &str,
+    ) -> StoreResult<Option<LinkedDevice>>;
+
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Marks `old_hash` rotated and stores `new`, only if `old_hash` was not
+    /// rotated yet, and notes the refresh on the device. True for the one
+    /// caller that rotated it.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: &RefreshToken,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Denies an access token by `jti` until it would have expired anyway.
+    async fn revoke_access_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()>;
+
+    async fn insert_activity(&self, activity: &Activity) -> StoreResult<()>;
+    /// The account's most recent activity, newest first.
+    async fn list_activity(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Activity>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -13,11 +13,22 @@ use sqlx::sqlite::{
 
 use super::*;
 
-const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)]);
+const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "lifecycle",
+        include_str!("../../migrations/sqlite/0002_lifecycle.sql"),
+    ),
+]);
+
+/// Every read of a linked device brings its app's name along.
+const DEVICE_SELECT: &str = "SELECT d.*, c.name AS app_name FROM linked_devices d
+     JOIN clients c ON c.client_id = d.client_id";
 
 pub struct SqliteStore {
     write: SqlitePool,
@@ -96,6 +107,7 @@ fn device_from_row(row: &SqliteRow) -> Result<LinkedDevice, sqlx::Error> {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
         client_id: row.try_get("client_id")?,
+        app_name: row.try_get("app_name")?,
         label: row.try_get("label")?,
         scope: row.try_get("scope")?,
         linked_at: row.try_get("linked_at")?,
@@ -416,27 +428,14 @@ impl Store for SqliteStore {
         .await
         .map_err(map_sqlx)?;
         if let Some(t) = &redemption.refresh_token {
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, device_id, scope, created_at, expires_at,
-                     rotated_at)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&t.token_hash)
-            .bind(&t.device_id)
-            .bind(&t.scope)
-            .bind(t.created_at)
-            .bind(t.expires_at)
-            .bind(t.rotated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_sqlx)?;
+            insert_refresh_token(&mut tx, t).await?;
         }
         tx.commit().await.map_err(map_sqlx)?;
         Ok(true)
     }
 
     async fn get_linked_device(&self, id: &str) -> StoreResult<Option<LinkedDevice>> {
-        sqlx::query("SELECT * FROM linked_devices WHERE id = ?")
+        sqlx::query(&format!("{DEVICE_SELECT} WHERE d.id = ?"))
             .bind(id)
             .fetch_optional(&self.read)
             .await
@@ -444,4 +443,195 @@ impl Store for SqliteStore {
             .map(|r| device_from_row(&r).map_err(map_sqlx))
             .transpose()
     }
+
+    async fn list_linked_devices(&self, account_id: &str) -> StoreResult<Vec<LinkedDevice>> {
+        sqlx::query(&format!(
+            "{DEVICE_SELECT} WHERE d.account_id = ? AND d.revoked_at IS NULL
+             ORDER BY d.linked_at DESC, d.id"
+        ))
+        .bind(account_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_sqlx)?
+        .iter()
+        .map(|r| device_from_row(r).map_err(map_sqlx))
+        .collect()
+    }
+
+    async fn rename_linked_device(
+        &self,
+        id: &str,
+        account_id: &str,
+        label: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE linked_devices SET label = ?
+             WHERE id = ? AND account_id = ? AND revoked_at IS NULL",
+        )
+        .bind(label)
+        .bind(id)
+        .bind(account_id)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_linked_device(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let done = sqlx::query(
+            "UPDATE linked_devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+        sqlx::query("DELETE FROM refresh_tokens WHERE device_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn active_device_for_token(
+        &self,
+        device_id: &str,
+        jti: &str,
+    ) -> StoreResult<Option<LinkedDevice>> {
+        sqlx::query(&format!(
+            "{DEVICE_SELECT} WHERE d.id = ? AND d.revoked_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = ?)"
+        ))
+        .bind(device_id)
+        .bind(jti)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map_sqlx)?
+        .map(|r| device_from_row(&r).map_err(map_sqlx))
+        .transpose()
+    }
+
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_sqlx)?;
+        row.map(|r| {
+            Ok(RefreshToken {
+                token_hash: r.try_get("token_hash")?,
+                device_id: r.try_get("device_id")?,
+                scope: r.try_get("scope")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                rotated_at: r.try_get("rotated_at")?,
+            })
+        })
+        .transpose()
+        .map_err(map_sqlx)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: &RefreshToken,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_refresh_token(&mut tx, new).await?;
+        sqlx::query("UPDATE linked_devices SET last_refresh_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(&new.device_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(true)
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()> {
+        sqlx::query("INSERT OR IGNORE INTO revoked_access_tokens (jti, expires_at) VALUES (?, ?)")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn insert_activity(&self, a: &Activity) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO activity (account_id, kind, client_id, app_name, device, ip, at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.account_id)
+        .bind(a.kind.as_str())
+        .bind(&a.client_id)
+        .bind(&a.app_name)
+        .bind(&a.device)
+        .bind(&a.ip)
+        .bind(a.at)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn list_activity(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Activity>> {
+        let rows =
+            sqlx::query("SELECT * FROM activity WHERE account_id = ? ORDER BY id DESC LIMIT ?")
+                .bind(account_id)
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+                .map_err(map_sqlx)?;
+        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        rows.iter()
+            .map(|r| {
+                Ok(Activity {
+                    account_id: r.try_get("account_id").map_err(get)?,
+                    kind: ActivityKind::parse(r.try_get("kind").map_err(get)?)?,
+                    client_id: r.try_get("client_id").map_err(get)?,
+                    app_name: r.try_get("app_name").map_err(get)?,
+                    device: r.try_get("device").map_err(get)?,
+                    ip: r.try_get("ip").map_err(get)?,
+                    at: r.try_get("at").map_err(get)?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_refresh_token(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    t: &RefreshToken,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, device_id, scope, created_at, expires_at, rotated_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&t.token_hash)
+    .bind(&t.device_id)
+    .bind(&t.scope)
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .bind(t.rotated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_sqlx)?;
+    Ok(())
 }

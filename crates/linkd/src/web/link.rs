@@ -7,7 +7,7 @@ use axum::response::Response;
 use minijinja::context;
 
 use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in};
-use crate::app::AppState;
+use crate::app::{AppState, ClientIp};
 use crate::codes::{CodeError, UserCode};
 use crate::device_flow::{self, LookupError, PendingAuthorization};
 use crate::scopes;
@@ -152,6 +152,7 @@ fn lookup_error_page(
 /// `POST /link/decide`: Approve or Deny from the confirmation page.
 pub async fn decide(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
@@ -171,6 +172,7 @@ pub async fn decide(
         &code,
         approve,
         &account_id,
+        &ip.to_string(),
         state.clock.now(),
     )
     .await

@@ -1,6 +1,8 @@
 //! The person's pages: server-rendered HTML that works without JavaScript.
 //! Errors here are readable pages that say what to do next.
 
+pub mod account;
+pub mod devices;
 pub mod headers;
 pub mod home;
 pub mod link;
@@ -31,6 +33,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("../../templates/message.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
     ("signup.html", include_str!("../../templates/signup.html")),
+    ("devices.html", include_str!("../../templates/devices.html")),
+    ("account.html", include_str!("../../templates/account.html")),
 ];
 
 const STYLESHEET: &str = include_str!("../../static/linkd.css");

@@ -139,11 +139,13 @@ async fn keys_rotate_adds_a_signing_key() {
     assert!(ok);
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(lines.len(), 2, "{list}");
+    // The new key is published first and signs a few minutes later.
+    assert!(lines[0].contains("next: signs from"), "{list}");
     assert!(
-        lines[0].ends_with("signing") && lines[1].starts_with(&before),
+        lines[1].starts_with(&before) && lines[1].ends_with("signing"),
         "{list}"
     );
-    assert!(out.contains("new signing key"));
+    assert!(out.contains("published now, signs from"), "{out}");
 }
 
 #[tokio::test]
@@ -153,6 +155,8 @@ async fn the_terminal_device_shows_a_code_and_reports_who_linked_it() {
         configure: Box::new(|c| c.poll_interval = 1),
     })
     .await;
+    let tokens_dir = tempfile::tempdir().unwrap();
+    let token_file = tokens_dir.path().join("device.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_linkd"))
         .args([
             "device",
@@ -162,7 +166,9 @@ async fn the_terminal_device_shows_a_code_and_reports_who_linked_it() {
             "demo-tv",
             "--name",
             "Test terminal",
+            "--token-file",
         ])
+        .arg(&token_file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -214,4 +220,54 @@ async fn the_terminal_device_shows_a_code_and_reports_who_linked_it() {
         "{rest:?}"
     );
     assert!(child.wait().await.unwrap().success());
+
+    // The tokens were saved privately; status and unlink use them.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let device_cmd = |sub: &'static str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_linkd"));
+        cmd.args([
+            "device",
+            sub,
+            "--server",
+            &app.base,
+            "--client",
+            "demo-tv",
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .kill_on_drop(true);
+        cmd
+    };
+    let status = device_cmd("status").output().await.unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        text.contains("Linked to quinn@example.com as \"Test terminal\" (Demo TV)"),
+        "{text}"
+    );
+    let unlink = device_cmd("unlink").output().await.unwrap();
+    assert!(
+        unlink.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unlink.stderr)
+    );
+    assert!(!token_file.exists());
+    assert!(
+        browser
+            .get("/devices")
+            .await
+            .contains("No devices are linked")
+    );
+    let again = device_cmd("status").output().await.unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not linked"));
 }

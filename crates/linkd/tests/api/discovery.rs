@@ -21,6 +21,15 @@ async fn both_metadata_documents_describe_the_endpoints() {
         );
         assert_eq!(meta["token_endpoint"], app.url("/oauth/token"));
         assert_eq!(meta["jwks_uri"], app.url("/oauth/jwks"));
+        assert_eq!(meta["revocation_endpoint"], app.url("/oauth/revoke"));
+        assert_eq!(meta["introspection_endpoint"], app.url("/oauth/introspect"));
+        assert_eq!(meta["userinfo_endpoint"], app.url("/oauth/userinfo"));
+        assert!(
+            meta["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&"refresh_token".into())
+        );
         assert!(
             meta["grant_types_supported"]
                 .as_array()

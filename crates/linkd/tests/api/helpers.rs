@@ -168,6 +168,67 @@ impl TestApp {
         browser
     }
 
+    /// A person signs up and links a demo-tv device; returns their browser
+    /// and the device's token response.
+    pub async fn link_device(&self, email: &str, scope: &str) -> (Browser, Value) {
+        let auth = self.start_device(scope).await;
+        let browser = self.signed_in_browser(email).await;
+        let done = browser.approve(&auth.user_code).await;
+        assert!(done.contains("is now linked"), "{}", done.body);
+        let tokens = self.poll(&auth.device_code).await;
+        assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.json);
+        (browser, tokens.json)
+    }
+
+    /// A refresh by the demo-tv device.
+    pub async fn refresh(&self, refresh_token: &str, scope: Option<&str>) -> Reply {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", "demo-tv"),
+            ("refresh_token", refresh_token),
+        ];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        self.post_form("/oauth/token", &form).await
+    }
+
+    /// Introspection by a confidential resource server, registered on first use.
+    pub async fn introspect(&self, token: &str) -> Value {
+        if self
+            .state
+            .store
+            .get_client("resource-server")
+            .await
+            .unwrap()
+            .is_none()
+        {
+            self.add_client("resource-server", "openid", Some("rs-secret"))
+                .await;
+        }
+        let response = self
+            .http
+            .post(self.url("/oauth/introspect"))
+            .basic_auth("resource-server", Some("rs-secret"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("introspect");
+        let reply = reply(response).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+        reply.json
+    }
+
+    /// A GET with a Bearer token.
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
     /// Registers a client directly in the store.
     pub async fn add_client(&self, id: &str, scopes: &str, secret: Option<&str>) {
         self.state

@@ -9,4 +9,5 @@ mod cli;
 mod clients;
 mod device_flow;
 mod discovery;
+mod lifecycle;
 mod pages;

@@ -1,0 +1,4 @@
+//! linkd's own JSON API for linked devices, authenticated with their
+//! access tokens (RFC 6750 Bearer).
+
+pub mod device;

@@ -1,0 +1,127 @@
+//! `/devices`: the person's linked devices, with Rename and Unlink.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use minijinja::context;
+use serde::Serialize;
+
+use super::link::{ago, utc_time};
+use super::{PageError, PageForm, Visitor, render, see_other, to_sign_in};
+use crate::app::{AppState, ClientIp};
+use crate::devices::{self, RenameError};
+use crate::store::LinkedDevice;
+
+#[derive(Serialize)]
+struct DeviceView {
+    id: String,
+    label: String,
+    app: String,
+    linked: String,
+    linked_ip: String,
+    last_refresh: Option<String>,
+}
+
+fn view(d: &LinkedDevice, now: i64) -> DeviceView {
+    DeviceView {
+        id: d.id.clone(),
+        label: d.label.clone(),
+        app: d.app_name.clone(),
+        linked: format!("{} ({})", utc_time(d.linked_at), ago(now - d.linked_at)),
+        linked_ip: d.linked_ip.clone(),
+        last_refresh: d.last_refresh_at.map(|t| ago(now - t)),
+    }
+}
+
+async fn devices_page(
+    state: &AppState,
+    visitor: &Visitor,
+    status: StatusCode,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let Some(account) = visitor.account() else {
+        return Ok(to_sign_in("/devices"));
+    };
+    let now = state.clock.now();
+    let list: Vec<DeviceView> = state
+        .store
+        .list_linked_devices(&account.id)
+        .await?
+        .iter()
+        .map(|d| view(d, now))
+        .collect();
+    render(
+        state,
+        visitor,
+        status,
+        "devices.html",
+        context! { title => "Your devices", devices => list, error => error },
+    )
+}
+
+pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Response, PageError> {
+    devices_page(&state, &visitor, StatusCode::OK, None).await
+}
+
+/// The account's own linked device, or a 404 that does not say whether the
+/// id belongs to someone else.
+async fn own_device(
+    state: &AppState,
+    visitor: &Visitor,
+    id: &str,
+) -> Result<LinkedDevice, PageError> {
+    let account = visitor.account().ok_or(PageError::NotFound)?;
+    match state.store.get_linked_device(id).await? {
+        Some(d) if d.account_id == account.id && d.revoked_at.is_none() => Ok(d),
+        _ => Err(PageError::NotFound),
+    }
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    form: PageForm,
+) -> Result<Response, PageError> {
+    let Some(account) = visitor.account() else {
+        return Ok(to_sign_in("/devices"));
+    };
+    visitor.check_csrf(form.get("csrf"))?;
+    let name = form.get("label").unwrap_or("");
+    match devices::rename(state.store.as_ref(), &account.id, &id, name).await {
+        Ok(_) => Ok(see_other("/devices")),
+        Err(RenameError::NotFound) => Err(PageError::NotFound),
+        Err(e @ RenameError::BadName) => {
+            devices_page(
+                &state,
+                &visitor,
+                StatusCode::BAD_REQUEST,
+                Some(format!("Could not rename: {e}.")),
+            )
+            .await
+        }
+        Err(RenameError::Store(e)) => Err(e.into()),
+    }
+}
+
+pub async fn unlink(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    form: PageForm,
+) -> Result<Response, PageError> {
+    if visitor.account().is_none() {
+        return Ok(to_sign_in("/devices"));
+    }
+    visitor.check_csrf(form.get("csrf"))?;
+    let device = own_device(&state, &visitor, &id).await?;
+    devices::unlink(
+        state.store.as_ref(),
+        &device,
+        &ip.to_string(),
+        state.clock.now(),
+    )
+    .await?;
+    Ok(see_other("/devices"))
+}
