@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use crate::codes::{CodeError, UserCode, random_secret, secret_hash};
 use crate::store::{
-    Account, Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, LinkedDevice,
-    Redemption, RefreshToken, Store, StoreError, Timestamp,
+    Account, Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, Event,
+    LinkedDevice, Redemption, RefreshToken, Store, StoreError, Timestamp,
 };
 use crate::tokens::{AccessClaims, IdClaims, Keys};
 use crate::{Config, scopes};
@@ -464,6 +464,11 @@ pub async fn decide(
                 device: pending.auth.device_name.clone(),
                 ip: ip.to_string(),
                 at: now,
+            })
+            .await?;
+        store
+            .publish(Event::Decided {
+                authorization_id: pending.auth.id.clone(),
             })
             .await?;
         Ok(pending)

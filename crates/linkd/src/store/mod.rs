@@ -209,6 +209,19 @@ pub struct Activity {
     pub at: Timestamp,
 }
 
+/// Something other requests, possibly on other linkd instances, wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A person approved or denied the device authorization with this id.
+    Decided { authorization_id: String },
+    /// An account's synced settings changed.
+    SettingsChanged { account_id: String },
+}
+
+/// How many events a slow subscriber may fall behind before it misses some
+/// (it then re-reads the store, which is always the truth).
+pub const EVENT_BACKLOG: usize = 4096;
+
 /// What redeeming an approved authorization writes, in one transaction.
 #[derive(Debug, Clone)]
 pub struct Redemption {
@@ -220,6 +233,12 @@ pub struct Redemption {
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
+
+    /// Tells every linkd instance sharing this store about an event. Events
+    /// only wake waiters up; what happened is always read from the store.
+    async fn publish(&self, event: Event) -> StoreResult<()>;
+    /// Events published by any instance from now on.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
     /// True when the database answers.
     async fn ping(&self) -> StoreResult<()>;
 

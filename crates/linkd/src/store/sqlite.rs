@@ -33,6 +33,8 @@ const DEVICE_SELECT: &str = "SELECT d.*, c.name AS app_name FROM linked_devices 
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// One SQLite file serves one linkd process, so events stay in memory.
+    events: tokio::sync::broadcast::Sender<Event>,
 }
 
 impl SqliteStore {
@@ -59,7 +61,11 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(map_sqlx)?;
-        Ok(SqliteStore { write, read })
+        Ok(SqliteStore {
+            write,
+            read,
+            events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
+        })
     }
 }
 
@@ -127,6 +133,16 @@ impl Store for SqliteStore {
             .run(&self.write)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    async fn publish(&self, event: Event) -> StoreResult<()> {
+        // No subscriber is not an error: nobody was waiting.
+        let _ = self.events.send(event);
+        Ok(())
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -591,3 +591,20 @@ async fn a_restart_keeps_pending_codes_and_keys() {
     assert_eq!(tokens.status, StatusCode::OK);
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_decision_is_published_to_waiters() {
+    let app = spawn_app().await;
+    let mut events = app.state.store.subscribe();
+    let auth = app.start_device("openid").await;
+    let browser = app.signed_in_browser("hal@example.com").await;
+    browser.approve(&auth.user_code).await;
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event within 5 s")
+        .unwrap();
+    assert!(
+        matches!(event, linkd::store::Event::Decided { .. }),
+        "{event:?}"
+    );
+}
