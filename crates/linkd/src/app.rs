@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::clock::Clock;
 use crate::device_flow::PollTracker;
+use crate::limits::Limits;
 use crate::store::{self, Client, DynStore, StoreError};
 use crate::tokens::Keys;
 use crate::{Config, api, oauth, scopes, web};
@@ -26,6 +27,7 @@ pub struct AppState {
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
     pub polls: Arc<PollTracker>,
+    pub limits: Arc<Limits>,
     pub templates: Arc<web::Templates>,
     keys: Arc<RwLock<Arc<Keys>>>,
 }
@@ -65,6 +67,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
             name: "Demo TV".into(),
             secret_hash: None,
             scopes: scopes::DEFAULT_CLIENT_SCOPES.into(),
+            device_flow_enabled: true,
             created_at: now,
         };
         match store.insert_client(&demo).await {
@@ -72,11 +75,13 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
             Err(e) => return Err(e.into()),
         }
     }
+    let limits = Arc::new(Limits::new(&config));
     Ok(AppState {
         config: Arc::new(config),
         store,
         clock,
         polls: Arc::new(PollTracker::default()),
+        limits,
         templates: Arc::new(web::Templates::new()),
         keys: Arc::new(RwLock::new(Arc::new(keys))),
     })
@@ -152,19 +157,95 @@ async fn sweep_polls(state: AppState) {
     }
 }
 
-/// The address of the peer that sent the request.
+/// The address of the person or device that sent the request: the
+/// connection's peer, or, when the peer is a configured trusted proxy, the
+/// address that proxy reports.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+/// Walks a forwarding header from the right (the entry our proxy added)
+/// past trusted proxies; the first untrusted address is the client.
+/// Anything a client wrote further left is never believed.
+pub fn client_ip(peer: IpAddr, header: Option<&str>, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for entry in header.unwrap_or("").rsplit(',') {
+        let entry = entry.trim();
+        // Accept "for=" forms loosely and bracketed or port-suffixed IPv6/IPv4.
+        let entry = entry.trim_start_matches("for=").trim_matches('"');
+        let parsed = entry
+            .parse::<IpAddr>()
+            .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+            .or_else(|_| {
+                entry
+                    .trim_start_matches('[')
+                    .split(']')
+                    .next()
+                    .unwrap_or("")
+                    .parse::<IpAddr>()
+            });
+        let Ok(ip) = parsed else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        Ok(ClientIp(ip))
+        let config = &state.config;
+        if config.trusted_proxies.is_empty() {
+            return Ok(ClientIp(peer));
+        }
+        let header = parts
+            .headers
+            .get(config.client_ip_header.as_str())
+            .and_then(|v| v.to_str().ok());
+        Ok(ClientIp(client_ip(peer, header, &config.trusted_proxies)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        // A direct client cannot claim another address.
+        assert_eq!(
+            client_ip(stranger, Some("198.51.100.1"), &trusted),
+            stranger
+        );
+        // Through the proxy: the rightmost untrusted entry; spoofed entries
+        // to its left are ignored.
+        assert_eq!(
+            client_ip(proxy, Some("1.1.1.1, 198.51.100.1, 10.9.9.9"), &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, None, &trusted), proxy);
+        assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
+        assert_eq!(
+            client_ip(proxy, Some("[2001:db8::1]:443"), &trusted),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, Some("198.51.100.1"), &[]), proxy);
     }
 }

@@ -108,6 +108,7 @@ pub async fn client_add(
         name: name.to_string(),
         secret_hash: secret.as_deref().map(secret_hash),
         scopes: scope_list,
+        device_flow_enabled: true,
         created_at: SystemClock.now(),
     };
     match store.insert_client(&client).await {

@@ -38,6 +38,9 @@ pub struct Client {
     pub secret_hash: Option<String>,
     /// Space-separated scopes this client may ask for.
     pub scopes: String,
+    /// Off: the app may not start device authorizations, and pending ones
+    /// cannot be approved.
+    pub device_flow_enabled: bool,
     pub created_at: Timestamp,
 }
 
@@ -245,6 +248,13 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_client(&self, client: &Client) -> StoreResult<()>;
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>>;
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Changes what is given; true when the client exists.
+    async fn update_client(
+        &self,
+        client_id: &str,
+        scopes: Option<&str>,
+        device_flow_enabled: Option<bool>,
+    ) -> StoreResult<bool>;
     /// Removes a client; true when it existed.
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
 

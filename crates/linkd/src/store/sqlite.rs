@@ -24,6 +24,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "lifecycle",
         include_str!("../../migrations/sqlite/0002_lifecycle.sql"),
     ),
+    (
+        3,
+        "client switches",
+        include_str!("../../migrations/sqlite/0003_client_switches.sql"),
+    ),
 ]);
 
 /// Every read of a linked device brings its app's name along.
@@ -75,6 +80,7 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, sqlx::Error> {
         name: row.try_get("name")?,
         secret_hash: row.try_get("secret_hash")?,
         scopes: row.try_get("scopes")?,
+        device_flow_enabled: row.try_get::<i64, _>("device_flow_enabled")? != 0,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -155,13 +161,14 @@ impl Store for SqliteStore {
 
     async fn insert_client(&self, c: &Client) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO clients (client_id, name, secret_hash, scopes, created_at)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO clients (client_id, name, secret_hash, scopes, device_flow_enabled, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.client_id)
         .bind(&c.name)
         .bind(&c.secret_hash)
         .bind(&c.scopes)
+        .bind(c.device_flow_enabled as i64)
         .bind(c.created_at)
         .execute(&self.write)
         .await
@@ -187,6 +194,26 @@ impl Store for SqliteStore {
             .iter()
             .map(|r| client_from_row(r).map_err(map_sqlx))
             .collect()
+    }
+
+    async fn update_client(
+        &self,
+        client_id: &str,
+        scopes: Option<&str>,
+        device_flow_enabled: Option<bool>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET scopes = COALESCE(?, scopes),
+                 device_flow_enabled = COALESCE(?, device_flow_enabled)
+             WHERE client_id = ?",
+        )
+        .bind(scopes)
+        .bind(device_flow_enabled.map(i64::from))
+        .bind(client_id)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {

@@ -238,6 +238,7 @@ impl TestApp {
                 name: format!("App {id}"),
                 secret_hash: secret.map(linkd::codes::secret_hash),
                 scopes: scopes.into(),
+                device_flow_enabled: true,
                 created_at: self.clock.now(),
             })
             .await
@@ -318,6 +319,19 @@ impl Browser {
             format!("{}{path}", self.base)
         };
         page(self.client.get(url).send().await.expect("GET")).await
+    }
+
+    /// A GET that claims to come through a proxy from `ip`.
+    pub async fn get_from(&self, path: &str, ip: &str) -> Page {
+        page(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .header("x-forwarded-for", ip)
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {

@@ -9,5 +9,6 @@ mod cli;
 mod clients;
 mod device_flow;
 mod discovery;
+mod hardening;
 mod lifecycle;
 mod pages;
