@@ -88,19 +88,8 @@ pub async fn client_add(
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         bail!("the name must be 1 to 100 characters without control characters");
     }
-    let joined = requested_scopes.join(" ");
-    let scope_list = if joined.trim().is_empty() {
-        scopes::DEFAULT_CLIENT_SCOPES.to_string()
-    } else {
-        let parsed = scopes::parse(&joined).context("scopes are space-separated words")?;
-        for s in &parsed {
-            if !scopes::is_known(s) {
-                let known: Vec<&str> = scopes::KNOWN.iter().map(|(s, _)| *s).collect();
-                bail!("unknown scope {s:?}; linkd knows {}", known.join(", "));
-            }
-        }
-        parsed.join(" ")
-    };
+    let scope_list = client_scopes(requested_scopes)?
+        .unwrap_or_else(|| scopes::DEFAULT_CLIENT_SCOPES.to_string());
     let secret = confidential.then(|| random_secret(32));
     let store = open(database_url).await?;
     let client = Client {
@@ -122,6 +111,49 @@ pub async fn client_add(
     Ok(())
 }
 
+/// The scopes named on the command line, checked; `None` when none were.
+fn client_scopes(requested: &[String]) -> anyhow::Result<Option<String>> {
+    let joined = requested.join(" ");
+    if joined.trim().is_empty() {
+        return Ok(None);
+    }
+    let parsed = scopes::parse(&joined).context("scopes are space-separated words")?;
+    for s in &parsed {
+        if !scopes::is_known(s) {
+            let known: Vec<&str> = scopes::KNOWN.iter().map(|(s, _)| *s).collect();
+            bail!("unknown scope {s:?}; linkd knows {}", known.join(", "));
+        }
+    }
+    Ok(Some(parsed.join(" ")))
+}
+
+pub async fn client_update(
+    database_url: &str,
+    id: &str,
+    device_flow: Option<bool>,
+    requested_scopes: &[String],
+) -> anyhow::Result<()> {
+    let scope_list = client_scopes(requested_scopes)?;
+    if device_flow.is_none() && scope_list.is_none() {
+        bail!("nothing to change: give --device-flow on|off and/or --scope");
+    }
+    let store = open(database_url).await?;
+    if !store
+        .update_client(id, scope_list.as_deref(), device_flow)
+        .await?
+    {
+        bail!("no client with id {id:?}");
+    }
+    let client = store.get_client(id).await?.context("client vanished")?;
+    let flow = if client.device_flow_enabled {
+        "on"
+    } else {
+        "off"
+    };
+    println!("client {id}: device flow {flow}, scopes: {}", client.scopes);
+    Ok(())
+}
+
 pub async fn client_list(database_url: &str) -> anyhow::Result<()> {
     let store = open(database_url).await?;
     let clients = store.list_clients().await?;
@@ -134,7 +166,12 @@ pub async fn client_list(database_url: &str) -> anyhow::Result<()> {
         } else {
             "public"
         };
-        println!("{}\t{}\t{kind}\t{}", c.client_id, c.name, c.scopes);
+        let flow = if c.device_flow_enabled {
+            ""
+        } else {
+            "\tdevice flow off"
+        };
+        println!("{}\t{}\t{kind}\t{}{flow}", c.client_id, c.name, c.scopes);
     }
     Ok(())
 }

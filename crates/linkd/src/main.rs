@@ -75,6 +75,16 @@ enum ClientCommand {
         #[arg(long)]
         confidential: bool,
     },
+    /// Change an app: turn its device flow off or on, or change its scopes.
+    Update {
+        id: String,
+        /// Whether the app may start device authorizations (on/off).
+        #[arg(long, value_parser = parse_switch)]
+        device_flow: Option<bool>,
+        /// Replace the scopes the app may ask for (repeat the flag).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
     /// List registered apps.
     List,
     /// Remove an app; its pending codes go with it.
@@ -109,6 +119,14 @@ enum KeysCommand {
     },
 }
 
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{s:?}: say on or off")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -122,6 +140,11 @@ async fn main() -> std::process::ExitCode {
                 scopes,
                 confidential,
             } => cli::client_add(&db.database_url, &id, &name, &scopes, confidential).await,
+            ClientCommand::Update {
+                id,
+                device_flow,
+                scopes,
+            } => cli::client_update(&db.database_url, &id, device_flow, &scopes).await,
             ClientCommand::List => cli::client_list(&db.database_url).await,
             ClientCommand::Remove { id } => cli::client_remove(&db.database_url, &id).await,
         },

@@ -63,7 +63,10 @@ impl SqliteStore {
             .map_err(map_sqlx)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            // Not opened read-only: a read-only connection cannot rebuild
+            // the WAL index that another process left behind, and reads go
+            // only through this pool anyway.
+            .connect_with(options)
             .await
             .map_err(map_sqlx)?;
         Ok(SqliteStore {

@@ -54,9 +54,11 @@ async fn wrong_codes_lock_a_session_out_until_the_window_passes() {
         StatusCode::OK
     );
 
-        app.clock.advance_secs(600);
+    app.clock.advance_secs(600);
     let fresh = app.start_device("openid").await;
-    let later = browser.get(&format!("/link?code={}", fresh.user_code)).await;
+    let later = browser
+        .get(&format!("/link?code={}", fresh.user_code))
+        .await;
     assert_eq!(later.status, StatusCode::OK, "{}", later.body);
 }
 

@@ -10,5 +10,6 @@ mod clients;
 mod device_flow;
 mod discovery;
 mod hardening;
+mod hostile;
 mod lifecycle;
 mod pages;
