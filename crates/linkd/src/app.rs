@@ -140,13 +140,87 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_polls(state.clone()));
+    let upkeep = Upkeep::start(&state);
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
-    sweeper.abort();
+    drop(upkeep);
     result
+}
+
+/// Serves HTTPS, terminating TLS in linkd (for operators without a reverse
+/// proxy), until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    state: AppState,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let upkeep = Upkeep::start(&state);
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    listener.set_nonblocking(true)?;
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(app)
+        .await;
+    drop(upkeep);
+    result
+}
+
+/// Reads a PEM certificate chain and private key into a TLS configuration
+/// (rustls with the ring provider; TLS 1.2 and 1.3; HTTP/2 and 1.1).
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    use anyhow::Context;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the certificate chain {}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the private key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the certificate and key do not match")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    ))
+}
+
+/// Background tasks that live as long as the server.
+struct Upkeep(Vec<tokio::task::JoinHandle<()>>);
+
+impl Upkeep {
+    fn start(state: &AppState) -> Self {
+        Upkeep(vec![
+            tokio::spawn(sweep_polls(state.clone())),
+            tokio::spawn(reload_keys(state.clone())),
+        ])
+    }
+}
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 async fn sweep_polls(state: AppState) {
@@ -154,6 +228,19 @@ async fn sweep_polls(state: AppState) {
     loop {
         tick.tick().await;
         state.polls.sweep(state.clock.now());
+    }
+}
+
+/// Picks up keys rotated by `linkd keys rotate` or another instance, and
+/// moves keys through their roles as time passes (tokens.rs).
+async fn reload_keys(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(crate::tokens::KEY_RELOAD_SECS));
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.reload_keys().await {
+            // Keep signing with the keys already loaded.
+            tracing::warn!(error = %e, "could not reload signing keys");
+        }
     }
 }
 

@@ -28,6 +28,10 @@ fn init_logs() {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logs();
     let listen = config.listen;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(app::tls_config(cert, key)?),
+        _ => None,
+    };
     let state = app::prepare(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -45,7 +49,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         println!("then open the link it prints, create an account, and approve.");
     }
-    app::serve(listener, state, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => app::serve_tls(listener.into_std()?, state, tls, shutdown_signal()).await?,
+        None => app::serve(listener, state, shutdown_signal()).await?,
+    }
     println!("linkd stopped");
     Ok(())
 }

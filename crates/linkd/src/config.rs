@@ -114,6 +114,14 @@ pub struct Config {
     )]
     pub client_ip_header: String,
 
+    /// Serve HTTPS with this certificate chain (PEM). Needs --tls-key.
+    #[arg(long, env = "LINKD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, env = "LINKD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Do not register the `demo-tv` app on an empty database.
     #[arg(long, env = "LINKD_NO_DEMO")]
     pub no_demo: bool,
@@ -124,6 +132,7 @@ impl Config {
     pub fn issuer(&self) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
+            None if self.tls_cert.is_some() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }
@@ -181,6 +190,8 @@ impl Config {
             sign_ups_per_network: 10,
             trusted_proxies: Vec::new(),
             client_ip_header: "x-forwarded-for".into(),
+            tls_cert: None,
+            tls_key: None,
             no_demo: false,
         }
     }

@@ -345,3 +345,78 @@ async fn sign_ups_are_limited_per_network() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn linkd_can_terminate_tls_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut config = linkd::Config::defaults();
+    config.listen = listener.local_addr().unwrap();
+    config.public_url = Some(format!("https://localhost:{port}"));
+    config.database_url = format!("sqlite://{}", dir.path().join("linkd.db").display());
+    config.tls_cert = Some(cert_path.clone());
+    config.tls_key = Some(key_path.clone());
+    let tls = linkd::app::tls_config(&cert_path, &key_path).unwrap();
+    let state = linkd::app::prepare(config, std::sync::Arc::new(linkd::clock::SystemClock))
+        .await
+        .unwrap();
+    tokio::spawn(linkd::app::serve_tls(
+        listener,
+        state,
+        tls,
+        std::future::pending(),
+    ));
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let page = client.get(format!("{base}/signin")).send().await.unwrap();
+    assert_eq!(
+        page.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    assert!(
+        page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
+    let auth: serde_json::Value = client
+        .post(format!("{base}/oauth/device_authorization"))
+        .form(&[("client_id", "demo-tv")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(auth["verification_uri"], format!("{base}/link"));
+
+    // Plain HTTP to the TLS port is not served.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+
+    // A key that does not match its certificate is a clear start-up error.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(&key_path, other.signing_key.serialize_pem()).unwrap();
+    let Err(err) = linkd::app::tls_config(&cert_path, &key_path) else {
+        panic!("a mismatched key must be refused");
+    };
+    assert!(format!("{err:#}").contains("do not match"), "{err:#}");
+}
