@@ -125,6 +125,7 @@ pub fn router(state: AppState) -> Router {
             get(oauth::discovery::openid_configuration),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -201,6 +202,24 @@ pub fn tls_config(
     Ok(axum_server::tls_rustls::RustlsConfig::from_config(
         Arc::new(config),
     ))
+}
+
+/// Ready to take traffic: the store answers and has every migration this
+/// build needs. Distinct from /healthz (the process is alive), so a load
+/// balancer stops sending requests while the database is away.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    match state.store.migrations_applied().await {
+        Ok(true) => (StatusCode::OK, "ready").into_response(),
+        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable").into_response()
+        }
+    }
 }
 
 /// Background tasks that live as long as the server.

@@ -229,21 +229,112 @@ pub async fn user_list(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where admin actions come from in a person's activity list.
+const ADMIN: &str = "the operator (linkd CLI)";
+
+async fn account_by_email(
+    store: &dyn store::Store,
+    email: &str,
+) -> anyhow::Result<crate::store::Account> {
+    store
+        .get_account_by_email(email)
+        .await?
+        .with_context(|| format!("no account with email {email:?}"))
+}
+
 pub async fn user_set_disabled(
     database_url: &str,
     email: &str,
     disabled: bool,
 ) -> anyhow::Result<()> {
     let store = open(database_url).await?;
-    let Some(account) = store.get_account_by_email(email).await? else {
-        bail!("no account with email {email:?}");
-    };
+    let account = account_by_email(store.as_ref(), email).await?;
     store.set_account_disabled(&account.id, disabled).await?;
+    if disabled {
+        // A disabled person keeps no way in: sessions end and every
+        // device is unlinked, so its tokens stop working at once.
+        store.delete_sessions(&account.id).await?;
+        let unlinked =
+            crate::devices::unlink_all(store.as_ref(), &account.id, ADMIN, SystemClock.now())
+                .await?;
+        println!("{} disabled; {unlinked} device(s) unlinked", account.email);
+    } else {
+        println!("{} enabled", account.email);
+    }
+    Ok(())
+}
+
+pub async fn user_delete(database_url: &str, email: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let account = account_by_email(store.as_ref(), email).await?;
+    store.delete_account(&account.id).await?;
     println!(
-        "{} {}",
-        account.email,
-        if disabled { "disabled" } else { "enabled" }
+        "{} deleted with its devices, tokens and activity",
+        account.email
     );
+    Ok(())
+}
+
+pub async fn client_rotate_secret(database_url: &str, id: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let client = store
+        .get_client(id)
+        .await?
+        .with_context(|| format!("no client with id {id:?}"))?;
+    if !client.is_confidential() {
+        bail!("{id} is a public client: it has no secret to rotate");
+    }
+    let secret = random_secret(32);
+    store.set_client_secret(id, &secret_hash(&secret)).await?;
+    println!("new client secret for {id} (shown once; the old one stops working now): {secret}");
+    Ok(())
+}
+
+pub async fn devices_list(database_url: &str, email: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let account = account_by_email(store.as_ref(), email).await?;
+    let devices = store.list_linked_devices(&account.id).await?;
+    if devices.is_empty() {
+        println!("no devices linked to {}", account.email);
+    }
+    let at = crate::web::link::utc_time;
+    for d in devices {
+        let last = d.last_refresh_at.map(at).unwrap_or_else(|| "-".into());
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{last}",
+            d.id,
+            d.app_name,
+            d.label,
+            at(d.linked_at),
+            d.linked_ip
+        );
+    }
+    Ok(())
+}
+
+pub async fn devices_unlink(database_url: &str, id: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let device = store
+        .get_linked_device(id)
+        .await?
+        .filter(|d| d.revoked_at.is_none())
+        .with_context(|| format!("no linked device with id {id:?}"))?;
+    crate::devices::unlink(store.as_ref(), &device, ADMIN, SystemClock.now()).await?;
+    println!("unlinked {} ({})", device.label, device.app_name);
+    Ok(())
+}
+
+pub async fn backup(database_url: &str, file: &std::path::Path) -> anyhow::Result<()> {
+    let store = store::open(database_url)
+        .await
+        .with_context(|| format!("opening {}", store::redact_url(database_url)))?;
+    match store.backup(file).await {
+        Err(store::StoreError::Conflict) => {
+            bail!("{} already exists; name a new file", file.display())
+        }
+        other => other.with_context(|| format!("backing up to {}", file.display()))?,
+    }
+    println!("backed up to {}", file.display());
     Ok(())
 }
 

@@ -154,6 +154,43 @@ impl Store for SqliteStore {
         self.events.subscribe()
     }
 
+    async fn migrations_applied(&self) -> StoreResult<bool> {
+        let latest = MIGRATIONS.0.iter().map(|m| m.0).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.read)
+                .await
+                .map_err(map_sqlx)?;
+        Ok(applied == Some(latest))
+    }
+
+    async fn backup(&self, path: &std::path::Path) -> StoreResult<()> {
+        let target = path
+            .to_str()
+            .ok_or_else(|| StoreError::Unavailable("the backup path is not valid UTF-8".into()))?;
+        if path.exists() {
+            return Err(StoreError::Conflict);
+        }
+        // VACUUM INTO writes a transactionally consistent copy from one read
+        // transaction, so writers go on while it runs (WAL mode).
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.read)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn count_pending(&self, now: Timestamp) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM device_authorizations WHERE state = 'pending' AND expires_at > ?",
+        )
+        .bind(now)
+        .fetch_one(&self.read)
+        .await
+        .map_err(map_sqlx)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.read)
@@ -282,6 +319,34 @@ impl Store for SqliteStore {
             .await
             .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_account(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE clients SET secret_hash = ? WHERE client_id = ?")
+            .bind(secret_hash)
+            .bind(client_id)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_sessions(&self, account_id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE account_id = ?")
+            .bind(account_id)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
     }
 
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {

@@ -12,4 +12,5 @@ mod discovery;
 mod hardening;
 mod hostile;
 mod lifecycle;
+mod operations;
 mod pages;
