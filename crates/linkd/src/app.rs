@@ -9,13 +9,17 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 use crate::clock::Clock;
 use crate::device_flow::PollTracker;
 use crate::limits::Limits;
 use crate::store::{self, Client, DynStore, StoreError};
 use crate::tokens::Keys;
-use crate::{Config, api, oauth, scopes, web};
+use crate::{Config, api, oauth, scopes, telemetry, web};
+
+static REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
 
 /// Largest request body any route accepts. OAuth and page forms are a few
 /// hundred bytes.
@@ -88,7 +92,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(web::home::page))
         .route("/link", get(web::link::page))
         .route("/link/decide", post(web::link::decide))
@@ -125,13 +129,47 @@ pub fn router(state: AppState) -> Router {
             get(oauth::discovery::openid_configuration),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    let router = if state.config.metrics_listen.is_none() {
+        router.route("/metrics", get(telemetry::render))
+    } else {
+        router
+    };
+    router
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::headers::security_headers,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        // An `X-Request-Id` on every request and response (a client's own
+        // is kept) and a span carrying it, so every log line of a request
+        // names it. The span records the path without its query, which
+        // can carry a user code.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::extract::Request| {
+                    let id = req
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The router of a separate metrics listener (`--metrics-listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(telemetry::render))
         .with_state(state)
 }
 
@@ -230,6 +268,7 @@ impl Upkeep {
         Upkeep(vec![
             tokio::spawn(sweep_polls(state.clone())),
             tokio::spawn(reload_keys(state.clone())),
+            tokio::spawn(sample_store(state.clone())),
         ])
     }
 }
@@ -247,6 +286,14 @@ async fn sweep_polls(state: AppState) {
     loop {
         tick.tick().await;
         state.polls.sweep(state.clock.now());
+    }
+}
+
+async fn sample_store(state: AppState) {
+    let mut tick = tokio::time::interval(telemetry::SAMPLE_EVERY);
+    loop {
+        tick.tick().await;
+        telemetry::sample_store(&state).await;
     }
 }
 

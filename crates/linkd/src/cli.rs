@@ -19,14 +19,28 @@ async fn open(database_url: &str) -> anyhow::Result<DynStore> {
     Ok(store)
 }
 
-fn init_logs() {
+/// Logs to standard error: readable lines, or one JSON object per line
+/// for log pipelines. `LINKD_LOG` sets the filter.
+fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINKD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    init_logs();
+    init_logs(&config.log_format);
+    crate::telemetry::handle();
     let listen = config.listen;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(app::tls_config(cert, key)?),
@@ -36,6 +50,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
+    if let Some(addr) = state.config.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for metrics on {addr}"))?;
+        let router = app::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics, router).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
     let issuer = state.config.issuer();
     let demo = state.store.get_client(app::DEMO_CLIENT_ID).await?.is_some();
     println!("linkd is serving at {issuer}");

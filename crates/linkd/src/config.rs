@@ -122,6 +122,15 @@ pub struct Config {
     #[arg(long, env = "LINKD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 
+    /// Serve /metrics on this address only (for example an internal one),
+    /// instead of on the main listener.
+    #[arg(long, env = "LINKD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log lines as readable text or as JSON objects, one per line.
+    #[arg(long, env = "LINKD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
     /// Do not register the `demo-tv` app on an empty database.
     #[arg(long, env = "LINKD_NO_DEMO")]
     pub no_demo: bool,
@@ -191,6 +200,8 @@ impl Config {
             trusted_proxies: Vec::new(),
             client_ip_header: "x-forwarded-for".into(),
             tls_cert: None,
+            metrics_listen: None,
+            log_format: "text".into(),
             tls_key: None,
             no_demo: false,
         }

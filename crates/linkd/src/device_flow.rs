@@ -159,9 +159,10 @@ impl PollTracker {
         entries.retain(|_, e| e.expires_at > now);
     }
 
-    pub fn forget(&self, id: &str) {
+    /// Forgets one authorization; true when it was being tracked.
+    pub fn forget(&self, id: &str) -> bool {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.remove(id);
+        entries.remove(id).is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -296,7 +297,10 @@ pub async fn poll(
         ));
     }
     if auth.expires_at <= now {
-        polls.forget(&auth.id);
+        // Counted once: the first poll after the deadline.
+        if polls.forget(&auth.id) {
+            crate::telemetry::authorization("expired");
+        }
         return Ok(PollOutcome::Expired);
     }
     match auth.state {
@@ -376,6 +380,7 @@ async fn redeem(
         .redeem_device_authorization(&auth.id, now, &redemption)
         .await?
     {
+        crate::telemetry::authorization("redeemed");
         Ok(PollOutcome::Tokens(Box::new(tokens)))
     } else {
         // Another poll redeemed it between our read and our update.
@@ -483,6 +488,7 @@ pub async fn decide(
                 at: now,
             })
             .await?;
+        crate::telemetry::authorization(if approve { "approved" } else { "denied" });
         store
             .publish(Event::Decided {
                 authorization_id: pending.auth.id.clone(),

@@ -263,6 +263,7 @@ async fn revoke_family(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     tracing::warn!(device = %device.id, client = %device.client_id, "refresh token reuse: revoking the device's tokens");
+    crate::telemetry::refresh_reuse();
     if store.revoke_linked_device(&device.id, now).await? {
         record(store, device, ActivityKind::RefreshReuse, ip, now).await?;
     }

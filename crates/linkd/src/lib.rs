@@ -28,6 +28,8 @@ pub mod oauth;
 pub mod scopes;
 /// The `Store` trait and its SQLite implementation.
 pub mod store;
+/// Metrics and the request middleware that records them.
+pub mod telemetry;
 /// Signing keys, JWT access tokens and ID tokens.
 pub mod tokens;
 /// The person's pages, with HTML errors, CSRF and security headers.

@@ -12,6 +12,7 @@ use super::form::OAuthRequest;
 use crate::app::{AppState, ClientIp};
 use crate::device_flow::{self, StartError};
 use crate::limits::{RetryAfter, network_key};
+use crate::telemetry;
 
 #[derive(Serialize)]
 struct DeviceAuthorizationResponse {
@@ -33,7 +34,10 @@ pub async fn handle(
     limits
         .device_authorizations_per_network
         .hit(&network_key(ip), now)
-        .map_err(|RetryAfter(s)| OAuthError::too_many_requests(s))?;
+        .map_err(|RetryAfter(s)| {
+            telemetry::rate_limited("device_authorizations_per_network");
+            OAuthError::too_many_requests(s)
+        })?;
     let client = authenticate(state.store.as_ref(), &req).await?;
     if !client.device_flow_enabled {
         // RFC 6749 §5.2: the client may not use this grant.
@@ -44,7 +48,10 @@ pub async fn handle(
     limits
         .device_authorizations_per_client
         .hit(&client.client_id, now)
-        .map_err(|RetryAfter(s)| OAuthError::too_many_requests(s))?;
+        .map_err(|RetryAfter(s)| {
+            telemetry::rate_limited("device_authorizations_per_client");
+            OAuthError::too_many_requests(s)
+        })?;
     let issued = device_flow::start(
         state.store.as_ref(),
         &state.config,
@@ -59,6 +66,7 @@ pub async fn handle(
         StartError::InvalidScope(d) => OAuthError::invalid_scope(d),
         StartError::Store(e) => e.into(),
     })?;
+    telemetry::authorization("requested");
     let verification_uri = format!("{}/link", state.config.issuer());
     let body = DeviceAuthorizationResponse {
         verification_uri_complete: format!(

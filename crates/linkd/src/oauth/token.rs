@@ -32,6 +32,7 @@ pub async fn handle(
                 .token_polls_per_network
                 .hit(&network_key(ip), state.clock.now())
             {
+                crate::telemetry::rate_limited("token_polls_per_network");
                 let mut e = OAuthError::slow_down();
                 e.retry_after = Some(secs.max(1) as u64);
                 return Err(e);
@@ -65,7 +66,10 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
     .await
     .map_err(poll_error)?;
     match outcome {
-        PollOutcome::Tokens(tokens) => Ok(token_response(&tokens)),
+        PollOutcome::Tokens(tokens) => {
+            crate::telemetry::tokens_issued("device_code");
+            Ok(token_response(&tokens))
+        }
         PollOutcome::Pending => Err(OAuthError::authorization_pending()),
         PollOutcome::SlowDown => Err(OAuthError::slow_down()),
         PollOutcome::Denied => Err(OAuthError::access_denied()),
@@ -95,7 +99,10 @@ async fn refresh_token(
     .await
     .map_err(poll_error)?;
     match outcome {
-        RefreshOutcome::Tokens(tokens) => Ok(token_response(&tokens)),
+        RefreshOutcome::Tokens(tokens) => {
+            crate::telemetry::tokens_issued("refresh_token");
+            Ok(token_response(&tokens))
+        }
         RefreshOutcome::InvalidGrant(why) => Err(OAuthError::invalid_grant(why)),
         RefreshOutcome::InvalidScope(why) => Err(OAuthError::invalid_scope(why)),
     }

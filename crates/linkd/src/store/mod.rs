@@ -251,6 +251,10 @@ pub trait Store: Send + Sync + 'static {
     async fn backup(&self, path: &std::path::Path) -> StoreResult<()>;
     /// Device authorizations still waiting for a person, for the metrics.
     async fn count_pending(&self, now: Timestamp) -> StoreResult<i64>;
+    /// (pool name, open connections, idle connections), for the metrics.
+    fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
+        Vec::new()
+    }
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()>;
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>>;

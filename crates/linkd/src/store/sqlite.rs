@@ -181,6 +181,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
+        vec![
+            ("write", self.write.size(), self.write.num_idle()),
+            ("read", self.read.size(), self.read.num_idle()),
+        ]
+    }
+
     async fn count_pending(&self, now: Timestamp) -> StoreResult<i64> {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM device_authorizations WHERE state = 'pending' AND expires_at > ?",

@@ -70,6 +70,7 @@ fn too_many_codes(
     visitor: &Visitor,
     retry_after: i64,
 ) -> Result<Response, PageError> {
+    crate::telemetry::rate_limited("code_entry");
     let minutes = (retry_after + 59) / 60;
     let wait = if minutes <= 1 {
         "a minute".to_string()

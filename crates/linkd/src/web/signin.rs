@@ -52,6 +52,7 @@ pub async fn submit(
         .check(&account_key, now)
         .and(limits.sign_in_per_network.check(&network, now))
     {
+        crate::telemetry::rate_limited("sign_in");
         let mut response = render(
             &state,
             &visitor,

@@ -41,6 +41,7 @@ pub async fn submit(
     let password = form.get("password").unwrap_or("");
     let now = state.clock.now();
     if let Err(RetryAfter(secs)) = state.limits.sign_ups_per_network.hit(&network_key(ip), now) {
+        crate::telemetry::rate_limited("sign_up");
         let message = format!(
             "Too many accounts were created from your network recently. Try again in {} minutes.",
             (secs + 59) / 60

@@ -68,6 +68,9 @@ pub async fn spawn_on(
     } else {
         manual.clone()
     };
+    // The metrics recorder is process-wide; install it before any server
+    // counts anything.
+    linkd::telemetry::handle();
     let state = app::prepare(config, clock).await.expect("prepare app");
     tokio::spawn(app::serve(listener, state.clone(), std::future::pending()));
     TestApp {

@@ -14,3 +14,4 @@ mod hostile;
 mod lifecycle;
 mod operations;
 mod pages;
+mod telemetry;

@@ -1,0 +1,104 @@
+//! Metrics (Prometheus text format, through the `metrics` facade) and the
+//! request middleware that counts and times every request.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::app::AppState;
+
+/// The process-wide recorder. The `metrics` facade has one global
+/// recorder, so every server in a process (tests start many) shares it.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("duration_seconds".into()),
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    10.0, 30.0,
+                ],
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only when another recorder is already installed; the
+        // handle then renders nothing, which is all that can be done.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Counts and times each request by route template (never the raw path,
+/// which can carry ids and codes) and status.
+pub async fn track_requests(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("linkd_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("linkd_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<AppState>) -> Response {
+    let _ = &state;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle().render(),
+    )
+        .into_response()
+}
+
+/// A rejection by one of the limits in `limits.rs`.
+pub fn rate_limited(limit: &'static str) {
+    metrics::counter!("linkd_rate_limited_total", "limit" => limit).increment(1);
+}
+
+/// A device authorization reached an outcome: requested, approved, denied,
+/// expired or redeemed.
+pub fn authorization(outcome: &'static str) {
+    metrics::counter!("linkd_device_authorizations_total", "outcome" => outcome).increment(1);
+}
+
+pub fn tokens_issued(grant: &'static str) {
+    metrics::counter!("linkd_tokens_issued_total", "grant" => grant).increment(1);
+}
+
+pub fn refresh_reuse() {
+    metrics::counter!("linkd_refresh_token_reuse_total").increment(1);
+}
+
+/// Refreshes the gauges that need the store: pending codes and pool use.
+pub async fn sample_store(state: &AppState) {
+    match state.store.count_pending(state.clock.now()).await {
+        Ok(n) => metrics::gauge!("linkd_pending_device_authorizations").set(n as f64),
+        Err(e) => tracing::debug!(error = %e, "could not count pending codes"),
+    }
+    for (pool, size, idle) in state.store.pool_stats() {
+        metrics::gauge!("linkd_store_pool_connections", "pool" => pool, "state" => "open")
+            .set(f64::from(size));
+        metrics::gauge!("linkd_store_pool_connections", "pool" => pool, "state" => "idle")
+            .set(idle as f64);
+    }
+}
+
+/// How often the store gauges are refreshed.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(15);
