@@ -7,6 +7,11 @@ use clap::Args;
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// A TOML file of settings (keys are the flag names, with - or _).
+    /// Flags and LINKD_* variables take precedence over it.
+    #[arg(long, env = "LINKD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Address to listen on.
     #[arg(long, env = "LINKD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -179,6 +184,7 @@ impl Config {
     /// have them. Tests start from this.
     pub fn defaults() -> Self {
         Config {
+            config: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             database_url: "sqlite://linkd.db".into(),
@@ -205,5 +211,159 @@ impl Config {
             tls_key: None,
             no_demo: false,
         }
+    }
+}
+
+/// Turns a TOML settings file into defaults for the named subcommands'
+/// arguments, below flags and environment variables (clap reads those
+/// first). An unknown key or a value of the wrong shape is an error naming
+/// the key; a value clap cannot parse is reported by clap naming the flag.
+pub fn apply_file(
+    mut cmd: clap::Command,
+    path: &std::path::Path,
+    subcommands: &[&[&str]],
+) -> Result<clap::Command, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (key, value) in &table {
+        let id = key.replace('-', "_");
+        if id == "config" {
+            return Err(format!(
+                "{}: `config` cannot name another file",
+                path.display()
+            ));
+        }
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(format!(
+                        "{}: {key}: list items must be strings, not {}",
+                        path.display(),
+                        other.type_str()
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            other => {
+                return Err(format!(
+                    "{}: {key}: unsupported value {}",
+                    path.display(),
+                    other.type_str()
+                ));
+            }
+        };
+        for route in subcommands {
+            let mut found = false;
+            cmd = mut_path(cmd, route, &mut |sub| {
+                if sub.get_arguments().any(|a| a.get_id() == id.as_str()) {
+                    found = true;
+                    sub.mut_arg(id.as_str(), |a| a.default_value(text.clone()))
+                } else {
+                    sub
+                }
+            });
+            if !found {
+                return Err(format!("{}: unknown setting {key:?}", path.display()));
+            }
+        }
+    }
+    Ok(cmd)
+}
+
+fn mut_path(
+    cmd: clap::Command,
+    route: &[&str],
+    f: &mut dyn FnMut(clap::Command) -> clap::Command,
+) -> clap::Command {
+    match route.split_first() {
+        None => f(cmd),
+        Some((name, rest)) => cmd.mut_subcommand(*name, |sub| mut_path(sub, rest, f)),
+    }
+}
+
+/// The configuration as `key = value` lines, secrets redacted.
+pub fn describe(c: &Config) -> String {
+    let opt = |v: &Option<std::path::PathBuf>| {
+        v.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let proxies: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+    [
+        ("listen", c.listen.to_string()),
+        ("public_url", c.issuer()),
+        ("database_url", crate::store::redact_url(&c.database_url)),
+        ("code_lifetime", c.code_lifetime.to_string()),
+        ("poll_interval", c.poll_interval.to_string()),
+        ("access_token_lifetime", c.access_token_lifetime.to_string()),
+        ("refresh_idle_lifetime", c.refresh_idle_lifetime.to_string()),
+        (
+            "refresh_absolute_lifetime",
+            c.refresh_absolute_lifetime.to_string(),
+        ),
+        ("session_lifetime", c.session_lifetime.to_string()),
+        ("max_approval_age", c.max_approval_age.to_string()),
+        (
+            "code_failures_per_session",
+            c.code_failures_per_session.to_string(),
+        ),
+        (
+            "code_failures_per_network",
+            c.code_failures_per_network.to_string(),
+        ),
+        (
+            "code_failures_per_minute",
+            c.code_failures_per_minute.to_string(),
+        ),
+        (
+            "device_authorizations_per_network",
+            c.device_authorizations_per_network.to_string(),
+        ),
+        (
+            "device_authorizations_per_client",
+            c.device_authorizations_per_client.to_string(),
+        ),
+        (
+            "token_polls_per_network",
+            c.token_polls_per_network.to_string(),
+        ),
+        ("sign_in_free_failures", c.sign_in_free_failures.to_string()),
+        ("sign_ups_per_network", c.sign_ups_per_network.to_string()),
+        ("trusted_proxies", proxies.join(",")),
+        ("client_ip_header", c.client_ip_header.clone()),
+        ("tls_cert", opt(&c.tls_cert)),
+        ("tls_key", opt(&c.tls_key)),
+        (
+            "metrics_listen",
+            c.metrics_listen.map(|a| a.to_string()).unwrap_or_default(),
+        ),
+        ("log_format", c.log_format.clone()),
+        ("no_demo", c.no_demo.to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k} = {v:?}\n"))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_database_passwords() {
+        let mut c = Config::defaults();
+        c.database_url = "postgres://linkd:hunter2@db/linkd".into();
+        let text = describe(&c);
+        assert!(
+            text.contains("postgres://linkd:***@db/linkd") && !text.contains("hunter2"),
+            "{text}"
+        );
     }
 }

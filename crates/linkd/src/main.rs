@@ -68,8 +68,20 @@ enum Command {
         /// The file to create.
         file: std::path::PathBuf,
     },
+    /// Check a configuration and print it, secrets redacted.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Act as a device: show a code, wait for approval, print who linked it.
     Device(cli::DeviceArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate flags, LINKD_* variables and --config FILE together, and
+    /// print the effective settings.
+    Check(Box<Config>),
 }
 
 #[derive(Subcommand)]
@@ -148,6 +160,33 @@ enum KeysCommand {
     },
 }
 
+/// Parses the command line, with a settings file (`--config FILE` or
+/// `LINKD_CONFIG`) supplying defaults beneath flags and variables.
+fn parse() -> Result<Cli, String> {
+    use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = Cli::command();
+    if let Some(path) = config_file(&args) {
+        cmd = linkd::config::apply_file(cmd, &path, &[&["serve"], &["config", "check"]])?;
+    }
+    let matches = cmd.get_matches_from(args);
+    Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
+/// The settings file named on the command line or in LINKD_CONFIG.
+fn config_file(args: &[std::ffi::OsString]) -> Option<std::path::PathBuf> {
+    let mut iter = args.iter().filter_map(|a| a.to_str());
+    while let Some(arg) = iter.next() {
+        if arg == "--config" {
+            return iter.next().map(std::path::PathBuf::from);
+        }
+        if let Some(path) = arg.strip_prefix("--config=") {
+            return Some(path.into());
+        }
+    }
+    std::env::var_os("LINKD_CONFIG").map(std::path::PathBuf::from)
+}
+
 fn parse_switch(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "yes" => Ok(true),
@@ -158,7 +197,13 @@ fn parse_switch(s: &str) -> Result<bool, String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("linkd: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Serve(config) => cli::serve(*config).await,
         Command::Migrate(db) => cli::migrate(&db.database_url).await,
@@ -202,6 +247,15 @@ async fn main() -> std::process::ExitCode {
             DevicesCommand::Unlink { id } => cli::devices_unlink(&db.database_url, &id).await,
         },
         Command::Backup { db, file } => cli::backup(&db.database_url, &file).await,
+        Command::Config {
+            command: ConfigCommand::Check(config),
+        } => match config.validate() {
+            Ok(()) => {
+                print!("{}", linkd::config::describe(&config));
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
         Command::Device(args) => cli::device(args).await,
     };
     match result {

@@ -172,3 +172,67 @@ async fn a_backup_under_concurrent_writes_restores_every_acknowledged_write() {
         restored.clock.advance_secs(10);
     }
 }
+
+#[tokio::test]
+async fn configuration_comes_from_flags_then_environment_then_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("linkd.toml");
+    std::fs::write(
+        &file,
+        "code_lifetime = 300\npoll-interval = 7\ndatabase_url = \"postgres://linkd:hunter2@db/linkd\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let check = |env: Vec<(&'static str, &'static str)>, extra: Vec<&'static str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_linkd"));
+        cmd.args(["config", "check", "--config"])
+            .arg(&file)
+            .args(extra)
+            .env_remove("LINKD_DATABASE_URL");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output()
+    };
+    let out = check(vec![], vec![]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "code_lifetime = \"300\"",
+        "poll_interval = \"7\"",
+        "trusted_proxies = \"10.0.0.0/8\"",
+        "postgres://linkd:***@db/linkd",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    assert!(!text.contains("hunter2"), "secrets are redacted");
+    let env = check(vec![("LINKD_CODE_LIFETIME", "120")], vec![])
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&env.stdout).contains("code_lifetime = \"120\""));
+    let flag = check(
+        vec![("LINKD_CODE_LIFETIME", "120")],
+        vec!["--code-lifetime", "90"],
+    )
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&flag.stdout).contains("code_lifetime = \"90\""));
+
+    std::fs::write(&file, "bogus_setting = 1\n").unwrap();
+    let unknown = check(vec![], vec![]).await.unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown setting \"bogus_setting\""));
+    std::fs::write(&file, "code_lifetime = \"soon\"\n").unwrap();
+    let bad = check(vec![], vec![]).await.unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--code-lifetime"),
+        "names the setting"
+    );
+    std::fs::write(&file, "code_lifetime = 5\n").unwrap();
+    let range = check(vec![], vec![]).await.unwrap();
+    assert!(!range.status.success(), "below the 30 s minimum");
+}
