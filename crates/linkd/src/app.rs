@@ -31,12 +31,26 @@ pub struct AppState {
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
     pub polls: Arc<PollTracker>,
-    pub limits: Arc<Limits>,
+        pub limits: Arc<Limits>,
     pub templates: Arc<web::Templates>,
+    /// Flips to true when the server starts shutting down, so long polls
+    /// and event streams end cleanly instead of holding the drain open.
+    shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     keys: Arc<RwLock<Arc<Keys>>>,
 }
 
 impl AppState {
+        /// Resolves once the server is shutting down (at once if it already is).
+    pub async fn shutting_down(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Tells long-lived requests to finish.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
     /// The current key set. Cheap: one lock and a reference count.
     pub fn keys(&self) -> Arc<Keys> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -85,7 +99,8 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         store,
         clock,
         polls: Arc::new(PollTracker::default()),
-        limits,
+                limits,
+        shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         templates: Arc::new(web::Templates::new()),
         keys: Arc::new(RwLock::new(Arc::new(keys))),
     })
@@ -179,11 +194,31 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let upkeep = Upkeep::start(&state);
+        let upkeep = Upkeep::start(&state);
+    let drain = Duration::from_secs(u64::from(state.config.shutdown_timeout));
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopper = state.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        stopper.begin_shutdown();
+        let _ = stopping_tx.send(());
+    };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+    tokio::pin!(server);
+    // Requests in flight get `shutdown_timeout` seconds once the signal
+    // came; whatever still runs after that is dropped.
+    let result = tokio::select! {
+        result = &mut server => result,
+        _ = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!("requests still running after the shutdown timeout were dropped");
+            Ok(())
+        }
+    };
     drop(upkeep);
     result
 }
@@ -197,11 +232,14 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = Upkeep::start(&state);
-    let handle = axum_server::Handle::new();
+        let handle = axum_server::Handle::new();
     let stopper = handle.clone();
+    let drain = Duration::from_secs(u64::from(state.config.shutdown_timeout));
+    let flag = state.clone();
     tokio::spawn(async move {
         shutdown.await;
-        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+        flag.begin_shutdown();
+        stopper.graceful_shutdown(Some(drain));
     });
     listener.set_nonblocking(true)?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();

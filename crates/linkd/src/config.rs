@@ -136,6 +136,11 @@ pub struct Config {
     #[arg(long, env = "LINKD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 
+        /// Seconds requests in flight may take to finish after SIGTERM or
+    /// SIGINT before linkd exits anyway.
+    #[arg(long, env = "LINKD_SHUTDOWN_TIMEOUT", default_value_t = 20)]
+    pub shutdown_timeout: u32,
+
     /// Do not register the `demo-tv` app on an empty database.
     #[arg(long, env = "LINKD_NO_DEMO")]
     pub no_demo: bool,
@@ -207,7 +212,8 @@ impl Config {
             client_ip_header: "x-forwarded-for".into(),
             tls_cert: None,
             metrics_listen: None,
-            log_format: "text".into(),
+                        log_format: "text".into(),
+            shutdown_timeout: 20,
             tls_key: None,
             no_demo: false,
         }
@@ -344,7 +350,8 @@ pub fn describe(c: &Config) -> String {
             "metrics_listen",
             c.metrics_listen.map(|a| a.to_string()).unwrap_or_default(),
         ),
-        ("log_format", c.log_format.clone()),
+                ("log_format", c.log_format.clone()),
+        ("shutdown_timeout", c.shutdown_timeout.to_string()),
         ("no_demo", c.no_demo.to_string()),
     ]
     .iter()
