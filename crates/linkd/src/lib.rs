@@ -24,7 +24,7 @@ pub mod devices;
 pub mod oauth;
 /// The scopes linkd knows and their plain-words descriptions.
 pub mod scopes;
-/// The `Store` trait and its SQLite implementation.
+/// The `Store` trait and its SQLite and PostgreSQL implementations.
 pub mod store;
 /// Signing keys, JWT access tokens and ID tokens.
 pub mod tokens;

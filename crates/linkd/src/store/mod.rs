@@ -6,6 +6,7 @@
 //! Every state change on a device authorization or a refresh token is a
 //! single conditional update, so racing requests resolve to one winner.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -341,9 +342,11 @@ pub type DynStore = Arc<dyn Store>;
 pub async fn open(database_url: &str) -> StoreResult<DynStore> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(database_url).await?))
     } else {
         Err(StoreError::Unavailable(format!(
-            "unsupported database URL (expected sqlite://FILE): {}",
+            "unsupported database URL (expected sqlite://FILE or postgres://...): {}",
             redact_url(database_url)
         )))
     }
