@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::clock::Clock;
 use crate::device_flow::PollTracker;
 use crate::store::{self, Client, DynStore, StoreError};
-use crate::tokens::Keys;
+use crate::tokens::{KEY_RELOAD_SECS, Keys};
 use crate::{Config, api, oauth, scopes, web};
 
 /// Largest request body any route accepts. OAuth and page forms are a few
@@ -136,12 +136,31 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_polls(state.clone()));
+    let reloader = tokio::spawn(reload_keys(state.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();
+    reloader.abort();
     result
+}
+
+/// Re-reads the signing keys every [`KEY_RELOAD_SECS`]: a key added by
+/// `linkd keys rotate` or by another instance is published here before it
+/// signs anywhere (it waits [`crate::tokens::KEY_PUBLISH_AHEAD_SECS`]), and
+/// every instance switches to it at the same time.
+async fn reload_keys(state: AppState) {
+    let period = Duration::from_secs(KEY_RELOAD_SECS);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.reload_keys().await {
+            // The keys in memory keep working; the next tick tries again.
+            tracing::warn!(error = %e, "could not reload signing keys");
+        }
+    }
 }
 
 async fn sweep_polls(state: AppState) {

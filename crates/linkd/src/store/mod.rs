@@ -263,6 +263,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
 
     async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// Stores `key` only if there is no signing key yet; true when it did.
+    /// Instances starting together on an empty database thus end up with
+    /// one first key instead of one each.
+    async fn insert_first_signing_key(&self, key: &SigningKey) -> StoreResult<bool>;
     /// All signing keys, newest first.
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
 

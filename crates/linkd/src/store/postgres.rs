@@ -428,6 +428,29 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn insert_first_signing_key(&self, k: &SigningKey) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        // Under READ COMMITTED two instances could both see an empty table
+        // and both insert; this lock mode conflicts with itself, so the
+        // second waits and then sees the first one's key.
+        sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        let done = sqlx::query(
+            "INSERT INTO signing_keys (kid, private_pem, created_at)
+             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .bind(&k.kid)
+        .bind(&k.private_pem)
+        .bind(k.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, seq DESC")
             .fetch_all(&self.pool)

@@ -310,6 +310,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn insert_first_signing_key(&self, k: &SigningKey) -> StoreResult<bool> {
+        // One statement under SQLite's single writer lock: the check and
+        // the insert cannot interleave with another writer's.
+        let done = sqlx::query(
+            "INSERT INTO signing_keys (kid, private_pem, created_at)
+             SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .bind(&k.kid)
+        .bind(&k.private_pem)
+        .bind(k.created_at)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, rowid DESC")
             .fetch_all(&self.read)

@@ -11,3 +11,4 @@ mod device_flow;
 mod discovery;
 mod lifecycle;
 mod pages;
+mod store;
