@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod device_flow;
 mod discovery;
+mod instances;
 mod lifecycle;
 mod pages;
 mod store;
