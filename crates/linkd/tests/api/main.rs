@@ -11,5 +11,6 @@ mod device_flow;
 mod discovery;
 mod instances;
 mod lifecycle;
+mod outage;
 mod pages;
 mod store;
