@@ -7,6 +7,7 @@
 //! single conditional update, so racing requests resolve to one winner.
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;

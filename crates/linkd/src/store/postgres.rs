@@ -6,8 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
 use super::*;
@@ -179,60 +178,6 @@ fn decode_event(payload: &str) -> Option<Event> {
     }
 }
 
-fn client_from_row(row: &PgRow) -> Result<Client, sqlx::Error> {
-    Ok(Client {
-        client_id: row.try_get("client_id")?,
-        name: row.try_get("name")?,
-        secret_hash: row.try_get("secret_hash")?,
-        scopes: row.try_get("scopes")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn account_from_row(row: &PgRow) -> Result<Account, sqlx::Error> {
-    Ok(Account {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        password_hash: row.try_get("password_hash")?,
-        created_at: row.try_get("created_at")?,
-        disabled: row.try_get("disabled")?,
-    })
-}
-
-fn authorization_from_row(row: &PgRow) -> StoreResult<DeviceAuthorization> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    Ok(DeviceAuthorization {
-        id: row.try_get("id").map_err(get)?,
-        device_code_hash: row.try_get("device_code_hash").map_err(get)?,
-        user_code: row.try_get("user_code").map_err(get)?,
-        client_id: row.try_get("client_id").map_err(get)?,
-        scope: row.try_get("scope").map_err(get)?,
-        state: AuthorizationState::parse(row.try_get("state").map_err(get)?)?,
-        account_id: row.try_get("account_id").map_err(get)?,
-        requested_ip: row.try_get("requested_ip").map_err(get)?,
-        device_name: row.try_get("device_name").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        expires_at: row.try_get("expires_at").map_err(get)?,
-        interval: row.try_get("interval_secs").map_err(get)?,
-        decided_at: row.try_get("decided_at").map_err(get)?,
-    })
-}
-
-fn device_from_row(row: &PgRow) -> Result<LinkedDevice, sqlx::Error> {
-    Ok(LinkedDevice {
-        id: row.try_get("id")?,
-        account_id: row.try_get("account_id")?,
-        client_id: row.try_get("client_id")?,
-        app_name: row.try_get("app_name")?,
-        label: row.try_get("label")?,
-        scope: row.try_get("scope")?,
-        linked_at: row.try_get("linked_at")?,
-        linked_ip: row.try_get("linked_ip")?,
-        last_refresh_at: row.try_get("last_refresh_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn migrate(&self) -> StoreResult<()> {
@@ -291,7 +236,7 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_sqlx)?
-            .map(|r| client_from_row(&r).map_err(map_sqlx))
+            .map(|r| rows::client(&r))
             .transpose()
     }
 
@@ -301,7 +246,7 @@ impl Store for PgStore {
             .await
             .map_err(map_sqlx)?
             .iter()
-            .map(|r| client_from_row(r).map_err(map_sqlx))
+            .map(rows::client)
             .collect()
     }
 
@@ -338,7 +283,7 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_sqlx)?
-            .map(|r| account_from_row(&r).map_err(map_sqlx))
+            .map(|r| rows::account(&r))
             .transpose()
     }
 
@@ -348,7 +293,7 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_sqlx)?
-            .map(|r| account_from_row(&r).map_err(map_sqlx))
+            .map(|r| rows::account(&r))
             .transpose()
     }
 
@@ -358,7 +303,7 @@ impl Store for PgStore {
             .await
             .map_err(map_sqlx)?
             .iter()
-            .map(|r| account_from_row(r).map_err(map_sqlx))
+            .map(rows::account)
             .collect()
     }
 
@@ -395,17 +340,7 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_sqlx)?;
-        row.map(|r| {
-            Ok(Session {
-                id_hash: r.try_get("id_hash")?,
-                account_id: r.try_get("account_id")?,
-                csrf_token: r.try_get("csrf_token")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
-        .map_err(map_sqlx)
+        row.map(|r| rows::session(&r)).transpose()
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
@@ -457,15 +392,8 @@ impl Store for PgStore {
             .await
             .map_err(map_sqlx)?
             .iter()
-            .map(|r| {
-                Ok(SigningKey {
-                    kid: r.try_get("kid")?,
-                    private_pem: r.try_get("private_pem")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(map_sqlx)
+            .map(rows::signing_key)
+            .collect()
     }
 
     async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {
@@ -503,7 +431,7 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_sqlx)?
-            .map(|r| authorization_from_row(&r))
+            .map(|r| rows::authorization(&r))
             .transpose()
     }
 
@@ -516,7 +444,7 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_sqlx)?
-            .map(|r| authorization_from_row(&r))
+            .map(|r| rows::authorization(&r))
             .transpose()
     }
 
@@ -598,7 +526,7 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_sqlx)?
-            .map(|r| device_from_row(&r).map_err(map_sqlx))
+            .map(|r| rows::linked_device(&r))
             .transpose()
     }
 
@@ -612,7 +540,7 @@ impl Store for PgStore {
         .await
         .map_err(map_sqlx)?
         .iter()
-        .map(|r| device_from_row(r).map_err(map_sqlx))
+        .map(rows::linked_device)
         .collect()
     }
 
@@ -670,7 +598,7 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_sqlx)?
-        .map(|r| device_from_row(&r).map_err(map_sqlx))
+        .map(|r| rows::linked_device(&r))
         .transpose()
     }
 
@@ -680,18 +608,7 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_sqlx)?;
-        row.map(|r| {
-            Ok(RefreshToken {
-                token_hash: r.try_get("token_hash")?,
-                device_id: r.try_get("device_id")?,
-                scope: r.try_get("scope")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-                rotated_at: r.try_get("rotated_at")?,
-            })
-        })
-        .transpose()
-        .map_err(map_sqlx)
+        row.map(|r| rows::refresh_token(&r)).transpose()
     }
 
     async fn rotate_refresh_token(
@@ -758,27 +675,14 @@ impl Store for PgStore {
     }
 
     async fn list_activity(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Activity>> {
-        let rows =
+        let found =
             sqlx::query("SELECT * FROM activity WHERE account_id = $1 ORDER BY id DESC LIMIT $2")
                 .bind(account_id)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_sqlx)?;
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-        rows.iter()
-            .map(|r| {
-                Ok(Activity {
-                    account_id: r.try_get("account_id").map_err(get)?,
-                    kind: ActivityKind::parse(r.try_get("kind").map_err(get)?)?,
-                    client_id: r.try_get("client_id").map_err(get)?,
-                    app_name: r.try_get("app_name").map_err(get)?,
-                    device: r.try_get("device").map_err(get)?,
-                    ip: r.try_get("ip").map_err(get)?,
-                    at: r.try_get("at").map_err(get)?,
-                })
-            })
-            .collect()
+        found.iter().map(rows::activity).collect()
     }
 }
 

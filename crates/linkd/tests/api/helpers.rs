@@ -303,14 +303,7 @@ impl TestApp {
     }
 
     pub async fn post_form(&self, path: &str, params: &[(&str, &str)]) -> Reply {
-        let response = self
-            .http
-            .post(self.url(path))
-            .form(params)
-            .send()
-            .await
-            .expect("request");
-        reply(response).await
+        post_form(&self.http, &self.url(path), params).await
     }
 
     pub async fn device_authorization(&self, params: &[(&str, &str)]) -> Reply {
@@ -328,15 +321,7 @@ impl TestApp {
 
     /// One poll of the token endpoint by the demo-tv device.
     pub async fn poll(&self, device_code: &str) -> Reply {
-        self.post_form(
-            "/oauth/token",
-            &[
-                ("grant_type", DEVICE_GRANT),
-                ("client_id", "demo-tv"),
-                ("device_code", device_code),
-            ],
-        )
-        .await
+        poll(&self.http, &self.base, device_code).await
     }
 
     pub fn browser(&self) -> Browser {
@@ -433,6 +418,27 @@ impl TestApp {
             .await
             .expect("insert client");
     }
+}
+
+/// A form POST, answered in OAuth JSON.
+pub async fn post_form(http: &reqwest::Client, url: &str, params: &[(&str, &str)]) -> Reply {
+    let response = http.post(url).form(params).send().await.expect("request");
+    reply(response).await
+}
+
+/// One poll by the demo-tv device of the token endpoint of the server at
+/// `base`.
+pub async fn poll(http: &reqwest::Client, base: &str, device_code: &str) -> Reply {
+    post_form(
+        http,
+        &format!("{base}/oauth/token"),
+        &[
+            ("grant_type", DEVICE_GRANT),
+            ("client_id", "demo-tv"),
+            ("device_code", device_code),
+        ],
+    )
+    .await
 }
 
 pub async fn reply(response: reqwest::Response) -> Reply {

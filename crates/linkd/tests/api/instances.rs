@@ -23,6 +23,7 @@ const PUBLIC_URL: &str = "http://link.example.test";
 struct Instance {
     /// Where this instance listens (behind the load balancer).
     base: String,
+    http: reqwest::Client,
     child: Child,
 }
 
@@ -46,15 +47,15 @@ impl Instance {
             .expect("spawn linkd serve");
         Instance {
             base: format!("http://{listen}"),
+            http: reqwest::Client::new(),
             child,
         }
     }
 
     async fn wait_until_healthy(&mut self) {
-        let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = http.get(format!("{}/healthz", self.base)).send().await
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
                 && r.status() == StatusCode::OK
             {
                 return;
@@ -88,29 +89,17 @@ impl Instance {
     }
 
     async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Reply {
-        let response = reqwest::Client::new()
-            .post(self.url(path))
-            .form(form)
-            .send()
-            .await
-            .expect("request");
-        reply(response).await
+        post_form(&self.http, &self.url(path), form).await
     }
 
     async fn poll(&self, device_code: &str) -> Reply {
-        self.post_form(
-            "/oauth/token",
-            &[
-                ("grant_type", DEVICE_GRANT),
-                ("client_id", "demo-tv"),
-                ("device_code", device_code),
-            ],
-        )
-        .await
+        poll(&self.http, &self.base, device_code).await
     }
 
     async fn jwks(&self) -> Value {
-        reqwest::get(self.url("/oauth/jwks"))
+        self.http
+            .get(self.url("/oauth/jwks"))
+            .send()
             .await
             .unwrap()
             .json()
@@ -272,7 +261,8 @@ async fn two_instances_behind_one_address_serve_one_device_flow() {
         assert_eq!(id["sub"], jwt_claims(&from_b)["sub"]);
     }
     for (instance, token) in [(&a, &from_b), (&b, &from_a)] {
-        let me = reqwest::Client::new()
+        let me = instance
+            .http
             .get(instance.url("/api/v1/device"))
             .bearer_auth(token)
             .send()
