@@ -119,33 +119,36 @@ async fn relay_events(
     events: broadcast::Sender<Event>,
 ) {
     let mut listener = Some(listener);
+    // Grows with every reconnection; a notification received proves the
+    // connection and resets it. A server that accepts and then drops the
+    // connection at once is thus retried at most once per RELISTEN_MAX.
     let mut pause = RELISTEN_FIRST;
     loop {
         let Some(active) = listener.as_mut() else {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RELISTEN_MAX);
             match listen(&options).await {
                 Ok(fresh) => {
                     tracing::info!("listening for events again");
                     listener = Some(fresh);
-                    pause = RELISTEN_FIRST;
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "event listener cannot reconnect yet");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RELISTEN_MAX);
-                }
+                Err(e) => tracing::debug!(error = %e, "event listener cannot reconnect yet"),
             }
             continue;
         };
         match active.try_recv().await {
-            Ok(Some(notification)) => match decode_event(notification.payload()) {
-                // No subscriber is not an error: nobody was waiting.
-                Some(event) => {
-                    let _ = events.send(event);
+            Ok(Some(notification)) => {
+                pause = RELISTEN_FIRST;
+                match decode_event(notification.payload()) {
+                    // No subscriber is not an error: nobody was waiting.
+                    Some(event) => {
+                        let _ = events.send(event);
+                    }
+                    // A newer instance during a rolling upgrade may send
+                    // kinds this one does not know; they are only wake-ups.
+                    None => tracing::debug!(payload = notification.payload(), "unknown event"),
                 }
-                // A newer instance during a rolling upgrade may send kinds
-                // this one does not know; they are only wake-ups.
-                None => tracing::debug!(payload = notification.payload(), "unknown event"),
-            },
+            }
             Ok(None) => {
                 tracing::warn!("event listener lost its connection; reconnecting");
                 listener = None;
