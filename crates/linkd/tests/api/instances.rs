@@ -356,7 +356,8 @@ async fn a_decision_on_one_instance_wakes_waiters_on_the_other() {
             .unwrap();
         let latency = woke.duration_since(sent);
         eprintln!("{decision} on A reached a waiter on B in {latency:?}");
-        assert!(latency < Duration::from_millis(500), "{latency:?}");
+        // Far below the 5 s poll interval a device would otherwise wait.
+        assert!(latency < Duration::from_secs(1), "{latency:?}");
         // And B then answers the device from the store.
         let outcome = b.poll(&auth.device_code).await;
         match decision {
@@ -377,10 +378,18 @@ async fn a_decision_on_one_instance_wakes_waiters_on_the_other() {
         let sent = Instant::now();
         a.state.store.publish(changed.clone()).await.unwrap();
         for events in [&mut on_b, &mut on_a] {
-            let got = tokio::time::timeout(Duration::from_secs(1), events.recv())
-                .await
-                .expect("every instance hears it")
-                .unwrap();
+            // The decisions above may still be on their way to A's
+            // subscribers; only settings events count here.
+            let got = tokio::time::timeout(Duration::from_secs(1), async {
+                loop {
+                    match events.recv().await.unwrap() {
+                        Event::Decided { .. } => continue,
+                        other => return other,
+                    }
+                }
+            })
+            .await
+            .expect("every instance hears it");
             assert_eq!(got, changed);
         }
         latencies.push(sent.elapsed());
