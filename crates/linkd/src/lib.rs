@@ -20,6 +20,8 @@ pub mod config;
 pub mod device_flow;
 /// Linked devices: Bearer checks, refresh rotation, revocation, introspection.
 pub mod devices;
+/// Rate limits and brute-force counters.
+pub mod limits;
 /// OAuth and OpenID endpoints, with RFC 6749 JSON errors.
 pub mod oauth;
 /// The scopes linkd knows and their plain-words descriptions.

@@ -22,6 +22,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "lifecycle",
         include_str!("../../migrations/postgres/0002_lifecycle.sql"),
     ),
+    (
+        3,
+        "client switches",
+        include_str!("../../migrations/postgres/0003_client_switches.sql"),
+    ),
 ]);
 
 /// Every read of a linked device brings its app's name along.
@@ -209,6 +214,34 @@ impl Store for PgStore {
         self.events.subscribe()
     }
 
+    async fn migrations_applied(&self) -> StoreResult<bool> {
+        let latest = MIGRATIONS.0.iter().map(|m| m.0).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+        Ok(applied == Some(latest))
+    }
+
+    async fn backup(&self, _path: &std::path::Path) -> StoreResult<()> {
+        // A consistent copy of a live PostgreSQL database is pg_dump's job;
+        // it needs no help from linkd.
+        Err(StoreError::Unavailable(
+            "linkd backs up only its SQLite store; back up PostgreSQL with pg_dump".into(),
+        ))
+    }
+
+    async fn count_pending(&self, now: Timestamp) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM device_authorizations WHERE state = 'pending' AND expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_sqlx)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -219,13 +252,15 @@ impl Store for PgStore {
 
     async fn insert_client(&self, c: &Client) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO clients (client_id, name, secret_hash, scopes, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO clients (client_id, name, secret_hash, scopes, device_flow_enabled,
+                 created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&c.client_id)
         .bind(&c.name)
         .bind(&c.secret_hash)
         .bind(&c.scopes)
+        .bind(c.device_flow_enabled)
         .bind(c.created_at)
         .execute(&self.pool)
         .await
@@ -251,6 +286,26 @@ impl Store for PgStore {
             .iter()
             .map(rows::client)
             .collect()
+    }
+
+    async fn update_client(
+        &self,
+        client_id: &str,
+        scopes: Option<&str>,
+        device_flow_enabled: Option<bool>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET scopes = COALESCE($1, scopes),
+                 device_flow_enabled = COALESCE($2, device_flow_enabled)
+             WHERE client_id = $3",
+        )
+        .bind(scopes)
+        .bind(device_flow_enabled)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
@@ -318,6 +373,36 @@ impl Store for PgStore {
             .await
             .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_account(&self, id: &str) -> StoreResult<bool> {
+        // Sessions, codes, devices, their tokens and the activity go with
+        // it (ON DELETE CASCADE), in this one statement.
+        let done = sqlx::query("DELETE FROM accounts WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE clients SET secret_hash = $1 WHERE client_id = $2")
+            .bind(secret_hash)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_sessions(&self, account_id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
     }
 
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {

@@ -52,6 +52,7 @@ pub(crate) fn client(row: &impl Columns) -> StoreResult<Client> {
         name: row.text("name")?,
         secret_hash: row.text_or_null("secret_hash")?,
         scopes: row.text("scopes")?,
+        device_flow_enabled: row.flag("device_flow_enabled")?,
         created_at: row.int("created_at")?,
     })
 }

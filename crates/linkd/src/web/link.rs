@@ -1,8 +1,10 @@
 //! `/link`: the person enters the code from their device, checks what is
 //! asking, and approves or denies (RFC 8628 §3.3).
 
+use std::net::IpAddr;
+
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use minijinja::context;
 
@@ -10,6 +12,7 @@ use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in};
 use crate::app::{AppState, ClientIp};
 use crate::codes::{CodeError, UserCode};
 use crate::device_flow::{self, LookupError, PendingAuthorization};
+use crate::limits::{RetryAfter, same_network};
 use crate::scopes;
 
 fn link_path(code: &str) -> String {
@@ -28,6 +31,7 @@ fn code_for_url(input: &str) -> String {
 
 pub async fn page(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     visitor: Visitor,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
@@ -45,18 +49,54 @@ pub async fn page(
     };
     // Codes are looked up only for signed-in people, which keeps anonymous
     // guessing off the table (RFC 8628 §5.1).
-    if visitor.account().is_none() {
+    let Some((session, _)) = &visitor.signed_in else {
         return Ok(to_sign_in(&link_path(&code_for_url(&code))));
+    };
+    let now = state.clock.now();
+    if let Err(RetryAfter(secs)) = state.limits.check_code_entry(&session.id_hash, ip, now) {
+        return too_many_codes(&state, &visitor, secs);
     }
-    match device_flow::find_pending(state.store.as_ref(), &code, state.clock.now()).await {
-        Ok(pending) => confirm_page(&state, &visitor, &pending),
-        Err(e) => lookup_error_page(&state, &visitor, &code, e),
+    let max_age = i64::from(state.config.max_approval_age);
+    match device_flow::find_pending(state.store.as_ref(), &code, now, max_age).await {
+        Ok(pending) => confirm_page(&state, &visitor, ip, &pending),
+        Err(e) => lookup_error_page(&state, &visitor, ip, &code, e),
     }
+}
+
+/// RFC 8628 §5.1: wrong codes are limited per session, network and server;
+/// past a limit code entry pauses and the page says for how long.
+fn too_many_codes(
+    state: &AppState,
+    visitor: &Visitor,
+    retry_after: i64,
+) -> Result<Response, PageError> {
+    let minutes = (retry_after + 59) / 60;
+    let wait = if minutes <= 1 {
+        "a minute".to_string()
+    } else {
+        format!("{minutes} minutes")
+    };
+    let mut response = render(
+        state,
+        visitor,
+        StatusCode::TOO_MANY_REQUESTS,
+        "message.html",
+        context! {
+            title => "Too many wrong codes",
+            heading => "Too many wrong codes",
+            message => format!("To keep everyone's devices safe, code entry is paused. Try again in {wait}, and check the code on your device carefully."),
+        },
+    )?;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    Ok(response)
 }
 
 fn confirm_page(
     state: &AppState,
     visitor: &Visitor,
+    browser_ip: IpAddr,
     pending: &PendingAuthorization,
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
@@ -68,6 +108,14 @@ fn confirm_page(
         .map(scopes::describe)
         .collect();
     let code = pending.user_code.display();
+    let age = now - auth.created_at;
+    // Device-code phishing: the lure arrives by mail or chat, from a code
+    // the attacker requested elsewhere and earlier. Say so in plain words.
+    let other_network = auth
+        .requested_ip
+        .parse::<IpAddr>()
+        .is_ok_and(|device_ip| !same_network(device_ip, browser_ip));
+    let old = age > STALE_CODE_SECS;
     render(
         state,
         visitor,
@@ -78,18 +126,26 @@ fn confirm_page(
             app => &pending.client.name,
             code => &code,
             device_name => &auth.device_name,
-            requested_ago => ago(now - auth.created_at),
+            requested_ago => ago(age),
             requested_at => utc_time(auth.created_at),
             requested_ip => &auth.requested_ip,
+            browser_ip => browser_ip.to_string(),
+            other_network => other_network,
+            old => old,
             scopes => scope_words,
             switch_next => link_path(&code),
         },
     )
 }
 
+/// A code requested longer ago than this gets a warning: people enter codes
+/// from a screen in front of them within a minute or two.
+const STALE_CODE_SECS: i64 = 180;
+
 fn lookup_error_page(
     state: &AppState,
     visitor: &Visitor,
+    ip: IpAddr,
     typed: &str,
     err: LookupError,
 ) -> Result<Response, PageError> {
@@ -102,36 +158,58 @@ fn lookup_error_page(
             StatusCode::BAD_REQUEST,
             "Codes are 8 letters, like BCDF-GHJK. Check the code on your device and try again.",
         ),
-        LookupError::NotFound => (
-            StatusCode::NOT_FOUND,
-            "We couldn't find that code. Check the code on your device and try again.",
-        ),
+        LookupError::NotFound => {
+            if let Some((session, _)) = &visitor.signed_in
+                && let Err(RetryAfter(secs)) =
+                    state
+                        .limits
+                        .code_entry_failed(&session.id_hash, ip, state.clock.now())
+            {
+                return too_many_codes(state, visitor, secs);
+            }
+            (
+                StatusCode::NOT_FOUND,
+                "We couldn't find that code. Check the code on your device and try again.",
+            )
+        }
         LookupError::Expired => {
-            return render(
+            return gone_page(
                 state,
                 visitor,
                 StatusCode::GONE,
-                "message.html",
-                context! {
-                    title => "Code expired",
-                    heading => "This code has expired",
-                    message => "Codes only last a few minutes. Get a new code on your device, then enter it here.",
-                    again => true,
-                },
+                "Code expired",
+                "This code has expired",
+                "Codes only last a few minutes. Get a new code on your device, then enter it here.",
+            );
+        }
+        LookupError::TooOld => {
+            return gone_page(
+                state,
+                visitor,
+                StatusCode::GONE,
+                "Code too old",
+                "This code is too old to approve",
+                "For your safety, codes must be approved within a few minutes of appearing. If the device is in front of you, get a new code on it and enter it here.",
+            );
+        }
+        LookupError::AppDisabled => {
+            return gone_page(
+                state,
+                visitor,
+                StatusCode::FORBIDDEN,
+                "App not allowed",
+                "This app can't be linked right now",
+                "The operator of this service has turned off linking for this app. Nothing was changed on your account.",
             );
         }
         LookupError::AlreadyUsed => {
-            return render(
+            return gone_page(
                 state,
                 visitor,
                 StatusCode::CONFLICT,
-                "message.html",
-                context! {
-                    title => "Code already used",
-                    heading => "This code has already been used",
-                    message => "Each code works once. If your device still shows a code, get a new one on the device and enter it here.",
-                    again => true,
-                },
+                "Code already used",
+                "This code has already been used",
+                "Each code works once. If your device still shows a code, get a new one on the device and enter it here.",
             );
         }
         LookupError::Store(e) => return Err(e.into()),
@@ -149,6 +227,23 @@ fn lookup_error_page(
     )
 }
 
+fn gone_page(
+    state: &AppState,
+    visitor: &Visitor,
+    status: StatusCode,
+    title: &str,
+    heading: &str,
+    message: &str,
+) -> Result<Response, PageError> {
+    render(
+        state,
+        visitor,
+        status,
+        "message.html",
+        context! { title => title, heading => heading, message => message, again => true },
+    )
+}
+
 /// `POST /link/decide`: Approve or Deny from the confirmation page.
 pub async fn decide(
     State(state): State<AppState>,
@@ -157,10 +252,14 @@ pub async fn decide(
     form: PageForm,
 ) -> Result<Response, PageError> {
     let code = form.get("code").unwrap_or("").to_string();
-    let Some(account) = visitor.account() else {
+    let Some((session, account)) = &visitor.signed_in else {
         return Ok(to_sign_in(&link_path(&code_for_url(&code))));
     };
     visitor.check_csrf(form.get("csrf"))?;
+    let now = state.clock.now();
+    if let Err(RetryAfter(secs)) = state.limits.check_code_entry(&session.id_hash, ip, now) {
+        return too_many_codes(&state, &visitor, secs);
+    }
     let approve = match form.get("decision") {
         Some("approve") => true,
         Some("deny") => false,
@@ -173,7 +272,8 @@ pub async fn decide(
         approve,
         &account_id,
         &ip.to_string(),
-        state.clock.now(),
+        now,
+        i64::from(state.config.max_approval_age),
     )
     .await
     {
@@ -199,7 +299,7 @@ pub async fn decide(
                 context! { title => heading.clone(), heading => heading, message => message, approved => approve },
             )
         }
-        Err(e) => lookup_error_page(&state, &visitor, &code, e),
+        Err(e) => lookup_error_page(&state, &visitor, ip, &code, e),
     }
 }
 

@@ -134,6 +134,12 @@ impl TestDatabase {
     pub fn sqlite() -> Arc<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("linkd.db");
+        Self::sqlite_file(dir, path)
+    }
+
+    /// An SQLite file that may exist already (a restored backup), removed
+    /// with `dir`.
+    pub fn sqlite_file(dir: tempfile::TempDir, path: std::path::PathBuf) -> Arc<Self> {
         Arc::new(TestDatabase::Sqlite {
             url: format!("sqlite://{}", path.display()),
             path,
@@ -413,6 +419,7 @@ impl TestApp {
                 name: format!("App {id}"),
                 secret_hash: secret.map(linkd::codes::secret_hash),
                 scopes: scopes.into(),
+                device_flow_enabled: true,
                 created_at: self.clock.now(),
             })
             .await
@@ -514,6 +521,19 @@ impl Browser {
             format!("{}{path}", self.base)
         };
         page(self.client.get(url).send().await.expect("GET")).await
+    }
+
+    /// A GET that claims to come through a proxy from `ip`.
+    pub async fn get_from(&self, path: &str, ip: &str) -> Page {
+        page(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .header("x-forwarded-for", ip)
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
