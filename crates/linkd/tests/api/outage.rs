@@ -150,11 +150,12 @@ async fn a_database_outage_gets_503s_and_linkd_recovers_by_itself() {
     // page for people, and the process keeps serving.
     let outage_started = Instant::now();
     let link_page = format!("/link?code={}", pending.user_code);
-    let (poll, start, page, health) = tokio::join!(
+    let (poll, start, page, health, ready) = tokio::join!(
         app.poll(&pending.device_code),
         app.device_authorization(&[("client_id", "demo-tv")]),
         browser.get(&link_page),
         app.http.get(app.url("/healthz")).send(),
+        app.http.get(app.url("/readyz")).send(),
     );
     for reply in [&poll, &start] {
         assert_eq!(
@@ -175,6 +176,8 @@ async fn a_database_outage_gets_503s_and_linkd_recovers_by_itself() {
         page.body
     );
     assert_eq!(health.unwrap().status(), StatusCode::OK);
+    // The load balancer's readiness check says so too.
+    assert_eq!(ready.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
     eprintln!("outage answers took {:?}", outage_started.elapsed());
 
     // The database is back; nobody restarts linkd.
@@ -192,6 +195,8 @@ async fn a_database_outage_gets_503s_and_linkd_recovers_by_itself() {
         );
     };
     eprintln!("requests succeed again {first_ok:?} after the database is back");
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
 
     // The event listener reconnects by itself: an event published now
     // reaches subscribers (one published while it reconnects is lost, so
