@@ -31,7 +31,7 @@ pub struct AppState {
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
     pub polls: Arc<PollTracker>,
-        pub limits: Arc<Limits>,
+    pub limits: Arc<Limits>,
     pub templates: Arc<web::Templates>,
     /// Flips to true when the server starts shutting down, so long polls
     /// and event streams end cleanly instead of holding the drain open.
@@ -40,7 +40,7 @@ pub struct AppState {
 }
 
 impl AppState {
-        /// Resolves once the server is shutting down (at once if it already is).
+    /// Resolves once the server is shutting down (at once if it already is).
     pub async fn shutting_down(&self) {
         let mut rx = self.shutdown.subscribe();
         let _ = rx.wait_for(|stopping| *stopping).await;
@@ -99,7 +99,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         store,
         clock,
         polls: Arc::new(PollTracker::default()),
-                limits,
+        limits,
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         templates: Arc::new(web::Templates::new()),
         keys: Arc::new(RwLock::new(Arc::new(keys))),
@@ -194,7 +194,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-        let upkeep = Upkeep::start(&state);
+    let upkeep = Upkeep::start(&state);
     let drain = Duration::from_secs(u64::from(state.config.shutdown_timeout));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let stopper = state.clone();
@@ -205,7 +205,9 @@ pub async fn serve(
         let _ = stopping_tx.send(());
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .into_future();
     tokio::pin!(server);
     // Requests in flight get `shutdown_timeout` seconds once the signal
     // came; whatever still runs after that is dropped.
@@ -232,7 +234,7 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = Upkeep::start(&state);
-        let handle = axum_server::Handle::new();
+    let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     let drain = Duration::from_secs(u64::from(state.config.shutdown_timeout));
     let flag = state.clone();

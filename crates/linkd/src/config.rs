@@ -136,7 +136,7 @@ pub struct Config {
     #[arg(long, env = "LINKD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 
-        /// Seconds requests in flight may take to finish after SIGTERM or
+    /// Seconds requests in flight may take to finish after SIGTERM or
     /// SIGINT before linkd exits anyway.
     #[arg(long, env = "LINKD_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     pub shutdown_timeout: u32,
@@ -212,7 +212,7 @@ impl Config {
             client_ip_header: "x-forwarded-for".into(),
             tls_cert: None,
             metrics_listen: None,
-                        log_format: "text".into(),
+            log_format: "text".into(),
             shutdown_timeout: 20,
             tls_key: None,
             no_demo: false,
@@ -350,7 +350,7 @@ pub fn describe(c: &Config) -> String {
             "metrics_listen",
             c.metrics_listen.map(|a| a.to_string()).unwrap_or_default(),
         ),
-                ("log_format", c.log_format.clone()),
+        ("log_format", c.log_format.clone()),
         ("shutdown_timeout", c.shutdown_timeout.to_string()),
         ("no_demo", c.no_demo.to_string()),
     ]

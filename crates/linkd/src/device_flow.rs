@@ -489,11 +489,17 @@ pub async fn decide(
             })
             .await?;
         crate::telemetry::authorization(if approve { "approved" } else { "denied" });
-        store
+        // The decision is committed. Events only wake waiters up, so a lost
+        // one delays the device to its next poll and must not turn the
+        // person's success into an error page.
+        if let Err(e) = store
             .publish(Event::Decided {
                 authorization_id: pending.auth.id.clone(),
             })
-            .await?;
+            .await
+        {
+            tracing::warn!(error = %e, "could not publish a decision");
+        }
         Ok(pending)
     } else {
         // Lost a race with another decision or the deadline; say which.

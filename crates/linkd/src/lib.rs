@@ -26,7 +26,7 @@ pub mod limits;
 pub mod oauth;
 /// The scopes linkd knows and their plain-words descriptions.
 pub mod scopes;
-/// The `Store` trait and its SQLite implementation.
+/// The `Store` trait and its SQLite and PostgreSQL implementations.
 pub mod store;
 /// Metrics and the request middleware that records them.
 pub mod telemetry;

@@ -207,11 +207,10 @@ impl Keys {
         let mut stored = store.list_signing_keys().await?;
         if stored.is_empty() {
             let key = generate_signing_key(now)?;
-            match store.insert_signing_key(&key).await {
-                // Another instance created one at the same moment: use theirs.
-                Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e.into()),
-            }
+            // Another instance may be starting on the same empty database:
+            // only one first key is kept, and both read back that one, so
+            // they sign with and publish the same key.
+            store.insert_first_signing_key(&key).await?;
             stored = store.list_signing_keys().await?;
         }
         Self::from_stored(&stored, now, token_lifetime)

@@ -6,6 +6,8 @@
 //! Every state change on a device authorization or a refresh token is a
 //! single conditional update, so racing requests resolve to one winner.
 
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -290,6 +292,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
 
     async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// Stores `key` only if there is no signing key yet; true when it did.
+    /// Instances starting together on an empty database thus end up with
+    /// one first key instead of one each.
+    async fn insert_first_signing_key(&self, key: &SigningKey) -> StoreResult<bool>;
     /// All signing keys, newest first.
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
 
@@ -369,9 +375,11 @@ pub type DynStore = Arc<dyn Store>;
 pub async fn open(database_url: &str) -> StoreResult<DynStore> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(database_url).await?))
     } else {
         Err(StoreError::Unavailable(format!(
-            "unsupported database URL (expected sqlite://FILE): {}",
+            "unsupported database URL (expected sqlite://FILE or postgres://...): {}",
             redact_url(database_url)
         )))
     }

@@ -5,10 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::*;
@@ -75,61 +73,6 @@ impl SqliteStore {
             events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
         })
     }
-}
-
-fn client_from_row(row: &SqliteRow) -> Result<Client, sqlx::Error> {
-    Ok(Client {
-        client_id: row.try_get("client_id")?,
-        name: row.try_get("name")?,
-        secret_hash: row.try_get("secret_hash")?,
-        scopes: row.try_get("scopes")?,
-        device_flow_enabled: row.try_get::<i64, _>("device_flow_enabled")? != 0,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn account_from_row(row: &SqliteRow) -> Result<Account, sqlx::Error> {
-    Ok(Account {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        password_hash: row.try_get("password_hash")?,
-        created_at: row.try_get("created_at")?,
-        disabled: row.try_get::<i64, _>("disabled")? != 0,
-    })
-}
-
-fn authorization_from_row(row: &SqliteRow) -> StoreResult<DeviceAuthorization> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    Ok(DeviceAuthorization {
-        id: row.try_get("id").map_err(get)?,
-        device_code_hash: row.try_get("device_code_hash").map_err(get)?,
-        user_code: row.try_get("user_code").map_err(get)?,
-        client_id: row.try_get("client_id").map_err(get)?,
-        scope: row.try_get("scope").map_err(get)?,
-        state: AuthorizationState::parse(row.try_get("state").map_err(get)?)?,
-        account_id: row.try_get("account_id").map_err(get)?,
-        requested_ip: row.try_get("requested_ip").map_err(get)?,
-        device_name: row.try_get("device_name").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        expires_at: row.try_get("expires_at").map_err(get)?,
-        interval: row.try_get("interval_secs").map_err(get)?,
-        decided_at: row.try_get("decided_at").map_err(get)?,
-    })
-}
-
-fn device_from_row(row: &SqliteRow) -> Result<LinkedDevice, sqlx::Error> {
-    Ok(LinkedDevice {
-        id: row.try_get("id")?,
-        account_id: row.try_get("account_id")?,
-        client_id: row.try_get("client_id")?,
-        app_name: row.try_get("app_name")?,
-        label: row.try_get("label")?,
-        scope: row.try_get("scope")?,
-        linked_at: row.try_get("linked_at")?,
-        linked_ip: row.try_get("linked_ip")?,
-        last_refresh_at: row.try_get("last_refresh_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
 }
 
 #[async_trait]
@@ -229,7 +172,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_sqlx)?
-            .map(|r| client_from_row(&r).map_err(map_sqlx))
+            .map(|r| rows::client(&r))
             .transpose()
     }
 
@@ -239,7 +182,7 @@ impl Store for SqliteStore {
             .await
             .map_err(map_sqlx)?
             .iter()
-            .map(|r| client_from_row(r).map_err(map_sqlx))
+            .map(rows::client)
             .collect()
     }
 
@@ -294,7 +237,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_sqlx)?
-            .map(|r| account_from_row(&r).map_err(map_sqlx))
+            .map(|r| rows::account(&r))
             .transpose()
     }
 
@@ -304,7 +247,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_sqlx)?
-            .map(|r| account_from_row(&r).map_err(map_sqlx))
+            .map(|r| rows::account(&r))
             .transpose()
     }
 
@@ -314,7 +257,7 @@ impl Store for SqliteStore {
             .await
             .map_err(map_sqlx)?
             .iter()
-            .map(|r| account_from_row(r).map_err(map_sqlx))
+            .map(rows::account)
             .collect()
     }
 
@@ -379,17 +322,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_sqlx)?;
-        row.map(|r| {
-            Ok(Session {
-                id_hash: r.try_get("id_hash")?,
-                account_id: r.try_get("account_id")?,
-                csrf_token: r.try_get("csrf_token")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
-        .map_err(map_sqlx)
+        row.map(|r| rows::session(&r)).transpose()
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
@@ -412,21 +345,30 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn insert_first_signing_key(&self, k: &SigningKey) -> StoreResult<bool> {
+        // One statement under SQLite's single writer lock: the check and
+        // the insert cannot interleave with another writer's.
+        let done = sqlx::query(
+            "INSERT INTO signing_keys (kid, private_pem, created_at)
+             SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .bind(&k.kid)
+        .bind(&k.private_pem)
+        .bind(k.created_at)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, rowid DESC")
             .fetch_all(&self.read)
             .await
             .map_err(map_sqlx)?
             .iter()
-            .map(|r| {
-                Ok(SigningKey {
-                    kid: r.try_get("kid")?,
-                    private_pem: r.try_get("private_pem")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(map_sqlx)
+            .map(rows::signing_key)
+            .collect()
     }
 
     async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {
@@ -464,7 +406,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_sqlx)?
-            .map(|r| authorization_from_row(&r))
+            .map(|r| rows::authorization(&r))
             .transpose()
     }
 
@@ -477,7 +419,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_sqlx)?
-            .map(|r| authorization_from_row(&r))
+            .map(|r| rows::authorization(&r))
             .transpose()
     }
 
@@ -558,7 +500,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_sqlx)?
-            .map(|r| device_from_row(&r).map_err(map_sqlx))
+            .map(|r| rows::linked_device(&r))
             .transpose()
     }
 
@@ -572,7 +514,7 @@ impl Store for SqliteStore {
         .await
         .map_err(map_sqlx)?
         .iter()
-        .map(|r| device_from_row(r).map_err(map_sqlx))
+        .map(rows::linked_device)
         .collect()
     }
 
@@ -628,7 +570,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.read)
         .await
         .map_err(map_sqlx)?
-        .map(|r| device_from_row(&r).map_err(map_sqlx))
+        .map(|r| rows::linked_device(&r))
         .transpose()
     }
 
@@ -638,18 +580,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_sqlx)?;
-        row.map(|r| {
-            Ok(RefreshToken {
-                token_hash: r.try_get("token_hash")?,
-                device_id: r.try_get("device_id")?,
-                scope: r.try_get("scope")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-                rotated_at: r.try_get("rotated_at")?,
-            })
-        })
-        .transpose()
-        .map_err(map_sqlx)
+        row.map(|r| rows::refresh_token(&r)).transpose()
     }
 
     async fn rotate_refresh_token(
@@ -710,27 +641,14 @@ impl Store for SqliteStore {
     }
 
     async fn list_activity(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Activity>> {
-        let rows =
+        let found =
             sqlx::query("SELECT * FROM activity WHERE account_id = ? ORDER BY id DESC LIMIT ?")
                 .bind(account_id)
                 .bind(limit)
                 .fetch_all(&self.read)
                 .await
                 .map_err(map_sqlx)?;
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-        rows.iter()
-            .map(|r| {
-                Ok(Activity {
-                    account_id: r.try_get("account_id").map_err(get)?,
-                    kind: ActivityKind::parse(r.try_get("kind").map_err(get)?)?,
-                    client_id: r.try_get("client_id").map_err(get)?,
-                    app_name: r.try_get("app_name").map_err(get)?,
-                    device: r.try_get("device").map_err(get)?,
-                    ip: r.try_get("ip").map_err(get)?,
-                    at: r.try_get("at").map_err(get)?,
-                })
-            })
-            .collect()
+        found.iter().map(rows::activity).collect()
     }
 }
 

@@ -10,9 +10,9 @@ use tokio::process::Command;
 
 use crate::helpers::*;
 
-fn linkd(db: &std::path::Path) -> Command {
+fn linkd(db: &TestDatabase) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_linkd"));
-    cmd.env("LINKD_DATABASE_URL", format!("sqlite://{}", db.display()))
+    cmd.env("LINKD_DATABASE_URL", db.url())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -20,7 +20,7 @@ fn linkd(db: &std::path::Path) -> Command {
     cmd
 }
 
-async fn run(db: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+async fn run(db: &TestDatabase, args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = linkd(db).args(args).spawn().expect("spawn linkd");
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.as_bytes()).await.unwrap();
@@ -35,8 +35,7 @@ async fn run(db: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String,
 
 #[tokio::test]
 async fn admin_commands_register_apps_and_people_the_server_then_uses() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("linkd.db");
+    let db = TestDatabase::new().await;
 
     let (ok, out, err) = run(&db, &["migrate"], "").await;
     assert!(ok, "{err}");
@@ -101,8 +100,8 @@ async fn admin_commands_register_apps_and_people_the_server_then_uses() {
         "{ok} {out:?} {err:?}"
     );
 
-    // The server on the same file knows both.
-    let app = spawn_on(tempfile::tempdir().unwrap(), db.clone(), Options::default()).await;
+    // The server on the same database knows both.
+    let app = spawn_on(db.clone(), Options::default()).await;
     let reply = app
         .device_authorization(&[("client_id", "kiosk"), ("client_secret", &secret)])
         .await;
@@ -147,9 +146,8 @@ async fn admin_commands_register_apps_and_people_the_server_then_uses() {
 
 #[tokio::test]
 async fn keys_rotate_adds_a_signing_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("linkd.db");
-    let app = spawn_on(tempfile::tempdir().unwrap(), db.clone(), Options::default()).await;
+    let db = TestDatabase::new().await;
+    let app = spawn_on(db.clone(), Options::default()).await;
     let before = app.state.keys().signing_kid().to_string();
     let (ok, out, err) = run(&db, &["keys", "rotate"], "").await;
     assert!(ok, "{err}");

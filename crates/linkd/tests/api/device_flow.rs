@@ -44,15 +44,8 @@ async fn a_device_links_end_to_end_and_its_tokens_verify_against_jwks() {
     );
 
     // Only the hash of the device code is stored.
-    let raw = std::fs::read(&app.db_path).unwrap();
-    let wal = std::fs::read(app.db_path.with_extension("db-wal")).unwrap_or_default();
-    for bytes in [&raw, &wal] {
-        assert!(
-            !bytes
-                .windows(auth.device_code.len())
-                .any(|w| w == auth.device_code.as_bytes())
-        );
-    }
+    assert!(!app.db.holds(&auth.device_code).await);
+    assert!(app.db.holds(&auth.user_code.replace('-', "")).await);
 
     assert_eq!(
         app.poll(&auth.device_code).await.error(),
@@ -578,18 +571,16 @@ async fn confidential_clients_authenticate_with_basic_or_post() {
 
 #[tokio::test]
 async fn a_restart_keeps_pending_codes_and_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("linkd.db");
-    let first = spawn_on(tempfile::tempdir().unwrap(), db.clone(), Options::default()).await;
+    let db = TestDatabase::new().await;
+    let first = spawn_on(db.clone(), Options::default()).await;
     let auth = first.start_device("openid").await;
     let kid = first.state.keys().signing_kid().to_string();
-    let second = spawn_on(tempfile::tempdir().unwrap(), db, Options::default()).await;
+    let second = spawn_on(db, Options::default()).await;
     assert_eq!(second.state.keys().signing_kid(), kid);
     let browser = second.signed_in_browser("gina@example.com").await;
     browser.approve(&auth.user_code).await;
     let tokens = second.poll(&auth.device_code).await;
     assert_eq!(tokens.status, StatusCode::OK);
-    drop(dir);
 }
 
 #[tokio::test]

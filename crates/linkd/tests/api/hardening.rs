@@ -360,7 +360,8 @@ async fn linkd_can_terminate_tls_itself() {
     let mut config = linkd::Config::defaults();
     config.listen = listener.local_addr().unwrap();
     config.public_url = Some(format!("https://localhost:{port}"));
-    config.database_url = format!("sqlite://{}", dir.path().join("linkd.db").display());
+    let db = TestDatabase::new().await;
+    config.database_url = db.url().to_string();
     config.tls_cert = Some(cert_path.clone());
     config.tls_key = Some(key_path.clone());
     let tls = linkd::app::tls_config(&cert_path, &key_path).unwrap();

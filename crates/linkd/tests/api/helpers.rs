@@ -1,5 +1,9 @@
-//! `spawn_app()`: the real server on a random port with its own SQLite file,
+//! `spawn_app()`: the real server on a random port with its own database,
 //! plus a device and a browser that talk to it over HTTP.
+//!
+//! The backend comes from `LINKD_TEST_BACKEND`: `sqlite` (the default, a
+//! file per test) or `postgres` (a database per test, created on the
+//! server `LINKD_TEST_POSTGRES_URL` names and dropped afterwards).
 
 use std::sync::Arc;
 
@@ -8,6 +12,7 @@ use linkd::app::{self, AppState};
 use linkd::clock::{Clock, ManualClock, SystemClock};
 use reqwest::StatusCode;
 use serde_json::Value;
+use sqlx::{Connection, Executor, Row};
 
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -16,8 +21,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub state: AppState,
     pub http: reqwest::Client,
-    pub db_path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    /// The database; shared with other apps started on it.
+    pub db: Arc<TestDatabase>,
 }
 
 pub struct Options {
@@ -41,17 +46,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db_path = dir.path().join("linkd.db");
-    spawn_on(dir, db_path, options).await
+    spawn_on(TestDatabase::new().await, options).await
 }
 
-/// Starts a server on an existing database file (for restart and CLI tests).
-pub async fn spawn_on(
-    dir: tempfile::TempDir,
-    db_path: std::path::PathBuf,
-    options: Options,
-) -> TestApp {
+/// Starts a server on an existing database (for restart, CLI and
+/// several-instance tests).
+pub async fn spawn_on(db: Arc<TestDatabase>, options: Options) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -60,7 +60,7 @@ pub async fn spawn_on(
     let mut config = Config::defaults();
     config.listen = addr;
     config.public_url = Some(base.clone());
-    config.database_url = format!("sqlite://{}", db_path.display());
+    config.database_url = db.url().to_string();
     (options.configure)(&mut config);
     let manual = Arc::new(ManualClock::starting_now());
     let clock: Arc<dyn Clock> = if options.real_clock {
@@ -81,8 +81,204 @@ pub async fn spawn_on(
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
-        db_path,
-        _dir: dir,
+        db,
+    }
+}
+
+/// The store backend the suite runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("LINKD_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        Ok("sqlite") | Ok("") | Err(_) => Backend::Sqlite,
+        Ok(other) => panic!("LINKD_TEST_BACKEND={other:?}: expected sqlite or postgres"),
+    }
+}
+
+/// The PostgreSQL server's maintenance database, where test databases are
+/// created and dropped.
+pub fn postgres_admin_url() -> String {
+    std::env::var("LINKD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Test databases are named `linkd_test_<created, Unix seconds>_<random>`,
+/// so a sweep can tell the ones that crashed runs left behind.
+const TEST_DB_PREFIX: &str = "linkd_test_";
+const STALE_AFTER_SECS: u64 = 3600;
+
+/// One test's own empty database, removed when the last holder drops it.
+pub enum TestDatabase {
+    Sqlite {
+        url: String,
+        path: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        url: String,
+        name: String,
+    },
+}
+
+impl TestDatabase {
+    /// A fresh database on the backend `LINKD_TEST_BACKEND` names.
+    pub async fn new() -> Arc<Self> {
+        match backend() {
+            Backend::Sqlite => Self::sqlite(),
+            Backend::Postgres => Self::postgres().await,
+        }
+    }
+
+    pub fn sqlite() -> Arc<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("linkd.db");
+        Self::sqlite_file(dir, path)
+    }
+
+    /// An SQLite file that may exist already (a restored backup), removed
+    /// with `dir`.
+    pub fn sqlite_file(dir: tempfile::TempDir, path: std::path::PathBuf) -> Arc<Self> {
+        Arc::new(TestDatabase::Sqlite {
+            url: format!("sqlite://{}", path.display()),
+            path,
+            _dir: dir,
+        })
+    }
+
+    /// A fresh PostgreSQL database, whatever the suite's backend.
+    pub async fn postgres() -> Arc<Self> {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(|| on_admin_thread(sweep_stale_databases));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let name = format!("{TEST_DB_PREFIX}{now}_{:016x}", rand::random::<u64>());
+        let admin = postgres_admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed: {e}"));
+        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        let (server, _) = admin.rsplit_once('/').expect("admin URL names a database");
+        Arc::new(TestDatabase::Postgres {
+            url: format!("{server}/{name}"),
+            name,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestDatabase::Sqlite { url, .. } | TestDatabase::Postgres { url, .. } => url,
+        }
+    }
+
+    /// Whether `needle` appears anywhere in what the database holds: the
+    /// SQLite file and its write-ahead log, or every PostgreSQL table's rows.
+    pub async fn holds(&self, needle: &str) -> bool {
+        match self {
+            TestDatabase::Sqlite { path, .. } => {
+                let raw = std::fs::read(path).unwrap();
+                let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
+                [raw, wal]
+                    .iter()
+                    .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                let tables: Vec<String> = sqlx::query(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+                assert!(!tables.is_empty(), "no tables in {url}");
+                for table in tables {
+                    let found: bool = sqlx::query_scalar(&format!(
+                        "SELECT EXISTS (SELECT 1 FROM \"{table}\" t WHERE strpos(t::text, $1) > 0)"
+                    ))
+                    .bind(needle)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                    if found {
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { name, .. } = self {
+            let name = name.clone();
+            // FORCE: the servers still running on it are cut off.
+            on_admin_thread(move |mut conn| async move {
+                let _ = conn
+                    .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .await;
+            });
+        }
+    }
+}
+
+/// Runs `work` on the maintenance database from a thread with its own
+/// runtime, and waits: `Drop` cannot await, and a test's runtime may have
+/// a single thread.
+fn on_admin_thread<F, Fut>(work: F)
+where
+    F: FnOnce(sqlx::PgConnection) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            if let Ok(conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                work(conn).await;
+            }
+        });
+    })
+    .join();
+}
+
+/// Drops test databases that crashed or killed runs left behind.
+async fn sweep_stale_databases(mut conn: sqlx::PgConnection) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(TEST_DB_PREFIX)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let created = name
+            .strip_prefix(TEST_DB_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| created + STALE_AFTER_SECS < now) {
+            let _ = conn
+                .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                .await;
+        }
     }
 }
 
@@ -116,14 +312,7 @@ impl TestApp {
     }
 
     pub async fn post_form(&self, path: &str, params: &[(&str, &str)]) -> Reply {
-        let response = self
-            .http
-            .post(self.url(path))
-            .form(params)
-            .send()
-            .await
-            .expect("request");
-        reply(response).await
+        post_form(&self.http, &self.url(path), params).await
     }
 
     pub async fn device_authorization(&self, params: &[(&str, &str)]) -> Reply {
@@ -141,15 +330,7 @@ impl TestApp {
 
     /// One poll of the token endpoint by the demo-tv device.
     pub async fn poll(&self, device_code: &str) -> Reply {
-        self.post_form(
-            "/oauth/token",
-            &[
-                ("grant_type", DEVICE_GRANT),
-                ("client_id", "demo-tv"),
-                ("device_code", device_code),
-            ],
-        )
-        .await
+        poll(&self.http, &self.base, device_code).await
     }
 
     pub fn browser(&self) -> Browser {
@@ -247,6 +428,27 @@ impl TestApp {
             .await
             .expect("insert client");
     }
+}
+
+/// A form POST, answered in OAuth JSON.
+pub async fn post_form(http: &reqwest::Client, url: &str, params: &[(&str, &str)]) -> Reply {
+    let response = http.post(url).form(params).send().await.expect("request");
+    reply(response).await
+}
+
+/// One poll by the demo-tv device of the token endpoint of the server at
+/// `base`.
+pub async fn poll(http: &reqwest::Client, base: &str, device_code: &str) -> Reply {
+    post_form(
+        http,
+        &format!("{base}/oauth/token"),
+        &[
+            ("grant_type", DEVICE_GRANT),
+            ("client_id", "demo-tv"),
+            ("device_code", device_code),
+        ],
+    )
+    .await
 }
 
 pub async fn reply(response: reqwest::Response) -> Reply {

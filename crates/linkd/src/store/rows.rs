@@ -1,0 +1,143 @@
+//! Records read back from rows of either backend. Both schemas give their
+//! columns the same names and types (text, 64-bit integers, and a flag
+//! SQLite keeps as an integer), so one mapping serves both.
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::*;
+
+/// Typed access to a row's columns by name, for every backend's row type.
+pub(crate) trait Columns {
+    fn text(&self, column: &str) -> StoreResult<String>;
+    fn text_or_null(&self, column: &str) -> StoreResult<Option<String>>;
+    fn int(&self, column: &str) -> StoreResult<i64>;
+    fn int_or_null(&self, column: &str) -> StoreResult<Option<i64>>;
+    fn flag(&self, column: &str) -> StoreResult<bool>;
+}
+
+/// A column that is missing or holds another type: the row is not one
+/// linkd wrote.
+fn corrupt(err: sqlx::Error) -> StoreError {
+    StoreError::Corrupt(err.to_string())
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, column: &str) -> StoreResult<String> {
+        self.try_get(column).map_err(corrupt)
+    }
+    fn text_or_null(&self, column: &str) -> StoreResult<Option<String>> {
+        self.try_get(column).map_err(corrupt)
+    }
+    fn int(&self, column: &str) -> StoreResult<i64> {
+        self.try_get(column).map_err(corrupt)
+    }
+    fn int_or_null(&self, column: &str) -> StoreResult<Option<i64>> {
+        self.try_get(column).map_err(corrupt)
+    }
+    fn flag(&self, column: &str) -> StoreResult<bool> {
+        self.try_get(column).map_err(corrupt)
+    }
+}
+
+pub(crate) fn client(row: &impl Columns) -> StoreResult<Client> {
+    Ok(Client {
+        client_id: row.text("client_id")?,
+        name: row.text("name")?,
+        secret_hash: row.text_or_null("secret_hash")?,
+        scopes: row.text("scopes")?,
+        device_flow_enabled: row.flag("device_flow_enabled")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(crate) fn account(row: &impl Columns) -> StoreResult<Account> {
+    Ok(Account {
+        id: row.text("id")?,
+        email: row.text("email")?,
+        password_hash: row.text("password_hash")?,
+        created_at: row.int("created_at")?,
+        disabled: row.flag("disabled")?,
+    })
+}
+
+pub(crate) fn session(row: &impl Columns) -> StoreResult<Session> {
+    Ok(Session {
+        id_hash: row.text("id_hash")?,
+        account_id: row.text("account_id")?,
+        csrf_token: row.text("csrf_token")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+    })
+}
+
+pub(crate) fn signing_key(row: &impl Columns) -> StoreResult<SigningKey> {
+    Ok(SigningKey {
+        kid: row.text("kid")?,
+        private_pem: row.text("private_pem")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(crate) fn authorization(row: &impl Columns) -> StoreResult<DeviceAuthorization> {
+    Ok(DeviceAuthorization {
+        id: row.text("id")?,
+        device_code_hash: row.text("device_code_hash")?,
+        user_code: row.text("user_code")?,
+        client_id: row.text("client_id")?,
+        scope: row.text("scope")?,
+        state: AuthorizationState::parse(&row.text("state")?)?,
+        account_id: row.text_or_null("account_id")?,
+        requested_ip: row.text("requested_ip")?,
+        device_name: row.text_or_null("device_name")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        interval: row.int("interval_secs")?,
+        decided_at: row.int_or_null("decided_at")?,
+    })
+}
+
+/// A linked device read with its app's name (`app_name`).
+pub(crate) fn linked_device(row: &impl Columns) -> StoreResult<LinkedDevice> {
+    Ok(LinkedDevice {
+        id: row.text("id")?,
+        account_id: row.text("account_id")?,
+        client_id: row.text("client_id")?,
+        app_name: row.text("app_name")?,
+        label: row.text("label")?,
+        scope: row.text("scope")?,
+        linked_at: row.int("linked_at")?,
+        linked_ip: row.text("linked_ip")?,
+        last_refresh_at: row.int_or_null("last_refresh_at")?,
+        revoked_at: row.int_or_null("revoked_at")?,
+    })
+}
+
+pub(crate) fn refresh_token(row: &impl Columns) -> StoreResult<RefreshToken> {
+    Ok(RefreshToken {
+        token_hash: row.text("token_hash")?,
+        device_id: row.text("device_id")?,
+        scope: row.text("scope")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        rotated_at: row.int_or_null("rotated_at")?,
+    })
+}
+
+pub(crate) fn activity(row: &impl Columns) -> StoreResult<Activity> {
+    Ok(Activity {
+        account_id: row.text("account_id")?,
+        kind: ActivityKind::parse(&row.text("kind")?)?,
+        client_id: row.text("client_id")?,
+        app_name: row.text("app_name")?,
+        device: row.text_or_null("device")?,
+        ip: row.text("ip")?,
+        at: row.int("at")?,
+    })
+}
