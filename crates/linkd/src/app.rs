@@ -30,9 +30,22 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub templates: Arc<web::Templates>,
     keys: Arc<RwLock<Arc<Keys>>>,
+    /// Set when the server begins to shut down, so long-lived responses
+    /// (sync event streams) end and graceful shutdown can finish.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
+    /// Becomes true when the server begins to shut down.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Tells long-lived responses to end.
+    fn begin_closing(&self) {
+        self.closing.send_replace(true);
+    }
+
     /// The current key set. Cheap: one lock and a reference count.
     pub fn keys(&self) -> Arc<Keys> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -84,6 +97,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         limits,
         templates: Arc::new(web::Templates::new()),
         keys: Arc::new(RwLock::new(Arc::new(keys))),
+        closing: Arc::new(tokio::sync::watch::channel(false).0),
     })
 }
 
@@ -111,10 +125,22 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/device",
             get(api::device::get).delete(api::device::delete),
         )
+        .route("/api/v1/sync/events", get(api::sync::events))
+        .route("/api/v1/sync/{collection}", get(api::sync::changes))
+        .route(
+            "/api/v1/sync/{collection}/{key}",
+            get(api::sync::get_document)
+                .put(api::sync::put_document)
+                .delete(api::sync::delete_document)
+                // The PUT handler reads the body itself, up to the
+                // configured document size, to answer 413 in JSON.
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/devices", get(web::devices::page))
         .route("/devices/{id}/rename", post(web::devices::rename))
         .route("/devices/{id}/unlink", post(web::devices::unlink))
         .route("/account", get(web::account::page))
+        .route("/account/sync/delete", post(web::account::delete_sync))
         .route("/oauth/jwks", get(oauth::discovery::jwks))
         .route(
             "/.well-known/openid-configuration",
@@ -141,12 +167,20 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = Upkeep::start(&state);
+    let shutdown = closing_after(state.clone(), shutdown);
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     drop(upkeep);
     result
+}
+
+/// Resolves with `shutdown`, after telling event streams to end: graceful
+/// shutdown waits for open responses, and a stream would otherwise never end.
+async fn closing_after(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+    shutdown.await;
+    state.begin_closing();
 }
 
 /// Serves HTTPS, terminating TLS in linkd (for operators without a reverse
@@ -158,6 +192,7 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = Upkeep::start(&state);
+    let shutdown = closing_after(state.clone(), shutdown);
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {

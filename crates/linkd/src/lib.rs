@@ -28,6 +28,8 @@ pub mod oauth;
 pub mod scopes;
 /// The `Store` trait and its SQLite implementation.
 pub mod store;
+/// Settings sync: versioned JSON documents shared by linked devices.
+pub mod sync;
 /// Signing keys, JWT access tokens and ID tokens.
 pub mod tokens;
 /// The person's pages, with HTML errors, CSRF and security headers.

@@ -13,3 +13,4 @@ mod hardening;
 mod hostile;
 mod lifecycle;
 mod pages;
+mod sync;
