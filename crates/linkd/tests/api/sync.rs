@@ -686,3 +686,118 @@ async fn the_account_page_shows_and_deletes_what_apps_store() {
             .contains(&json!("sync"))
     );
 }
+
+#[tokio::test]
+async fn the_device_library_and_terminal_device_sync() {
+    use linkd_device::{SyncPrecondition, SyncWrite};
+    use tokio::io::AsyncBufReadExt;
+
+    let app = spawn_app().await;
+    let (browser, tokens) = app.link_device("iv@example.com", SCOPE).await;
+    let other = link_another(&app, &browser, SCOPE).await;
+    let device = linkd_device::Device::discover(&app.base, "demo-tv")
+        .await
+        .unwrap();
+    let token = tokens["access_token"].as_str().unwrap();
+
+    // The library: create, conflict with the winner's version, changes.
+    let created = device
+        .sync_put(
+            token,
+            "prefs",
+            "volume",
+            &json!(3),
+            SyncPrecondition::Create,
+        )
+        .await
+        .unwrap();
+    let SyncWrite::Written { etag: first } = created else {
+        panic!("{created:?}")
+    };
+    let newer = other.update(&app, "prefs/volume", &first, json!(7)).await;
+    let conflict = device
+        .sync_put(
+            token,
+            "prefs",
+            "volume",
+            &json!(4),
+            SyncPrecondition::Match(&first),
+        )
+        .await
+        .unwrap();
+    match conflict {
+        SyncWrite::Conflict { current: Some(c) } => {
+            assert_eq!((c.etag, c.value), (newer.clone(), json!(7)));
+        }
+        other => panic!("{other:?}"),
+    }
+    let read = device
+        .sync_get(token, "prefs", "volume")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((read.etag.as_str(), read.value), (newer.as_str(), json!(7)));
+    let changes = device.sync_changes(token, "prefs", 0).await.unwrap();
+    assert_eq!(changes.changes.len(), 1);
+    assert!(!changes.more);
+    let mut watch = device.sync_watch(token, Some(0)).await.unwrap();
+    assert_eq!(watch.next().await.unwrap().unwrap().etag, newer);
+
+    // The terminal device, with a saved token file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("device.json");
+    let tokens: linkd_device::Tokens = serde_json::from_value(tokens.clone()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    linkd_device::SavedTokens::new(&app.base, "demo-tv", &tokens, now)
+        .save(&file)
+        .unwrap();
+    let cli = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_linkd"));
+        cmd.args(["device", "--server", &app.base, "--token-file"])
+            .arg(&file)
+            .args(["sync"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    };
+    let mut watcher = cli(&["watch"]).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(watcher.stdout.take().unwrap()).lines();
+    // Give the watcher time to connect; it starts from now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let put = cli(&["put", "prefs", "volume", "9"])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&put.stdout);
+    assert!(
+        put.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    assert!(said.contains("stored prefs/volume"), "{said}");
+    let get = cli(&["get", "prefs", "volume"]).output().await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), "9");
+    let stale = cli(&["put", "prefs", "volume", "10", "--if-match", &first])
+        .output()
+        .await
+        .unwrap();
+    assert!(!stale.status.success());
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("changed meanwhile"));
+
+    let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .expect("watch prints the change")
+        .unwrap()
+        .unwrap();
+    let change: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (change["key"].clone(), change["value"].clone()),
+        (json!("volume"), json!(9))
+    );
+}
