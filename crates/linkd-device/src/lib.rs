@@ -283,6 +283,315 @@ impl Device {
     }
 }
 
+/// A settings document as read from linkd's sync API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncDocument {
+    /// The version, as the server's entity tag (`"42"`); send it back as
+    /// `If-Match` to update.
+    pub etag: String,
+    pub value: serde_json::Value,
+}
+
+/// What a sync write requires (RFC 9110 §13.1).
+#[derive(Debug, Clone, Copy)]
+pub enum SyncPrecondition<'a> {
+    /// Create: only if the document does not exist (`If-None-Match: *`).
+    Create,
+    /// Update: only if the document is still at this version (`If-Match`).
+    Match(&'a str),
+}
+
+/// One change in the feed or the event stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SyncChange {
+    pub seq: i64,
+    pub collection: String,
+    pub key: String,
+    pub etag: String,
+    pub deleted: bool,
+    pub value: serde_json::Value,
+    pub updated_at: i64,
+}
+
+/// One page of a collection's changes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SyncChanges {
+    pub changes: Vec<SyncChange>,
+    /// The cursor to ask from next.
+    pub next: i64,
+    /// Another page follows at once.
+    pub more: bool,
+}
+
+/// How a conditional write ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncWrite {
+    /// Stored; the new version.
+    Written { etag: String },
+    /// 412: someone else wrote first. `current` is their version (`None`
+    /// when the document no longer exists): merge, then write again with
+    /// `SyncPrecondition::Match(&current.etag)`.
+    Conflict { current: Option<SyncChange> },
+}
+
+impl Device {
+    fn sync_url(&self, path: &str) -> String {
+        format!("{}/api/v1/sync/{path}", self.endpoints.issuer)
+    }
+
+    /// Reads a document; `None` when there is none.
+    pub async fn sync_get(
+        &self,
+        access_token: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<SyncDocument>, Error> {
+        let response = self
+            .http
+            .get(self.sync_url(&format!("{collection}/{key}")))
+            .bearer_auth(access_token)
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(server_error(response).await);
+        }
+        let etag = etag_of(&response)?;
+        let value = response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("sync document: {e}")))?;
+        Ok(Some(SyncDocument { etag, value }))
+    }
+
+    /// Creates or updates a document, only if `precondition` holds.
+    pub async fn sync_put(
+        &self,
+        access_token: &str,
+        collection: &str,
+        key: &str,
+        value: &serde_json::Value,
+        precondition: SyncPrecondition<'_>,
+    ) -> Result<SyncWrite, Error> {
+        let request = self
+            .http
+            .put(self.sync_url(&format!("{collection}/{key}")))
+            .bearer_auth(access_token)
+            .json(value);
+        let request = match precondition {
+            SyncPrecondition::Create => request.header("if-none-match", "*"),
+            SyncPrecondition::Match(etag) => request.header("if-match", etag),
+        };
+        sync_write_outcome(request.send().await?).await
+    }
+
+    /// Deletes a document, only if it is still at version `etag`.
+    pub async fn sync_delete(
+        &self,
+        access_token: &str,
+        collection: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<SyncWrite, Error> {
+        let response = self
+            .http
+            .delete(self.sync_url(&format!("{collection}/{key}")))
+            .bearer_auth(access_token)
+            .header("if-match", etag)
+            .send()
+            .await?;
+        sync_write_outcome(response).await
+    }
+
+    /// The collection's changes after `since` (0: from the beginning).
+    pub async fn sync_changes(
+        &self,
+        access_token: &str,
+        collection: &str,
+        since: i64,
+    ) -> Result<SyncChanges, Error> {
+        let response = self
+            .http
+            .get(self.sync_url(&format!("{collection}?since={since}")))
+            .bearer_auth(access_token)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(server_error(response).await);
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("sync changes: {e}")))
+    }
+
+    /// Follows every change this device may see, as they happen. Pass the
+    /// `seq` of the last change handled to resume after it (sent as
+    /// `Last-Event-ID`); `None` starts from now.
+    pub async fn sync_watch(
+        &self,
+        access_token: &str,
+        after: Option<i64>,
+    ) -> Result<SyncWatch, Error> {
+        // No overall timeout for a stream that stays open; the server sends
+        // a keep-alive every 15 s, so silence for longer means it is gone.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(20))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("linkd-device/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut request = http
+            .get(self.sync_url("events"))
+            .bearer_auth(access_token)
+            .header("accept", "text/event-stream");
+        if let Some(seq) = after {
+            request = request.header("last-event-id", seq.to_string());
+        }
+        let response = request.send().await?;
+        if !response.status().is_success() {
+            return Err(server_error(response).await);
+        }
+        Ok(SyncWatch {
+            response,
+            parser: SseParser::default(),
+        })
+    }
+}
+
+fn etag_of(response: &reqwest::Response) -> Result<String, Error> {
+    response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Protocol("sync answer without an ETag".into()))
+}
+
+async fn sync_write_outcome(response: reqwest::Response) -> Result<SyncWrite, Error> {
+    if response.status() == reqwest::StatusCode::PRECONDITION_FAILED {
+        #[derive(Deserialize)]
+        struct Conflict {
+            current: Option<SyncChange>,
+        }
+        let body: Conflict = response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("sync conflict: {e}")))?;
+        return Ok(SyncWrite::Conflict {
+            current: body.current,
+        });
+    }
+    if !response.status().is_success() {
+        return Err(server_error(response).await);
+    }
+    Ok(SyncWrite::Written {
+        etag: etag_of(&response)?,
+    })
+}
+
+/// An open sync event stream.
+pub struct SyncWatch {
+    response: reqwest::Response,
+    parser: SseParser,
+}
+
+impl SyncWatch {
+    /// The next change; `None` when the server ended the stream (the token
+    /// expired or the device was unlinked): reconnect from the last `seq`.
+    pub async fn next(&mut self) -> Result<Option<SyncChange>, Error> {
+        loop {
+            while let Some(event) = self.parser.next_event() {
+                if event.name == "change" {
+                    let change = serde_json::from_str(&event.data)
+                        .map_err(|e| Error::Protocol(format!("sync event: {e}")))?;
+                    return Ok(Some(change));
+                }
+            }
+            match self.response.chunk().await? {
+                Some(bytes) => self.parser.feed(&bytes),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Default, PartialEq)]
+struct SseEvent {
+    name: String,
+    data: String,
+}
+
+/// The server-sent events format (HTML Living Standard §9.2.6): lines
+/// ending in LF, CRLF or CR; `field: value`; a blank line ends an event;
+/// lines starting with `:` are comments.
+#[derive(Default)]
+struct SseParser {
+    pending: Vec<u8>,
+    event: SseEvent,
+    has_data: bool,
+    ready: std::collections::VecDeque<SseEvent>,
+}
+
+impl SseParser {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            // A CR at the very end may be the first half of a CRLF.
+            if self.pending[end] == b'\r' && end + 1 == self.pending.len() {
+                break;
+            }
+            let line: Vec<u8> = self.pending.drain(..end).collect();
+            let skip = if self.pending.starts_with(b"\r\n") {
+                2
+            } else {
+                1
+            };
+            self.pending.drain(..skip);
+            self.line(&String::from_utf8_lossy(&line));
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        if line.is_empty() {
+            let event = std::mem::take(&mut self.event);
+            if std::mem::take(&mut self.has_data) {
+                self.ready.push_back(SseEvent {
+                    name: if event.name.is_empty() {
+                        "message".into()
+                    } else {
+                        event.name
+                    },
+                    data: event.data,
+                });
+            }
+            return;
+        }
+        if line.starts_with(':') {
+            return;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => self.event.name = value.to_string(),
+            "data" => {
+                if self.has_data {
+                    self.event.data.push('\n');
+                }
+                self.event.data.push_str(value);
+                self.has_data = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn next_event(&mut self) -> Option<SseEvent> {
+        self.ready.pop_front()
+    }
+}
+
 /// Tokens as a device keeps them between runs.
 #[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub struct SavedTokens {
@@ -443,6 +752,29 @@ mod tests {
             None
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn server_sent_events_parse_across_chunks_and_line_endings() {
+        let mut p = SseParser::default();
+        p.feed(b": keep-alive\n\nid: 3\r\nevent: change\r");
+        assert_eq!(p.next_event(), None);
+        p.feed(b"\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata:x\n\n");
+        assert_eq!(
+            p.next_event(),
+            Some(SseEvent {
+                name: "change".into(),
+                data: "{\"a\":\n1}".into()
+            })
+        );
+        assert_eq!(
+            p.next_event(),
+            Some(SseEvent {
+                name: "message".into(),
+                data: "x".into()
+            })
+        );
+        assert_eq!(p.next_event(), None);
     }
 
     #[test]

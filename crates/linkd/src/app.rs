@@ -46,6 +46,12 @@ impl AppState {
         let _ = rx.wait_for(|stopping| *stopping).await;
     }
 
+    /// Becomes true when the server begins to shut down (for streams that
+    /// select on it).
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     /// Tells long-lived requests to finish.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
@@ -130,10 +136,22 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/device",
             get(api::device::get).delete(api::device::delete),
         )
+        .route("/api/v1/sync/events", get(api::sync::events))
+        .route("/api/v1/sync/{collection}", get(api::sync::changes))
+        .route(
+            "/api/v1/sync/{collection}/{key}",
+            get(api::sync::get_document)
+                .put(api::sync::put_document)
+                .delete(api::sync::delete_document)
+                // The PUT handler reads the body itself, up to the
+                // configured document size, to answer 413 in JSON.
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/devices", get(web::devices::page))
         .route("/devices/{id}/rename", post(web::devices::rename))
         .route("/devices/{id}/unlink", post(web::devices::unlink))
         .route("/account", get(web::account::page))
+        .route("/account/sync/delete", post(web::account::delete_sync))
         .route("/oauth/jwks", get(oauth::discovery::jwks))
         .route(
             "/.well-known/openid-configuration",

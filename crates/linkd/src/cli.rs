@@ -396,7 +396,7 @@ pub async fn keys_list(database_url: &str, token_lifetime: i64) -> anyhow::Resul
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum DeviceCommand {
     /// Link this device: show a code and wait for a person to approve (the default).
     Link,
@@ -404,6 +404,32 @@ pub enum DeviceCommand {
     Status,
     /// Unlink this device and forget its tokens.
     Unlink,
+    /// Read, write or follow the account's synced settings (scope `sync`).
+    #[command(subcommand)]
+    Sync(SyncCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SyncCommand {
+    /// Print a document and its version.
+    Get { collection: String, key: String },
+    /// Write a document. Without --if-match, updates the version it reads
+    /// first (or creates it), so a concurrent change is reported, not lost.
+    Put {
+        collection: String,
+        key: String,
+        /// The document, as JSON.
+        json: String,
+        /// Only if the document is still at this version (its ETag).
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+    /// Print every change as a JSON line as it happens.
+    Watch {
+        /// Start after this change (`seq`) instead of from now.
+        #[arg(long)]
+        since: Option<i64>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -484,7 +510,7 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
         device = device.with_secret(secret);
     }
     let path = token_file(&args);
-    match args.command.unwrap_or(DeviceCommand::Link) {
+    match args.command.clone().unwrap_or(DeviceCommand::Link) {
         DeviceCommand::Link => device_link(&args, &device, &path).await,
         DeviceCommand::Status => {
             let (saved, info) = device_session(&device, &path).await?;
@@ -506,6 +532,94 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
             println!("Unlinked. This device no longer has access to the account.");
             Ok(())
+        }
+        DeviceCommand::Sync(command) => device_sync(&device, &path, command).await,
+    }
+}
+
+async fn device_sync(
+    device: &linkd_device::Device,
+    path: &std::path::Path,
+    command: SyncCommand,
+) -> anyhow::Result<()> {
+    use linkd_device::{SyncPrecondition, SyncWrite};
+    let (saved, _) = device_session(device, path).await?;
+    let token = &saved.access_token;
+    match command {
+        SyncCommand::Get { collection, key } => {
+            match device.sync_get(token, &collection, &key).await? {
+                Some(doc) => {
+                    println!("{}", doc.value);
+                    eprintln!("version {}", doc.etag);
+                    Ok(())
+                }
+                None => bail!("no document {collection}/{key}"),
+            }
+        }
+        SyncCommand::Put {
+            collection,
+            key,
+            json,
+            if_match,
+        } => {
+            let value: serde_json::Value =
+                serde_json::from_str(&json).context("the document must be JSON")?;
+            let current = match if_match {
+                Some(tag) => Some(tag),
+                None => device
+                    .sync_get(token, &collection, &key)
+                    .await?
+                    .map(|d| d.etag),
+            };
+            let precondition = match &current {
+                Some(tag) => SyncPrecondition::Match(tag),
+                None => SyncPrecondition::Create,
+            };
+            match device
+                .sync_put(token, &collection, &key, &value, precondition)
+                .await?
+            {
+                SyncWrite::Written { etag } => {
+                    println!("stored {collection}/{key}, version {etag}");
+                    Ok(())
+                }
+                SyncWrite::Conflict { current: Some(now) } => bail!(
+                    "{collection}/{key} changed meanwhile: it is now {} (version {}); not written",
+                    now.value,
+                    now.etag
+                ),
+                SyncWrite::Conflict { current: None } => {
+                    bail!("{collection}/{key} was deleted meanwhile; not written")
+                }
+            }
+        }
+        SyncCommand::Watch { since } => {
+            let mut last = since;
+            let mut out = std::io::stdout();
+            loop {
+                // Tokens may have been refreshed since the last stream.
+                let (saved, _) = device_session(device, path).await?;
+                let mut watch = device.sync_watch(&saved.access_token, last).await?;
+                while let Some(change) = watch.next().await? {
+                    last = Some(change.seq);
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({
+                            "seq": change.seq,
+                            "collection": change.collection,
+                            "key": change.key,
+                            "etag": change.etag,
+                            "deleted": change.deleted,
+                            "value": change.value,
+                        })
+                    )?;
+                    out.flush()?;
+                }
+                // The server ended the stream (token expiry, shutdown):
+                // pick up where it stopped, without missing a change.
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
     }
 }

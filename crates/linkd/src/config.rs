@@ -105,6 +105,21 @@ pub struct Config {
     #[arg(long, env = "LINKD_SIGN_UPS_PER_NETWORK", default_value_t = 10)]
     pub sign_ups_per_network: u32,
 
+    /// Largest settings document a device may store, in bytes (64 KiB).
+    #[arg(long, env = "LINKD_SYNC_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(16..=16 * 1024 * 1024))]
+    pub sync_max_document_bytes: u32,
+
+    /// Settings documents one account may hold, over all its apps.
+    #[arg(long, env = "LINKD_SYNC_MAX_DOCUMENTS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sync_max_documents: u32,
+
+    /// Settings writes and deletes one linked device may make per minute
+    /// (0: no limit).
+    #[arg(long, env = "LINKD_SYNC_WRITES_PER_DEVICE", default_value_t = 120)]
+    pub sync_writes_per_device: u32,
+
     /// Reverse proxies whose client-address header is believed (addresses or
     /// CIDR ranges, comma-separated). Requests from anywhere else are taken
     /// at their connection's address.
@@ -208,6 +223,9 @@ impl Config {
             token_polls_per_network: 1200,
             sign_in_free_failures: 3,
             sign_ups_per_network: 10,
+            sync_max_document_bytes: 64 * 1024,
+            sync_max_documents: 1000,
+            sync_writes_per_device: 120,
             trusted_proxies: Vec::new(),
             client_ip_header: "x-forwarded-for".into(),
             tls_cert: None,

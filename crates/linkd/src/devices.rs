@@ -68,6 +68,8 @@ pub async fn unlink(
     let unlinked = store.revoke_linked_device(&device.id, now).await?;
     if unlinked {
         record(store, device, ActivityKind::Unlinked, ip, now).await?;
+        // Wakes the account's sync streams, which re-check their device.
+        crate::sync::wake(store, &device.account_id).await;
     }
     Ok(unlinked)
 }
@@ -266,6 +268,7 @@ async fn revoke_family(
     crate::telemetry::refresh_reuse();
     if store.revoke_linked_device(&device.id, now).await? {
         record(store, device, ActivityKind::RefreshReuse, ip, now).await?;
+        crate::sync::wake(store, &device.account_id).await;
     }
     Ok(())
 }
@@ -300,6 +303,8 @@ pub async fn revoke(
         && claims.client_id == client.client_id
     {
         store.revoke_access_token(&claims.jti, claims.exp).await?;
+        // A stream opened with this token ends at once.
+        crate::sync::wake(store, &claims.sub).await;
     }
     Ok(())
 }

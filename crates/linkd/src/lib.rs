@@ -28,6 +28,8 @@ pub mod oauth;
 pub mod scopes;
 /// The `Store` trait and its SQLite and PostgreSQL implementations.
 pub mod store;
+/// Settings sync: versioned JSON documents shared by linked devices.
+pub mod sync;
 /// Metrics and the request middleware that records them.
 pub mod telemetry;
 /// Signing keys, JWT access tokens and ID tokens.

@@ -218,6 +218,8 @@ pub struct Limits {
     pub sign_in_per_account: Backoff<String>,
     pub sign_in_per_network: Backoff<IpAddr>,
     pub sign_ups_per_network: Counter<IpAddr>,
+    /// Settings writes per linked device.
+    pub sync_writes_per_device: Counter<String>,
 }
 
 impl Limits {
@@ -238,6 +240,7 @@ impl Limits {
             sign_in_per_account: Backoff::new(c.sign_in_free_failures, 900),
             sign_in_per_network: Backoff::new(c.sign_in_free_failures.saturating_mul(4), 900),
             sign_ups_per_network: Counter::new(Limit::new(c.sign_ups_per_network, 3600)),
+            sync_writes_per_device: Counter::new(Limit::new(c.sync_writes_per_device, 60)),
         }
     }
 

@@ -7,10 +7,14 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("profile", "See your basic profile"),
     ("email", "See your email address"),
     ("offline_access", "Stay signed in until you unlink it"),
+    ("sync", "Keep your settings in sync across your devices"),
 ];
 
+/// The scope a device needs for the settings sync API.
+pub const SYNC: &str = "sync";
+
 /// The scopes a new client may ask for unless told otherwise.
-pub const DEFAULT_CLIENT_SCOPES: &str = "openid profile email offline_access";
+pub const DEFAULT_CLIENT_SCOPES: &str = "openid profile email offline_access sync";
 
 pub fn is_known(scope: &str) -> bool {
     KNOWN.iter().any(|(s, _)| *s == scope)

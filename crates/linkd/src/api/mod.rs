@@ -2,3 +2,4 @@
 //! access tokens (RFC 6750 Bearer).
 
 pub mod device;
+pub mod sync;

@@ -227,6 +227,83 @@ pub enum Event {
 /// (it then re-reads the store, which is always the truth).
 pub const EVENT_BACKLOG: usize = 4096;
 
+/// The namespace of the collection every app of an account shares.
+pub const SHARED_NAMESPACE: &str = "account";
+
+/// One synced settings document (or its tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDocument {
+    pub account_id: String,
+    /// The app's client_id, or [`SHARED_NAMESPACE`].
+    pub namespace: String,
+    pub collection: String,
+    pub key: String,
+    /// The JSON text; `None` once deleted.
+    pub body: Option<String>,
+    /// Bytes of `body` (0 for a tombstone).
+    pub size: i64,
+    /// The account's sequence number of the last write: the version and
+    /// the position in the change feed.
+    pub seq: i64,
+    pub deleted: bool,
+    pub updated_at: Timestamp,
+    /// The device that wrote last; `None` for the person on their page.
+    pub updated_by: Option<String>,
+}
+
+/// What a conditional write requires of the current document
+/// (RFC 9110 §13.1.1 If-Match, §13.1.2 If-None-Match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncPrecondition {
+    /// `If-None-Match: *`: no live document (a tombstone counts as none).
+    Absent,
+    /// `If-Match: *`: a live document, whatever its version.
+    Present,
+    /// `If-Match: "7", "9"`: a live document at one of these versions.
+    Versions(Vec<i64>),
+}
+
+/// A write or delete, applied only if its precondition holds.
+#[derive(Debug, Clone)]
+pub struct SyncWrite {
+    pub account_id: String,
+    pub namespace: String,
+    pub collection: String,
+    pub key: String,
+    /// The new JSON text; `None` deletes (writes a tombstone).
+    pub body: Option<String>,
+    pub precondition: SyncPrecondition,
+    pub device_id: Option<String>,
+    pub now: Timestamp,
+    /// Live documents the account may hold after this write.
+    pub max_documents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncWriteOutcome {
+    Written(SyncDocument),
+    /// The precondition failed: the current document (live or tombstone),
+    /// if any.
+    PreconditionFailed(Option<SyncDocument>),
+    /// Creating it would exceed `max_documents`.
+    TooManyDocuments,
+}
+
+/// What one app keeps in one collection, for the account page.
+#[derive(Debug, Clone)]
+pub struct SyncUsage {
+    pub namespace: String,
+    /// The app's name (`None` for the shared namespace or a removed app).
+    pub app_name: Option<String>,
+    pub collection: String,
+    pub documents: i64,
+    pub bytes: i64,
+    pub last_change_at: Timestamp,
+    /// The label of the device that made the last change, if a device did
+    /// and it is still known.
+    pub last_device: Option<String>,
+}
+
 /// What redeeming an approved authorization writes, in one transaction.
 #[derive(Debug, Clone)]
 pub struct Redemption {
@@ -367,6 +444,43 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_activity(&self, activity: &Activity) -> StoreResult<()>;
     /// The account's most recent activity, newest first.
     async fn list_activity(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Activity>>;
+
+    /// A document or its tombstone.
+    async fn sync_get(
+        &self,
+        account_id: &str,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> StoreResult<Option<SyncDocument>>;
+    /// Applies a write or delete in one transaction: bumps the account's
+    /// sequence, checks the precondition and the document limit, and writes
+    /// with a conditional statement, so of two racing writers with the same
+    /// precondition exactly one wins.
+    async fn sync_write(&self, write: &SyncWrite) -> StoreResult<SyncWriteOutcome>;
+    /// Documents and tombstones with `seq > since`, oldest first, at most
+    /// `limit`: those in `namespaces`, and only `collection` when given.
+    async fn sync_changes(
+        &self,
+        account_id: &str,
+        namespaces: &[&str],
+        collection: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<SyncDocument>>;
+    /// The account's latest sequence number (0 before any write).
+    async fn sync_head(&self, account_id: &str) -> StoreResult<i64>;
+    /// Live documents per app and collection.
+    async fn sync_usage(&self, account_id: &str) -> StoreResult<Vec<SyncUsage>>;
+    /// Deletes every live document of one app's collection (tombstones, each
+    /// with its own sequence number); returns how many.
+    async fn sync_delete_collection(
+        &self,
+        account_id: &str,
+        namespace: &str,
+        collection: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

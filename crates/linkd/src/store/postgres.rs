@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
+use super::rows::Columns;
 use super::*;
 
 const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -26,6 +27,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         3,
         "client switches",
         include_str!("../../migrations/postgres/0003_client_switches.sql"),
+    ),
+    (
+        4,
+        "sync",
+        include_str!("../../migrations/postgres/0004_sync.sql"),
     ),
 ]);
 
@@ -772,6 +778,245 @@ impl Store for PgStore {
                 .map_err(map_sqlx)?;
         found.iter().map(rows::activity).collect()
     }
+
+    async fn sync_get(
+        &self,
+        account_id: &str,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> StoreResult<Option<SyncDocument>> {
+        sqlx::query(PG_SYNC_SELECT_ONE)
+            .bind(account_id)
+            .bind(namespace)
+            .bind(collection)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| rows::sync_document(&r))
+            .transpose()
+    }
+
+    async fn sync_write(&self, w: &SyncWrite) -> StoreResult<SyncWriteOutcome> {
+        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        // The counter first: it takes the account's row lock, so sequence
+        // numbers commit in order and the read below cannot go stale.
+        let seq = pg_next_sync_seq(&mut tx, &w.account_id).await?;
+        let current = sqlx::query(PG_SYNC_SELECT_ONE)
+            .bind(&w.account_id)
+            .bind(&w.namespace)
+            .bind(&w.collection)
+            .bind(&w.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| rows::sync_document(&r))
+            .transpose()?;
+        let live = current.as_ref().filter(|d| !d.deleted);
+        let holds = match &w.precondition {
+            SyncPrecondition::Absent => live.is_none(),
+            SyncPrecondition::Present => live.is_some(),
+            SyncPrecondition::Versions(versions) => live.is_some_and(|d| versions.contains(&d.seq)),
+        };
+        if !holds || (w.body.is_none() && live.is_none()) {
+            return Ok(SyncWriteOutcome::PreconditionFailed(current));
+        }
+        if w.body.is_some() && live.is_none() {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sync_documents WHERE account_id = $1 AND NOT deleted",
+            )
+            .bind(&w.account_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+            if count >= w.max_documents {
+                return Ok(SyncWriteOutcome::TooManyDocuments);
+            }
+        }
+        let doc = SyncDocument {
+            account_id: w.account_id.clone(),
+            namespace: w.namespace.clone(),
+            collection: w.collection.clone(),
+            key: w.key.clone(),
+            body: w.body.clone(),
+            size: w.body.as_ref().map_or(0, |b| b.len() as i64),
+            seq,
+            deleted: w.body.is_none(),
+            updated_at: w.now,
+            updated_by: w.device_id.clone(),
+        };
+        let done = match &current {
+            None => sqlx::query(
+                "INSERT INTO sync_documents (account_id, namespace, collection, key, body, size,
+                     seq, deleted, updated_at, updated_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&doc.account_id)
+            .bind(&doc.namespace)
+            .bind(&doc.collection)
+            .bind(&doc.key)
+            .bind(&doc.body)
+            .bind(doc.size)
+            .bind(doc.seq)
+            .bind(doc.deleted)
+            .bind(doc.updated_at)
+            .bind(&doc.updated_by)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx),
+            Some(cur) => sqlx::query(
+                "UPDATE sync_documents SET body = $1, size = $2, seq = $3, deleted = $4,
+                     updated_at = $5, updated_by = $6
+                 WHERE account_id = $7 AND namespace = $8 AND collection = $9 AND key = $10
+                     AND seq = $11",
+            )
+            .bind(&doc.body)
+            .bind(doc.size)
+            .bind(doc.seq)
+            .bind(doc.deleted)
+            .bind(doc.updated_at)
+            .bind(&doc.updated_by)
+            .bind(&doc.account_id)
+            .bind(&doc.namespace)
+            .bind(&doc.collection)
+            .bind(&doc.key)
+            .bind(cur.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx),
+        };
+        match done {
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) | Err(StoreError::Conflict) => {
+                drop(tx);
+                let now = self
+                    .sync_get(&w.account_id, &w.namespace, &w.collection, &w.key)
+                    .await?;
+                return Ok(SyncWriteOutcome::PreconditionFailed(now));
+            }
+            Err(e) => return Err(e),
+        }
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(SyncWriteOutcome::Written(doc))
+    }
+
+    async fn sync_changes(
+        &self,
+        account_id: &str,
+        namespaces: &[&str],
+        collection: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<SyncDocument>> {
+        if namespaces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let namespaces: Vec<String> = namespaces.iter().map(|n| n.to_string()).collect();
+        sqlx::query(
+            "SELECT * FROM sync_documents
+             WHERE account_id = $1 AND seq > $2 AND namespace = ANY($3)
+                 AND ($4::text IS NULL OR collection = $4::text)
+             ORDER BY seq LIMIT $5",
+        )
+        .bind(account_id)
+        .bind(since)
+        .bind(&namespaces)
+        .bind(collection)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx)?
+        .iter()
+        .map(rows::sync_document)
+        .collect()
+    }
+
+    async fn sync_head(&self, account_id: &str) -> StoreResult<i64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM sync_counters WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn sync_usage(&self, account_id: &str) -> StoreResult<Vec<SyncUsage>> {
+        let rows = sqlx::query(
+            "SELECT g.namespace, g.collection, g.documents, g.bytes, d.updated_at,
+                 c.name AS app_name, l.label AS last_device
+             FROM (SELECT namespace, collection, COUNT(*) AS documents,
+                       SUM(size)::BIGINT AS bytes, MAX(seq) AS last_seq
+                   FROM sync_documents WHERE account_id = $1 AND NOT deleted
+                   GROUP BY namespace, collection) g
+             JOIN sync_documents d ON d.account_id = $1 AND d.seq = g.last_seq
+             LEFT JOIN clients c ON c.client_id = g.namespace
+             LEFT JOIN linked_devices l ON l.id = d.updated_by
+             ORDER BY g.namespace, g.collection",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SyncUsage {
+                    namespace: r.text("namespace")?,
+                    app_name: r.text_or_null("app_name")?,
+                    collection: r.text("collection")?,
+                    documents: r.int("documents")?,
+                    bytes: r.int("bytes")?,
+                    last_change_at: r.int("updated_at")?,
+                    last_device: r.text_or_null("last_device")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn sync_delete_collection(
+        &self,
+        account_id: &str,
+        namespace: &str,
+        collection: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        // Lock the account's counter before reading, like every write.
+        let mut seq = pg_next_sync_seq(&mut tx, account_id).await?;
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT key FROM sync_documents
+             WHERE account_id = $1 AND namespace = $2 AND collection = $3 AND NOT deleted
+             ORDER BY key",
+        )
+        .bind(account_id)
+        .bind(namespace)
+        .bind(collection)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+        for (i, key) in keys.iter().enumerate() {
+            if i > 0 {
+                seq = pg_next_sync_seq(&mut tx, account_id).await?;
+            }
+            sqlx::query(
+                "UPDATE sync_documents SET body = NULL, size = 0, seq = $1, deleted = TRUE,
+                     updated_at = $2, updated_by = NULL
+                 WHERE account_id = $3 AND namespace = $4 AND collection = $5 AND key = $6",
+            )
+            .bind(seq)
+            .bind(now)
+            .bind(account_id)
+            .bind(namespace)
+            .bind(collection)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        }
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(keys.len() as u64)
+    }
 }
 
 async fn insert_refresh_token(
@@ -813,4 +1058,23 @@ mod tests {
         assert_eq!(decode_event("resync:all"), None);
         assert_eq!(decode_event("garbage"), None);
     }
+}
+
+const PG_SYNC_SELECT_ONE: &str = "SELECT * FROM sync_documents
+     WHERE account_id = $1 AND namespace = $2 AND collection = $3 AND key = $4";
+
+/// Hands out the account's next sequence number, taking its row lock.
+async fn pg_next_sync_seq(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    account_id: &str,
+) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO sync_counters (account_id, seq) VALUES ($1, 1)
+         ON CONFLICT (account_id) DO UPDATE SET seq = sync_counters.seq + 1
+         RETURNING seq",
+    )
+    .bind(account_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_sqlx)
 }

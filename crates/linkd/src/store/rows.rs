@@ -141,3 +141,19 @@ pub(crate) fn activity(row: &impl Columns) -> StoreResult<Activity> {
         at: row.int("at")?,
     })
 }
+
+/// A synced settings document.
+pub(crate) fn sync_document(row: &impl Columns) -> StoreResult<SyncDocument> {
+    Ok(SyncDocument {
+        account_id: row.text("account_id")?,
+        namespace: row.text("namespace")?,
+        collection: row.text("collection")?,
+        key: row.text("key")?,
+        body: row.text_or_null("body")?,
+        size: row.int("size")?,
+        seq: row.int("seq")?,
+        deleted: row.flag("deleted")?,
+        updated_at: row.int("updated_at")?,
+        updated_by: row.text_or_null("updated_by")?,
+    })
+}

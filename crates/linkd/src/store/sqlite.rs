@@ -9,6 +9,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use sqlx::Row;
+
 use super::*;
 
 const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -26,6 +28,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         3,
         "client switches",
         include_str!("../../migrations/sqlite/0003_client_switches.sql"),
+    ),
+    (
+        4,
+        "sync",
+        include_str!("../../migrations/sqlite/0004_sync.sql"),
     ),
 ]);
 
@@ -73,6 +80,27 @@ impl SqliteStore {
             events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
         })
     }
+}
+
+const SYNC_SELECT_ONE: &str = "SELECT * FROM sync_documents
+     WHERE account_id = ? AND namespace = ? AND collection = ? AND key = ?";
+
+/// Hands out the account's next sequence number. Run first in every sync
+/// transaction: it takes the account's row lock (on PostgreSQL; SQLite has
+/// one writer anyway), so an account's writes apply one after another.
+async fn next_sync_seq(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    account_id: &str,
+) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO sync_counters (account_id, seq) VALUES (?, 1)
+         ON CONFLICT (account_id) DO UPDATE SET seq = sync_counters.seq + 1
+         RETURNING seq",
+    )
+    .bind(account_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_sqlx)
 }
 
 #[async_trait]
@@ -649,6 +677,247 @@ impl Store for SqliteStore {
                 .await
                 .map_err(map_sqlx)?;
         found.iter().map(rows::activity).collect()
+    }
+
+    async fn sync_get(
+        &self,
+        account_id: &str,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> StoreResult<Option<SyncDocument>> {
+        sqlx::query(SYNC_SELECT_ONE)
+            .bind(account_id)
+            .bind(namespace)
+            .bind(collection)
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| rows::sync_document(&r))
+            .transpose()
+    }
+
+    async fn sync_write(&self, w: &SyncWrite) -> StoreResult<SyncWriteOutcome> {
+        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let seq = next_sync_seq(&mut tx, &w.account_id).await?;
+        let current = sqlx::query(SYNC_SELECT_ONE)
+            .bind(&w.account_id)
+            .bind(&w.namespace)
+            .bind(&w.collection)
+            .bind(&w.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| rows::sync_document(&r))
+            .transpose()?;
+        let live = current.as_ref().filter(|d| !d.deleted);
+        let holds = match &w.precondition {
+            SyncPrecondition::Absent => live.is_none(),
+            SyncPrecondition::Present => live.is_some(),
+            SyncPrecondition::Versions(versions) => live.is_some_and(|d| versions.contains(&d.seq)),
+        };
+        // Deleting what does not exist is a failed precondition too.
+        if !holds || (w.body.is_none() && live.is_none()) {
+            return Ok(SyncWriteOutcome::PreconditionFailed(current));
+        }
+        if w.body.is_some() && live.is_none() {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sync_documents WHERE account_id = ? AND deleted = 0",
+            )
+            .bind(&w.account_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+            if count >= w.max_documents {
+                return Ok(SyncWriteOutcome::TooManyDocuments);
+            }
+        }
+        let doc = SyncDocument {
+            account_id: w.account_id.clone(),
+            namespace: w.namespace.clone(),
+            collection: w.collection.clone(),
+            key: w.key.clone(),
+            body: w.body.clone(),
+            size: w.body.as_ref().map_or(0, |b| b.len() as i64),
+            seq,
+            deleted: w.body.is_none(),
+            updated_at: w.now,
+            updated_by: w.device_id.clone(),
+        };
+        let done = match &current {
+            None => sqlx::query(
+                "INSERT INTO sync_documents (account_id, namespace, collection, key, body, size,
+                     seq, deleted, updated_at, updated_by)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&doc.account_id)
+            .bind(&doc.namespace)
+            .bind(&doc.collection)
+            .bind(&doc.key)
+            .bind(&doc.body)
+            .bind(doc.size)
+            .bind(doc.seq)
+            .bind(doc.deleted as i64)
+            .bind(doc.updated_at)
+            .bind(&doc.updated_by)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx),
+            // Conditional on the version just read: with the counter lock
+            // this cannot miss, but it keeps the write safe on its own.
+            Some(cur) => sqlx::query(
+                "UPDATE sync_documents SET body = ?, size = ?, seq = ?, deleted = ?,
+                     updated_at = ?, updated_by = ?
+                 WHERE account_id = ? AND namespace = ? AND collection = ? AND key = ?
+                     AND seq = ?",
+            )
+            .bind(&doc.body)
+            .bind(doc.size)
+            .bind(doc.seq)
+            .bind(doc.deleted as i64)
+            .bind(doc.updated_at)
+            .bind(&doc.updated_by)
+            .bind(&doc.account_id)
+            .bind(&doc.namespace)
+            .bind(&doc.collection)
+            .bind(&doc.key)
+            .bind(cur.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx),
+        };
+        match done {
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) | Err(StoreError::Conflict) => {
+                drop(tx);
+                let now = self
+                    .sync_get(&w.account_id, &w.namespace, &w.collection, &w.key)
+                    .await?;
+                return Ok(SyncWriteOutcome::PreconditionFailed(now));
+            }
+            Err(e) => return Err(e),
+        }
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(SyncWriteOutcome::Written(doc))
+    }
+
+    async fn sync_changes(
+        &self,
+        account_id: &str,
+        namespaces: &[&str],
+        collection: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<SyncDocument>> {
+        if namespaces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = vec!["?"; namespaces.len()].join(", ");
+        let sql = format!(
+            "SELECT * FROM sync_documents
+             WHERE account_id = ? AND seq > ? AND namespace IN ({placeholders})
+                 AND (? IS NULL OR collection = ?)
+             ORDER BY seq LIMIT ?"
+        );
+        let mut query = sqlx::query(&sql).bind(account_id).bind(since);
+        for ns in namespaces {
+            query = query.bind(*ns);
+        }
+        query
+            .bind(collection)
+            .bind(collection)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_sqlx)?
+            .iter()
+            .map(rows::sync_document)
+            .collect()
+    }
+
+    async fn sync_head(&self, account_id: &str) -> StoreResult<i64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM sync_counters WHERE account_id = ?")
+                .bind(account_id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(map_sqlx)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn sync_usage(&self, account_id: &str) -> StoreResult<Vec<SyncUsage>> {
+        let rows = sqlx::query(
+            "SELECT g.namespace, g.collection, g.documents, g.bytes, d.updated_at,
+                 c.name AS app_name, l.label AS last_device
+             FROM (SELECT namespace, collection, COUNT(*) AS documents, SUM(size) AS bytes,
+                       MAX(seq) AS last_seq
+                   FROM sync_documents WHERE account_id = ? AND deleted = 0
+                   GROUP BY namespace, collection) g
+             JOIN sync_documents d ON d.account_id = ? AND d.seq = g.last_seq
+             LEFT JOIN clients c ON c.client_id = g.namespace
+             LEFT JOIN linked_devices l ON l.id = d.updated_by
+             ORDER BY g.namespace, g.collection",
+        )
+        .bind(account_id)
+        .bind(account_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SyncUsage {
+                    namespace: r.try_get("namespace")?,
+                    app_name: r.try_get("app_name")?,
+                    collection: r.try_get("collection")?,
+                    documents: r.try_get("documents")?,
+                    bytes: r.try_get("bytes")?,
+                    last_change_at: r.try_get("updated_at")?,
+                    last_device: r.try_get("last_device")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_sqlx)
+    }
+
+    async fn sync_delete_collection(
+        &self,
+        account_id: &str,
+        namespace: &str,
+        collection: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT key FROM sync_documents
+             WHERE account_id = ? AND namespace = ? AND collection = ? AND deleted = 0
+             ORDER BY key",
+        )
+        .bind(account_id)
+        .bind(namespace)
+        .bind(collection)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+        for key in &keys {
+            let seq = next_sync_seq(&mut tx, account_id).await?;
+            sqlx::query(
+                "UPDATE sync_documents SET body = NULL, size = 0, seq = ?, deleted = 1,
+                     updated_at = ?, updated_by = NULL
+                 WHERE account_id = ? AND namespace = ? AND collection = ? AND key = ?",
+            )
+            .bind(seq)
+            .bind(now)
+            .bind(account_id)
+            .bind(namespace)
+            .bind(collection)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        }
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(keys.len() as u64)
     }
 }
 

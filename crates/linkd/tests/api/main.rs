@@ -17,4 +17,5 @@ mod operations;
 mod outage;
 mod pages;
 mod store;
+mod sync;
 mod telemetry;

@@ -1,0 +1,339 @@
+//! Settings sync: the JSON documents an account's linked devices share.
+//! Each write gets the account's next sequence number, which is at once the
+//! document's version (its ETag), its place in the change feed and its SSE
+//! event id. Writes are conditional (RFC 9110 §13), so two devices writing
+//! at once never silently overwrite each other.
+
+use serde_json::{Value, json};
+
+use crate::limits::{Limits, RetryAfter};
+use crate::store::{
+    Event, LinkedDevice, SHARED_NAMESPACE, Store, StoreError, SyncDocument, SyncPrecondition,
+    SyncWrite, SyncWriteOutcome, Timestamp,
+};
+
+/// The collection every app of an account shares.
+pub const SHARED_COLLECTION: &str = "account";
+/// `/api/v1/sync/events` is the event stream, so no collection has this name.
+pub const EVENTS: &str = "events";
+/// Most changes one page of the change feed holds.
+pub const MAX_PAGE: i64 = 1000;
+pub const DEFAULT_PAGE: i64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("collection names are 1 to 64 of a-z, 0-9, _ and -, and not \"events\"")]
+    BadCollection,
+    #[error("keys are 1 to 128 of A-Z, a-z, 0-9, ., _ and -, and not . or ..")]
+    BadKey,
+    #[error("the body must be a JSON value in UTF-8")]
+    NotJson,
+    #[error("the document is larger than {max} bytes")]
+    TooLarge { max: u32 },
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("send If-Match with the version you read, or If-None-Match: * to create")]
+    PreconditionRequired,
+    #[error("the document changed since you read it")]
+    PreconditionFailed(Box<Option<SyncDocument>>),
+    #[error("this account already holds {max} documents; delete some first")]
+    TooManyDocuments { max: u32 },
+    #[error("no such document")]
+    NotFound,
+    #[error("too many writes from this device")]
+    RateLimited(RetryAfter),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where a device's `{collection}` lives: its app's own namespace, except
+/// for the shared `account` collection.
+pub fn namespace<'a>(device: &'a LinkedDevice, collection: &str) -> &'a str {
+    if collection == SHARED_COLLECTION {
+        SHARED_NAMESPACE
+    } else {
+        &device.client_id
+    }
+}
+
+/// The namespaces a device sees in its event stream.
+pub fn visible_namespaces(device: &LinkedDevice) -> [&str; 2] {
+    [&device.client_id, SHARED_NAMESPACE]
+}
+
+pub fn check_collection(name: &str) -> Result<(), SyncError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name != EVENTS;
+    ok.then_some(()).ok_or(SyncError::BadCollection)
+}
+
+pub fn check_key(key: &str) -> Result<(), SyncError> {
+    let ok = (1..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && key != "."
+        && key != "..";
+    ok.then_some(()).ok_or(SyncError::BadKey)
+}
+
+/// RFC 9110 §8.8.3: a strong entity tag, the version in quotes.
+pub fn etag(seq: i64) -> String {
+    format!("\"{seq}\"")
+}
+
+/// The versions named by an entity-tag list (`"7", W/"8"`), or `None` when
+/// it is `*` or malformed. Weak tags are dropped: If-Match uses the strong
+/// comparison (RFC 9110 §13.1.1), and ours are never weak.
+fn parse_tags(value: &str) -> Result<Vec<i64>, SyncError> {
+    let bad = || SyncError::BadRequest("malformed entity tag (expected \"<version>\")");
+    let mut out = Vec::new();
+    for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (weak, tag) = match tag.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, tag),
+        };
+        let inner = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .ok_or_else(bad)?;
+        if weak {
+            continue;
+        }
+        // A well-formed tag that is not one of ours matches nothing.
+        if let Ok(v) = inner.parse::<i64>() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The precondition of a write from its `If-Match` and `If-None-Match`
+/// header values. Sync never accepts an unconditional write: that is how
+/// updates get lost (RFC 9110 §13.1; RFC 6585 §3, 428).
+pub fn precondition(
+    if_match: Option<&str>,
+    if_none_match: Option<&str>,
+) -> Result<SyncPrecondition, SyncError> {
+    match (if_match, if_none_match) {
+        (Some(_), Some(_)) => Err(SyncError::BadRequest(
+            "send If-Match or If-None-Match, not both",
+        )),
+        (Some(m), None) if m.trim() == "*" => Ok(SyncPrecondition::Present),
+        (Some(m), None) => Ok(SyncPrecondition::Versions(parse_tags(m)?)),
+        (None, Some(n)) if n.trim() == "*" => Ok(SyncPrecondition::Absent),
+        (None, Some(_)) => Err(SyncError::BadRequest(
+            "a write takes If-None-Match: * only (create if absent)",
+        )),
+        (None, None) => Err(SyncError::PreconditionRequired),
+    }
+}
+
+/// Whether `If-None-Match` on a read names the current version, so the
+/// device already has it (RFC 9110 §13.1.2: weak comparison).
+pub fn not_modified(if_none_match: Option<&str>, seq: i64) -> bool {
+    let Some(value) = if_none_match else {
+        return false;
+    };
+    if value.trim() == "*" {
+        return true;
+    }
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == etag(seq))
+}
+
+/// A live document, as a device reads it.
+pub async fn get(
+    store: &dyn Store,
+    device: &LinkedDevice,
+    collection: &str,
+    key: &str,
+) -> Result<SyncDocument, SyncError> {
+    check_collection(collection)?;
+    check_key(key)?;
+    store
+        .sync_get(
+            &device.account_id,
+            namespace(device, collection),
+            collection,
+            key,
+        )
+        .await?
+        .filter(|d| !d.deleted)
+        .ok_or(SyncError::NotFound)
+}
+
+/// Writes (`body` given) or deletes a document if `precondition` holds,
+/// then wakes every stream of the account.
+#[allow(clippy::too_many_arguments)]
+pub async fn write(
+    store: &dyn Store,
+    limits: &Limits,
+    config: &crate::Config,
+    now: Timestamp,
+    device: &LinkedDevice,
+    collection: &str,
+    key: &str,
+    body: Option<&[u8]>,
+    precondition: SyncPrecondition,
+) -> Result<SyncDocument, SyncError> {
+    check_collection(collection)?;
+    check_key(key)?;
+    let body = match body {
+        None => None,
+        Some(bytes) => {
+            if bytes.len() > config.sync_max_document_bytes as usize {
+                return Err(SyncError::TooLarge {
+                    max: config.sync_max_document_bytes,
+                });
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| SyncError::NotJson)?;
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|_| SyncError::NotJson)?;
+            Some(text.to_string())
+        }
+    };
+    limits
+        .sync_writes_per_device
+        .hit(&device.id, now)
+        .map_err(SyncError::RateLimited)?;
+    let outcome = store
+        .sync_write(&SyncWrite {
+            account_id: device.account_id.clone(),
+            namespace: namespace(device, collection).to_string(),
+            collection: collection.to_string(),
+            key: key.to_string(),
+            body,
+            precondition,
+            device_id: Some(device.id.clone()),
+            now,
+            max_documents: i64::from(config.sync_max_documents),
+        })
+        .await?;
+    match outcome {
+        SyncWriteOutcome::Written(doc) => {
+            wake(store, &device.account_id).await;
+            Ok(doc)
+        }
+        SyncWriteOutcome::PreconditionFailed(current) => {
+            Err(SyncError::PreconditionFailed(Box::new(current)))
+        }
+        SyncWriteOutcome::TooManyDocuments => Err(SyncError::TooManyDocuments {
+            max: config.sync_max_documents,
+        }),
+    }
+}
+
+/// Tells every stream of the account (on every instance) to look again.
+/// The write is already durable; a lost wake-up only delays the stream
+/// until its next periodic check.
+pub async fn wake(store: &dyn Store, account_id: &str) {
+    if let Err(e) = store
+        .publish(Event::SettingsChanged {
+            account_id: account_id.to_string(),
+        })
+        .await
+    {
+        tracing::warn!(error = %e, "could not publish a settings change");
+    }
+}
+
+/// One page of a collection's changes after `since`.
+pub async fn changes(
+    store: &dyn Store,
+    device: &LinkedDevice,
+    collection: &str,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<SyncDocument>, SyncError> {
+    check_collection(collection)?;
+    Ok(store
+        .sync_changes(
+            &device.account_id,
+            &[namespace(device, collection)],
+            Some(collection),
+            since,
+            limit.clamp(1, MAX_PAGE),
+        )
+        .await?)
+}
+
+/// A change as devices receive it, in the feed and in the event stream.
+pub fn change_json(doc: &SyncDocument) -> Value {
+    let value = doc.body.as_deref().map(|b| {
+        serde_json::from_str::<Value>(b).unwrap_or_else(|e| {
+            // Only valid JSON is ever stored; a row written by hand is
+            // shown as null rather than breaking every device's feed.
+            tracing::error!(error = %e, seq = doc.seq, "stored sync document is not JSON");
+            Value::Null
+        })
+    });
+    json!({
+        "seq": doc.seq,
+        "collection": doc.collection,
+        "key": doc.key,
+        "etag": etag(doc.seq),
+        "deleted": doc.deleted,
+        "value": value,
+        "updated_at": doc.updated_at,
+    })
+}
+
+/// The person deletes one app's collection from their account page.
+pub async fn delete_collection(
+    store: &dyn Store,
+    account_id: &str,
+    namespace: &str,
+    collection: &str,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let n = store
+        .sync_delete_collection(account_id, namespace, collection, now)
+        .await?;
+    if n > 0 {
+        wake(store, account_id).await;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_collection("watch-list_2").is_ok());
+        for bad in ["", "Upper", "a/b", "events", "é", &"a".repeat(65)] {
+            assert!(check_collection(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_key("Episode.4_b-c").is_ok());
+        for bad in ["", ".", "..", "a b", "a/b", "%2e", &"k".repeat(129)] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn preconditions_follow_rfc_9110() {
+        use SyncPrecondition::*;
+        assert!(matches!(
+            precondition(None, None),
+            Err(SyncError::PreconditionRequired)
+        ));
+        assert_eq!(precondition(None, Some("*")).unwrap(), Absent);
+        assert_eq!(precondition(Some(" * "), None).unwrap(), Present);
+        assert_eq!(
+            precondition(Some("\"7\", W/\"8\", \"x\""), None).unwrap(),
+            Versions(vec![7])
+        );
+        assert!(precondition(Some("7"), None).is_err());
+        assert!(precondition(Some("\"7\""), Some("*")).is_err());
+        assert!(precondition(None, Some("\"7\"")).is_err());
+        assert!(not_modified(Some("W/\"3\", \"4\""), 4));
+        assert!(!not_modified(Some("\"3\""), 4));
+        assert!(!not_modified(None, 4));
+    }
+}
