@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
+use crate::brand::Brand;
 use crate::clock::Clock;
 use crate::device_flow::PollTracker;
 use crate::store::{self, Client, DynStore, StoreError};
@@ -27,6 +28,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub polls: Arc<PollTracker>,
     pub templates: Arc<web::Templates>,
+    /// The operator's product name, logo, colour and support link.
+    pub brand: Arc<Brand>,
+    /// The stylesheet (in the brand's colours), script and logo.
+    pub assets: Arc<web::assets::Assets>,
     keys: Arc<RwLock<Arc<Keys>>>,
 }
 
@@ -55,6 +60,10 @@ pub const DEMO_CLIENT_ID: &str = "demo-tv";
 /// registers the demo app when the database has no apps at all.
 pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     config.validate().map_err(anyhow::Error::msg)?;
+    let (brand, notes) = Brand::from_config(&config).map_err(anyhow::Error::msg)?;
+    for note in notes {
+        tracing::warn!("{note}");
+    }
     let store = store::open(&config.database_url).await?;
     store.migrate().await?;
     let now = clock.now();
@@ -78,6 +87,8 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         clock,
         polls: Arc::new(PollTracker::default()),
         templates: Arc::new(web::Templates::new()),
+        assets: Arc::new(web::assets::Assets::new(&brand)),
+        brand: Arc::new(brand),
         keys: Arc::new(RwLock::new(Arc::new(keys))),
     })
 }
@@ -90,7 +101,10 @@ pub fn router(state: AppState) -> Router {
         .route("/signin", get(web::signin::page).post(web::signin::submit))
         .route("/signup", get(web::signup::page).post(web::signup::submit))
         .route("/signout", post(web::signin::sign_out))
-        .route("/static/linkd.css", get(web::stylesheet))
+        .route("/static/linkd.css", get(web::assets::stylesheet))
+        .route("/static/linkd.js", get(web::assets::script))
+        .route("/static/logo", get(web::assets::logo))
+        .route("/api/v1/brand", get(api::brand::get))
         .route(
             "/oauth/device_authorization",
             post(oauth::device_authorization::handle),
@@ -121,6 +135,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(web::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::localize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::headers::security_headers,

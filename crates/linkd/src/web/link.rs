@@ -10,7 +10,7 @@ use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in};
 use crate::app::{AppState, ClientIp};
 use crate::codes::{CodeError, UserCode};
 use crate::device_flow::{self, LookupError, PendingAuthorization};
-use crate::scopes;
+use crate::i18n::{Lang, Text};
 
 fn link_path(code: &str) -> String {
     let encoded: String = form_urlencoded::byte_serialize(code.as_bytes()).collect();
@@ -40,7 +40,7 @@ pub async fn page(
             &visitor,
             StatusCode::OK,
             "link.html",
-            context! { title => "Link a device" },
+            context! { title => visitor.lang.t("link.title") },
         );
     };
     // Codes are looked up only for signed-in people, which keeps anonymous
@@ -61,11 +61,12 @@ fn confirm_page(
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
     let auth = &pending.auth;
+    let lang = visitor.lang;
     let scope_words: Vec<&str> = auth
         .scope
         .split(' ')
         .filter(|s| !s.is_empty())
-        .map(scopes::describe)
+        .map(|s| describe_scope(lang, s))
         .collect();
     let code = pending.user_code.display();
     render(
@@ -74,17 +75,28 @@ fn confirm_page(
         StatusCode::OK,
         "confirm.html",
         context! {
-            title => format!("Link {}?", pending.client.name),
+            title => lang.fmt("confirm.title", &[("app", &pending.client.name)]),
             app => &pending.client.name,
             code => &code,
             device_name => &auth.device_name,
-            requested_ago => ago(now - auth.created_at),
-            requested_at => utc_time(auth.created_at),
+            requested_ago => lang.ago(now - auth.created_at),
+            requested_at => lang.datetime(auth.created_at),
             requested_ip => &auth.requested_ip,
             scopes => scope_words,
             switch_next => link_path(&code),
         },
     )
+}
+
+/// What a scope lets the app do, in the person's words.
+fn describe_scope(lang: Lang, scope: &str) -> &'static str {
+    match scope {
+        "openid" => lang.t("scope.openid"),
+        "profile" => lang.t("scope.profile"),
+        "email" => lang.t("scope.email"),
+        "offline_access" => lang.t("scope.offline_access"),
+        _ => lang.t("scope.unknown"),
+    }
 }
 
 fn lookup_error_page(
@@ -93,19 +105,13 @@ fn lookup_error_page(
     typed: &str,
     err: LookupError,
 ) -> Result<Response, PageError> {
+    let lang = visitor.lang;
     let (status, message) = match err {
-        LookupError::Malformed(CodeError::BadCharacter) => (
-            StatusCode::BAD_REQUEST,
-            "That code has a character codes never use. Codes are 8 letters, like BCDF-GHJK.",
-        ),
-        LookupError::Malformed(_) => (
-            StatusCode::BAD_REQUEST,
-            "Codes are 8 letters, like BCDF-GHJK. Check the code on your device and try again.",
-        ),
-        LookupError::NotFound => (
-            StatusCode::NOT_FOUND,
-            "We couldn't find that code. Check the code on your device and try again.",
-        ),
+        LookupError::Malformed(CodeError::BadCharacter) => {
+            (StatusCode::BAD_REQUEST, lang.t("code.error.bad_character"))
+        }
+        LookupError::Malformed(_) => (StatusCode::BAD_REQUEST, lang.t("code.error.malformed")),
+        LookupError::NotFound => (StatusCode::NOT_FOUND, lang.t("code.error.not_found")),
         LookupError::Expired => {
             return render(
                 state,
@@ -113,9 +119,9 @@ fn lookup_error_page(
                 StatusCode::GONE,
                 "message.html",
                 context! {
-                    title => "Code expired",
-                    heading => "This code has expired",
-                    message => "Codes only last a few minutes. Get a new code on your device, then enter it here.",
+                    title => lang.t("code.expired.title"),
+                    heading => lang.t("code.expired.heading"),
+                    message => lang.t("code.expired.message"),
                     again => true,
                 },
             );
@@ -127,9 +133,9 @@ fn lookup_error_page(
                 StatusCode::CONFLICT,
                 "message.html",
                 context! {
-                    title => "Code already used",
-                    heading => "This code has already been used",
-                    message => "Each code works once. If your device still shows a code, get a new one on the device and enter it here.",
+                    title => lang.t("code.used.title"),
+                    heading => lang.t("code.used.heading"),
+                    message => lang.t("code.used.message"),
                     again => true,
                 },
             );
@@ -142,7 +148,7 @@ fn lookup_error_page(
         status,
         "link.html",
         context! {
-            title => "Link a device",
+            title => lang.t("link.title"),
             code => typed.chars().take(32).collect::<String>(),
             error => message,
         },
@@ -164,7 +170,7 @@ pub async fn decide(
     let approve = match form.get("decision") {
         Some("approve") => true,
         Some("deny") => false,
-        _ => return Err(PageError::BadRequest("Choose Approve or Deny.".into())),
+        _ => return Err(PageError::BadRequest(Text::key("confirm.choose"))),
     };
     let account_id = account.id.clone();
     match device_flow::decide(
@@ -178,17 +184,17 @@ pub async fn decide(
     .await
     {
         Ok(pending) => {
-            let app = &pending.client.name;
+            let lang = visitor.lang;
+            let app = [("app", pending.client.name.as_str())];
             let (heading, message) = if approve {
                 (
-                    format!("Your {app} is now linked"),
-                    "You can go back to your device: it will finish signing in by itself in a few seconds.".to_string(),
+                    lang.fmt("result.approved.heading", &app),
+                    lang.t("result.approved.message"),
                 )
             } else {
                 (
-                    format!("{app} was not linked"),
-                    "You denied the request. The device did not get access to your account."
-                        .to_string(),
+                    lang.fmt("result.denied.heading", &app),
+                    lang.t("result.denied.message"),
                 )
             };
             render(
@@ -203,27 +209,16 @@ pub async fn decide(
     }
 }
 
-/// "just now", "3 minutes ago", "2 hours ago".
+/// "just now", "3 minutes ago", "2 hours ago", in English (pages use
+/// [`Lang::ago`]).
 pub fn ago(secs: i64) -> String {
-    match secs {
-        s if s < 60 => "just now".to_string(),
-        s if s < 120 => "1 minute ago".to_string(),
-        s if s < 3600 => format!("{} minutes ago", s / 60),
-        s if s < 7200 => "1 hour ago".to_string(),
-        s if s < 86_400 => format!("{} hours ago", s / 3600),
-        s => format!("{} days ago", s / 86_400),
-    }
+    Lang::En.ago(secs)
 }
 
-/// "25 Nov 2026, 18:21 UTC".
+/// "25 Nov 2026, 18:21 UTC", in English, for the terminal (pages use
+/// [`Lang::datetime`]).
 pub fn utc_time(ts: i64) -> String {
-    let format = time::macros::format_description!(
-        "[day padding:none] [month repr:short] [year], [hour]:[minute] UTC"
-    );
-    time::OffsetDateTime::from_unix_timestamp(ts)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default()
+    Lang::En.datetime(ts)
 }
 
 #[cfg(test)]

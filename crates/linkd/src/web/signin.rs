@@ -26,7 +26,7 @@ pub async fn page(
         &visitor,
         StatusCode::OK,
         "signin.html",
-        context! { title => "Sign in", next => next },
+        context! { title => visitor.lang.t("signin.title"), next => next },
     )
 }
 
@@ -47,10 +47,10 @@ pub async fn submit(
             StatusCode::UNAUTHORIZED,
             "signin.html",
             context! {
-                title => "Sign in",
+                title => visitor.lang.t("signin.title"),
                 next => next,
                 email => email.chars().take(254).collect::<String>(),
-                error => "The email or password is not right. Check them and try again.",
+                error => visitor.lang.t("signin.error"),
             },
         ),
         Err(SignInError::Store(e)) => Err(e.into()),

@@ -150,10 +150,25 @@ impl TestApp {
     }
 
     pub fn browser(&self) -> Browser {
+        self.browser_with_headers(reqwest::header::HeaderMap::new())
+    }
+
+    /// A browser whose every request says which languages it reads.
+    pub fn browser_in(&self, accept_language: &str) -> Browser {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT_LANGUAGE,
+            accept_language.parse().expect("header value"),
+        );
+        self.browser_with_headers(headers)
+    }
+
+    fn browser_with_headers(&self, headers: reqwest::header::HeaderMap) -> Browser {
         Browser {
             base: self.base.clone(),
             client: reqwest::Client::builder()
                 .cookie_store(true)
+                .default_headers(headers)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("browser"),
@@ -283,6 +298,28 @@ impl Page {
     pub fn contains(&self, text: &str) -> bool {
         html_unescape(&self.body).contains(text)
     }
+
+    /// The text of the `<title>`.
+    pub fn title(&self) -> String {
+        let start = self.body.find("<title>").map_or(0, |i| i + "<title>".len());
+        let end = self.body[start..]
+            .find("</title>")
+            .map_or(start, |i| start + i);
+        html_unescape(&self.body[start..end])
+    }
+
+    /// Every value of `attribute="..."` in the page, in order.
+    pub fn attribute_values(&self, attribute: &str) -> Vec<String> {
+        let marker = format!(" {attribute}=\"");
+        self.body
+            .match_indices(&marker)
+            .filter_map(|(at, _)| {
+                let start = at + marker.len();
+                let end = self.body[start..].find('"')? + start;
+                Some(html_unescape(&self.body[start..end]))
+            })
+            .collect()
+    }
 }
 
 /// The value of `<input type="hidden" name="NAME" value="...">`.
@@ -318,6 +355,20 @@ impl Browser {
             format!("{}{path}", self.base)
         };
         page(self.client.get(url).send().await.expect("GET")).await
+    }
+
+    /// The raw bytes of an asset (stylesheet, script, logo), with headers.
+    pub async fn get_bytes(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body").to_vec();
+        (status, headers, bytes)
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {

@@ -5,9 +5,12 @@
 
 mod helpers;
 
+mod branding;
 mod cli;
 mod clients;
 mod device_flow;
 mod discovery;
+mod languages;
 mod lifecycle;
+mod page_weight;
 mod pages;
