@@ -35,6 +35,11 @@
 
   var previous = input.value;
 
+  // A code sent back with an error is selected, so typing replaces it.
+  if (input.value && document.activeElement === input) {
+    input.select();
+  }
+
   input.addEventListener("input", function (event) {
     if (event.isComposing) {
       return;

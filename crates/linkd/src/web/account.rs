@@ -33,9 +33,10 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
         .await?
         .into_iter()
         .map(|a| {
+            // A device keeps its app's name until renamed; say it once.
             let app = match &a.device {
-                Some(device) => format!("{} ({device})", a.app_name),
-                None => a.app_name.clone(),
+                Some(device) if *device != a.app_name => format!("{} ({device})", a.app_name),
+                _ => a.app_name.clone(),
             };
             let key = match a.kind {
                 ActivityKind::Linked => "activity.linked",
