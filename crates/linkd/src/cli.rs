@@ -95,8 +95,10 @@ pub async fn client_add(
         let parsed = scopes::parse(&joined).context("scopes are space-separated words")?;
         for s in &parsed {
             if !scopes::is_known(s) {
-                let known: Vec<&str> = scopes::KNOWN.iter().map(|(s, _)| *s).collect();
-                bail!("unknown scope {s:?}; linkd knows {}", known.join(", "));
+                bail!(
+                    "unknown scope {s:?}; linkd knows {}",
+                    scopes::KNOWN.join(", ")
+                );
             }
         }
         parsed.join(" ")

@@ -11,6 +11,7 @@ use crate::app::{AppState, ClientIp};
 use crate::codes::{CodeError, UserCode};
 use crate::device_flow::{self, LookupError, PendingAuthorization};
 use crate::i18n::{Lang, Text};
+use crate::scopes;
 
 fn link_path(code: &str) -> String {
     let encoded: String = form_urlencoded::byte_serialize(code.as_bytes()).collect();
@@ -66,7 +67,7 @@ fn confirm_page(
         .scope
         .split(' ')
         .filter(|s| !s.is_empty())
-        .map(|s| describe_scope(lang, s))
+        .map(|s| scopes::describe(s, lang))
         .collect();
     let code = pending.user_code.display();
     render(
@@ -86,17 +87,6 @@ fn confirm_page(
             switch_next => link_path(&code),
         },
     )
-}
-
-/// What a scope lets the app do, in the person's words.
-fn describe_scope(lang: Lang, scope: &str) -> &'static str {
-    match scope {
-        "openid" => lang.t("scope.openid"),
-        "profile" => lang.t("scope.profile"),
-        "email" => lang.t("scope.email"),
-        "offline_access" => lang.t("scope.offline_access"),
-        _ => lang.t("scope.unknown"),
-    }
 }
 
 fn lookup_error_page(
