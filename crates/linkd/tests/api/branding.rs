@@ -10,29 +10,10 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-const LOGO: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 10 10\">\
-                    <circle cx=\"5\" cy=\"5\" r=\"5\" fill=\"#c60\"/></svg>";
-
-async fn acme() -> (TestApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let logo = dir.path().join("acme.svg");
-    std::fs::write(&logo, LOGO).unwrap();
-    let app = spawn_app_with(Options {
-        configure: Box::new(move |c| {
-            c.product_name = "Acme Link".into();
-            c.accent_color = "#ffcc00".parse().unwrap();
-            c.support_url = Some("https://help.acme.example/link".into());
-            c.logo = Some(logo);
-        }),
-        ..Default::default()
-    })
-    .await;
-    (app, dir)
-}
-
 #[tokio::test]
 async fn every_page_carries_the_operators_brand() {
-    let (app, _dir) = acme().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(acme_brand(dir.path(), "#ffcc00")).await;
     let auth = app.start_device("openid").await;
     let browser = app.browser();
     let mut pages = vec![
@@ -62,7 +43,7 @@ async fn every_page_carries_the_operators_brand() {
         assert!(page.contains(">Acme Link</a>"), "{name}: {}", page.body);
         assert!(
             page.attribute_values("href")
-                .contains(&"https://help.acme.example/link".to_string()),
+                .contains(&ACME_SUPPORT.to_string()),
             "{name}: support link"
         );
         assert!(
@@ -74,14 +55,10 @@ async fn every_page_carries_the_operators_brand() {
     // The logo is the operator's file, served by linkd and cached for good
     // under its versioned URL.
     let page = &pages[0].1;
-    let logo_url = page
-        .attribute_values("src")
-        .into_iter()
-        .find(|s| s.starts_with("/static/logo?v="))
-        .expect("logo on the page");
+    let logo_url = page.linked("/static/logo?v=").expect("logo on the page");
     let (status, headers, bytes) = browser.get_bytes(&logo_url).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(bytes, LOGO.as_bytes());
+    assert_eq!(bytes, ACME_LOGO.as_bytes());
     assert_eq!(headers["content-type"], "image/svg+xml");
     assert_eq!(
         headers["cache-control"],
@@ -91,9 +68,7 @@ async fn every_page_carries_the_operators_brand() {
     // #ffcc00 is unreadable on white: the stylesheet carries a darker shade
     // of it that passes WCAG AA, and the page's theme colour matches.
     let css_url = page
-        .attribute_values("href")
-        .into_iter()
-        .find(|h| h.starts_with("/static/linkd.css?v="))
+        .linked("/static/linkd.css?v=")
         .expect("stylesheet link");
     let (_, headers, css) = browser.get_bytes(&css_url).await;
     assert!(
@@ -120,7 +95,7 @@ async fn every_page_carries_the_operators_brand() {
     let response = app.http.get(app.url("/api/v1/brand")).send().await.unwrap();
     let json: serde_json::Value = response.json().await.unwrap();
     assert_eq!(json["product_name"], "Acme Link");
-    assert_eq!(json["support_url"], "https://help.acme.example/link");
+    assert_eq!(json["support_url"], ACME_SUPPORT);
     assert_eq!(json["accent_color"], accent.to_string());
     assert_eq!(json["logo_uri"], app.url(&logo_url));
 }
@@ -130,11 +105,7 @@ async fn the_default_theme_has_a_logo_and_no_support_link() {
     let app = spawn_app().await;
     let page = app.browser().get("/").await;
     assert_eq!(page.title(), "Welcome · linkd");
-    let logo_url = page
-        .attribute_values("src")
-        .into_iter()
-        .find(|s| s.starts_with("/static/logo?v="))
-        .expect("logo");
+    let logo_url = page.linked("/static/logo?v=").expect("logo");
     let (status, headers, bytes) = app.browser().get_bytes(&logo_url).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "image/svg+xml");

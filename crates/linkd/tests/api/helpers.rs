@@ -83,6 +83,28 @@ pub async fn spawn_on(
     }
 }
 
+/// A server in an operator's brand: "Acme Link", a logo file written to
+/// `dir`, an accent and a support link.
+pub fn acme_brand(dir: &std::path::Path, accent: &str) -> Options {
+    let logo = dir.join("acme.svg");
+    std::fs::write(&logo, ACME_LOGO).expect("write logo");
+    let accent = accent.parse().expect("hex colour");
+    Options {
+        configure: Box::new(move |c| {
+            c.product_name = "Acme Link".into();
+            c.accent_color = accent;
+            c.support_url = Some(ACME_SUPPORT.into());
+            c.logo = Some(logo);
+        }),
+        ..Default::default()
+    }
+}
+
+pub const ACME_SUPPORT: &str = "https://help.acme.example/link";
+pub const ACME_LOGO: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
+     <circle cx=\"16\" cy=\"16\" r=\"16\" fill=\"#c26100\"/>\
+     <path d=\"M9 22l7-13 7 13\" fill=\"none\" stroke=\"#fff\" stroke-width=\"3\"/></svg>";
+
 /// A device authorization response, as the device sees it.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct DeviceAuth {
@@ -306,6 +328,14 @@ impl Page {
             .find("</title>")
             .map_or(start, |i| start + i);
         html_unescape(&self.body[start..end])
+    }
+
+    /// The first `src` or `href` that starts with `prefix`: an asset's
+    /// versioned URL.
+    pub fn linked(&self, prefix: &str) -> Option<String> {
+        let mut urls = self.attribute_values("src");
+        urls.extend(self.attribute_values("href"));
+        urls.into_iter().find(|u| u.starts_with(prefix))
     }
 
     /// Every value of `attribute="..."` in the page, in order.

@@ -205,6 +205,12 @@ impl Visit<'_> {
         self.chrome().text(&element).await.unwrap()
     }
 
+    /// The page's error message (role=alert) contains `text`.
+    async fn alert_says(&self, text: &str) {
+        let alert = self.text("[role=alert]").await;
+        assert!(alert.contains(text), "{alert}");
+    }
+
     async fn heading(&self) -> String {
         self.text("h1").await
     }
@@ -395,6 +401,27 @@ impl Visit<'_> {
         format!(", axe: {} violations", violations.len())
     }
 
+    /// From the device's link (its QR code) to sign-in, on to "Create an
+    /// account", and back to the confirmation page with the code on it.
+    async fn sign_up_from_the_device_link(&self, auth: &DeviceAuth, email: &str) {
+        self.open(&auth.verification_uri_complete, "sign-in", 200)
+            .await;
+        let path = self.path().await;
+        assert!(path.starts_with("/signin?next="), "{path}");
+        self.click_to("a[href^='/signup']", "sign-up", 200).await;
+        self.sign_up_here(email, "confirm").await;
+        let shown = self.text(".code").await;
+        assert_eq!(shown, auth.user_code, "the code is pre-filled");
+    }
+
+    /// Fills in the sign-up form on this page and sends it.
+    async fn sign_up_here(&self, email: &str, next_page: &str) {
+        self.fill("#email", email).await;
+        self.fill("#password", PASSWORD).await;
+        self.click_to("form button[type=submit]", next_page, 200)
+            .await;
+    }
+
     /// Tabs through the page from the top: each element that takes focus
     /// must show a focus ring (WCAG 2.4.7).
     async fn focus_is_visible(&self, page: &str) {
@@ -452,29 +479,12 @@ const PASSWORD: &str = "correct horse battery";
 /// tokens.
 async fn code_link_with_a_new_account(v: Visit<'_>) {
     let auth = v.app.start_device("openid email offline_access").await;
-    v.open(&auth.verification_uri_complete, "sign-in", 200)
+    v.sign_up_from_the_device_link(&auth, "ana@example.com")
         .await;
-    assert!(
-        v.path().await.starts_with("/signin?next="),
-        "{}",
-        v.path().await
-    );
-    v.click_to("a[href^='/signup']", "sign-up", 200).await;
-    v.fill("#email", "ana@example.com").await;
-    v.fill("#password", PASSWORD).await;
-    v.click_to("form button[type=submit]", "confirm", 200).await;
-    assert_eq!(
-        v.text(".code").await,
-        auth.user_code,
-        "the code is pre-filled"
-    );
     v.focus_is_visible("confirm").await;
     v.click_to("button[value=approve]", "approved", 200).await;
-    assert!(
-        v.heading().await.contains("Demo TV"),
-        "{}",
-        v.heading().await
-    );
+    let heading = v.heading().await;
+    assert!(heading.contains("Demo TV"), "{heading}");
     let tokens = v.app.poll(&auth.device_code).await;
     assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.json);
     assert!(tokens.json["access_token"].is_string());
@@ -486,10 +496,7 @@ async fn code_typed_by_hand(v: Visit<'_>) {
     let auth = v.app.start_device("openid").await;
     v.open("/", "home", 200).await;
     v.click_to("a[href='/signup']", "sign-up", 200).await;
-    v.fill("#email", "ben@example.com").await;
-    v.fill("#password", PASSWORD).await;
-    v.click_to("form button[type=submit]", "home-signed-in", 200)
-        .await;
+    v.sign_up_here("ben@example.com", "home-signed-in").await;
     v.click_to("main a[href='/link']", "link", 200).await;
     let typed = auth.user_code.replace('-', "").to_lowercase();
     v.fill("#code", &typed).await;
@@ -519,19 +526,12 @@ async fn wrong_and_expired_codes(v: Visit<'_>) {
         "BCDF-GHJK"
     };
     v.open("/signup", "sign-up", 200).await;
-    v.fill("#email", "cy@example.com").await;
-    v.fill("#password", PASSWORD).await;
-    v.click_to("form button[type=submit]", "home-signed-in", 200)
-        .await;
+    v.sign_up_here("cy@example.com", "home-signed-in").await;
     v.open("/link", "link", 200).await;
     v.fill("#code", wrong).await;
     v.click_to("form button[type=submit]", "wrong-code", 404)
         .await;
-    assert!(
-        v.text("[role=alert]")
-            .await
-            .contains("couldn't find that code")
-    );
+    v.alert_says("couldn't find that code").await;
     assert_eq!(v.value("#code").await, wrong, "keeps what was typed");
     let field = v.chrome().find("#code").await.unwrap();
     assert_eq!(
@@ -545,11 +545,7 @@ async fn wrong_and_expired_codes(v: Visit<'_>) {
     v.fill("#code", "hello").await;
     v.click_to("form button[type=submit]", "malformed-code", 400)
         .await;
-    assert!(
-        v.text("[role=alert]")
-            .await
-            .contains("character codes never use")
-    );
+    v.alert_says("character codes never use").await;
 
     v.app.clock.advance_secs(601);
     v.fill("#code", &auth.user_code).await;
@@ -564,12 +560,8 @@ async fn wrong_and_expired_codes(v: Visit<'_>) {
 /// The person denies: the device is told so.
 async fn deny(v: Visit<'_>) {
     let auth = v.app.start_device("openid").await;
-    v.open(&auth.verification_uri_complete, "sign-in", 200)
+    v.sign_up_from_the_device_link(&auth, "dee@example.com")
         .await;
-    v.click_to("a[href^='/signup']", "sign-up", 200).await;
-    v.fill("#email", "dee@example.com").await;
-    v.fill("#password", PASSWORD).await;
-    v.click_to("form button[type=submit]", "confirm", 200).await;
     v.click_to("button[value=deny]", "denied", 200).await;
     assert!(v.heading().await.contains("was not linked"));
     assert_eq!(v.app.poll(&auth.device_code).await.error(), "access_denied");
@@ -587,7 +579,7 @@ async fn sign_in_then_back_to_the_code(v: Visit<'_>) {
     v.fill("#password", "not the password").await;
     v.click_to("form button[type=submit]", "sign-in-failed", 401)
         .await;
-    assert!(v.text("[role=alert]").await.contains("not right"));
+    v.alert_says("not right").await;
     v.fill("#password", PASSWORD).await;
     v.click_to("form button[type=submit]", "confirm", 200).await;
     assert_eq!(v.text(".code").await, auth.user_code);
@@ -607,12 +599,8 @@ async fn sign_in_then_back_to_the_code(v: Visit<'_>) {
 /// A linked device shows on the devices page; Unlink cuts it off.
 async fn unlink_from_the_devices_page(v: Visit<'_>) {
     let auth = v.app.start_device("openid offline_access").await;
-    v.open(&auth.verification_uri_complete, "sign-in", 200)
+    v.sign_up_from_the_device_link(&auth, "gus@example.com")
         .await;
-    v.click_to("a[href^='/signup']", "sign-up", 200).await;
-    v.fill("#email", "gus@example.com").await;
-    v.fill("#password", PASSWORD).await;
-    v.click_to("form button[type=submit]", "confirm", 200).await;
     v.click_to("button[value=approve]", "approved", 200).await;
     let tokens = v.app.poll(&auth.device_code).await;
     let refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
@@ -679,49 +667,20 @@ where
     let _ = suite.chrome.logs("performance").await;
 }
 
-fn acme(dir: &std::path::Path) -> Options {
-    let logo = dir.join("acme.svg");
-    std::fs::write(
-        &logo,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
-         <circle cx=\"16\" cy=\"16\" r=\"16\" fill=\"#c26100\"/>\
-         <path d=\"M9 22l7-13 7 13\" fill=\"none\" stroke=\"#fff\" stroke-width=\"3\"/></svg>",
-    )
-    .unwrap();
-    Options {
-        configure: Box::new(move |c| {
-            c.product_name = "Acme Link".into();
-            // Too light for white text: linkd darkens it.
-            c.accent_color = "#ff9f1c".parse().unwrap();
-            c.support_url = Some("https://help.acme.example/link".into());
-            c.logo = Some(logo);
-        }),
-        ..Default::default()
-    }
-}
-
 /// The German, branded run of the main flow and the devices page.
 async fn german_with_a_brand(v: Visit<'_>) {
     let auth = v.app.start_device("openid email offline_access").await;
-    v.open(&auth.verification_uri_complete, "sign-in", 200)
+    v.sign_up_from_the_device_link(&auth, "hans@example.com")
         .await;
-    assert_eq!(v.heading().await, "Anmelden");
-    let title: String = v
+    let title = v
         .chrome()
         .execute("return document.title;", vec![])
         .await
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(title, "Anmelden · Acme Link");
-    v.click_to("a[href^='/signup']", "sign-up", 200).await;
-    v.fill("#email", "hans@example.com").await;
-    v.fill("#password", PASSWORD).await;
-    v.click_to("form button[type=submit]", "confirm", 200).await;
-    assert_eq!(v.heading().await, "Demo TV verbinden?");
+        .unwrap();
+    assert_eq!(title, "Demo TV verbinden? · Acme Link");
     assert!(v.text("footer").await.contains("Support kontaktieren"));
     v.click_to("button[value=approve]", "approved", 200).await;
+    assert_eq!(v.heading().await, "Demo TV ist jetzt verbunden");
     assert_eq!(v.app.poll(&auth.device_code).await.status, StatusCode::OK);
     v.click_to("header a[href='/devices']", "devices", 200)
         .await;
@@ -729,6 +688,7 @@ async fn german_with_a_brand(v: Visit<'_>) {
         .await;
     v.open("/link?code=BCDF-GHJK", "wrong-code", 404).await;
     v.open("/nirgends", "not-found", 404).await;
+    assert_eq!(v.heading().await, "Seite nicht gefunden");
 }
 
 #[tokio::test]
@@ -792,7 +752,8 @@ async fn the_pages_in_a_real_browser() {
 
         suite.variant.set("acme-de");
         suite.set_language(Some("de-DE,de;q=0.9,en;q=0.5")).await;
-        let app = spawn_app_with(acme(brand_dir.path())).await;
+        // Too light for white text: linkd darkens it.
+        let app = spawn_app_with(acme_brand(brand_dir.path(), "#ff9f1c")).await;
         run(&suite, "brand", &app, german_with_a_brand).await;
         suite.set_language(None).await;
     }

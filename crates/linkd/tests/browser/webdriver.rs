@@ -128,15 +128,11 @@ impl Chrome {
                 }
             }
         });
-        let response: Value = http
-            .post(format!("{base}/session"))
-            .json(&capabilities)
-            .send()
-            .await
-            .map_err(|e| format!("creating a session: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("creating a session: {e}"))?;
+        let response = send(
+            http.post(format!("{base}/session")).json(&capabilities),
+            "creating a session",
+        )
+        .await?;
         let Some(id) = response["value"]["sessionId"].as_str() else {
             return Err(format!(
                 "chromedriver could not start {}: {}",
@@ -168,13 +164,7 @@ impl Chrome {
         if method != reqwest::Method::GET && method != reqwest::Method::DELETE {
             request = request.json(&body);
         }
-        let response: Value = request
-            .send()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let response = send(request, &format!("{method} {path}")).await?;
         let value = response.get("value").cloned().unwrap_or(Value::Null);
         if let Some(error) = value.get("error").and_then(Value::as_str) {
             let message = value["message"].as_str().unwrap_or("");
@@ -332,6 +322,12 @@ impl Drop for Chrome {
                 .status();
         }
     }
+}
+
+/// Sends a request and reads its JSON answer; errors say what was tried.
+async fn send(request: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {
+    let response = request.send().await.map_err(|e| format!("{what}: {e}"))?;
+    response.json().await.map_err(|e| format!("{what}: {e}"))
 }
 
 /// A port nobody listens on right now.
