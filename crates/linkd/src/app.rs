@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::brand::Brand;
 use crate::clock::Clock;
 use crate::device_flow::PollTracker;
+use crate::limits::Limits;
 use crate::store::{self, Client, DynStore, StoreError};
 use crate::tokens::Keys;
 use crate::{Config, api, oauth, scopes, web};
@@ -27,6 +28,7 @@ pub struct AppState {
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
     pub polls: Arc<PollTracker>,
+    pub limits: Arc<Limits>,
     pub templates: Arc<web::Templates>,
     /// The operator's product name, logo, colour and support link.
     pub brand: Arc<Brand>,
@@ -74,6 +76,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
             name: "Demo TV".into(),
             secret_hash: None,
             scopes: scopes::DEFAULT_CLIENT_SCOPES.into(),
+            device_flow_enabled: true,
             created_at: now,
         };
         match store.insert_client(&demo).await {
@@ -81,11 +84,13 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
             Err(e) => return Err(e.into()),
         }
     }
+    let limits = Arc::new(Limits::new(&config));
     Ok(AppState {
         config: Arc::new(config),
         store,
         clock,
         polls: Arc::new(PollTracker::default()),
+        limits,
         templates: Arc::new(web::Templates::new()),
         assets: Arc::new(web::assets::Assets::new(&brand)),
         brand: Arc::new(brand),
@@ -134,6 +139,7 @@ pub fn router(state: AppState) -> Router {
             get(oauth::discovery::openid_configuration),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -153,13 +159,105 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_polls(state.clone()));
+    let upkeep = Upkeep::start(&state);
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
-    sweeper.abort();
+    drop(upkeep);
     result
+}
+
+/// Serves HTTPS, terminating TLS in linkd (for operators without a reverse
+/// proxy), until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    state: AppState,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let upkeep = Upkeep::start(&state);
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    listener.set_nonblocking(true)?;
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(app)
+        .await;
+    drop(upkeep);
+    result
+}
+
+/// Reads a PEM certificate chain and private key into a TLS configuration
+/// (rustls with the ring provider; TLS 1.2 and 1.3; HTTP/2 and 1.1).
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    use anyhow::Context;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the certificate chain {}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the private key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the certificate and key do not match")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    ))
+}
+
+/// Ready to take traffic: the store answers and has every migration this
+/// build needs. Distinct from /healthz (the process is alive), so a load
+/// balancer stops sending requests while the database is away.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    match state.store.migrations_applied().await {
+        Ok(true) => (StatusCode::OK, "ready").into_response(),
+        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable").into_response()
+        }
+    }
+}
+
+/// Background tasks that live as long as the server.
+struct Upkeep(Vec<tokio::task::JoinHandle<()>>);
+
+impl Upkeep {
+    fn start(state: &AppState) -> Self {
+        Upkeep(vec![
+            tokio::spawn(sweep_polls(state.clone())),
+            tokio::spawn(reload_keys(state.clone())),
+        ])
+    }
+}
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 async fn sweep_polls(state: AppState) {
@@ -170,19 +268,108 @@ async fn sweep_polls(state: AppState) {
     }
 }
 
-/// The address of the peer that sent the request.
+/// Picks up keys rotated by `linkd keys rotate` or another instance, and
+/// moves keys through their roles as time passes (tokens.rs).
+async fn reload_keys(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(crate::tokens::KEY_RELOAD_SECS));
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.reload_keys().await {
+            // Keep signing with the keys already loaded.
+            tracing::warn!(error = %e, "could not reload signing keys");
+        }
+    }
+}
+
+/// The address of the person or device that sent the request: the
+/// connection's peer, or, when the peer is a configured trusted proxy, the
+/// address that proxy reports.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+/// Walks a forwarding header from the right (the entry our proxy added)
+/// past trusted proxies; the first untrusted address is the client.
+/// Anything a client wrote further left is never believed.
+pub fn client_ip(peer: IpAddr, header: Option<&str>, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for entry in header.unwrap_or("").rsplit(',') {
+        let entry = entry.trim();
+        // Accept "for=" forms loosely and bracketed or port-suffixed IPv6/IPv4.
+        let entry = entry.trim_start_matches("for=").trim_matches('"');
+        let parsed = entry
+            .parse::<IpAddr>()
+            .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+            .or_else(|_| {
+                entry
+                    .trim_start_matches('[')
+                    .split(']')
+                    .next()
+                    .unwrap_or("")
+                    .parse::<IpAddr>()
+            });
+        let Ok(ip) = parsed else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        Ok(ClientIp(ip))
+        let config = &state.config;
+        if config.trusted_proxies.is_empty() {
+            return Ok(ClientIp(peer));
+        }
+        let header = parts
+            .headers
+            .get(config.client_ip_header.as_str())
+            .and_then(|v| v.to_str().ok());
+        Ok(ClientIp(client_ip(peer, header, &config.trusted_proxies)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        // A direct client cannot claim another address.
+        assert_eq!(
+            client_ip(stranger, Some("198.51.100.1"), &trusted),
+            stranger
+        );
+        // Through the proxy: the rightmost untrusted entry; spoofed entries
+        // to its left are ignored.
+        assert_eq!(
+            client_ip(proxy, Some("1.1.1.1, 198.51.100.1, 10.9.9.9"), &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, None, &trusted), proxy);
+        assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
+        assert_eq!(
+            client_ip(proxy, Some("[2001:db8::1]:443"), &trusted),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, Some("198.51.100.1"), &[]), proxy);
     }
 }

@@ -28,6 +28,10 @@ fn init_logs() {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logs();
     let listen = config.listen;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(app::tls_config(cert, key)?),
+        _ => None,
+    };
     let state = app::prepare(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -45,7 +49,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         println!("then open the link it prints, create an account, and approve.");
     }
-    app::serve(listener, state, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => app::serve_tls(listener.into_std()?, state, tls, shutdown_signal()).await?,
+        None => app::serve(listener, state, shutdown_signal()).await?,
+    }
     println!("linkd stopped");
     Ok(())
 }
@@ -88,21 +95,8 @@ pub async fn client_add(
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         bail!("the name must be 1 to 100 characters without control characters");
     }
-    let joined = requested_scopes.join(" ");
-    let scope_list = if joined.trim().is_empty() {
-        scopes::DEFAULT_CLIENT_SCOPES.to_string()
-    } else {
-        let parsed = scopes::parse(&joined).context("scopes are space-separated words")?;
-        for s in &parsed {
-            if !scopes::is_known(s) {
-                bail!(
-                    "unknown scope {s:?}; linkd knows {}",
-                    scopes::KNOWN.join(", ")
-                );
-            }
-        }
-        parsed.join(" ")
-    };
+    let scope_list = client_scopes(requested_scopes)?
+        .unwrap_or_else(|| scopes::DEFAULT_CLIENT_SCOPES.to_string());
     let secret = confidential.then(|| random_secret(32));
     let store = open(database_url).await?;
     let client = Client {
@@ -110,6 +104,7 @@ pub async fn client_add(
         name: name.to_string(),
         secret_hash: secret.as_deref().map(secret_hash),
         scopes: scope_list,
+        device_flow_enabled: true,
         created_at: SystemClock.now(),
     };
     match store.insert_client(&client).await {
@@ -120,6 +115,51 @@ pub async fn client_add(
     if let Some(secret) = secret {
         println!("client secret (shown once, store it now): {secret}");
     }
+    Ok(())
+}
+
+/// The scopes named on the command line, checked; `None` when none were.
+fn client_scopes(requested: &[String]) -> anyhow::Result<Option<String>> {
+    let joined = requested.join(" ");
+    if joined.trim().is_empty() {
+        return Ok(None);
+    }
+    let parsed = scopes::parse(&joined).context("scopes are space-separated words")?;
+    for s in &parsed {
+        if !scopes::is_known(s) {
+            bail!(
+                "unknown scope {s:?}; linkd knows {}",
+                scopes::KNOWN.join(", ")
+            );
+        }
+    }
+    Ok(Some(parsed.join(" ")))
+}
+
+pub async fn client_update(
+    database_url: &str,
+    id: &str,
+    device_flow: Option<bool>,
+    requested_scopes: &[String],
+) -> anyhow::Result<()> {
+    let scope_list = client_scopes(requested_scopes)?;
+    if device_flow.is_none() && scope_list.is_none() {
+        bail!("nothing to change: give --device-flow on|off and/or --scope");
+    }
+    let store = open(database_url).await?;
+    if !store
+        .update_client(id, scope_list.as_deref(), device_flow)
+        .await?
+    {
+        bail!("no client with id {id:?}");
+    }
+    let client = store.get_client(id).await?.context("client vanished")?;
+    let flow = if client.device_flow_enabled {
+        "on"
+    } else {
+        "off"
+    };
+    println!("client {id}: device flow {flow}, scopes: {}", client.scopes);
     Ok(())
 }
 
@@ -135,7 +175,12 @@ pub async fn client_list(database_url: &str) -> anyhow::Result<()> {
         } else {
             "public"
         };
-        println!("{}\t{}\t{kind}\t{}", c.client_id, c.name, c.scopes);
+        let flow = if c.device_flow_enabled {
+            ""
+        } else {
+            "\tdevice flow off"
+        };
+        println!("{}\t{}\t{kind}\t{}{flow}", c.client_id, c.name, c.scopes);
     }
     Ok(())
 }
@@ -186,21 +231,112 @@ pub async fn user_list(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where admin actions come from in a person's activity list.
+const ADMIN: &str = "the operator (linkd CLI)";
+
+async fn account_by_email(
+    store: &dyn store::Store,
+    email: &str,
+) -> anyhow::Result<crate::store::Account> {
+    store
+        .get_account_by_email(email)
+        .await?
+        .with_context(|| format!("no account with email {email:?}"))
+}
+
 pub async fn user_set_disabled(
     database_url: &str,
     email: &str,
     disabled: bool,
 ) -> anyhow::Result<()> {
     let store = open(database_url).await?;
-    let Some(account) = store.get_account_by_email(email).await? else {
-        bail!("no account with email {email:?}");
-    };
+    let account = account_by_email(store.as_ref(), email).await?;
     store.set_account_disabled(&account.id, disabled).await?;
+    if disabled {
+        // A disabled person keeps no way in: sessions end and every
+        // device is unlinked, so its tokens stop working at once.
+        store.delete_sessions(&account.id).await?;
+        let unlinked =
+            crate::devices::unlink_all(store.as_ref(), &account.id, ADMIN, SystemClock.now())
+                .await?;
+        println!("{} disabled; {unlinked} device(s) unlinked", account.email);
+    } else {
+        println!("{} enabled", account.email);
+    }
+    Ok(())
+}
+
+pub async fn user_delete(database_url: &str, email: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let account = account_by_email(store.as_ref(), email).await?;
+    store.delete_account(&account.id).await?;
     println!(
-        "{} {}",
-        account.email,
-        if disabled { "disabled" } else { "enabled" }
+        "{} deleted with its devices, tokens and activity",
+        account.email
     );
+    Ok(())
+}
+
+pub async fn client_rotate_secret(database_url: &str, id: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let client = store
+        .get_client(id)
+        .await?
+        .with_context(|| format!("no client with id {id:?}"))?;
+    if !client.is_confidential() {
+        bail!("{id} is a public client: it has no secret to rotate");
+    }
+    let secret = random_secret(32);
+    store.set_client_secret(id, &secret_hash(&secret)).await?;
+    println!("new client secret for {id} (shown once; the old one stops working now): {secret}");
+    Ok(())
+}
+
+pub async fn devices_list(database_url: &str, email: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let account = account_by_email(store.as_ref(), email).await?;
+    let devices = store.list_linked_devices(&account.id).await?;
+    if devices.is_empty() {
+        println!("no devices linked to {}", account.email);
+    }
+    let at = crate::web::link::utc_time;
+    for d in devices {
+        let last = d.last_refresh_at.map(at).unwrap_or_else(|| "-".into());
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{last}",
+            d.id,
+            d.app_name,
+            d.label,
+            at(d.linked_at),
+            d.linked_ip
+        );
+    }
+    Ok(())
+}
+
+pub async fn devices_unlink(database_url: &str, id: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let device = store
+        .get_linked_device(id)
+        .await?
+        .filter(|d| d.revoked_at.is_none())
+        .with_context(|| format!("no linked device with id {id:?}"))?;
+    crate::devices::unlink(store.as_ref(), &device, ADMIN, SystemClock.now()).await?;
+    println!("unlinked {} ({})", device.label, device.app_name);
+    Ok(())
+}
+
+pub async fn backup(database_url: &str, file: &std::path::Path) -> anyhow::Result<()> {
+    let store = store::open(database_url)
+        .await
+        .with_context(|| format!("opening {}", store::redact_url(database_url)))?;
+    match store.backup(file).await {
+        Err(store::StoreError::Conflict) => {
+            bail!("{} already exists; name a new file", file.display())
+        }
+        other => other.with_context(|| format!("backing up to {}", file.display()))?,
+    }
+    println!("backed up to {}", file.display());
     Ok(())
 }
 

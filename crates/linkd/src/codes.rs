@@ -198,6 +198,66 @@ mod tests {
         assert_ne!(secret_hash(&a), secret_hash(&b));
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Eight letters of the alphabet.
+        fn code() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                proptest::sample::select(USER_CODE_ALPHABET.to_vec()),
+                USER_CODE_LEN,
+            )
+            .prop_map(|bytes| bytes.into_iter().map(char::from).collect())
+        }
+
+        /// What a person might type around a code: case changes, dashes,
+        /// spaces.
+        fn typed(code: String) -> impl Strategy<Value = String> {
+            proptest::collection::vec((any::<bool>(), 0..3usize, 0..3usize), USER_CODE_LEN)
+                .prop_map(move |shape| {
+                    code.chars()
+                        .zip(shape)
+                        .map(|(c, (lower, dashes, spaces))| {
+                            let c = if lower { c.to_ascii_lowercase() } else { c };
+                            format!("{}{}{c}", "-".repeat(dashes), " ".repeat(spaces))
+                        })
+                        .collect()
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn any_typing_of_a_code_normalises_to_it(
+                (code, input) in code().prop_flat_map(|c| (Just(c.clone()), typed(c)))
+            ) {
+                prop_assume!(input.len() <= 64);
+                let parsed = UserCode::parse(&input).unwrap();
+                prop_assert_eq!(parsed.as_str(), code.as_str());
+                prop_assert_eq!(UserCode::parse(&parsed.display()).unwrap(), parsed);
+            }
+
+            #[test]
+            fn parse_never_panics_and_only_yields_alphabet_codes(input in ".{0,80}") {
+                if let Ok(code) = UserCode::parse(&input) {
+                    prop_assert_eq!(code.as_str().len(), USER_CODE_LEN);
+                    prop_assert!(code.as_str().bytes().all(|b| USER_CODE_ALPHABET.contains(&b)));
+                }
+            }
+
+            #[test]
+            fn a_character_outside_the_alphabet_is_refused(code in code(), at in 0..USER_CODE_LEN, c in any::<char>()) {
+                let upper = c.to_ascii_uppercase();
+                prop_assume!(!(c.is_ascii() && USER_CODE_ALPHABET.contains(&(upper as u8))));
+                prop_assume!(![' ', '-', '\t'].contains(&c));
+                let mut chars: Vec<char> = code.chars().collect();
+                chars[at] = c;
+                let input: String = chars.into_iter().collect();
+                prop_assert!(UserCode::parse(&input).is_err());
+            }
+        }
+    }
+
     #[test]
     fn debug_does_not_reveal_the_code() {
         let code = UserCode::parse("BCDFGHJK").unwrap();

@@ -54,6 +54,77 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(60..))]
     pub session_lifetime: u32,
 
+    /// Longest a person may take from a code's request to approving it, in
+    /// seconds. A code is approved minutes after it appears on a screen in
+    /// front of the person; an old code is more likely a phishing lure.
+    #[arg(long, env = "LINKD_MAX_APPROVAL_AGE", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(30..=86_400))]
+    pub max_approval_age: u32,
+
+    /// Wrong codes one signed-in session may enter per 10 minutes (0: no limit).
+    #[arg(long, env = "LINKD_CODE_FAILURES_PER_SESSION", default_value_t = 5)]
+    pub code_failures_per_session: u32,
+
+    /// Wrong codes one network (IPv4 address, IPv6 /64) may enter per 10 minutes.
+    #[arg(long, env = "LINKD_CODE_FAILURES_PER_NETWORK", default_value_t = 20)]
+    pub code_failures_per_network: u32,
+
+    /// Wrong codes the whole server accepts per minute before pausing code
+    /// entry; keeps guessing any live code below 2^-20 (SECURITY.md).
+    #[arg(long, env = "LINKD_CODE_FAILURES_PER_MINUTE", default_value_t = 2000)]
+    pub code_failures_per_minute: u32,
+
+    /// Device authorization requests per network per minute.
+    #[arg(
+        long,
+        env = "LINKD_DEVICE_AUTHORIZATIONS_PER_NETWORK",
+        default_value_t = 60
+    )]
+    pub device_authorizations_per_network: u32,
+
+    /// Device authorization requests per app per minute.
+    #[arg(
+        long,
+        env = "LINKD_DEVICE_AUTHORIZATIONS_PER_CLIENT",
+        default_value_t = 20_000
+    )]
+    pub device_authorizations_per_client: u32,
+
+    /// Token requests per network per minute (devices behind one NAT share it).
+    #[arg(long, env = "LINKD_TOKEN_POLLS_PER_NETWORK", default_value_t = 1200)]
+    pub token_polls_per_network: u32,
+
+    /// Failed sign-ins per account before each further try must wait
+    /// (1 s, 2 s, 4 s ... up to 15 minutes); a network gets four times as many.
+    #[arg(long, env = "LINKD_SIGN_IN_FREE_FAILURES", default_value_t = 3)]
+    pub sign_in_free_failures: u32,
+
+    /// Accounts one network may create per hour.
+    #[arg(long, env = "LINKD_SIGN_UPS_PER_NETWORK", default_value_t = 10)]
+    pub sign_ups_per_network: u32,
+
+    /// Reverse proxies whose client-address header is believed (addresses or
+    /// CIDR ranges, comma-separated). Requests from anywhere else are taken
+    /// at their connection's address.
+    #[arg(long, env = "LINKD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// The header trusted proxies put the client's address in.
+    #[arg(
+        long,
+        env = "LINKD_CLIENT_IP_HEADER",
+        default_value = "x-forwarded-for"
+    )]
+    pub client_ip_header: String,
+
+    /// Serve HTTPS with this certificate chain (PEM). Needs --tls-key.
+    #[arg(long, env = "LINKD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, env = "LINKD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Do not register the `demo-tv` app on an empty database.
     #[arg(long, env = "LINKD_NO_DEMO")]
     pub no_demo: bool,
@@ -86,6 +157,7 @@ impl Config {
     pub fn issuer(&self) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
+            None if self.tls_cert.is_some() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }
@@ -132,6 +204,19 @@ impl Config {
             refresh_idle_lifetime: 30 * 86_400,
             refresh_absolute_lifetime: 365 * 86_400,
             session_lifetime: 14 * 86_400,
+            max_approval_age: 300,
+            code_failures_per_session: 5,
+            code_failures_per_network: 20,
+            code_failures_per_minute: 2000,
+            device_authorizations_per_network: 60,
+            device_authorizations_per_client: 20_000,
+            token_polls_per_network: 1200,
+            sign_in_free_failures: 3,
+            sign_ups_per_network: 10,
+            trusted_proxies: Vec::new(),
+            client_ip_header: "x-forwarded-for".into(),
+            tls_cert: None,
+            tls_key: None,
             no_demo: false,
             product_name: "linkd".into(),
             logo: None,

@@ -396,6 +396,13 @@ pub enum LookupError {
     Expired,
     #[error("the code has already been used")]
     AlreadyUsed,
+    /// Older than the server's maximum approval age: more likely a lure
+    /// than a device in front of the person.
+    #[error("the code is too old to approve")]
+    TooOld,
+    /// The operator turned the device flow off for this app.
+    #[error("this app may not link devices")]
+    AppDisabled,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -407,11 +414,14 @@ pub struct PendingAuthorization {
     pub user_code: UserCode,
 }
 
-/// Finds the pending authorization behind a code a person typed.
+/// Finds the pending authorization behind a code a person typed, if it
+/// may still be approved: not expired, not older than `max_age` seconds,
+/// and its app still allowed to link devices.
 pub async fn find_pending(
     store: &dyn Store,
     input: &str,
     now: Timestamp,
+    max_age: i64,
 ) -> Result<PendingAuthorization, LookupError> {
     let user_code = UserCode::parse(input)?;
     let auth = store
@@ -424,10 +434,16 @@ pub async fn find_pending(
     if auth.expires_at <= now {
         return Err(LookupError::Expired);
     }
+    if now - auth.created_at > max_age {
+        return Err(LookupError::TooOld);
+    }
     let client = store
         .get_client(&auth.client_id)
         .await?
         .ok_or(LookupError::NotFound)?;
+    if !client.device_flow_enabled {
+        return Err(LookupError::AppDisabled);
+    }
     Ok(PendingAuthorization {
         auth,
         client,
@@ -445,8 +461,9 @@ pub async fn decide(
     account_id: &str,
     ip: &str,
     now: Timestamp,
+    max_age: i64,
 ) -> Result<PendingAuthorization, LookupError> {
-    let pending = find_pending(store, input, now).await?;
+    let pending = find_pending(store, input, now, max_age).await?;
     if store
         .decide_device_authorization(&pending.auth.id, approve, account_id, now)
         .await?
@@ -474,7 +491,7 @@ pub async fn decide(
         Ok(pending)
     } else {
         // Lost a race with another decision or the deadline; say which.
-        match find_pending(store, input, now).await {
+        match find_pending(store, input, now, max_age).await {
             Err(e) => Err(e),
             Ok(_) => Err(LookupError::AlreadyUsed),
         }

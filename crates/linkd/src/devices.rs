@@ -72,6 +72,23 @@ pub async fn unlink(
     Ok(unlinked)
 }
 
+/// Unlinks every device of an account (when an operator disables it):
+/// the same path as the person's own Unlink, so tokens stop at once.
+pub async fn unlink_all(
+    store: &dyn Store,
+    account_id: &str,
+    ip: &str,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    let mut count = 0;
+    for device in store.list_linked_devices(account_id).await? {
+        if unlink(store, &device, ip, now).await? {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
 pub async fn record(
     store: &dyn Store,
     device: &LinkedDevice,

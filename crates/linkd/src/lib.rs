@@ -24,6 +24,8 @@ pub mod device_flow;
 pub mod devices;
 /// The words people read, per language, and the choice of language.
 pub mod i18n;
+/// Rate limits and brute-force counters.
+pub mod limits;
 /// OAuth and OpenID endpoints, with RFC 6749 JSON errors.
 pub mod oauth;
 /// The scopes linkd knows and their plain-words descriptions.

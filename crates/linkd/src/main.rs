@@ -54,8 +54,33 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// See and unlink people's devices.
+    Devices {
+        #[command(flatten)]
+        db: Db,
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Write a consistent snapshot of the SQLite store while linkd runs.
+    Backup {
+        #[command(flatten)]
+        db: Db,
+        /// The file to create.
+        file: std::path::PathBuf,
+    },
     /// Act as a device: show a code, wait for approval, print who linked it.
     Device(cli::DeviceArgs),
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// The devices linked to one person.
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    /// Unlink a device (its tokens stop working at once).
+    Unlink { id: String },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +100,18 @@ enum ClientCommand {
         #[arg(long)]
         confidential: bool,
     },
+    /// Change an app: turn its device flow off or on, or change its scopes.
+    Update {
+        id: String,
+        /// Whether the app may start device authorizations (on/off).
+        #[arg(long, value_parser = parse_switch)]
+        device_flow: Option<bool>,
+        /// Replace the scopes the app may ask for (repeat the flag).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Give a confidential app a new secret; the old one stops working.
+    RotateSecret { id: String },
     /// List registered apps.
     List,
     /// Remove an app; its pending codes go with it.
@@ -95,6 +132,8 @@ enum UserCommand {
     Disable { email: String },
     /// Allow a disabled account again.
     Enable { email: String },
+    /// Delete an account with its devices, tokens and activity.
+    Delete { email: String },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +146,14 @@ enum KeysCommand {
         #[arg(long, env = "LINKD_ACCESS_TOKEN_LIFETIME", default_value_t = 3600)]
         access_token_lifetime: u32,
     },
+}
+
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{s:?}: say on or off")),
+    }
 }
 
 #[tokio::main]
@@ -122,6 +169,14 @@ async fn main() -> std::process::ExitCode {
                 scopes,
                 confidential,
             } => cli::client_add(&db.database_url, &id, &name, &scopes, confidential).await,
+            ClientCommand::Update {
+                id,
+                device_flow,
+                scopes,
+            } => cli::client_update(&db.database_url, &id, device_flow, &scopes).await,
+            ClientCommand::RotateSecret { id } => {
+                cli::client_rotate_secret(&db.database_url, &id).await
+            }
             ClientCommand::List => cli::client_list(&db.database_url).await,
             ClientCommand::Remove { id } => cli::client_remove(&db.database_url, &id).await,
         },
@@ -134,6 +189,7 @@ async fn main() -> std::process::ExitCode {
             UserCommand::Enable { email } => {
                 cli::user_set_disabled(&db.database_url, &email, false).await
             }
+            UserCommand::Delete { email } => cli::user_delete(&db.database_url, &email).await,
         },
         Command::Keys { db, command } => match command {
             KeysCommand::Rotate => cli::keys_rotate(&db.database_url).await,
@@ -141,6 +197,11 @@ async fn main() -> std::process::ExitCode {
                 access_token_lifetime,
             } => cli::keys_list(&db.database_url, i64::from(access_token_lifetime)).await,
         },
+        Command::Devices { db, command } => match command {
+            DevicesCommand::List { user } => cli::devices_list(&db.database_url, &user).await,
+            DevicesCommand::Unlink { id } => cli::devices_unlink(&db.database_url, &id).await,
+        },
+        Command::Backup { db, file } => cli::backup(&db.database_url, &file).await,
         Command::Device(args) => cli::device(args).await,
     };
     match result {

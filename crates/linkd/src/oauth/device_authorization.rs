@@ -11,6 +11,7 @@ use super::client_auth::authenticate;
 use super::form::OAuthRequest;
 use crate::app::{AppState, ClientIp};
 use crate::device_flow::{self, StartError};
+use crate::limits::{RetryAfter, network_key};
 
 #[derive(Serialize)]
 struct DeviceAuthorizationResponse {
@@ -27,11 +28,27 @@ pub async fn handle(
     ClientIp(ip): ClientIp,
     req: OAuthRequest,
 ) -> Result<Response, OAuthError> {
+    let now = state.clock.now();
+    let limits = &state.limits;
+    limits
+        .device_authorizations_per_network
+        .hit(&network_key(ip), now)
+        .map_err(|RetryAfter(s)| OAuthError::too_many_requests(s))?;
     let client = authenticate(state.store.as_ref(), &req).await?;
+    if !client.device_flow_enabled {
+        // RFC 6749 §5.2: the client may not use this grant.
+        return Err(OAuthError::unauthorized_client(
+            "this app may not use the device flow; its operator turned it off",
+        ));
+    }
+    limits
+        .device_authorizations_per_client
+        .hit(&client.client_id, now)
+        .map_err(|RetryAfter(s)| OAuthError::too_many_requests(s))?;
     let issued = device_flow::start(
         state.store.as_ref(),
         &state.config,
-        state.clock.now(),
+        now,
         &client,
         req.form.get("scope"),
         req.form.get("device_name"),

@@ -96,6 +96,16 @@ impl OAuthError {
             "the request body is too large",
         )
     }
+    /// Over a rate limit: 429 with Retry-After (RFC 6585 §4).
+    pub fn too_many_requests(retry_after: i64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "too many requests from this network or app; wait before trying again",
+        );
+        e.retry_after = Some(retry_after.max(1) as u64);
+        e
+    }
     pub fn unavailable() -> Self {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

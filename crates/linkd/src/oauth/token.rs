@@ -12,6 +12,7 @@ use super::form::OAuthRequest;
 use crate::app::{AppState, ClientIp};
 use crate::device_flow::{self, PollError, PollOutcome, TokenSet};
 use crate::devices::{self, RefreshOutcome};
+use crate::limits::{RetryAfter, network_key};
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
@@ -23,7 +24,20 @@ pub async fn handle(
 ) -> Result<Response, OAuthError> {
     let grant_type = req.form.require("grant_type")?;
     match grant_type {
-        DEVICE_CODE_GRANT => device_code(&state, &req).await,
+        DEVICE_CODE_GRANT => {
+            // RFC 8628 §3.5 gives devices one way to hear "poll less":
+            // slow_down. A network over its ceiling hears it too.
+            if let Err(RetryAfter(secs)) = state
+                .limits
+                .token_polls_per_network
+                .hit(&network_key(ip), state.clock.now())
+            {
+                let mut e = OAuthError::slow_down();
+                e.retry_after = Some(secs.max(1) as u64);
+                return Err(e);
+            }
+            device_code(&state, &req).await
+        }
         REFRESH_TOKEN_GRANT => refresh_token(&state, &req, &ip.to_string()).await,
         _ => Err(OAuthError::unsupported_grant_type(format!(
             "linkd does not support the grant type {:?}",

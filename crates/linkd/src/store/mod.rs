@@ -38,6 +38,9 @@ pub struct Client {
     pub secret_hash: Option<String>,
     /// Space-separated scopes this client may ask for.
     pub scopes: String,
+    /// Off: the app may not start device authorizations, and pending ones
+    /// cannot be approved.
+    pub device_flow_enabled: bool,
     pub created_at: Timestamp,
 }
 
@@ -241,10 +244,24 @@ pub trait Store: Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
     /// True when the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// Whether every migration this build knows has been applied.
+    async fn migrations_applied(&self) -> StoreResult<bool>;
+    /// Writes a consistent snapshot of the whole store to `path` while it
+    /// keeps serving. Only the embedded store can; others say so.
+    async fn backup(&self, path: &std::path::Path) -> StoreResult<()>;
+    /// Device authorizations still waiting for a person, for the metrics.
+    async fn count_pending(&self, now: Timestamp) -> StoreResult<i64>;
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()>;
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>>;
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Changes what is given; true when the client exists.
+    async fn update_client(
+        &self,
+        client_id: &str,
+        scopes: Option<&str>,
+        device_flow_enabled: Option<bool>,
+    ) -> StoreResult<bool>;
     /// Removes a client; true when it existed.
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
 
@@ -255,6 +272,13 @@ pub trait Store: Send + Sync + 'static {
     async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
     /// True when the account existed.
     async fn set_account_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool>;
+    /// Deletes an account with everything that hangs on it (sessions,
+    /// devices, tokens, activity). True when it existed.
+    async fn delete_account(&self, id: &str) -> StoreResult<bool>;
+    /// Replaces a confidential client's secret hash; true when it exists.
+    async fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> StoreResult<bool>;
+    /// Ends every session of an account (after disabling it).
+    async fn delete_sessions(&self, account_id: &str) -> StoreResult<()>;
 
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     /// A session that has not expired at `now`.

@@ -24,6 +24,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "lifecycle",
         include_str!("../../migrations/sqlite/0002_lifecycle.sql"),
     ),
+    (
+        3,
+        "client switches",
+        include_str!("../../migrations/sqlite/0003_client_switches.sql"),
+    ),
 ]);
 
 /// Every read of a linked device brings its app's name along.
@@ -58,7 +63,10 @@ impl SqliteStore {
             .map_err(map_sqlx)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            // Not opened read-only: a read-only connection cannot rebuild
+            // the WAL index that another process left behind, and reads go
+            // only through this pool anyway.
+            .connect_with(options)
             .await
             .map_err(map_sqlx)?;
         Ok(SqliteStore {
@@ -75,6 +83,7 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, sqlx::Error> {
         name: row.try_get("name")?,
         secret_hash: row.try_get("secret_hash")?,
         scopes: row.try_get("scopes")?,
+        device_flow_enabled: row.try_get::<i64, _>("device_flow_enabled")? != 0,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -145,6 +154,43 @@ impl Store for SqliteStore {
         self.events.subscribe()
     }
 
+    async fn migrations_applied(&self) -> StoreResult<bool> {
+        let latest = MIGRATIONS.0.iter().map(|m| m.0).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.read)
+                .await
+                .map_err(map_sqlx)?;
+        Ok(applied == Some(latest))
+    }
+
+    async fn backup(&self, path: &std::path::Path) -> StoreResult<()> {
+        let target = path
+            .to_str()
+            .ok_or_else(|| StoreError::Unavailable("the backup path is not valid UTF-8".into()))?;
+        if path.exists() {
+            return Err(StoreError::Conflict);
+        }
+        // VACUUM INTO writes a transactionally consistent copy from one read
+        // transaction, so writers go on while it runs (WAL mode).
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.read)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn count_pending(&self, now: Timestamp) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM device_authorizations WHERE state = 'pending' AND expires_at > ?",
+        )
+        .bind(now)
+        .fetch_one(&self.read)
+        .await
+        .map_err(map_sqlx)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.read)
@@ -155,13 +201,14 @@ impl Store for SqliteStore {
 
     async fn insert_client(&self, c: &Client) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO clients (client_id, name, secret_hash, scopes, created_at)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO clients (client_id, name, secret_hash, scopes, device_flow_enabled, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.client_id)
         .bind(&c.name)
         .bind(&c.secret_hash)
         .bind(&c.scopes)
+        .bind(c.device_flow_enabled as i64)
         .bind(c.created_at)
         .execute(&self.write)
         .await
@@ -187,6 +234,26 @@ impl Store for SqliteStore {
             .iter()
             .map(|r| client_from_row(r).map_err(map_sqlx))
             .collect()
+    }
+
+    async fn update_client(
+        &self,
+        client_id: &str,
+        scopes: Option<&str>,
+        device_flow_enabled: Option<bool>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET scopes = COALESCE(?, scopes),
+                 device_flow_enabled = COALESCE(?, device_flow_enabled)
+             WHERE client_id = ?",
+        )
+        .bind(scopes)
+        .bind(device_flow_enabled.map(i64::from))
+        .bind(client_id)
+        .execute(&self.write)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
@@ -252,6 +319,34 @@ impl Store for SqliteStore {
             .await
             .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_account(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE clients SET secret_hash = ? WHERE client_id = ?")
+            .bind(secret_hash)
+            .bind(client_id)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_sessions(&self, account_id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE account_id = ?")
+            .bind(account_id)
+            .execute(&self.write)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
     }
 
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {

@@ -1,8 +1,10 @@
 //! `/link`: the person enters the code from their device, checks what is
 //! asking, and approves or denies (RFC 8628 §3.3).
 
+use std::net::IpAddr;
+
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use minijinja::context;
 
@@ -11,6 +13,7 @@ use crate::app::{AppState, ClientIp};
 use crate::codes::{CodeError, UserCode};
 use crate::device_flow::{self, LookupError, PendingAuthorization};
 use crate::i18n::{Lang, Text};
+use crate::limits::{RetryAfter, same_network};
 use crate::scopes;
 
 fn link_path(code: &str) -> String {
@@ -29,6 +32,7 @@ fn code_for_url(input: &str) -> String {
 
 pub async fn page(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     visitor: Visitor,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
@@ -46,18 +50,55 @@ pub async fn page(
     };
     // Codes are looked up only for signed-in people, which keeps anonymous
     // guessing off the table (RFC 8628 §5.1).
-    if visitor.account().is_none() {
+    let Some((session, _)) = &visitor.signed_in else {
         return Ok(to_sign_in(&link_path(&code_for_url(&code))));
+    };
+    let now = state.clock.now();
+    if let Err(RetryAfter(secs)) = state.limits.check_code_entry(&session.id_hash, ip, now) {
+        return too_many_codes(&state, &visitor, secs);
     }
-    match device_flow::find_pending(state.store.as_ref(), &code, state.clock.now()).await {
-        Ok(pending) => confirm_page(&state, &visitor, &pending),
-        Err(e) => lookup_error_page(&state, &visitor, &code, e),
+    let max_age = i64::from(state.config.max_approval_age);
+    match device_flow::find_pending(state.store.as_ref(), &code, now, max_age).await {
+        Ok(pending) => confirm_page(&state, &visitor, ip, &pending),
+        Err(e) => lookup_error_page(&state, &visitor, ip, &code, e),
     }
+}
+
+/// RFC 8628 §5.1: wrong codes are limited per session, network and server;
+/// past a limit code entry pauses and the page says for how long.
+fn too_many_codes(
+    state: &AppState,
+    visitor: &Visitor,
+    retry_after: i64,
+) -> Result<Response, PageError> {
+    let lang = visitor.lang;
+    let minutes = (retry_after + 59) / 60;
+    let message = if minutes <= 1 {
+        lang.t("limits.codes.message_minute").to_string()
+    } else {
+        lang.fmt("limits.codes.message", &[("minutes", &minutes.to_string())])
+    };
+    let mut response = render(
+        state,
+        visitor,
+        StatusCode::TOO_MANY_REQUESTS,
+        "message.html",
+        context! {
+            title => lang.t("limits.codes.title"),
+            heading => lang.t("limits.codes.title"),
+            message => message,
+        },
+    )?;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    Ok(response)
 }
 
 fn confirm_page(
     state: &AppState,
     visitor: &Visitor,
+    browser_ip: IpAddr,
     pending: &PendingAuthorization,
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
@@ -70,6 +111,14 @@ fn confirm_page(
         .map(|s| scopes::describe(s, lang))
         .collect();
     let code = pending.user_code.display();
+    let age = now - auth.created_at;
+    // Device-code phishing: the lure arrives by mail or chat, from a code
+    // the attacker requested elsewhere and earlier. Say so in plain words.
+    let other_network = auth
+        .requested_ip
+        .parse::<IpAddr>()
+        .is_ok_and(|device_ip| !same_network(device_ip, browser_ip));
+    let old = age > STALE_CODE_SECS;
     render(
         state,
         visitor,
@@ -80,18 +129,26 @@ fn confirm_page(
             app => &pending.client.name,
             code => &code,
             device_name => &auth.device_name,
-            requested_ago => lang.ago(now - auth.created_at),
+            requested_ago => lang.ago(age),
             requested_at => lang.datetime(auth.created_at),
             requested_ip => &auth.requested_ip,
+            browser_ip => browser_ip.to_string(),
+            other_network => other_network,
+            old => old,
             scopes => scope_words,
             switch_next => link_path(&code),
         },
     )
 }
 
+/// A code requested longer ago than this gets a warning: people enter codes
+/// from a screen in front of them within a minute or two.
+const STALE_CODE_SECS: i64 = 180;
+
 fn lookup_error_page(
     state: &AppState,
     visitor: &Visitor,
+    ip: IpAddr,
     typed: &str,
     err: LookupError,
 ) -> Result<Response, PageError> {
@@ -101,34 +158,28 @@ fn lookup_error_page(
             (StatusCode::BAD_REQUEST, lang.t("code.error.bad_character"))
         }
         LookupError::Malformed(_) => (StatusCode::BAD_REQUEST, lang.t("code.error.malformed")),
-        LookupError::NotFound => (StatusCode::NOT_FOUND, lang.t("code.error.not_found")),
+        LookupError::NotFound => {
+            if let Some((session, _)) = &visitor.signed_in
+                && let Err(RetryAfter(secs)) =
+                    state
+                        .limits
+                        .code_entry_failed(&session.id_hash, ip, state.clock.now())
+            {
+                return too_many_codes(state, visitor, secs);
+            }
+            (StatusCode::NOT_FOUND, lang.t("code.error.not_found"))
+        }
         LookupError::Expired => {
-            return render(
-                state,
-                visitor,
-                StatusCode::GONE,
-                "message.html",
-                context! {
-                    title => lang.t("code.expired.title"),
-                    heading => lang.t("code.expired.heading"),
-                    message => lang.t("code.expired.message"),
-                    again => true,
-                },
-            );
+            return gone_page(state, visitor, StatusCode::GONE, "code.expired");
+        }
+        LookupError::TooOld => {
+            return gone_page(state, visitor, StatusCode::GONE, "code.too_old");
+        }
+        LookupError::AppDisabled => {
+            return gone_page(state, visitor, StatusCode::FORBIDDEN, "code.app_disabled");
         }
         LookupError::AlreadyUsed => {
-            return render(
-                state,
-                visitor,
-                StatusCode::CONFLICT,
-                "message.html",
-                context! {
-                    title => lang.t("code.used.title"),
-                    heading => lang.t("code.used.heading"),
-                    message => lang.t("code.used.message"),
-                    again => true,
-                },
-            );
+            return gone_page(state, visitor, StatusCode::CONFLICT, "code.used");
         }
         LookupError::Store(e) => return Err(e.into()),
     };
@@ -145,6 +196,30 @@ fn lookup_error_page(
     )
 }
 
+/// A page for a code that cannot be used, with a way to enter a new one.
+/// `texts` names the catalog's `.title`, `.heading` and `.message` keys.
+fn gone_page(
+    state: &AppState,
+    visitor: &Visitor,
+    status: StatusCode,
+    texts: &str,
+) -> Result<Response, PageError> {
+    let lang = visitor.lang;
+    let text = |part: &str| lang.t(&format!("{texts}.{part}")).to_string();
+    render(
+        state,
+        visitor,
+        status,
+        "message.html",
+        context! {
+            title => text("title"),
+            heading => text("heading"),
+            message => text("message"),
+            again => true,
+        },
+    )
+}
+
 /// `POST /link/decide`: Approve or Deny from the confirmation page.
 pub async fn decide(
     State(state): State<AppState>,
@@ -153,10 +228,14 @@ pub async fn decide(
     form: PageForm,
 ) -> Result<Response, PageError> {
     let code = form.get("code").unwrap_or("").to_string();
-    let Some(account) = visitor.account() else {
+    let Some((session, account)) = &visitor.signed_in else {
         return Ok(to_sign_in(&link_path(&code_for_url(&code))));
     };
     visitor.check_csrf(form.get("csrf"))?;
+    let now = state.clock.now();
+    if let Err(RetryAfter(secs)) = state.limits.check_code_entry(&session.id_hash, ip, now) {
+        return too_many_codes(&state, &visitor, secs);
+    }
     let approve = match form.get("decision") {
         Some("approve") => true,
         Some("deny") => false,
@@ -169,7 +248,8 @@ pub async fn decide(
         approve,
         &account_id,
         &ip.to_string(),
-        state.clock.now(),
+        now,
+        i64::from(state.config.max_approval_age),
     )
     .await
     {
@@ -195,7 +275,7 @@ pub async fn decide(
                 context! { title => heading.clone(), heading => heading, message => message, approved => approve },
             )
         }
-        Err(e) => lookup_error_page(&state, &visitor, &code, e),
+        Err(e) => lookup_error_page(&state, &visitor, ip, &code, e),
     }
 }
 

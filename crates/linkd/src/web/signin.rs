@@ -1,7 +1,7 @@
 //! `/signin` and `/signout`.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use minijinja::context;
 
@@ -10,7 +10,8 @@ use super::{
     set_cookie,
 };
 use crate::accounts::{self, SignInError};
-use crate::app::AppState;
+use crate::app::{AppState, ClientIp};
+use crate::limits::{RetryAfter, network_key};
 
 pub async fn page(
     State(state): State<AppState>,
@@ -32,6 +33,7 @@ pub async fn page(
 
 pub async fn submit(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
@@ -39,20 +41,55 @@ pub async fn submit(
     let next = safe_next(form.get("next"));
     let email = form.get("email").unwrap_or("");
     let password = form.get("password").unwrap_or("");
-    match accounts::sign_in(state.store.as_ref(), email, password).await {
-        Ok(account) => signed_in_redirect(&state, &visitor, &account.id, &next).await,
-        Err(SignInError::Invalid) => render(
+    let now = state.clock.now();
+    // Counted per email whether or not an account has it, so the delays
+    // say nothing about which accounts exist.
+    let account_key = email.trim().to_lowercase();
+    let network = network_key(ip);
+    let limits = &state.limits;
+    if let Err(RetryAfter(secs)) = limits
+        .sign_in_per_account
+        .check(&account_key, now)
+        .and(limits.sign_in_per_network.check(&network, now))
+    {
+        let mut response = render(
             &state,
             &visitor,
-            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
             "signin.html",
             context! {
                 title => visitor.lang.t("signin.title"),
                 next => next,
                 email => email.chars().take(254).collect::<String>(),
-                error => visitor.lang.t("signin.error"),
+                error => visitor.lang.fmt("signin.error.too_many", &[("secs", &secs.to_string())]),
             },
-        ),
+        )?;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return Ok(response);
+    }
+    match accounts::sign_in(state.store.as_ref(), email, password).await {
+        Ok(account) => {
+            limits.sign_in_per_account.reset(&account_key);
+            signed_in_redirect(&state, &visitor, &account.id, &next).await
+        }
+        Err(SignInError::Invalid) => {
+            limits.sign_in_per_account.fail(&account_key, now);
+            limits.sign_in_per_network.fail(&network, now);
+            render(
+                &state,
+                &visitor,
+                StatusCode::UNAUTHORIZED,
+                "signin.html",
+                context! {
+                    title => visitor.lang.t("signin.title"),
+                    next => next,
+                    email => email.chars().take(254).collect::<String>(),
+                    error => visitor.lang.t("signin.error"),
+                },
+            )
+        }
         Err(SignInError::Store(e)) => Err(e.into()),
     }
 }

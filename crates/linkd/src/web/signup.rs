@@ -1,14 +1,15 @@
 //! `/signup`: create an account, then continue where the person was going.
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use minijinja::context;
 
 use super::signin::signed_in_redirect;
 use super::{PageError, PageForm, Visitor, query_param, render, safe_next, see_other};
 use crate::accounts::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, SignUpError};
-use crate::app::AppState;
+use crate::app::{AppState, ClientIp};
+use crate::limits::{RetryAfter, network_key};
 
 pub async fn page(
     State(state): State<AppState>,
@@ -30,6 +31,7 @@ pub async fn page(
 
 pub async fn submit(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
@@ -38,29 +40,47 @@ pub async fn submit(
     let email = form.get("email").unwrap_or("");
     let password = form.get("password").unwrap_or("");
     let lang = visitor.lang;
-    let (status, error) =
-        match accounts::sign_up(state.store.as_ref(), email, password, state.clock.now()).await {
-            Ok(account) => return signed_in_redirect(&state, &visitor, &account.id, &next).await,
-            Err(SignUpError::Store(e)) => return Err(e.into()),
-            Err(SignUpError::Taken) => (
-                StatusCode::CONFLICT,
-                lang.t("signup.error.taken").to_string(),
+    let now = state.clock.now();
+    if let Err(RetryAfter(secs)) = state.limits.sign_ups_per_network.hit(&network_key(ip), now) {
+        let message = lang.fmt(
+            "signup.error.too_many",
+            &[("minutes", &((secs + 59) / 60).to_string())],
+        );
+        let mut response = render(
+            &state,
+            &visitor,
+            StatusCode::TOO_MANY_REQUESTS,
+            "signup.html",
+            context! { title => lang.t("signup.title"), next => next, min_password => MIN_PASSWORD_LEN, error => message },
+        )?;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return Ok(response);
+    }
+    let (status, error) = match accounts::sign_up(state.store.as_ref(), email, password, now).await
+    {
+        Ok(account) => return signed_in_redirect(&state, &visitor, &account.id, &next).await,
+        Err(SignUpError::Store(e)) => return Err(e.into()),
+        Err(SignUpError::Taken) => (
+            StatusCode::CONFLICT,
+            lang.t("signup.error.taken").to_string(),
+        ),
+        Err(SignUpError::InvalidEmail) => (
+            StatusCode::BAD_REQUEST,
+            lang.t("signup.error.email").to_string(),
+        ),
+        Err(SignUpError::BadPassword) => (
+            StatusCode::BAD_REQUEST,
+            lang.fmt(
+                "signup.error.password",
+                &[
+                    ("min", &MIN_PASSWORD_LEN.to_string()),
+                    ("max", &MAX_PASSWORD_LEN.to_string()),
+                ],
             ),
-            Err(SignUpError::InvalidEmail) => (
-                StatusCode::BAD_REQUEST,
-                lang.t("signup.error.email").to_string(),
-            ),
-            Err(SignUpError::BadPassword) => (
-                StatusCode::BAD_REQUEST,
-                lang.fmt(
-                    "signup.error.password",
-                    &[
-                        ("min", &MIN_PASSWORD_LEN.to_string()),
-                        ("max", &MAX_PASSWORD_LEN.to_string()),
-                    ],
-                ),
-            ),
-        };
+        ),
+    };
     render(
         &state,
         &visitor,

@@ -95,8 +95,11 @@ async fn admin_commands_register_apps_and_people_the_server_then_uses() {
     .await;
     assert!(ok, "{err}");
     assert!(out.contains("added account pat@example.com"));
-    let (ok, out, _) = run(&db, &["user", "list"], "").await;
-    assert!(ok && out.contains("pat@example.com") && out.contains("active"));
+    let (ok, out, err) = run(&db, &["user", "list"], "").await;
+    assert!(
+        ok && out.contains("pat@example.com") && out.contains("active"),
+        "{ok} {out:?} {err:?}"
+    );
 
     // The server on the same file knows both.
     let app = spawn_on(tempfile::tempdir().unwrap(), db.clone(), Options::default()).await;
@@ -118,6 +121,21 @@ async fn admin_commands_register_apps_and_people_the_server_then_uses() {
         .sign_in("pat@example.com", "a long password", "/")
         .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+
+    let (ok, out, err) = run(
+        &db,
+        &["client", "update", "kiosk", "--device-flow", "off"],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("device flow off"), "{out}");
+    let barred = app
+        .device_authorization(&[("client_id", "kiosk"), ("client_secret", &secret)])
+        .await;
+    assert_eq!(barred.error(), "unauthorized_client");
+    let (ok, _, err) = run(&db, &["client", "update", "kiosk"], "").await;
+    assert!(!ok && err.contains("nothing to change"), "{err}");
 
     let (ok, _, _) = run(&db, &["client", "remove", "kiosk"], "").await;
     assert!(ok);
