@@ -557,11 +557,15 @@ async fn wrong_and_expired_codes(v: Visit<'_>) {
     assert_eq!(v.heading().await, "Page not found");
 }
 
-/// The person denies: the device is told so.
+/// A code requested minutes ago gets a warning (a phishing lure is
+/// older than a code on a screen in front of you); the person denies and
+/// the device is told so.
 async fn deny(v: Visit<'_>) {
     let auth = v.app.start_device("openid").await;
+    v.app.clock.advance_secs(200);
     v.sign_up_from_the_device_link(&auth, "dee@example.com")
         .await;
+    assert!(v.text("#old-code").await.contains("3 minutes ago"));
     v.click_to("button[value=deny]", "denied", 200).await;
     assert!(v.heading().await.contains("was not linked"));
     assert_eq!(v.app.poll(&auth.device_code).await.error(), "access_denied");
