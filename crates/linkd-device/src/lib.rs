@@ -672,6 +672,34 @@ impl SavedTokens {
     }
 }
 
+/// How a linkd server presents itself (`/api/v1/brand`), so a device can
+/// say "link this device to your Acme account" in the operator's words.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Brand {
+    pub product_name: String,
+    #[serde(default)]
+    pub support_url: Option<String>,
+}
+
+impl Device {
+    /// linkd's brand endpoint. Other RFC 8628 servers have none: callers
+    /// fall back to a name of their own.
+    pub async fn brand(&self) -> Result<Brand, Error> {
+        let url = format!("{}/api/v1/brand", self.endpoints.issuer);
+        let response = self.http.get(url).send().await?;
+        if !response.status().is_success() {
+            return Err(Error::Protocol(format!(
+                "no brand (HTTP {})",
+                response.status().as_u16()
+            )));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("brand: {e}")))
+    }
+}
+
 /// RFC 6749 §2.3.1: client id and secret are form-encoded inside Basic.
 fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

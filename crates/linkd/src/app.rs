@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
+use crate::brand::Brand;
 use crate::clock::Clock;
 use crate::device_flow::PollTracker;
 use crate::limits::Limits;
@@ -36,6 +37,10 @@ pub struct AppState {
     /// Flips to true when the server starts shutting down, so long polls
     /// and event streams end cleanly instead of holding the drain open.
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The operator's product name, logo, colour and support link.
+    pub brand: Arc<Brand>,
+    /// The stylesheet (in the brand's colours), script and logo.
+    pub assets: Arc<web::assets::Assets>,
     keys: Arc<RwLock<Arc<Keys>>>,
 }
 
@@ -81,6 +86,10 @@ pub const DEMO_CLIENT_ID: &str = "demo-tv";
 /// registers the demo app when the database has no apps at all.
 pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     config.validate().map_err(anyhow::Error::msg)?;
+    let (brand, notes) = Brand::from_config(&config).map_err(anyhow::Error::msg)?;
+    for note in notes {
+        tracing::warn!("{note}");
+    }
     let store = store::open(&config.database_url).await?;
     store.migrate().await?;
     let now = clock.now();
@@ -108,6 +117,8 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         limits,
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         templates: Arc::new(web::Templates::new()),
+        assets: Arc::new(web::assets::Assets::new(&brand)),
+        brand: Arc::new(brand),
         keys: Arc::new(RwLock::new(Arc::new(keys))),
     })
 }
@@ -120,7 +131,10 @@ pub fn router(state: AppState) -> Router {
         .route("/signin", get(web::signin::page).post(web::signin::submit))
         .route("/signup", get(web::signup::page).post(web::signup::submit))
         .route("/signout", post(web::signin::sign_out))
-        .route("/static/linkd.css", get(web::stylesheet))
+        .route("/static/linkd.css", get(web::assets::stylesheet))
+        .route("/static/linkd.js", get(web::assets::script))
+        .route("/static/logo", get(web::assets::logo))
+        .route("/api/v1/brand", get(api::brand::get))
         .route(
             "/oauth/device_authorization",
             post(oauth::device_authorization::handle),
@@ -170,6 +184,10 @@ pub fn router(state: AppState) -> Router {
     };
     router
         .fallback(web::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::localize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::headers::security_headers,

@@ -152,8 +152,10 @@ fn client_scopes(requested: &[String]) -> anyhow::Result<Option<String>> {
     let parsed = scopes::parse(&joined).context("scopes are space-separated words")?;
     for s in &parsed {
         if !scopes::is_known(s) {
-            let known: Vec<&str> = scopes::KNOWN.iter().map(|(s, _)| *s).collect();
-            bail!("unknown scope {s:?}; linkd knows {}", known.join(", "));
+            bail!(
+                "unknown scope {s:?}; linkd knows {}",
+                scopes::KNOWN.join(", ")
+            );
         }
     }
     Ok(Some(parsed.join(" ")))
@@ -662,19 +664,36 @@ async fn device_session(
     }
 }
 
+/// "example.com" from "https://example.com/path".
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#'])
+        .next()
+        .unwrap_or(rest)
+        .to_string()
+}
+
 async fn device_link(
     args: &DeviceArgs,
     device: &linkd_device::Device,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
+    // The operator's product name, so the terminal matches the pages the
+    // person is about to see; a server without linkd's brand endpoint is
+    // named by its host.
+    let brand = device.brand().await.ok();
+    let product = brand
+        .as_ref()
+        .map(|b| b.product_name.clone())
+        .unwrap_or_else(|| host_of(&device.endpoints.issuer));
     for attempt in 1..=args.attempts.max(1) {
         let auth = device
             .request_code(Some(&args.scope), args.name.as_deref())
             .await?;
         writeln!(
             out,
-            "\nTo link this device, open\n\n    {}\n",
+            "\nTo link this device to your {product} account, open\n\n    {}\n",
             auth.verification_uri
         )?;
         writeln!(out, "and enter the code\n\n    {}\n", auth.user_code)?;
@@ -688,6 +707,9 @@ async fn device_link(
             "The code works for {} minutes. Waiting…",
             auth.expires_in.div_ceil(60)
         )?;
+        if let Some(support) = brand.as_ref().and_then(|b| b.support_url.as_deref()) {
+            writeln!(out, "Need help? {support}")?;
+        }
         out.flush()?;
         match device.wait_for_tokens(&auth).await {
             Ok(tokens) => {
@@ -702,7 +724,7 @@ async fn device_link(
                 linkd_device::SavedTokens::new(&args.server, &args.client, &tokens, unix_now())
                     .save(path)
                     .with_context(|| format!("saving tokens to {}", path.display()))?;
-                writeln!(out, "\nLinked to {who}.")?;
+                writeln!(out, "\nLinked to {who} on {product}.")?;
                 writeln!(out, "Tokens saved to {}.", path.display())?;
                 return Ok(());
             }

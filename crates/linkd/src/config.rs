@@ -2,8 +2,11 @@
 //! variables (flags win).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Args;
+
+use crate::brand::HexColor;
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -159,7 +162,29 @@ pub struct Config {
     /// Do not register the `demo-tv` app on an empty database.
     #[arg(long, env = "LINKD_NO_DEMO")]
     pub no_demo: bool,
+
+    /// The product name people see on every page and on their devices.
+    #[arg(long, env = "LINKD_PRODUCT_NAME", default_value = "linkd")]
+    pub product_name: String,
+
+    /// A logo file shown next to the product name and used as the page
+    /// icon: SVG, PNG, JPEG, GIF or WebP, at most 16 KB. linkd serves it
+    /// itself. Default: a mark in the accent colour.
+    #[arg(long, env = "LINKD_LOGO")]
+    pub logo: Option<PathBuf>,
+
+    /// The colour of buttons and links, as #rrggbb. A colour too light to
+    /// read on white is darkened until it is (WCAG AA), with a warning.
+    #[arg(long, env = "LINKD_ACCENT_COLOR", default_value = DEFAULT_ACCENT)]
+    pub accent_color: HexColor,
+
+    /// Where people get help (https:// or mailto:), linked from every page.
+    #[arg(long, env = "LINKD_SUPPORT_URL")]
+    pub support_url: Option<String>,
 }
+
+/// The default theme's accent: a calm blue that passes WCAG AA on white.
+pub const DEFAULT_ACCENT: &str = "#1f5fbf";
 
 impl Config {
     /// The public URL without a trailing slash.
@@ -197,7 +222,7 @@ impl Config {
                 "public URL {issuer:?} must name a host and have no query or fragment"
             ));
         }
-        Ok(())
+        crate::brand::validate(self)
     }
 
     /// The defaults, as `linkd serve` with no flags and no environment would
@@ -234,6 +259,10 @@ impl Config {
             shutdown_timeout: 20,
             tls_key: None,
             no_demo: false,
+            product_name: "linkd".into(),
+            logo: None,
+            accent_color: HexColor([0x1f, 0x5f, 0xbf]),
+            support_url: None,
         }
     }
 }
@@ -390,5 +419,38 @@ mod tests {
             text.contains("postgres://linkd:***@db/linkd") && !text.contains("hunter2"),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod brand_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn defaults_match_what_serve_gets_without_flags() {
+        let parsed = Serve::try_parse_from(["serve"]).unwrap().config;
+        let defaults = Config::defaults();
+        assert_eq!(parsed.accent_color, defaults.accent_color);
+        assert_eq!(parsed.product_name, defaults.product_name);
+        assert_eq!(defaults.accent_color.to_string(), DEFAULT_ACCENT);
+    }
+
+    #[test]
+    fn an_accent_that_is_not_a_hex_colour_is_refused() {
+        let err = Serve::try_parse_from(["serve", "--accent-color", "blue"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is not a hex colour"), "{err}");
+        let ok = Serve::try_parse_from(["serve", "--accent-color", "#0B6E4F"]).unwrap();
+        assert_eq!(ok.config.accent_color.to_string(), "#0b6e4f");
     }
 }

@@ -8,6 +8,8 @@ pub mod accounts;
 pub mod api;
 /// The router and the state shared by every handler.
 pub mod app;
+/// The operator's brand: product name, logo, accent colour, support link.
+pub mod brand;
 /// What each `linkd` command does.
 pub mod cli;
 /// The injected time source.
@@ -20,6 +22,8 @@ pub mod config;
 pub mod device_flow;
 /// Linked devices: Bearer checks, refresh rotation, revocation, introspection.
 pub mod devices;
+/// The words people read, per language, and the choice of language.
+pub mod i18n;
 /// Rate limits and brute-force counters.
 pub mod limits;
 /// OAuth and OpenID endpoints, with RFC 6749 JSON errors.

@@ -1,14 +1,10 @@
 //! The scopes linkd knows, what they mean in plain words, and parsing of
 //! the `scope` parameter (RFC 6749 §3.3).
 
-/// Every scope linkd can grant, with what the person is told it allows.
-pub const KNOWN: &[(&str, &str)] = &[
-    ("openid", "Know who you are (your account id)"),
-    ("profile", "See your basic profile"),
-    ("email", "See your email address"),
-    ("offline_access", "Stay signed in until you unlink it"),
-    ("sync", "Keep your settings in sync across your devices"),
-];
+use crate::i18n::Lang;
+
+/// Every scope linkd can grant.
+pub const KNOWN: &[&str] = &["openid", "profile", "email", "offline_access", "sync"];
 
 /// The scope a device needs for the settings sync API.
 pub const SYNC: &str = "sync";
@@ -17,15 +13,19 @@ pub const SYNC: &str = "sync";
 pub const DEFAULT_CLIENT_SCOPES: &str = "openid profile email offline_access sync";
 
 pub fn is_known(scope: &str) -> bool {
-    KNOWN.iter().any(|(s, _)| *s == scope)
+    KNOWN.contains(&scope)
 }
 
-pub fn describe(scope: &str) -> &'static str {
-    KNOWN
-        .iter()
-        .find(|(s, _)| *s == scope)
-        .map(|(_, d)| *d)
-        .unwrap_or("A permission this app asked for")
+/// What a scope lets an app do, as the confirmation page tells the person.
+pub fn describe(scope: &str, lang: Lang) -> &'static str {
+    match scope {
+        "openid" => lang.t("scope.openid"),
+        "profile" => lang.t("scope.profile"),
+        "email" => lang.t("scope.email"),
+        "offline_access" => lang.t("scope.offline_access"),
+        "sync" => lang.t("scope.sync"),
+        _ => lang.t("scope.unknown"),
+    }
 }
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
@@ -73,9 +73,11 @@ mod tests {
 
     #[test]
     fn every_known_scope_is_described() {
-        for (scope, _) in KNOWN {
+        for scope in KNOWN {
             assert!(is_known(scope));
-            assert_ne!(describe(scope), describe("unknown"));
+            for &lang in Lang::ALL {
+                assert_ne!(describe(scope, lang), describe("unknown", lang));
+            }
         }
     }
 }

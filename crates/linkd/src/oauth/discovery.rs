@@ -22,7 +22,7 @@ pub fn metadata(issuer: &str) -> Value {
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
         "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
         "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
-        "scopes_supported": scopes::KNOWN.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        "scopes_supported": scopes::KNOWN,
         // linkd issues no tokens from an authorization endpoint; "none" is
         // the one response type that describes that (OAuth 2.0 Multiple
         // Response Type Encoding Practices §4).

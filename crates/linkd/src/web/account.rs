@@ -50,25 +50,34 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
         return Ok(to_sign_in("/account"));
     };
     let now = state.clock.now();
+    let lang = visitor.lang;
     let events: Vec<EventView> = state
         .store
         .list_activity(&account.id, ACTIVITY_SHOWN)
         .await?
         .into_iter()
         .map(|a| {
-            let device = a.device.map(|d| format!(" ({d})")).unwrap_or_default();
-            let app = a.app_name;
-            let what = match a.kind {
-                ActivityKind::Linked => format!("Approved {app}{device}"),
-                ActivityKind::Denied => format!("Denied {app}{device}"),
-                ActivityKind::Unlinked => format!("Unlinked {app}{device}"),
-                ActivityKind::RefreshReuse => format!(
-                    "Unlinked {app}{device} for safety: one of its old sign-in tokens was used again, which can mean it was copied"
-                ),
+            // A device keeps its app's name until renamed; say it once.
+            let app = match &a.device {
+                Some(device) if *device != a.app_name => format!("{} ({device})", a.app_name),
+                _ => a.app_name.clone(),
+            };
+            let key = match a.kind {
+                ActivityKind::Linked => "activity.linked",
+                ActivityKind::Denied => "activity.denied",
+                ActivityKind::Unlinked => "activity.unlinked",
+                ActivityKind::RefreshReuse => "activity.refresh_reuse",
             };
             EventView {
-                what,
-                when: format!("{} ({})", utc_time(a.at), ago(now - a.at)),
+                what: lang.fmt(key, &[("app", &app)]),
+                when: lang.fmt(
+                    "activity.when",
+                    &[
+                        ("at", &lang.datetime(a.at)),
+                        ("ago", &lang.ago(now - a.at)),
+                        ("ip", &a.ip),
+                    ],
+                ),
                 ip: a.ip,
                 warning: a.kind == ActivityKind::RefreshReuse,
             }
@@ -105,7 +114,7 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
         StatusCode::OK,
         "account.html",
         context! {
-            title => "Your account",
+            title => lang.t("account.title"),
             email => &account.email,
             events => events,
             synced => synced,

@@ -6,10 +6,11 @@ use axum::response::Response;
 use minijinja::context;
 use serde::Serialize;
 
-use super::link::{ago, utc_time};
 use super::{PageError, PageForm, Visitor, render, see_other, to_sign_in};
 use crate::app::{AppState, ClientIp};
+use crate::device_flow::MAX_DEVICE_NAME_CHARS;
 use crate::devices::{self, RenameError};
+use crate::i18n::Lang;
 use crate::store::LinkedDevice;
 
 #[derive(Serialize)]
@@ -22,14 +23,20 @@ struct DeviceView {
     last_refresh: Option<String>,
 }
 
-fn view(d: &LinkedDevice, now: i64) -> DeviceView {
+fn view(d: &LinkedDevice, now: i64, lang: Lang) -> DeviceView {
     DeviceView {
         id: d.id.clone(),
         label: d.label.clone(),
         app: d.app_name.clone(),
-        linked: format!("{} ({})", utc_time(d.linked_at), ago(now - d.linked_at)),
+        linked: lang.fmt(
+            "devices.when",
+            &[
+                ("at", &lang.datetime(d.linked_at)),
+                ("ago", &lang.ago(now - d.linked_at)),
+            ],
+        ),
         linked_ip: d.linked_ip.clone(),
-        last_refresh: d.last_refresh_at.map(|t| ago(now - t)),
+        last_refresh: d.last_refresh_at.map(|t| lang.ago(now - t)),
     }
 }
 
@@ -48,14 +55,14 @@ async fn devices_page(
         .list_linked_devices(&account.id)
         .await?
         .iter()
-        .map(|d| view(d, now))
+        .map(|d| view(d, now, visitor.lang))
         .collect();
     render(
         state,
         visitor,
         status,
         "devices.html",
-        context! { title => "Your devices", devices => list, error => error },
+        context! { title => visitor.lang.t("devices.title"), devices => list, error => error },
     )
 }
 
@@ -91,14 +98,12 @@ pub async fn rename(
     match devices::rename(state.store.as_ref(), &account.id, &id, name).await {
         Ok(_) => Ok(see_other("/devices")),
         Err(RenameError::NotFound) => Err(PageError::NotFound),
-        Err(e @ RenameError::BadName) => {
-            devices_page(
-                &state,
-                &visitor,
-                StatusCode::BAD_REQUEST,
-                Some(format!("Could not rename: {e}.")),
-            )
-            .await
+        Err(RenameError::BadName) => {
+            let why = visitor.lang.fmt(
+                "devices.error.bad_name",
+                &[("max", &MAX_DEVICE_NAME_CHARS.to_string())],
+            );
+            devices_page(&state, &visitor, StatusCode::BAD_REQUEST, Some(why)).await
         }
         Err(RenameError::Store(e)) => Err(e.into()),
     }

@@ -8,8 +8,10 @@ use axum::response::Response;
 use crate::app::AppState;
 
 /// No inline script or style, nothing from other origins, never framed.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The one script is linkd's own progressive touches (`/static/linkd.js`).
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                   img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
+                   base-uri 'none'";
 
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;

@@ -14,6 +14,6 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
         &visitor,
         StatusCode::OK,
         "home.html",
-        context! { title => "Welcome" },
+        context! { title => visitor.lang.t("home.title") },
     )
 }

@@ -12,6 +12,7 @@ use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in};
 use crate::app::{AppState, ClientIp};
 use crate::codes::{CodeError, UserCode};
 use crate::device_flow::{self, LookupError, PendingAuthorization};
+use crate::i18n::{Lang, Text};
 use crate::limits::{RetryAfter, same_network};
 use crate::scopes;
 
@@ -44,7 +45,7 @@ pub async fn page(
             &visitor,
             StatusCode::OK,
             "link.html",
-            context! { title => "Link a device" },
+            context! { title => visitor.lang.t("link.title") },
         );
     };
     // Codes are looked up only for signed-in people, which keeps anonymous
@@ -71,11 +72,12 @@ fn too_many_codes(
     retry_after: i64,
 ) -> Result<Response, PageError> {
     crate::telemetry::rate_limited("code_entry");
+    let lang = visitor.lang;
     let minutes = (retry_after + 59) / 60;
-    let wait = if minutes <= 1 {
-        "a minute".to_string()
+    let message = if minutes <= 1 {
+        lang.t("limits.codes.message_minute").to_string()
     } else {
-        format!("{minutes} minutes")
+        lang.fmt("limits.codes.message", &[("minutes", &minutes.to_string())])
     };
     let mut response = render(
         state,
@@ -83,9 +85,9 @@ fn too_many_codes(
         StatusCode::TOO_MANY_REQUESTS,
         "message.html",
         context! {
-            title => "Too many wrong codes",
-            heading => "Too many wrong codes",
-            message => format!("To keep everyone's devices safe, code entry is paused. Try again in {wait}, and check the code on your device carefully."),
+            title => lang.t("limits.codes.title"),
+            heading => lang.t("limits.codes.title"),
+            message => message,
         },
     )?;
     response
@@ -102,11 +104,12 @@ fn confirm_page(
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
     let auth = &pending.auth;
+    let lang = visitor.lang;
     let scope_words: Vec<&str> = auth
         .scope
         .split(' ')
         .filter(|s| !s.is_empty())
-        .map(scopes::describe)
+        .map(|s| scopes::describe(s, lang))
         .collect();
     let code = pending.user_code.display();
     let age = now - auth.created_at;
@@ -123,12 +126,12 @@ fn confirm_page(
         StatusCode::OK,
         "confirm.html",
         context! {
-            title => format!("Link {}?", pending.client.name),
+            title => lang.fmt("confirm.title", &[("app", &pending.client.name)]),
             app => &pending.client.name,
             code => &code,
             device_name => &auth.device_name,
-            requested_ago => ago(age),
-            requested_at => utc_time(auth.created_at),
+            requested_ago => lang.ago(age),
+            requested_at => lang.datetime(auth.created_at),
             requested_ip => &auth.requested_ip,
             browser_ip => browser_ip.to_string(),
             other_network => other_network,
@@ -150,15 +153,12 @@ fn lookup_error_page(
     typed: &str,
     err: LookupError,
 ) -> Result<Response, PageError> {
+    let lang = visitor.lang;
     let (status, message) = match err {
-        LookupError::Malformed(CodeError::BadCharacter) => (
-            StatusCode::BAD_REQUEST,
-            "That code has a character codes never use. Codes are 8 letters, like BCDF-GHJK.",
-        ),
-        LookupError::Malformed(_) => (
-            StatusCode::BAD_REQUEST,
-            "Codes are 8 letters, like BCDF-GHJK. Check the code on your device and try again.",
-        ),
+        LookupError::Malformed(CodeError::BadCharacter) => {
+            (StatusCode::BAD_REQUEST, lang.t("code.error.bad_character"))
+        }
+        LookupError::Malformed(_) => (StatusCode::BAD_REQUEST, lang.t("code.error.malformed")),
         LookupError::NotFound => {
             if let Some((session, _)) = &visitor.signed_in
                 && let Err(RetryAfter(secs)) =
@@ -168,50 +168,19 @@ fn lookup_error_page(
             {
                 return too_many_codes(state, visitor, secs);
             }
-            (
-                StatusCode::NOT_FOUND,
-                "We couldn't find that code. Check the code on your device and try again.",
-            )
+            (StatusCode::NOT_FOUND, lang.t("code.error.not_found"))
         }
         LookupError::Expired => {
-            return gone_page(
-                state,
-                visitor,
-                StatusCode::GONE,
-                "Code expired",
-                "This code has expired",
-                "Codes only last a few minutes. Get a new code on your device, then enter it here.",
-            );
+            return gone_page(state, visitor, StatusCode::GONE, "code.expired");
         }
         LookupError::TooOld => {
-            return gone_page(
-                state,
-                visitor,
-                StatusCode::GONE,
-                "Code too old",
-                "This code is too old to approve",
-                "For your safety, codes must be approved within a few minutes of appearing. If the device is in front of you, get a new code on it and enter it here.",
-            );
+            return gone_page(state, visitor, StatusCode::GONE, "code.too_old");
         }
         LookupError::AppDisabled => {
-            return gone_page(
-                state,
-                visitor,
-                StatusCode::FORBIDDEN,
-                "App not allowed",
-                "This app can't be linked right now",
-                "The operator of this service has turned off linking for this app. Nothing was changed on your account.",
-            );
+            return gone_page(state, visitor, StatusCode::FORBIDDEN, "code.app_disabled");
         }
         LookupError::AlreadyUsed => {
-            return gone_page(
-                state,
-                visitor,
-                StatusCode::CONFLICT,
-                "Code already used",
-                "This code has already been used",
-                "Each code works once. If your device still shows a code, get a new one on the device and enter it here.",
-            );
+            return gone_page(state, visitor, StatusCode::CONFLICT, "code.used");
         }
         LookupError::Store(e) => return Err(e.into()),
     };
@@ -221,27 +190,34 @@ fn lookup_error_page(
         status,
         "link.html",
         context! {
-            title => "Link a device",
+            title => lang.t("link.title"),
             code => typed.chars().take(32).collect::<String>(),
             error => message,
         },
     )
 }
 
+/// A page for a code that cannot be used, with a way to enter a new one.
+/// `texts` names the catalog's `.title`, `.heading` and `.message` keys.
 fn gone_page(
     state: &AppState,
     visitor: &Visitor,
     status: StatusCode,
-    title: &str,
-    heading: &str,
-    message: &str,
+    texts: &str,
 ) -> Result<Response, PageError> {
+    let lang = visitor.lang;
+    let text = |part: &str| lang.t(&format!("{texts}.{part}")).to_string();
     render(
         state,
         visitor,
         status,
         "message.html",
-        context! { title => title, heading => heading, message => message, again => true },
+        context! {
+            title => text("title"),
+            heading => text("heading"),
+            message => text("message"),
+            again => true,
+        },
     )
 }
 
@@ -264,7 +240,7 @@ pub async fn decide(
     let approve = match form.get("decision") {
         Some("approve") => true,
         Some("deny") => false,
-        _ => return Err(PageError::BadRequest("Choose Approve or Deny.".into())),
+        _ => return Err(PageError::BadRequest(Text::key("confirm.choose"))),
     };
     let account_id = account.id.clone();
     match device_flow::decide(
@@ -279,17 +255,17 @@ pub async fn decide(
     .await
     {
         Ok(pending) => {
-            let app = &pending.client.name;
+            let lang = visitor.lang;
+            let app = [("app", pending.client.name.as_str())];
             let (heading, message) = if approve {
                 (
-                    format!("Your {app} is now linked"),
-                    "You can go back to your device: it will finish signing in by itself in a few seconds.".to_string(),
+                    lang.fmt("result.approved.heading", &app),
+                    lang.t("result.approved.message"),
                 )
             } else {
                 (
-                    format!("{app} was not linked"),
-                    "You denied the request. The device did not get access to your account."
-                        .to_string(),
+                    lang.fmt("result.denied.heading", &app),
+                    lang.t("result.denied.message"),
                 )
             };
             render(
@@ -304,27 +280,16 @@ pub async fn decide(
     }
 }
 
-/// "just now", "3 minutes ago", "2 hours ago".
+/// "just now", "3 minutes ago", "2 hours ago", in English (pages use
+/// [`Lang::ago`]).
 pub fn ago(secs: i64) -> String {
-    match secs {
-        s if s < 60 => "just now".to_string(),
-        s if s < 120 => "1 minute ago".to_string(),
-        s if s < 3600 => format!("{} minutes ago", s / 60),
-        s if s < 7200 => "1 hour ago".to_string(),
-        s if s < 86_400 => format!("{} hours ago", s / 3600),
-        s => format!("{} days ago", s / 86_400),
-    }
+    Lang::En.ago(secs)
 }
 
-/// "25 Nov 2026, 18:21 UTC".
+/// "25 Nov 2026, 18:21 UTC", in English, for the terminal (pages use
+/// [`Lang::datetime`]).
 pub fn utc_time(ts: i64) -> String {
-    let format = time::macros::format_description!(
-        "[day padding:none] [month repr:short] [year], [hour]:[minute] UTC"
-    );
-    time::OffsetDateTime::from_unix_timestamp(ts)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default()
+    Lang::En.datetime(ts)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! Errors here are readable pages that say what to do next.
 
 pub mod account;
+pub mod assets;
 pub mod devices;
 pub mod headers;
 pub mod home;
@@ -9,16 +10,19 @@ pub mod link;
 pub mod signin;
 pub mod signup;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use minijinja::value::Kwargs;
 use minijinja::{Environment, Value, context};
 use subtle::ConstantTimeEq;
 
 use crate::accounts;
 use crate::app::AppState;
 use crate::codes::random_secret;
+use crate::i18n::{Lang, Text, interpolate};
 use crate::store::{Account, Session, StoreError};
 
 pub const SESSION_COOKIE: &str = "linkd_session";
@@ -37,8 +41,6 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("account.html", include_str!("../../templates/account.html")),
 ];
 
-const STYLESHEET: &str = include_str!("../../static/linkd.css");
-
 /// The page templates, parsed once at start-up.
 pub struct Templates {
     env: Environment<'static>,
@@ -53,6 +55,7 @@ impl Default for Templates {
 impl Templates {
     pub fn new() -> Self {
         let mut env = Environment::new();
+        env.add_function("t", translate);
         for (name, source) in TEMPLATES {
             // The templates are part of the binary; a broken one is a
             // build defect that the test suite catches on its first page.
@@ -74,12 +77,37 @@ impl Templates {
     }
 }
 
+/// `{{ t("key", name=value) }}` in a template: the text for `key` in the
+/// page's language (the `lang` variable), with `{name}` filled in. The
+/// result is escaped like any other value.
+fn translate(
+    state: &minijinja::State,
+    key: &str,
+    args: Kwargs,
+) -> Result<String, minijinja::Error> {
+    let lang = state
+        .lookup("lang")
+        .and_then(|v| v.as_str().and_then(Lang::from_tag))
+        .unwrap_or(Lang::DEFAULT);
+    let mut values = Vec::new();
+    for name in args.args() {
+        let value: Value = args.get(name)?;
+        values.push((name.to_string(), value.to_string()));
+    }
+    Ok(interpolate(lang.t(key), |name| {
+        values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }))
+}
+
 /// What a page handler can fail with; each becomes a readable page.
 #[derive(Debug)]
 pub enum PageError {
     /// The form's CSRF token is missing or wrong.
     Csrf,
-    BadRequest(String),
+    BadRequest(Text),
     NotFound,
     Unavailable,
     Internal,
@@ -100,56 +128,123 @@ impl IntoResponse for PageError {
         let (status, title, message) = match self {
             PageError::Csrf => (
                 StatusCode::FORBIDDEN,
-                "This form has expired",
-                "For your safety the form could not be sent. Go back, reload the page and try again.".to_string(),
+                Text::key("error.csrf.title"),
+                Text::key("error.csrf.message"),
             ),
-            PageError::BadRequest(why) => (StatusCode::BAD_REQUEST, "Something is wrong with that request", why),
+            PageError::BadRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                Text::key("error.bad_request.title"),
+                why,
+            ),
             PageError::NotFound => (
                 StatusCode::NOT_FOUND,
-                "Page not found",
-                "There is no page at this address. To link a device, go to the link page.".to_string(),
+                Text::key("error.not_found.title"),
+                Text::key("error.not_found.message"),
             ),
             PageError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Temporarily unavailable",
-                "We can't reach our records right now. Please try again in a minute.".to_string(),
+                Text::key("error.unavailable.title"),
+                Text::key("error.unavailable.message"),
             ),
             PageError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Please try again. If it keeps happening, contact support.".to_string(),
+                Text::key("error.internal.title"),
+                Text::key("error.internal.message"),
             ),
         };
-        message_page(status, title, &message)
+        error_page(status, title, message)
     }
 }
 
-/// A plain page with a heading, a message and a way back to /link. Built
-/// without a state so it can answer even when templates are unavailable.
+/// An error page on its way out. Errors are raised where the visitor's
+/// language and the brand are not at hand (extractors, `?`), so the
+/// response carries this and [`localize`] renders it.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    pub title: Text,
+    pub message: Text,
+}
+
+/// A plain page with a heading, a message and a way back to /link.
 pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
-    static FALLBACK: std::sync::LazyLock<Templates> = std::sync::LazyLock::new(Templates::new);
-    let body = FALLBACK
-        .render(
-            "message.html",
-            context! { title => title, heading => title, message => message },
-        )
-        .unwrap_or_else(|_| format!("<!doctype html><title>{status}</title><p>{status}</p>"));
-    (status, Html(body)).into_response()
+    error_page(status, title.into(), message.into())
+}
+
+fn error_page(status: StatusCode, title: Text, message: Text) -> Response {
+    // Replaced by `localize`; stands in should a router lack that layer.
+    let fallback = format!("<!doctype html><title>{status}</title><p>{status}</p>");
+    let mut response = (status, Html(fallback)).into_response();
+    response
+        .extensions_mut()
+        .insert(ErrorPage { title, message });
+    response
+}
+
+/// The language a request's `Accept-Language` asks for.
+pub fn request_lang(headers: &HeaderMap) -> Lang {
+    Lang::negotiate(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// Renders error pages in the visitor's language and marks every page as
+/// depending on `Accept-Language`, so caches keep the languages apart.
+pub async fn localize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let lang = request_lang(req.headers());
+    let mut response = next.run(req).await;
+    if let Some(page) = response.extensions_mut().remove::<ErrorPage>() {
+        let title = page.title.in_lang(lang);
+        let ctx = context! {
+            title => &title,
+            heading => &title,
+            message => page.message.in_lang(lang),
+            ..page_context(&state, lang)
+        };
+        if let Ok(body) = state.templates.render("message.html", ctx) {
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            *response.body_mut() = axum::body::Body::from(body);
+        }
+    }
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        let headers = response.headers_mut();
+        headers.append(header::VARY, HeaderValue::from_static("Accept-Language"));
+        headers.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.tag()),
+        );
+    }
+    response
 }
 
 pub async fn not_found() -> PageError {
     PageError::NotFound
 }
 
-pub async fn stylesheet() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        STYLESHEET,
-    )
-        .into_response()
+/// What every page shows whoever is asking: the brand, the assets and the
+/// language.
+pub fn page_context(state: &AppState, lang: Lang) -> Value {
+    let brand = &state.brand;
+    context! {
+        product => &brand.product_name,
+        brand => context! {
+            name => &brand.product_name,
+            accent => brand.accent.to_string(),
+            support_url => &brand.support_url,
+            logo_url => state.assets.logo.url(),
+        },
+        assets => context! {
+            css => state.assets.css.url(),
+            js => state.assets.js.url(),
+        },
+        lang => lang.tag(),
+    }
 }
 
 /// Reads one cookie from the request.
@@ -183,6 +278,8 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> He
 pub struct Visitor {
     pub signed_in: Option<(Session, Account)>,
     anonymous_csrf: Option<String>,
+    /// The language of the pages this visitor gets.
+    pub lang: Lang,
 }
 
 impl FromRequestParts<AppState> for Visitor {
@@ -204,6 +301,7 @@ impl FromRequestParts<AppState> for Visitor {
         Ok(Visitor {
             signed_in,
             anonymous_csrf,
+            lang: request_lang(&parts.headers),
         })
     }
 }
@@ -257,9 +355,9 @@ pub fn render(
 ) -> Result<Response, PageError> {
     let (csrf, new_cookie) = visitor.csrf(state);
     let common = context! {
-        product => "linkd",
         account => visitor.email(),
         csrf => csrf,
+        ..page_context(state, visitor.lang)
     };
     let body = state
         .templates
@@ -323,28 +421,25 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for PageForm {
                     .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
         if !is_form {
-            return Err(PageError::BadRequest(
-                "This page only accepts its own form. Go back and send the form again.".into(),
-            ));
+            return Err(PageError::BadRequest(Text::key("form.error.not_a_form")));
         }
         let body = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|_| {
-                PageError::BadRequest("The form was too large or could not be read.".into())
-            })?;
+            .map_err(|_| PageError::BadRequest(Text::key("form.error.unreadable")))?;
         let mut fields = std::collections::HashMap::new();
         for (name, value) in form_urlencoded::parse(&body) {
             if name.contains(['\u{FFFD}', '\0']) || value.contains(['\u{FFFD}', '\0']) {
-                return Err(PageError::BadRequest(
-                    "The form held characters that could not be read.".into(),
-                ));
+                return Err(PageError::BadRequest(Text::key(
+                    "form.error.bad_characters",
+                )));
             }
             if fields
                 .insert(name.to_string(), value.into_owned())
                 .is_some()
             {
-                return Err(PageError::BadRequest(format!(
-                    "The form sent the field {name:?} twice."
+                return Err(PageError::BadRequest(Text::with(
+                    "form.error.repeated",
+                    vec![("name", name.chars().take(64).collect())],
                 )));
             }
         }

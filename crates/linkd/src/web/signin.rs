@@ -27,7 +27,7 @@ pub async fn page(
         &visitor,
         StatusCode::OK,
         "signin.html",
-        context! { title => "Sign in", next => next },
+        context! { title => visitor.lang.t("signin.title"), next => next },
     )
 }
 
@@ -59,10 +59,10 @@ pub async fn submit(
             StatusCode::TOO_MANY_REQUESTS,
             "signin.html",
             context! {
-                title => "Sign in",
+                title => visitor.lang.t("signin.title"),
                 next => next,
                 email => email.chars().take(254).collect::<String>(),
-                error => format!("Too many attempts. Wait {secs} seconds, then try again."),
+                error => visitor.lang.fmt("signin.error.too_many", &[("secs", &secs.to_string())]),
             },
         )?;
         response
@@ -84,10 +84,10 @@ pub async fn submit(
                 StatusCode::UNAUTHORIZED,
                 "signin.html",
                 context! {
-                    title => "Sign in",
+                    title => visitor.lang.t("signin.title"),
                     next => next,
                     email => email.chars().take(254).collect::<String>(),
-                    error => "The email or password is not right. Check them and try again.",
+                    error => visitor.lang.t("signin.error"),
                 },
             )
         }

@@ -7,7 +7,7 @@ use minijinja::context;
 
 use super::signin::signed_in_redirect;
 use super::{PageError, PageForm, Visitor, query_param, render, safe_next, see_other};
-use crate::accounts::{self, MIN_PASSWORD_LEN, SignUpError};
+use crate::accounts::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, SignUpError};
 use crate::app::{AppState, ClientIp};
 use crate::limits::{RetryAfter, network_key};
 
@@ -25,7 +25,7 @@ pub async fn page(
         &visitor,
         StatusCode::OK,
         "signup.html",
-        context! { title => "Create an account", next => next, min_password => MIN_PASSWORD_LEN },
+        context! { title => visitor.lang.t("signup.title"), next => next, min_password => MIN_PASSWORD_LEN },
     )
 }
 
@@ -39,19 +39,20 @@ pub async fn submit(
     let next = safe_next(form.get("next"));
     let email = form.get("email").unwrap_or("");
     let password = form.get("password").unwrap_or("");
+    let lang = visitor.lang;
     let now = state.clock.now();
     if let Err(RetryAfter(secs)) = state.limits.sign_ups_per_network.hit(&network_key(ip), now) {
         crate::telemetry::rate_limited("sign_up");
-        let message = format!(
-            "Too many accounts were created from your network recently. Try again in {} minutes.",
-            (secs + 59) / 60
+        let message = lang.fmt(
+            "signup.error.too_many",
+            &[("minutes", &((secs + 59) / 60).to_string())],
         );
         let mut response = render(
             &state,
             &visitor,
             StatusCode::TOO_MANY_REQUESTS,
             "signup.html",
-            context! { title => "Create an account", next => next, min_password => MIN_PASSWORD_LEN, error => message },
+            context! { title => lang.t("signup.title"), next => next, min_password => MIN_PASSWORD_LEN, error => message },
         )?;
         response
             .headers_mut()
@@ -64,11 +65,22 @@ pub async fn submit(
         Err(SignUpError::Store(e)) => return Err(e.into()),
         Err(SignUpError::Taken) => (
             StatusCode::CONFLICT,
-            "An account with that email already exists. Sign in instead.".to_string(),
+            lang.t("signup.error.taken").to_string(),
         ),
-        Err(e @ (SignUpError::InvalidEmail | SignUpError::BadPassword)) => {
-            (StatusCode::BAD_REQUEST, format!("Check the form: {e}."))
-        }
+        Err(SignUpError::InvalidEmail) => (
+            StatusCode::BAD_REQUEST,
+            lang.t("signup.error.email").to_string(),
+        ),
+        Err(SignUpError::BadPassword) => (
+            StatusCode::BAD_REQUEST,
+            lang.fmt(
+                "signup.error.password",
+                &[
+                    ("min", &MIN_PASSWORD_LEN.to_string()),
+                    ("max", &MAX_PASSWORD_LEN.to_string()),
+                ],
+            ),
+        ),
     };
     render(
         &state,
@@ -76,7 +88,7 @@ pub async fn submit(
         status,
         "signup.html",
         context! {
-            title => "Create an account",
+            title => lang.t("signup.title"),
             next => next,
             min_password => MIN_PASSWORD_LEN,
             email => email.chars().take(254).collect::<String>(),

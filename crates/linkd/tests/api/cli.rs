@@ -168,7 +168,11 @@ async fn keys_rotate_adds_a_signing_key() {
 async fn the_terminal_device_shows_a_code_and_reports_who_linked_it() {
     let app = spawn_app_with(Options {
         real_clock: true,
-        configure: Box::new(|c| c.poll_interval = 1),
+        configure: Box::new(|c| {
+            c.poll_interval = 1;
+            c.product_name = "Acme Link".into();
+            c.support_url = Some("https://help.example.com/link".into());
+        }),
     })
     .await;
     let tokens_dir = tempfile::tempdir().unwrap();
@@ -208,6 +212,12 @@ async fn the_terminal_device_shows_a_code_and_reports_who_linked_it() {
         seen.iter().any(|l| l.contains(&app.url("/link"))),
         "{seen:?}"
     );
+    // The terminal speaks in the operator's brand, like the pages.
+    assert!(
+        seen.iter()
+            .any(|l| l == "To link this device to your Acme Link account, open"),
+        "{seen:?}"
+    );
 
     let browser = app.signed_in_browser("quinn@example.com").await;
     let confirm = browser.get(&format!("/link?code={code}")).await;
@@ -225,7 +235,12 @@ async fn the_terminal_device_shows_a_code_and_reports_who_linked_it() {
     .expect("device finishes");
     assert!(
         rest.iter()
-            .any(|l| l.contains("Linked to quinn@example.com")),
+            .any(|l| l == "Linked to quinn@example.com on Acme Link."),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l == "Need help? https://help.example.com/link"),
         "{rest:?}"
     );
     // The QR code was drawn with block characters.

@@ -282,6 +282,28 @@ async fn sweep_stale_databases(mut conn: sqlx::PgConnection) {
     }
 }
 
+/// A server in an operator's brand: "Acme Link", a logo file written to
+/// `dir`, an accent and a support link.
+pub fn acme_brand(dir: &std::path::Path, accent: &str) -> Options {
+    let logo = dir.join("acme.svg");
+    std::fs::write(&logo, ACME_LOGO).expect("write logo");
+    let accent = accent.parse().expect("hex colour");
+    Options {
+        configure: Box::new(move |c| {
+            c.product_name = "Acme Link".into();
+            c.accent_color = accent;
+            c.support_url = Some(ACME_SUPPORT.into());
+            c.logo = Some(logo);
+        }),
+        ..Default::default()
+    }
+}
+
+pub const ACME_SUPPORT: &str = "https://help.acme.example/link";
+pub const ACME_LOGO: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
+     <circle cx=\"16\" cy=\"16\" r=\"16\" fill=\"#c26100\"/>\
+     <path d=\"M9 22l7-13 7 13\" fill=\"none\" stroke=\"#fff\" stroke-width=\"3\"/></svg>";
+
 /// A device authorization response, as the device sees it.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct DeviceAuth {
@@ -334,10 +356,25 @@ impl TestApp {
     }
 
     pub fn browser(&self) -> Browser {
+        self.browser_with_headers(reqwest::header::HeaderMap::new())
+    }
+
+    /// A browser whose every request says which languages it reads.
+    pub fn browser_in(&self, accept_language: &str) -> Browser {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT_LANGUAGE,
+            accept_language.parse().expect("header value"),
+        );
+        self.browser_with_headers(headers)
+    }
+
+    fn browser_with_headers(&self, headers: reqwest::header::HeaderMap) -> Browser {
         Browser {
             base: self.base.clone(),
             client: reqwest::Client::builder()
                 .cookie_store(true)
+                .default_headers(headers)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("browser"),
@@ -489,6 +526,36 @@ impl Page {
     pub fn contains(&self, text: &str) -> bool {
         html_unescape(&self.body).contains(text)
     }
+
+    /// The text of the `<title>`.
+    pub fn title(&self) -> String {
+        let start = self.body.find("<title>").map_or(0, |i| i + "<title>".len());
+        let end = self.body[start..]
+            .find("</title>")
+            .map_or(start, |i| start + i);
+        html_unescape(&self.body[start..end])
+    }
+
+    /// The first `src` or `href` that starts with `prefix`: an asset's
+    /// versioned URL.
+    pub fn linked(&self, prefix: &str) -> Option<String> {
+        let mut urls = self.attribute_values("src");
+        urls.extend(self.attribute_values("href"));
+        urls.into_iter().find(|u| u.starts_with(prefix))
+    }
+
+    /// Every value of `attribute="..."` in the page, in order.
+    pub fn attribute_values(&self, attribute: &str) -> Vec<String> {
+        let marker = format!(" {attribute}=\"");
+        self.body
+            .match_indices(&marker)
+            .filter_map(|(at, _)| {
+                let start = at + marker.len();
+                let end = self.body[start..].find('"')? + start;
+                Some(html_unescape(&self.body[start..end]))
+            })
+            .collect()
+    }
 }
 
 /// The value of `<input type="hidden" name="NAME" value="...">`.
@@ -524,6 +591,20 @@ impl Browser {
             format!("{}{path}", self.base)
         };
         page(self.client.get(url).send().await.expect("GET")).await
+    }
+
+    /// The raw bytes of an asset (stylesheet, script, logo), with headers.
+    pub async fn get_bytes(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body").to_vec();
+        (status, headers, bytes)
     }
 
     /// A GET that claims to come through a proxy from `ip`.

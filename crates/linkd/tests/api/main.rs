@@ -5,16 +5,20 @@
 
 mod helpers;
 
+mod branding;
 mod cli;
 mod clients;
 mod device_flow;
 mod discovery;
 mod hardening;
 mod hostile;
+
 mod instances;
+mod languages;
 mod lifecycle;
 mod operations;
 mod outage;
+mod page_weight;
 mod pages;
 mod store;
 mod sync;

@@ -363,3 +363,76 @@ async fn approval_requires_a_signed_in_person() {
         "authorization_pending"
     );
 }
+
+#[tokio::test]
+async fn fields_tell_phones_and_password_managers_what_they_hold() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    // (page, field id, attributes it must carry)
+    let expectations: [(&str, &str, &[&str]); 5] = [
+        (
+            "/link",
+            "code",
+            &[
+                "autocomplete=\"one-time-code\"",
+                "inputmode=\"text\"",
+                "autocapitalize=\"characters\"",
+                "spellcheck=\"false\"",
+            ],
+        ),
+        (
+            "/signin",
+            "email",
+            &[
+                "autocomplete=\"username\"",
+                "inputmode=\"email\"",
+                "type=\"email\"",
+            ],
+        ),
+        (
+            "/signin",
+            "password",
+            &["autocomplete=\"current-password\"", "type=\"password\""],
+        ),
+        (
+            "/signup",
+            "email",
+            &["autocomplete=\"username\"", "inputmode=\"email\""],
+        ),
+        (
+            "/signup",
+            "password",
+            &["autocomplete=\"new-password\"", "minlength=\"8\""],
+        ),
+    ];
+    for (path, id, attributes) in expectations {
+        let page = browser.get(path).await;
+        let start = page
+            .body
+            .find(&format!("<input id=\"{id}\""))
+            .unwrap_or_else(|| panic!("{path}: no #{id}"));
+        let tag = &page.body[start..start + page.body[start..].find('>').unwrap()];
+        for attribute in attributes {
+            assert!(
+                tag.contains(attribute),
+                "{path} #{id}: {attribute} in {tag}"
+            );
+        }
+        // Every field has a label that names it.
+        assert!(
+            page.body.contains(&format!("<label for=\"{id}\">")),
+            "{path}: #{id} has no label"
+        );
+    }
+    // The script is a progressive touch, loaded from linkd itself.
+    let link = browser.get("/link").await;
+    assert!(
+        link.attribute_values("src")
+            .iter()
+            .any(|s| s.starts_with("/static/linkd.js?v=")),
+        "{}",
+        link.body
+    );
+    let csp = link.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+}

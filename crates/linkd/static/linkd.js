@@ -1,0 +1,66 @@
+// Progressive touches for linkd's pages. Every page works without this
+// file (all flows are plain forms); it only makes typing a code easier.
+(function () {
+  "use strict";
+
+  var input = document.getElementById("code");
+  if (!input || input.tagName !== "INPUT") {
+    return;
+  }
+
+  // RFC 8628 §6.1: codes ignore case, and dashes and spaces are only
+  // there to help reading, so keep everything else as typed (the server
+  // explains characters that codes never use) and show XXXX-XXXX.
+  function significant(text) {
+    return text.replace(/[\s\-\u2010-\u2015]/g, "").toUpperCase();
+  }
+
+  function format(chars) {
+    return chars.length > 4 ? chars.slice(0, 4) + "-" + chars.slice(4) : chars;
+  }
+
+  // Where the caret goes after `count` significant characters.
+  function caretAfter(formatted, count) {
+    var seen = 0;
+    for (var i = 0; i < formatted.length; i++) {
+      if (seen === count) {
+        return i;
+      }
+      if (formatted[i] !== "-") {
+        seen++;
+      }
+    }
+    return formatted.length;
+  }
+
+  var previous = input.value;
+
+  // A code sent back with an error is selected, so typing replaces it.
+  if (input.value && document.activeElement === input) {
+    input.select();
+  }
+
+  input.addEventListener("input", function (event) {
+    if (event.isComposing) {
+      return;
+    }
+    var raw = input.value;
+    var caret = input.selectionStart === null ? raw.length : input.selectionStart;
+    var chars = significant(raw);
+    var before = significant(raw.slice(0, caret)).length;
+    // Backspace over the dash we inserted: remove the letter before it,
+    // as the person meant to.
+    if (event.inputType === "deleteContentBackward" &&
+        chars === significant(previous) && before > 0) {
+      chars = chars.slice(0, before - 1) + chars.slice(before);
+      before -= 1;
+    }
+    var formatted = format(chars);
+    if (formatted !== raw) {
+      input.value = formatted;
+      var at = caretAfter(formatted, before);
+      input.setSelectionRange(at, at);
+    }
+    previous = input.value;
+  });
+})();
