@@ -242,3 +242,131 @@ async fn configuration_comes_from_flags_then_environment_then_file() {
     let range = check(vec![], vec![]).await.unwrap();
     assert!(!range.status.success(), "below the 30 s minimum");
 }
+
+/// Starts the real binary on `db` (with `public_url` as its address when
+/// given, as behind one load balancer); returns it and its base URL once
+/// it answers.
+async fn serve_binary(
+    db: &std::path::Path,
+    public_url: Option<&str>,
+) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let public_url = public_url.unwrap_or(&base).to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_linkd"))
+        .args(["serve", "--listen", &listen, "--public-url", &public_url])
+        .args(["--poll-interval", "1", "--shutdown-timeout", "10"])
+        .env("LINKD_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..150 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            return (child, base);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("linkd did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_an_open_event_stream_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("linkd.db");
+    let (mut server, base) = serve_binary(&db, None).await;
+    let http = reqwest::Client::new();
+    let auth: serde_json::Value = http
+        .post(format!("{base}/oauth/device_authorization"))
+        .form(&[("client_id", "demo-tv"), ("scope", "openid sync")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let browser = Browser {
+        base: base.clone(),
+        client: reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    };
+    browser
+        .sign_up("term@example.com", "long enough password", "/")
+        .await;
+    browser.approve(auth["user_code"].as_str().unwrap()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let tokens: serde_json::Value = http
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("grant_type", DEVICE_GRANT),
+            ("client_id", "demo-tv"),
+            ("device_code", auth["device_code"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = tokens["access_token"].as_str().expect("tokens").to_string();
+    let written = http
+        .put(format!("{base}/api/v1/sync/prefs/language"))
+        .bearer_auth(&token)
+        .header("if-none-match", "*")
+        .header("content-type", "application/json")
+        .body("\"de\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), StatusCode::CREATED);
+
+    let mut stream = http
+        .get(format!("{base}/api/v1/sync/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let pid = server.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+
+    // The open stream ends by itself, well before the drain timeout.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(8), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream ended on shutdown");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), server.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    // Nothing acknowledged was lost.
+    let (_again, again) = serve_binary(&db, Some(&base)).await;
+    let read = http
+        .get(format!("{again}/api/v1/sync/prefs/language"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(read.text().await.unwrap(), "\"de\"");
+}
