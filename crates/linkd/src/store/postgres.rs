@@ -1039,6 +1039,25 @@ async fn insert_refresh_token(
     Ok(())
 }
 
+const PG_SYNC_SELECT_ONE: &str = "SELECT * FROM sync_documents
+     WHERE account_id = $1 AND namespace = $2 AND collection = $3 AND key = $4";
+
+/// Hands out the account's next sequence number, taking its row lock.
+async fn pg_next_sync_seq(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    account_id: &str,
+) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO sync_counters (account_id, seq) VALUES ($1, 1)
+         ON CONFLICT (account_id) DO UPDATE SET seq = sync_counters.seq + 1
+         RETURNING seq",
+    )
+    .bind(account_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_sqlx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1058,23 +1077,4 @@ mod tests {
         assert_eq!(decode_event("resync:all"), None);
         assert_eq!(decode_event("garbage"), None);
     }
-}
-
-const PG_SYNC_SELECT_ONE: &str = "SELECT * FROM sync_documents
-     WHERE account_id = $1 AND namespace = $2 AND collection = $3 AND key = $4";
-
-/// Hands out the account's next sequence number, taking its row lock.
-async fn pg_next_sync_seq(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    account_id: &str,
-) -> StoreResult<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO sync_counters (account_id, seq) VALUES ($1, 1)
-         ON CONFLICT (account_id) DO UPDATE SET seq = sync_counters.seq + 1
-         RETURNING seq",
-    )
-    .bind(account_id)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(map_sqlx)
 }
