@@ -7,7 +7,6 @@ use axum::response::Response;
 use minijinja::context;
 use serde::Serialize;
 
-use super::link::{ago, utc_time};
 use super::{PageError, PageForm, Visitor, render, see_other, to_sign_in};
 use crate::app::AppState;
 use crate::store::{ActivityKind, SHARED_NAMESPACE};
@@ -39,7 +38,7 @@ struct SyncView {
 /// Bytes in the units a person reads.
 fn human_size(bytes: i64) -> String {
     match bytes {
-        b if b < 1024 => format!("{b} bytes"),
+        b if b < 1024 => format!("{b} B"),
         b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
     }
@@ -90,7 +89,7 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
         .into_iter()
         .map(|u| SyncView {
             app: if u.namespace == SHARED_NAMESPACE {
-                "Shared by all your apps".to_string()
+                lang.t("account.synced_shared").to_string()
             } else {
                 u.app_name.unwrap_or_else(|| u.namespace.clone())
             },
@@ -100,12 +99,12 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
             size: human_size(u.bytes),
             last_change: format!(
                 "{} ({})",
-                utc_time(u.last_change_at),
-                ago(now - u.last_change_at)
+                lang.datetime(u.last_change_at),
+                lang.ago(now - u.last_change_at)
             ),
             by: u
                 .last_device
-                .unwrap_or_else(|| "a device that is no longer linked".to_string()),
+                .unwrap_or_else(|| lang.t("account.synced_gone_device").to_string()),
         })
         .collect();
     render(
