@@ -238,6 +238,10 @@ impl Store for PgStore {
         ))
     }
 
+    fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
+        vec![("main", self.pool.size(), self.pool.num_idle())]
+    }
+
     async fn count_pending(&self, now: Timestamp) -> StoreResult<i64> {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM device_authorizations WHERE state = 'pending' AND expires_at > $1",

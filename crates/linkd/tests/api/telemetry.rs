@@ -93,8 +93,10 @@ async fn metrics_move_with_a_full_flow() {
         after.contains("linkd_pending_device_authorizations"),
         "{after}"
     );
+    // SQLite has a write and a read pool, PostgreSQL one shared pool.
     assert!(
-        after.contains("linkd_store_pool_connections{pool=\"write\",state=\"open\"}"),
+        after.contains("linkd_store_pool_connections{pool=\"write\",state=\"open\"}")
+            || after.contains("linkd_store_pool_connections{pool=\"main\",state=\"open\"}"),
         "{after}"
     );
     // Raw paths never become labels (they can carry ids and codes).
