@@ -47,6 +47,11 @@ pub struct Endpoints {
     pub issuer: String,
     pub device_authorization_endpoint: String,
     pub token_endpoint: String,
+    /// linkd's long poll: answers as soon as the person decides, so the
+    /// device need not wait out its polling interval. Other servers do not
+    /// publish it and get plain RFC 8628 polling.
+    #[serde(default)]
+    pub linkd_device_wait_endpoint: Option<String>,
 }
 
 /// RFC 8628 §3.2 device authorization response.
@@ -216,11 +221,18 @@ impl Device {
         }
     }
 
-    /// Polls until the person decides or the code expires, keeping the
-    /// interval and adding five seconds on each slow_down (RFC 8628 §3.5).
+    /// Waits until the person decides or the code expires. With linkd's
+    /// long poll the tokens come moments after the approval; otherwise it
+    /// polls, keeping the interval and adding five seconds on each
+    /// slow_down (RFC 8628 §3.5).
     pub async fn wait_for_tokens(&self, auth: &DeviceAuthorization) -> Result<Tokens, Error> {
-        let mut interval = auth.interval.unwrap_or(DEFAULT_INTERVAL_SECS).max(1);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(auth.expires_in);
+        if let Some(url) = &self.endpoints.linkd_device_wait_endpoint
+            && let Some(outcome) = self.long_poll(url, auth, deadline).await
+        {
+            return outcome;
+        }
+        let mut interval = auth.interval.unwrap_or(DEFAULT_INTERVAL_SECS).max(1);
         loop {
             tokio::time::sleep(Duration::from_secs(interval)).await;
             if tokio::time::Instant::now() >= deadline {
@@ -236,6 +248,50 @@ impl Device {
 }
 
 impl Device {
+    /// Waits on the long-poll endpoint and fetches the tokens once the code
+    /// is decided. `None` when the endpoint is not usable (an older server,
+    /// a proxy cutting the connection, too many waits): the caller then
+    /// polls the standard way.
+    async fn long_poll(
+        &self,
+        url: &str,
+        auth: &DeviceAuthorization,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<Tokens, Error>> {
+        #[derive(Deserialize)]
+        struct Waited {
+            status: String,
+        }
+        while tokio::time::Instant::now() < deadline {
+            let params = vec![("device_code", auth.device_code.clone())];
+            let response = self.post(url, params).await.ok()?;
+            if response.status().is_client_error()
+                && response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS
+                && response.status() != reqwest::StatusCode::NOT_FOUND
+                && response.status() != reqwest::StatusCode::METHOD_NOT_ALLOWED
+            {
+                // The code itself is refused (unknown, another app's):
+                // the token endpoint would say the same.
+                return Some(Err(server_error(response).await));
+            }
+            if !response.status().is_success() {
+                return None;
+            }
+            let waited: Waited = response.json().await.ok()?;
+            if waited.status == "pending" {
+                continue;
+            }
+            // Decided (or expired): the standard token request tells the
+            // outcome and carries the tokens.
+            return match self.poll_once(auth).await {
+                Ok(Poll::Tokens(tokens)) => Some(Ok(*tokens)),
+                Ok(Poll::Pending | Poll::SlowDown) => None,
+                Err(e) => Some(Err(e)),
+            };
+        }
+        Some(Err(Error::Expired))
+    }
+
     /// Exchanges a refresh token for new tokens (RFC 6749 §6). linkd
     /// rotates refresh tokens: keep the new one, the old one is spent.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, Error> {

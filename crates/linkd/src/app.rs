@@ -32,6 +32,10 @@ pub struct AppState {
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
     pub polls: Arc<PollTracker>,
+    /// Group commit of new device authorizations.
+    pub inserter: Arc<crate::device_flow::Inserter>,
+    /// Devices in the long poll, woken by decisions.
+    pub waits: Arc<crate::waits::Waits>,
     pub limits: Arc<Limits>,
     pub templates: Arc<web::Templates>,
     /// Flips to true when the server starts shutting down, so long polls
@@ -109,11 +113,15 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         }
     }
     let limits = Arc::new(Limits::new(&config));
+    let inserter = Arc::new(crate::device_flow::Inserter::start(store.clone()));
+    let polls = Arc::new(PollTracker::new(clock.now_ms()));
     Ok(AppState {
         config: Arc::new(config),
         store,
         clock,
-        polls: Arc::new(PollTracker::default()),
+        polls,
+        inserter,
+        waits: Arc::new(crate::waits::Waits::default()),
         limits,
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         templates: Arc::new(web::Templates::new()),
@@ -140,6 +148,7 @@ pub fn router(state: AppState) -> Router {
             post(oauth::device_authorization::handle),
         )
         .route("/oauth/token", post(oauth::token::handle))
+        .route("/oauth/device/wait", post(oauth::device_wait::handle))
         .route("/oauth/revoke", post(oauth::revoke::handle))
         .route("/oauth/introspect", post(oauth::introspect::handle))
         .route(
@@ -345,6 +354,8 @@ impl Upkeep {
             tokio::spawn(sweep_polls(state.clone())),
             tokio::spawn(reload_keys(state.clone())),
             tokio::spawn(sample_store(state.clone())),
+            tokio::spawn(state.waits.clone().relay(state.store.clone())),
+            tokio::spawn(purge(state.clone())),
         ])
     }
 }
@@ -363,6 +374,50 @@ async fn sweep_polls(state: AppState) {
         tick.tick().await;
         state.polls.sweep(state.clock.now());
     }
+}
+
+/// Rows per purge batch: a few milliseconds of writing, so a request never
+/// waits long behind it.
+pub const PURGE_BATCH: i64 = 500;
+/// How often the purge looks for expired rows.
+pub const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Expired codes stay this long, so a device still polling after the
+/// deadline hears `expired_token` (RFC 8628 §3.5) rather than "unknown".
+pub const EXPIRED_CODE_GRACE_SECS: i64 = 900;
+
+/// Keeps tables at their working size: deletes expired codes, sessions,
+/// refresh tokens and revoked token ids in small batches, pausing between
+/// batches so other writes get their turn.
+async fn purge(state: AppState) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = purge_now(&state).await {
+            tracing::warn!(error = %e, "purge of expired rows failed");
+        }
+    }
+}
+
+/// One purge round: batches until nothing expired is left. Returns the
+/// number of rows deleted.
+pub async fn purge_now(state: &AppState) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let now = state.clock.now();
+        let purged = state
+            .store
+            .purge(now, now - EXPIRED_CODE_GRACE_SECS, PURGE_BATCH)
+            .await?;
+        total += purged;
+        if purged == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if total > 0 {
+        tracing::debug!(rows = total, "purged expired rows");
+    }
+    Ok(total)
 }
 
 async fn sample_store(state: AppState) {

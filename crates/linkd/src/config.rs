@@ -33,9 +33,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(30..=86_400))]
     pub code_lifetime: u32,
 
-    /// The polling interval devices are told to keep, in seconds.
+    /// The polling interval devices are told to keep, in seconds. 0 lets
+    /// devices poll without pause: for load tests, never for production.
     #[arg(long, env = "LINKD_POLL_INTERVAL", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(1..=300))]
+          value_parser = clap::value_parser!(u32).range(0..=300))]
     pub poll_interval: u32,
 
     /// Lifetime of access tokens and ID tokens, in seconds.

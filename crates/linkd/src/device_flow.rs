@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use crate::codes::{CodeError, UserCode, random_secret, secret_hash};
 use crate::store::{
-    Account, Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, Event,
-    LinkedDevice, Redemption, RefreshToken, Store, StoreError, Timestamp,
+    Account, Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, DynStore,
+    Event, LinkedDevice, Redemption, RefreshToken, Store, StoreError, Timestamp,
 };
 use crate::tokens::{AccessClaims, IdClaims, Keys};
 use crate::{Config, scopes};
@@ -66,9 +66,63 @@ pub fn clean_device_name(name: Option<&str>) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
+/// Most new authorizations committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// Group commit for new device authorizations: requests that arrive while
+/// a commit is under way share the next one, so a burst costs one commit
+/// (and on PostgreSQL one round trip) instead of one per request. A lone
+/// request is written at once, without waiting for company.
+pub struct Inserter {
+    queue: tokio::sync::mpsc::Sender<Queued>,
+}
+
+struct Queued {
+    auth: DeviceAuthorization,
+    done: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
+}
+
+impl Inserter {
+    /// Starts the writer task; it ends when the inserter is dropped.
+    pub fn start(store: DynStore) -> Self {
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Queued>(4 * MAX_GROUP);
+        tokio::spawn(async move {
+            let mut group = Vec::with_capacity(MAX_GROUP);
+            while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+                let (auths, waiters): (Vec<_>, Vec<_>) =
+                    group.drain(..).map(|q| (q.auth, q.done)).unzip();
+                match store.insert_device_authorizations(&auths).await {
+                    Ok(stored) => {
+                        for (done, stored) in waiters.into_iter().zip(stored) {
+                            let _ = done.send(Ok(stored));
+                        }
+                    }
+                    Err(e) => {
+                        for done in waiters {
+                            let _ = done.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Inserter { queue }
+    }
+
+    /// Stores `auth`; false when its user code (or device code) is taken.
+    pub async fn insert(&self, auth: DeviceAuthorization) -> Result<bool, StoreError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::Unavailable("the authorization writer has stopped".into());
+        self.queue
+            .send(Queued { auth, done })
+            .await
+            .map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?
+    }
+}
+
 /// Starts a device authorization (RFC 8628 §3.1-3.2).
 pub async fn start(
-    store: &dyn Store,
+    inserter: &Inserter,
     config: &Config,
     now: Timestamp,
     client: &Client,
@@ -99,17 +153,13 @@ pub async fn start(
     for _ in 0..8 {
         let user_code = UserCode::generate(&mut rand::thread_rng());
         auth.user_code = user_code.as_str().to_string();
-        match store.insert_device_authorization(&auth).await {
-            Ok(()) => {
-                return Ok(IssuedCodes {
-                    device_code,
-                    user_code,
-                    expires_in,
-                    interval,
-                });
-            }
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
+        if inserter.insert(auth.clone()).await? {
+            return Ok(IssuedCodes {
+                device_code,
+                user_code,
+                expires_in,
+                interval,
+            });
         }
     }
     Err(StoreError::Unavailable("could not find a free user code".into()).into())
@@ -118,36 +168,79 @@ pub async fn start(
 /// In-memory poll-rate bookkeeping (RFC 8628 §3.5 slow_down), so a poll
 /// costs no write. Per instance: a device alternating between instances is
 /// checked by each separately.
-#[derive(Default)]
+///
+/// Sized for a million pending codes: an entry is a 64-bit digest of the
+/// authorization id and 12 bytes of state (about 44 MB at 1M polled codes
+/// with the table's spare room), and a poll allocates nothing.
 pub struct PollTracker {
-    entries: Mutex<HashMap<String, PollEntry>>,
+    entries: Mutex<HashMap<[u32; 2], PollEntry>>,
+    /// Hashes ids to table keys; random per process, so nobody can aim ids
+    /// at one key.
+    digest: std::collections::hash_map::RandomState,
+    /// Times are kept in deciseconds since this instant, in 32 bits
+    /// (13 years of uptime).
+    epoch_ms: i64,
 }
 
+#[derive(Clone, Copy)]
 struct PollEntry {
-    last_ms: i64,
-    interval_secs: i64,
-    expires_at: Timestamp,
+    /// Deciseconds since the epoch; 0 before the first poll.
+    last: u32,
+    /// Deciseconds since the epoch.
+    expires: u32,
+    interval_secs: u16,
 }
 
 impl PollTracker {
+    /// A tracker whose 32-bit clock starts at `now_ms`.
+    pub fn new(now_ms: i64) -> Self {
+        PollTracker {
+            entries: Mutex::default(),
+            digest: Default::default(),
+            epoch_ms: now_ms,
+        }
+    }
+
+    fn key(&self, id: &str) -> [u32; 2] {
+        use std::hash::BuildHasher;
+        let h = self.digest.hash_one(id);
+        [h as u32, (h >> 32) as u32]
+    }
+
+    /// Deciseconds since the epoch, from 1 (0 marks "never polled").
+    fn ticks(&self, ms: i64) -> u32 {
+        (ms.saturating_sub(self.epoch_ms) / 100).clamp(1, i64::from(u32::MAX)) as u32
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u32; 2], PollEntry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records a poll of a pending authorization. `Err(interval)` when it
     /// came sooner than the interval; the interval has then grown by
     /// five seconds for this and every later poll.
     pub fn check(&self, auth: &DeviceAuthorization, now_ms: i64) -> Result<(), i64> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.entry(auth.id.clone()).or_insert(PollEntry {
-            last_ms: i64::MIN,
-            interval_secs: auth.interval,
-            expires_at: auth.expires_at,
+        let key = self.key(&auth.id);
+        let now = self.ticks(now_ms);
+        let expires = self.ticks(auth.expires_at.saturating_mul(1000));
+        let mut entries = self.lock();
+        let entry = entries.entry(key).or_insert(PollEntry {
+            last: 0,
+            expires,
+            interval_secs: u16::try_from(auth.interval).unwrap_or(u16::MAX),
         });
         // A tenth of the interval of slack absorbs network jitter for a
-        // device that waits exactly the interval between polls.
-        let min_gap_ms = entry.interval_secs * 900;
-        let too_fast = entry.last_ms != i64::MIN && now_ms - entry.last_ms < min_gap_ms;
-        entry.last_ms = now_ms;
+        // device that waits exactly the interval between polls: the gap
+        // must be 90% of it (interval × 9 deciseconds).
+        let min_gap = u32::from(entry.interval_secs) * 9;
+        let too_fast = entry.last != 0 && now.saturating_sub(entry.last) < min_gap;
+        entry.last = now;
         if too_fast {
-            entry.interval_secs += SLOW_DOWN_STEP_SECS;
-            Err(entry.interval_secs)
+            // RFC 8628 §3.5: slow_down adds five seconds, for good.
+            entry.interval_secs = entry
+                .interval_secs
+                .saturating_add(SLOW_DOWN_STEP_SECS as u16);
+            Err(i64::from(entry.interval_secs))
         } else {
             Ok(())
         }
@@ -155,18 +248,18 @@ impl PollTracker {
 
     /// Forgets authorizations past their deadline.
     pub fn sweep(&self, now: Timestamp) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, e| e.expires_at > now);
+        let now = self.ticks(now.saturating_mul(1000));
+        self.lock().retain(|_, e| e.expires > now);
     }
 
     /// Forgets one authorization; true when it was being tracked.
     pub fn forget(&self, id: &str) -> bool {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.remove(id).is_some()
+        let key = self.key(id);
+        self.lock().remove(&key).is_some()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -534,7 +627,7 @@ mod tests {
 
     #[test]
     fn slow_down_grows_interval_by_five_seconds() {
-        let polls = PollTracker::default();
+        let polls = PollTracker::new(0);
         let a = auth(5);
         assert_eq!(polls.check(&a, 0), Ok(()));
         assert_eq!(polls.check(&a, 5_000), Ok(()));

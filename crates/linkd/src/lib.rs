@@ -38,6 +38,8 @@ pub mod sync;
 pub mod telemetry;
 /// Signing keys, JWT access tokens and ID tokens.
 pub mod tokens;
+/// Devices waiting for a decision (the long poll).
+pub mod waits;
 /// The person's pages, with HTML errors, CSRF and security headers.
 pub mod web;
 

@@ -53,7 +53,7 @@ pub async fn handle(
             OAuthError::too_many_requests(s)
         })?;
     let issued = device_flow::start(
-        state.store.as_ref(),
+        &state.inserter,
         &state.config,
         now,
         &client,

@@ -21,6 +21,9 @@ pub fn metadata(issuer: &str) -> Value {
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
         "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
+        // linkd's long poll (oauth/device_wait.rs); RFC 8414 §2 allows
+        // additional metadata, and clients that do not know it ignore it.
+        "linkd_device_wait_endpoint": format!("{issuer}/oauth/device/wait"),
         "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
         "scopes_supported": scopes::KNOWN,
         // linkd issues no tokens from an authorization endpoint; "none" is

@@ -4,6 +4,7 @@
 pub mod bearer;
 pub mod client_auth;
 pub mod device_authorization;
+pub mod device_wait;
 pub mod discovery;
 pub mod error;
 pub mod form;

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 /// Seconds since the Unix epoch.
 pub type Timestamp = i64;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A unique key already exists (an email, a client id, a user code).
     #[error("already exists")]
@@ -330,6 +330,12 @@ pub trait Store: Send + Sync + 'static {
     async fn backup(&self, path: &std::path::Path) -> StoreResult<()>;
     /// Device authorizations still waiting for a person, for the metrics.
     async fn count_pending(&self, now: Timestamp) -> StoreResult<i64>;
+    /// Deletes up to `limit` rows of each kind that have outlived their
+    /// use: device authorizations whose deadline is before `codes_before`,
+    /// and sessions, refresh tokens and revoked access-token ids expired
+    /// before `now`. Returns how many rows went. Small batches keep each
+    /// write short, so requests never wait long behind the purge.
+    async fn purge(&self, now: Timestamp, codes_before: Timestamp, limit: i64) -> StoreResult<u64>;
     /// (pool name, open connections, idle connections), for the metrics.
     fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
         Vec::new()
@@ -378,6 +384,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Fails with `Conflict` when the user code is taken.
     async fn insert_device_authorization(&self, auth: &DeviceAuthorization) -> StoreResult<()>;
+    /// Stores several authorizations in one transaction (one commit for
+    /// many requests). One flag per record: false when its user code or
+    /// device code was taken, which leaves the others stored.
+    async fn insert_device_authorizations(
+        &self,
+        auths: &[DeviceAuthorization],
+    ) -> StoreResult<Vec<bool>>;
     async fn get_device_authorization_by_code_hash(
         &self,
         device_code_hash: &str,

@@ -33,6 +33,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "sync",
         include_str!("../../migrations/postgres/0004_sync.sql"),
     ),
+    (
+        5,
+        "purge",
+        include_str!("../../migrations/postgres/0005_purge.sql"),
+    ),
 ]);
 
 /// Every read of a linked device brings its app's name along.
@@ -250,6 +255,32 @@ impl Store for PgStore {
         .fetch_one(&self.pool)
         .await
         .map_err(map_sqlx)
+    }
+
+    async fn purge(&self, now: Timestamp, codes_before: Timestamp, limit: i64) -> StoreResult<u64> {
+        let mut purged = 0;
+        for (table, before) in [
+            ("device_authorizations", codes_before),
+            ("sessions", now),
+            ("refresh_tokens", now),
+            ("revoked_access_tokens", now),
+        ] {
+            // Each table has an index on expires_at (migrations 0001,
+            // 0002, 0005), so a batch reads only the rows it deletes; the
+            // ARRAY form lets the delete find them by TID.
+            let sql = format!(
+                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM {table} WHERE expires_at < $1 LIMIT $2))"
+            );
+            let done = sqlx::query(&sql)
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx)?;
+            purged += done.rows_affected();
+        }
+        Ok(purged)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -492,6 +523,52 @@ impl Store for PgStore {
             .iter()
             .map(rows::signing_key)
             .collect()
+    }
+
+    async fn insert_device_authorizations(
+        &self,
+        auths: &[DeviceAuthorization],
+    ) -> StoreResult<Vec<bool>> {
+        if auths.is_empty() {
+            return Ok(Vec::new());
+        }
+        fn column<T>(
+            auths: &[DeviceAuthorization],
+            f: impl Fn(&DeviceAuthorization) -> T,
+        ) -> Vec<T> {
+            auths.iter().map(f).collect()
+        }
+        // One statement, one round trip, for the whole group. DO NOTHING
+        // rather than an error on a taken code, which would cost every
+        // other record in the group; RETURNING tells which went in.
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id,
+                 scope, state, account_id, requested_ip, device_name, created_at, expires_at,
+                 interval_secs, decided_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
+                 $12::bigint[], $13::bigint[])
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+        )
+        .bind(column(auths, |a| a.id.clone()))
+        .bind(column(auths, |a| a.device_code_hash.clone()))
+        .bind(column(auths, |a| a.user_code.clone()))
+        .bind(column(auths, |a| a.client_id.clone()))
+        .bind(column(auths, |a| a.scope.clone()))
+        .bind(column(auths, |a| a.state.as_str()))
+        .bind(column(auths, |a| a.account_id.clone()))
+        .bind(column(auths, |a| a.requested_ip.clone()))
+        .bind(column(auths, |a| a.device_name.clone()))
+        .bind(column(auths, |a| a.created_at))
+        .bind(column(auths, |a| a.expires_at))
+        .bind(column(auths, |a| a.interval))
+        .bind(column(auths, |a| a.decided_at))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+        Ok(auths.iter().map(|a| inserted.contains(&a.id)).collect())
     }
 
     async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {

@@ -34,6 +34,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "sync",
         include_str!("../../migrations/sqlite/0004_sync.sql"),
     ),
+    (
+        5,
+        "purge",
+        include_str!("../../migrations/sqlite/0005_purge.sql"),
+    ),
 ]);
 
 /// Every read of a linked device brings its app's name along.
@@ -167,6 +172,31 @@ impl Store for SqliteStore {
         .fetch_one(&self.read)
         .await
         .map_err(map_sqlx)
+    }
+
+    async fn purge(&self, now: Timestamp, codes_before: Timestamp, limit: i64) -> StoreResult<u64> {
+        let mut purged = 0;
+        for (table, before) in [
+            ("device_authorizations", codes_before),
+            ("sessions", now),
+            ("refresh_tokens", now),
+            ("revoked_access_tokens", now),
+        ] {
+            // Each table has an index on expires_at (migrations 0001,
+            // 0002, 0005), so a batch reads only the rows it deletes.
+            let sql = format!(
+                "DELETE FROM {table} WHERE rowid IN
+                 (SELECT rowid FROM {table} WHERE expires_at < ? LIMIT ?)"
+            );
+            let done = sqlx::query(&sql)
+                .bind(before)
+                .bind(limit)
+                .execute(&self.write)
+                .await
+                .map_err(map_sqlx)?;
+            purged += done.rows_affected();
+        }
+        Ok(purged)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -397,6 +427,45 @@ impl Store for SqliteStore {
             .iter()
             .map(rows::signing_key)
             .collect()
+    }
+
+    async fn insert_device_authorizations(
+        &self,
+        auths: &[DeviceAuthorization],
+    ) -> StoreResult<Vec<bool>> {
+        // DO NOTHING rather than an error on a taken code: an error would
+        // end the whole transaction on PostgreSQL and cost every other
+        // record in the batch.
+        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let mut stored = Vec::with_capacity(auths.len());
+        for a in auths {
+            let done = sqlx::query(
+                "INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id,
+                     scope, state, account_id, requested_ip, device_name, created_at, expires_at,
+                     interval_secs, decided_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&a.id)
+            .bind(&a.device_code_hash)
+            .bind(&a.user_code)
+            .bind(&a.client_id)
+            .bind(&a.scope)
+            .bind(a.state.as_str())
+            .bind(&a.account_id)
+            .bind(&a.requested_ip)
+            .bind(&a.device_name)
+            .bind(a.created_at)
+            .bind(a.expires_at)
+            .bind(a.interval)
+            .bind(a.decided_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+            stored.push(done.rows_affected() == 1);
+        }
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(stored)
     }
 
     async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {

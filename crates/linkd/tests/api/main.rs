@@ -9,6 +9,7 @@ mod branding;
 mod cli;
 mod clients;
 mod device_flow;
+mod device_wait;
 mod discovery;
 mod hardening;
 mod hostile;

@@ -138,3 +138,129 @@ async fn revoking_an_access_token_twice_is_not_an_error() {
     store.revoke_access_token("jti-1", 10).await.unwrap();
     store.revoke_access_token("jti-1", 10).await.unwrap();
 }
+
+fn pending(id: &str, user_code: &str, expires_at: i64) -> linkd::store::DeviceAuthorization {
+    linkd::store::DeviceAuthorization {
+        id: id.into(),
+        device_code_hash: format!("hash-{id}"),
+        user_code: user_code.into(),
+        client_id: "demo-tv".into(),
+        scope: "openid".into(),
+        state: linkd::store::AuthorizationState::Pending,
+        account_id: None,
+        requested_ip: "192.0.2.1".into(),
+        device_name: None,
+        created_at: 0,
+        expires_at,
+        interval: 5,
+        decided_at: None,
+    }
+}
+
+async fn with_demo_client(store: &DynStore) {
+    store
+        .insert_client(&linkd::store::Client {
+            client_id: "demo-tv".into(),
+            name: "Demo TV".into(),
+            secret_hash: None,
+            scopes: "openid".into(),
+            device_flow_enabled: true,
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_of_authorizations_stores_all_but_the_taken_codes() {
+    let db = TestDatabase::new().await;
+    let store = open(&db).await;
+    with_demo_client(&store).await;
+    store
+        .insert_device_authorization(&pending("old", "BCDFGHJK", 600))
+        .await
+        .unwrap();
+    let stored = store
+        .insert_device_authorizations(&[
+            pending("a", "BCDFGHJL", 600),
+            // Taken by the row stored before the batch.
+            pending("b", "BCDFGHJK", 600),
+            pending("c", "BCDFGHJM", 600),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![true, false, true]);
+    for (code, id) in [("BCDFGHJL", "a"), ("BCDFGHJK", "old"), ("BCDFGHJM", "c")] {
+        let found = store
+            .get_device_authorization_by_user_code(code)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, id);
+    }
+    assert!(
+        store
+            .insert_device_authorizations(&[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_purge_deletes_only_what_has_expired_in_small_batches() {
+    let db = TestDatabase::new().await;
+    let store = open(&db).await;
+    with_demo_client(&store).await;
+    store
+        .insert_account(&account("acct", "p@example.com"))
+        .await
+        .unwrap();
+    let letters = b"BCDFGHJKLMNPQRSTVWXZ";
+    let codes: Vec<_> = (0..12)
+        .map(|i| {
+            let code: String = (0..8).map(|j| letters[(i + j) % 20] as char).collect();
+            // Six expired at 100, six live until 10_000.
+            pending(&format!("code{i}"), &code, if i < 6 { 100 } else { 10_000 })
+        })
+        .collect();
+    store.insert_device_authorizations(&codes).await.unwrap();
+    for (id, expires_at) in [("s-old", 100), ("s-live", 10_000)] {
+        store
+            .insert_session(&linkd::store::Session {
+                id_hash: id.into(),
+                account_id: "acct".into(),
+                csrf_token: "t".into(),
+                created_at: 0,
+                expires_at,
+            })
+            .await
+            .unwrap();
+    }
+
+    // Codes expired at 100 are kept while `codes_before` is not past them.
+    assert_eq!(
+        store.purge(200, 100, 500).await.unwrap(),
+        1,
+        "the old session"
+    );
+    assert!(
+        store
+            .get_device_authorization_by_code_hash("hash-code0")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Batches of four: 4 + 2 expired codes, the rest live.
+    assert_eq!(store.purge(200, 200, 4).await.unwrap(), 4);
+    assert_eq!(store.purge(200, 200, 4).await.unwrap(), 2);
+    assert_eq!(store.purge(200, 200, 4).await.unwrap(), 0);
+    for i in 0..12 {
+        let found = store
+            .get_device_authorization_by_code_hash(&format!("hash-code{i}"))
+            .await
+            .unwrap();
+        assert_eq!(found.is_some(), i >= 6, "code{i}");
+    }
+    assert!(store.get_session("s-live", 200).await.unwrap().is_some());
+}
