@@ -362,8 +362,9 @@ pub enum PollError {
     Signing(#[from] jsonwebtoken::errors::Error),
 }
 
-/// One poll of the token endpoint with a device code. A pending code costs
-/// one indexed read and no write.
+/// One poll of the token endpoint, given the authorization its device code
+/// names (`None`: no such code). A pending code costs no store access at
+/// all beyond the caller's read, and no write.
 pub async fn poll(
     store: &dyn Store,
     polls: &PollTracker,
@@ -371,13 +372,10 @@ pub async fn poll(
     config: &Config,
     now_ms: i64,
     client: &Client,
-    device_code: &str,
+    auth: Option<DeviceAuthorization>,
 ) -> Result<PollOutcome, PollError> {
     let now = now_ms.div_euclid(1000);
-    let Some(auth) = store
-        .get_device_authorization_by_code_hash(&secret_hash(device_code))
-        .await?
-    else {
+    let Some(auth) = auth else {
         return Ok(PollOutcome::InvalidGrant("the device code is not known"));
     };
     // RFC 6749 §5.2: a grant issued to another client is invalid_grant.

@@ -11,8 +11,9 @@ use super::form::OAuthRequest;
 use crate::codes::secret_hash;
 use crate::store::{Client, Store};
 
-struct Presented {
-    client_id: String,
+/// The credentials a request presents, before any lookup.
+pub struct Presented {
+    pub client_id: String,
     secret: Option<String>,
     basic: bool,
 }
@@ -40,7 +41,7 @@ fn decode_basic(value: &str) -> Result<(String, String), OAuthError> {
     ))
 }
 
-fn presented(req: &OAuthRequest) -> Result<Presented, OAuthError> {
+pub fn presented(req: &OAuthRequest) -> Result<Presented, OAuthError> {
     let body_id = req.form.get("client_id");
     let body_secret = req.form.get("client_secret");
     if let Some(value) = req.headers.get(axum::http::header::AUTHORIZATION) {
@@ -76,11 +77,22 @@ fn presented(req: &OAuthRequest) -> Result<Presented, OAuthError> {
 /// Identifies and, for confidential clients, authenticates the caller.
 pub async fn authenticate(store: &dyn Store, req: &OAuthRequest) -> Result<Client, OAuthError> {
     let p = presented(req)?;
+    let client = if p.client_id.len() > 256 {
+        None
+    } else {
+        store.get_client(&p.client_id).await?
+    };
+    verify(&p, client)
+}
+
+/// Checks presented credentials against the client they name (`None`:
+/// no such client), for callers that read the client along with
+/// something else.
+pub fn verify(p: &Presented, client: Option<Client>) -> Result<Client, OAuthError> {
     let unknown = || OAuthError::invalid_client("client authentication failed", p.basic);
-    if p.client_id.len() > 256 {
-        return Err(unknown());
-    }
-    let client = store.get_client(&p.client_id).await?.ok_or_else(unknown)?;
+    let client = client
+        .filter(|c| c.client_id == p.client_id)
+        .ok_or_else(unknown)?;
     match (&client.secret_hash, &p.secret) {
         (None, None) => Ok(client),
         (Some(stored), Some(secret)) => {

@@ -7,9 +7,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::OAuthError;
-use super::client_auth::authenticate;
+use super::client_auth::{self, authenticate};
 use super::form::OAuthRequest;
 use crate::app::{AppState, ClientIp};
+use crate::codes::secret_hash;
 use crate::device_flow::{self, PollError, PollOutcome, TokenSet};
 use crate::devices::{self, RefreshOutcome};
 use crate::limits::{RetryAfter, network_key};
@@ -48,7 +49,27 @@ pub async fn handle(
 }
 
 async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, OAuthError> {
-    let client = authenticate(state.store.as_ref(), req).await?;
+    let presented = client_auth::presented(req)?;
+    // Almost every request here is a device polling its own pending code:
+    // one indexed read fetches the code with its app, and the app's
+    // credentials are checked against that.
+    let found = match req.form.get("device_code") {
+        Some(code) if code.len() <= 256 => {
+            state
+                .store
+                .get_device_authorization_with_client(&secret_hash(code))
+                .await?
+        }
+        _ => None,
+    };
+    let (client, auth) = match found {
+        Some((auth, client)) if auth.client_id == presented.client_id => {
+            (client_auth::verify(&presented, Some(client))?, Some(auth))
+        }
+        // Unknown code, or another app's: authenticate the caller the
+        // usual way, so a wrong client still hears invalid_client first.
+        _ => (authenticate(state.store.as_ref(), req).await?, None),
+    };
     let device_code = req.form.require("device_code")?;
     if device_code.len() > 256 {
         return Err(OAuthError::invalid_grant("the device code is not known"));
@@ -61,7 +82,7 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
         &state.config,
         state.clock.now_ms(),
         &client,
-        device_code,
+        auth,
     )
     .await
     .map_err(poll_error)?;

@@ -395,6 +395,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<DeviceAuthorization>>;
+    /// The authorization and its app in one indexed read: what every poll
+    /// of the token endpoint needs.
+    async fn get_device_authorization_with_client(
+        &self,
+        device_code_hash: &str,
+    ) -> StoreResult<Option<(DeviceAuthorization, Client)>>;
     async fn get_device_authorization_by_user_code(
         &self,
         user_code: &str,

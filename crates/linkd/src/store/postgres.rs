@@ -610,6 +610,19 @@ impl Store for PgStore {
             .transpose()
     }
 
+    async fn get_device_authorization_with_client(
+        &self,
+        device_code_hash: &str,
+    ) -> StoreResult<Option<(DeviceAuthorization, Client)>> {
+        sqlx::query(&format!("{}$1", rows::AUTHORIZATION_WITH_CLIENT))
+            .bind(device_code_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_sqlx)?
+            .map(|r| rows::authorization_with_client(&r))
+            .transpose()
+    }
+
     async fn get_device_authorization_by_user_code(
         &self,
         user_code: &str,

@@ -46,6 +46,31 @@ where
     }
 }
 
+/// A device authorization's columns followed by its app's, as
+/// [`AUTHORIZATION_WITH_CLIENT`] selects them.
+pub(crate) fn authorization_with_client(
+    row: &impl Columns,
+) -> StoreResult<(DeviceAuthorization, Client)> {
+    let auth = authorization(row)?;
+    let client = Client {
+        client_id: auth.client_id.clone(),
+        name: row.text("c_name")?,
+        secret_hash: row.text_or_null("c_secret_hash")?,
+        scopes: row.text("c_scopes")?,
+        device_flow_enabled: row.flag("c_device_flow_enabled")?,
+        created_at: row.int("c_created_at")?,
+    };
+    Ok((auth, client))
+}
+
+/// Both backends' join of an authorization with its app; the app's
+/// columns are renamed where the names clash.
+pub(crate) const AUTHORIZATION_WITH_CLIENT: &str = "SELECT a.*, c.name AS c_name,
+     c.secret_hash AS c_secret_hash, c.scopes AS c_scopes,
+     c.device_flow_enabled AS c_device_flow_enabled, c.created_at AS c_created_at
+     FROM device_authorizations a JOIN clients c ON c.client_id = a.client_id
+     WHERE a.device_code_hash = ";
+
 pub(crate) fn client(row: &impl Columns) -> StoreResult<Client> {
     Ok(Client {
         client_id: row.text("client_id")?,
