@@ -33,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Mutations of a real token reach deeper than random bytes.
-    let candidates = [input.to_string(), format!("{valid}{input}"), valid.replacen('.', input, 1)];
+    let candidates = [
+        input.to_string(),
+        format!("{valid}{input}"),
+        valid.replacen('.', input, 1),
+    ];
     for token in candidates {
         if let Ok(claims) = keys.verify_access_token(&token, ISSUER, ISSUER, 1) {
             assert_eq!(claims.sub, "account");

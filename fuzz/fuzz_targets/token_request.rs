@@ -23,7 +23,13 @@ fuzz_target!(|data: &[u8]| {
         headers.insert(header::CONTENT_TYPE, v);
     }
     if let Ok(form) = OAuthForm::parse(&headers, body) {
-        for name in ["grant_type", "client_id", "device_code", "refresh_token", "scope"] {
+        for name in [
+            "grant_type",
+            "client_id",
+            "device_code",
+            "refresh_token",
+            "scope",
+        ] {
             if let Some(value) = form.get(name) {
                 assert!(!value.is_empty() && !value.contains('\0'));
             }

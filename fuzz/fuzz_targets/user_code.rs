@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(code) = UserCode::parse(input) {
         assert_eq!(code.as_str().len(), 8);
-        assert!(code.as_str().bytes().all(|b| USER_CODE_ALPHABET.contains(&b)));
+        assert!(
+            code.as_str()
+                .bytes()
+                .all(|b| USER_CODE_ALPHABET.contains(&b))
+        );
         assert_eq!(UserCode::parse(&code.display()).ok(), Some(code));
     }
 });
