@@ -71,6 +71,35 @@ pub(crate) const AUTHORIZATION_WITH_CLIENT: &str = "SELECT a.*, c.name AS c_name
      FROM device_authorizations a JOIN clients c ON c.client_id = a.client_id
      WHERE a.device_code_hash = ";
 
+/// A row read through rusqlite (the SQLite store's hot-path reads).
+pub(crate) struct DirectRow<'a, 'r>(pub &'a rusqlite::Row<'r>);
+
+impl DirectRow<'_, '_> {
+    fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> StoreResult<T> {
+        self.0
+            .get(column)
+            .map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+    }
+}
+
+impl Columns for DirectRow<'_, '_> {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        self.get(column)
+    }
+    fn text_or_null(&self, column: &str) -> StoreResult<Option<String>> {
+        self.get(column)
+    }
+    fn int(&self, column: &str) -> StoreResult<i64> {
+        self.get(column)
+    }
+    fn int_or_null(&self, column: &str) -> StoreResult<Option<i64>> {
+        self.get(column)
+    }
+    fn flag(&self, column: &str) -> StoreResult<bool> {
+        self.get(column)
+    }
+}
+
 pub(crate) fn client(row: &impl Columns) -> StoreResult<Client> {
     Ok(Client {
         client_id: row.text("client_id")?,

@@ -45,9 +45,90 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
 const DEVICE_SELECT: &str = "SELECT d.*, c.name AS app_name FROM linked_devices d
      JOIN clients c ON c.client_id = d.client_id";
 
+/// Most idle connections kept for [`DirectReads`]; more are opened while
+/// more requests read at once and closed afterwards.
+const DIRECT_IDLE: usize = 8;
+
+/// The reads every device poll makes run on the calling thread over plain
+/// SQLite connections. sqlx hands each query to its connection's own
+/// thread and waits for the answer; on the poll path those two thread
+/// switches cost several times the indexed read itself (BENCH.md). The
+/// read is a few microseconds of B-tree search in memory-mapped pages,
+/// short enough not to hold up the async worker it runs on.
+struct DirectReads {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl DirectReads {
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        // Read-write like the sqlx readers (a read-only connection cannot
+        // rebuild a WAL index another process left), but query_only.
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "query_only", true)?;
+        // Pages come from the OS page cache without a read() per page.
+        conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+        Ok(conn)
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open().map_err(map_rusqlite)?,
+        };
+        let result = f(&conn);
+        // A connection that failed may be broken; let it go.
+        if result.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < DIRECT_IDLE {
+                idle.push(conn);
+            }
+        }
+        result.map_err(map_rusqlite)
+    }
+
+    /// One row of `sql` with `param`, mapped while the statement is live.
+    fn one<T>(
+        &self,
+        sql: &str,
+        param: &str,
+        map: impl FnOnce(&rows::DirectRow<'_, '_>) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(sql)?;
+            let mut found = statement.query([param])?;
+            Ok(found.next()?.map(|row| map(&rows::DirectRow(row))))
+        })?
+        .transpose()
+    }
+}
+
+fn map_rusqlite(err: rusqlite::Error) -> StoreError {
+    match err {
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// Hot-path reads on the calling thread; `None` for an in-memory
+    /// database, which other connections cannot see.
+    direct: Option<DirectReads>,
     /// One SQLite file serves one linkd process, so events stay in memory.
     events: tokio::sync::broadcast::Sender<Event>,
 }
@@ -76,12 +157,19 @@ impl SqliteStore {
             // Not opened read-only: a read-only connection cannot rebuild
             // the WAL index that another process left behind, and reads go
             // only through this pool anyway.
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(map_sqlx)?;
+        let path = options.get_filename();
+        let direct = (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:"))
+            .then(|| DirectReads {
+                path: path.to_path_buf(),
+                idle: Default::default(),
+            });
         Ok(SqliteStore {
             write,
             read,
+            direct,
             events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
         })
     }
@@ -225,6 +313,10 @@ impl Store for SqliteStore {
     }
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        const SQL: &str = "SELECT * FROM clients WHERE client_id = ?";
+        if let Some(direct) = &self.direct {
+            return direct.one(SQL, client_id, |r| rows::client(r));
+        }
         sqlx::query("SELECT * FROM clients WHERE client_id = ?")
             .bind(client_id)
             .fetch_optional(&self.read)
@@ -498,6 +590,10 @@ impl Store for SqliteStore {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<DeviceAuthorization>> {
+        const SQL: &str = "SELECT * FROM device_authorizations WHERE device_code_hash = ?";
+        if let Some(direct) = &self.direct {
+            return direct.one(SQL, device_code_hash, |r| rows::authorization(r));
+        }
         sqlx::query("SELECT * FROM device_authorizations WHERE device_code_hash = ?")
             .bind(device_code_hash)
             .fetch_optional(&self.read)
@@ -511,6 +607,13 @@ impl Store for SqliteStore {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<(DeviceAuthorization, Client)>> {
+        if let Some(direct) = &self.direct {
+            return direct.one(
+                &format!("{}?", rows::AUTHORIZATION_WITH_CLIENT),
+                device_code_hash,
+                |r| rows::authorization_with_client(r),
+            );
+        }
         sqlx::query(&format!("{}?", rows::AUTHORIZATION_WITH_CLIENT))
             .bind(device_code_hash)
             .fetch_optional(&self.read)

@@ -1,0 +1,348 @@
+//! The load generator: C keep-alive HTTP/1.1 connections, each sending one
+//! request, waiting for the whole answer, and sending the next (no
+//! pipelining), for a warm-up and then a measured window. Each connection
+//! keeps its own histogram and counts, merged at the end, so measuring
+//! shares no lock between connections.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use crate::machine;
+use crate::seed::DeviceCodes;
+
+/// A device's poll (RFC 8628 §3.4) up to the device code, form-encoded.
+pub const POLL_BODY_PREFIX: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=bench&device_code=";
+/// A device asking for a code (RFC 8628 §3.1).
+const AUTHORIZE_BODY: &str = "client_id=bench&scope=openid";
+/// Latencies are kept in microseconds, up to a minute, to three digits.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// What each request asks.
+pub enum Workload {
+    /// Token requests cycling over these device codes.
+    Poll(Arc<DeviceCodes>),
+    /// Device authorization requests.
+    Authorize,
+}
+
+impl Workload {
+    fn path(&self) -> &'static str {
+        match self {
+            Workload::Poll(_) => "/oauth/token",
+            Workload::Authorize => "/oauth/device_authorization",
+        }
+    }
+
+    /// The `n`-th request's body. Polls walk the codes in order through
+    /// one counter shared by all connections, so every code is polled
+    /// equally often however fast each connection is.
+    fn body(&self, counter: &AtomicUsize) -> Bytes {
+        match self {
+            Workload::Poll(codes) => {
+                let index = counter.fetch_add(1, Ordering::Relaxed) % codes.len().max(1);
+                let mut body = BytesMut::with_capacity(POLL_BODY_PREFIX.len() + 43);
+                body.extend_from_slice(POLL_BODY_PREFIX.as_bytes());
+                body.extend_from_slice(codes.bytes(index));
+                body.freeze()
+            }
+            Workload::Authorize => Bytes::from_static(AUTHORIZE_BODY.as_bytes()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub connections: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+/// What one measured window saw.
+#[derive(Debug)]
+pub struct LoadResult {
+    /// Answers received within the window.
+    pub requests: u64,
+    pub window: Duration,
+    /// Per-request latency in microseconds.
+    pub latency: Histogram<u64>,
+    /// Answers by "status error", e.g. "400 authorization_pending".
+    pub mix: BTreeMap<String, u64>,
+    /// The one answer the workload should get.
+    pub expected: &'static str,
+    /// Requests that got no answer (connection refused, reset, closed).
+    pub transport_errors: u64,
+    /// The server's CPU time (user + system) over the window per answer.
+    pub server_cpu_us: Option<f64>,
+    /// The load generator's own CPU time per answer.
+    pub client_cpu_us: Option<f64>,
+}
+
+impl LoadResult {
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.window.as_secs_f64()
+    }
+
+    /// The latency at `quantile` (0.5, 0.99, 0.999), in microseconds.
+    pub fn latency_us(&self, quantile: f64) -> u64 {
+        self.latency.value_at_quantile(quantile)
+    }
+
+    /// Whether every request got the expected answer (and there were some).
+    pub fn all_expected(&self) -> bool {
+        self.transport_errors == 0 && self.mix.len() == 1 && self.mix.contains_key(self.expected)
+    }
+
+    /// The share of answers that are `expected`, from 0 to 1.
+    pub fn share(&self, expected: &str) -> f64 {
+        let total: u64 = self.mix.values().sum::<u64>() + self.transport_errors;
+        if total == 0 {
+            return 0.0;
+        }
+        self.mix.get(expected).copied().unwrap_or(0) as f64 / total as f64
+    }
+}
+
+/// When the measured window opens and closes; connections stop sending at
+/// its end.
+#[derive(Clone, Copy)]
+struct Window {
+    from: Instant,
+    until: Instant,
+}
+
+impl Window {
+    /// Only requests sent and answered inside the window count.
+    fn counts(&self, sent: Instant, answered: Instant) -> bool {
+        sent >= self.from && answered <= self.until
+    }
+}
+
+/// One connection's tallies.
+struct Tally {
+    requests: u64,
+    latency: Histogram<u64>,
+    mix: BTreeMap<String, u64>,
+    transport_errors: u64,
+}
+
+impl Tally {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Tally {
+            requests: 0,
+            latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+                .context("creating a latency histogram")?,
+            mix: BTreeMap::new(),
+            transport_errors: 0,
+        })
+    }
+}
+
+/// Runs `workload` against `addr` and measures it; `server_pid` is the
+/// process whose CPU time is charged to the requests.
+pub async fn run(
+    addr: SocketAddr,
+    workload: &Arc<Workload>,
+    config: &LoadConfig,
+    server_pid: u32,
+) -> anyhow::Result<LoadResult> {
+    let start = Instant::now();
+    let window = Window {
+        from: start + config.warmup,
+        until: start + config.warmup + config.duration,
+    };
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut connections = tokio::task::JoinSet::new();
+    for _ in 0..config.connections {
+        let workload = Arc::clone(workload);
+        let counter = Arc::clone(&counter);
+        connections.spawn(async move { connection(addr, &workload, &counter, window).await });
+    }
+
+    // CPU is read at the window's edges, so warm-up work is not charged.
+    tokio::time::sleep_until(window.from).await;
+    let server_before = machine::cpu_ticks(server_pid);
+    let client_before = machine::own_cpu_ticks();
+    tokio::time::sleep_until(window.until).await;
+    let server_after = machine::cpu_ticks(server_pid);
+    let client_after = machine::own_cpu_ticks();
+
+    let mut total = Tally::new()?;
+    while let Some(joined) = connections.join_next().await {
+        let tally = joined.context("a load connection panicked")??;
+        total.requests += tally.requests;
+        total.transport_errors += tally.transport_errors;
+        total
+            .latency
+            .add(&tally.latency)
+            .context("merging latency histograms")?;
+        for (outcome, n) in tally.mix {
+            *total.mix.entry(outcome).or_default() += n;
+        }
+    }
+    let per_request = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(before), Some(after)) if total.requests > 0 => {
+            Some(machine::ticks_to_us(after.saturating_sub(before)) / total.requests as f64)
+        }
+        _ => None,
+    };
+    Ok(LoadResult {
+        requests: total.requests,
+        window: config.duration,
+        server_cpu_us: per_request(server_before, server_after),
+        client_cpu_us: per_request(client_before, client_after),
+        latency: total.latency,
+        mix: total.mix,
+        expected: expected_outcome(workload),
+        transport_errors: total.transport_errors,
+    })
+}
+
+/// One connection's loop until the window closes; reconnects when the
+/// server closes or fails a connection, counting the lost request.
+async fn connection(
+    addr: SocketAddr,
+    workload: &Workload,
+    counter: &AtomicUsize,
+    window: Window,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::new()?;
+    let host = addr.to_string();
+    while Instant::now() < window.until {
+        let mut sender = match open(addr).await {
+            Ok(sender) => sender,
+            Err(_) => {
+                if window.counts(Instant::now(), Instant::now()) {
+                    tally.transport_errors += 1;
+                }
+                // Do not spin on a server that refuses connections.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        while Instant::now() < window.until {
+            let request = Request::post(workload.path())
+                .header(HOST, &host)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Full::new(workload.body(counter)))
+                .context("building a request")?;
+            let sent = Instant::now();
+            let answer = async {
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let status = response.status().as_u16();
+                let body = response.into_body().collect().await?.to_bytes();
+                Ok::<_, hyper::Error>((status, body))
+            }
+            .await;
+            let answered = Instant::now();
+            let counts = window.counts(sent, answered);
+            match answer {
+                Ok((status, body)) => {
+                    if counts {
+                        tally.requests += 1;
+                        let us = answered.duration_since(sent).as_micros() as u64;
+                        tally.latency.saturating_record(us.max(1));
+                        *tally.mix.entry(outcome(status, &body)).or_default() += 1;
+                    }
+                }
+                Err(_) => {
+                    if counts {
+                        tally.transport_errors += 1;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Ok(tally)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn open(addr: SocketAddr) -> anyhow::Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    // Small requests must leave at once, as a real client's would.
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    // The connection task drives the socket; it ends when the sender is
+    // dropped or the server closes.
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// "status error" for an OAuth error answer, "status" for anything else.
+fn outcome(status: u16, body: &[u8]) -> String {
+    match error_value(body) {
+        Some(error) => format!("{status} {error}"),
+        None => status.to_string(),
+    }
+}
+
+/// The `error` member of an RFC 6749 §5.2 JSON body, found without a full
+/// JSON parse: the load generator shares two cores with the server, and
+/// every cycle it spends is one the server does not get.
+fn error_value(body: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = br#""error":""#;
+    let start = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = body[start..].iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&body[start..start + len]).ok()
+}
+
+/// The expected answer of each workload, as counted in `LoadResult::mix`.
+pub fn expected_outcome(workload: &Workload) -> &'static str {
+    match workload {
+        Workload::Poll(_) => "400 authorization_pending",
+        Workload::Authorize => "200",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seed::CLIENT_ID;
+
+    #[test]
+    fn error_values_are_read_from_oauth_bodies() {
+        assert_eq!(
+            error_value(crate::bare::PENDING_BODY.as_bytes()),
+            Some("authorization_pending")
+        );
+        assert_eq!(
+            error_value(br#"{"error_description":"x","error":"slow_down"}"#),
+            Some("slow_down")
+        );
+        assert_eq!(error_value(br#"{"device_code":"abc"}"#), None);
+        assert_eq!(error_value(br#"{"error":"unterminated"#), None);
+        assert_eq!(outcome(200, b"{}"), "200");
+        assert_eq!(
+            outcome(400, crate::bare::PENDING_BODY.as_bytes()),
+            "400 authorization_pending"
+        );
+    }
+
+    #[test]
+    fn polls_walk_every_code_in_turn() {
+        let codes = Arc::new(DeviceCodes::generate(3));
+        let workload = Workload::Poll(Arc::clone(&codes));
+        let counter = AtomicUsize::new(0);
+        let bodies: Vec<Bytes> = (0..6).map(|_| workload.body(&counter)).collect();
+        for (i, body) in bodies.iter().enumerate() {
+            let expected = format!("{POLL_BODY_PREFIX}{}", codes.get(i % 3));
+            assert_eq!(body.as_ref(), expected.as_bytes());
+        }
+        assert!(POLL_BODY_PREFIX.contains(&format!("client_id={CLIENT_ID}&")));
+        assert!(AUTHORIZE_BODY.starts_with(&format!("client_id={CLIENT_ID}&")));
+    }
+}

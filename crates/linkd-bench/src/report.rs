@@ -1,0 +1,316 @@
+//! Turning measurements into lines a person reads while the bench runs, a
+//! summary at the end, and a Markdown table for BENCH.md.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::approve::ApprovalResult;
+use crate::load::{LoadConfig, LoadResult};
+use crate::machine::Machine;
+
+/// One polling run.
+#[derive(Debug)]
+pub struct PollRow {
+    pub codes: usize,
+    pub result: LoadResult,
+    /// linkd's resident memory once seeded and started, and after the load.
+    pub rss_start_kib: Option<u64>,
+    pub rss_end_kib: Option<u64>,
+}
+
+/// Everything one invocation measured.
+pub struct Report {
+    machine: Machine,
+    backend: String,
+    connections: usize,
+    duration: Duration,
+    pub bare: Option<LoadResult>,
+    pub poll: Vec<PollRow>,
+    pub authorize: Option<LoadResult>,
+    pub approve: Option<ApprovalResult>,
+}
+
+impl Report {
+    pub fn new(machine: Machine, backend: String, load: &LoadConfig) -> Self {
+        Report {
+            machine,
+            backend,
+            connections: load.connections,
+            duration: load.duration,
+            bare: None,
+            poll: Vec::new(),
+            authorize: None,
+            approve: None,
+        }
+    }
+
+    /// The figures again, one line each, after the run's chatter.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let bare = self.bare.as_ref();
+        if let Some(bare) = bare {
+            let _ = writeln!(out, "{}", load_line("bare", bare, None));
+        }
+        for row in &self.poll {
+            let _ = writeln!(out, "{}", poll_line(row, bare));
+        }
+        if let Some(result) = &self.authorize {
+            let _ = writeln!(out, "{}", load_line("device authorizations", result, bare));
+        }
+        if let Some(result) = &self.approve {
+            let _ = writeln!(out, "{}", approval_line(result));
+        }
+        out
+    }
+
+    /// A results section to paste into BENCH.md.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}  ", self.machine);
+        let _ = writeln!(
+            out,
+            "Store: {}; {} connections; {} s measured per run; load generator on the same machine.\n",
+            self.backend,
+            self.connections,
+            self.duration.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "| run | req/s | vs bare | p50 | p99 | p99.9 | server CPU/req | linkd RSS start → end | answers |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        let bare = self.bare.as_ref();
+        let row = |out: &mut String, name: &str, r: &LoadResult, rss: String| {
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} | {} | {} | {} | {rss} | {} |",
+                count(r.rate() as u64),
+                bare.map_or("–".into(), |b| format!("{:.2}x", ratio(r, b))),
+                latency(r.latency_us(0.5)),
+                latency(r.latency_us(0.99)),
+                latency(r.latency_us(0.999)),
+                r.server_cpu_us
+                    .map_or("–".into(), |us| format!("{us:.0} µs")),
+                mix_short(r),
+            );
+        };
+        if let Some(b) = bare {
+            row(&mut out, "bare baseline", b, "–".into());
+        }
+        for p in &self.poll {
+            let rss = format!("{} → {}", mib(p.rss_start_kib), mib(p.rss_end_kib));
+            row(
+                &mut out,
+                &format!("polling, {} pending", count(p.codes as u64)),
+                &p.result,
+                rss,
+            );
+        }
+        if let Some(a) = &self.authorize {
+            row(&mut out, "device authorizations", a, "–".into());
+        }
+        if let Some(a) = &self.approve {
+            let _ = writeln!(
+                out,
+                "\nApproval → tokens ({} devices, polling interval {} s): median {}, p99 {}{}.",
+                a.latencies.len(),
+                a.interval_secs,
+                a.quantile(0.5).map_or("–".into(), duration),
+                a.quantile(0.99).map_or("–".into(), duration),
+                if a.failures.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} failed", a.failures.len())
+                }
+            );
+        }
+        out
+    }
+}
+
+/// `result`'s rate as a multiple of the baseline's.
+fn ratio(result: &LoadResult, bare: &LoadResult) -> f64 {
+    if bare.rate() > 0.0 {
+        result.rate() / bare.rate()
+    } else {
+        0.0
+    }
+}
+
+/// One load run: rate (and its ratio to bare), latencies, CPU, and the
+/// answer mix, with anything unexpected called out.
+pub fn load_line(name: &str, result: &LoadResult, bare: Option<&LoadResult>) -> String {
+    let mut line = format!("{name}: {} req/s", count(result.rate() as u64));
+    if let Some(bare) = bare {
+        let _ = write!(
+            line,
+            " = {:.2}x bare ({})",
+            ratio(result, bare),
+            count(bare.rate() as u64)
+        );
+    }
+    let _ = write!(
+        line,
+        "; p50 {}, p99 {}, p99.9 {}",
+        latency(result.latency_us(0.5)),
+        latency(result.latency_us(0.99)),
+        latency(result.latency_us(0.999)),
+    );
+    if let Some(us) = result.server_cpu_us {
+        let _ = write!(line, "; server CPU {us:.0} µs/req");
+        if let Some(bare_us) = bare.and_then(|b| b.server_cpu_us) {
+            let _ = write!(line, " (bare {bare_us:.0})");
+        }
+    }
+    if let Some(us) = result.client_cpu_us {
+        let _ = write!(line, ", load generator {us:.0} µs/req");
+    }
+    let _ = write!(line, "\n  answers: {}", mix_long(result));
+    if !result.all_expected() {
+        let _ = write!(
+            line,
+            "\n  !!! NOT ALL ANSWERS WERE {:?}: the figures above do not measure the intended path",
+            result.expected
+        );
+    }
+    line
+}
+
+pub fn poll_line(row: &PollRow, bare: Option<&LoadResult>) -> String {
+    format!(
+        "{}\n  linkd RSS: {} after seeding and start-up, {} after polling",
+        load_line(
+            &format!("polling, {} pending codes", count(row.codes as u64)),
+            &row.result,
+            bare
+        ),
+        mib(row.rss_start_kib),
+        mib(row.rss_end_kib),
+    )
+}
+
+pub fn approval_line(result: &ApprovalResult) -> String {
+    let mut line = format!(
+        "approval → tokens: median {}, p99 {} over {} devices (polling interval {} s)",
+        result.quantile(0.5).map_or("–".into(), duration),
+        result.quantile(0.99).map_or("–".into(), duration),
+        result.latencies.len(),
+        result.interval_secs
+    );
+    if !result.failures.is_empty() {
+        let _ = write!(
+            line,
+            "\n  !!! {} DEVICES FAILED; first: {}",
+            result.failures.len(),
+            result.failures[0]
+        );
+    }
+    line
+}
+
+/// "99.98% 400 authorization_pending (213,450), 0.02% 400 slow_down (42)"
+fn mix_long(result: &LoadResult) -> String {
+    let total = result.mix.values().sum::<u64>() + result.transport_errors;
+    let mut parts: Vec<String> = result
+        .mix
+        .iter()
+        .map(|(outcome, n)| format!("{} {outcome} ({})", percent(*n, total), count(*n)))
+        .collect();
+    if result.transport_errors > 0 {
+        parts.push(format!(
+            "{} no answer ({})",
+            percent(result.transport_errors, total),
+            count(result.transport_errors)
+        ));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// For the table: the expected answer's share, and what else came.
+fn mix_short(result: &LoadResult) -> String {
+    let share = format!(
+        "{:.2}% {}",
+        result.share(result.expected) * 100.0,
+        result.expected
+    );
+    if result.all_expected() {
+        share
+    } else {
+        format!("**{}**", mix_long(result))
+    }
+}
+
+fn percent(n: u64, total: u64) -> String {
+    if total == 0 {
+        return "0%".into();
+    }
+    format!("{:.2}%", n as f64 * 100.0 / total as f64)
+}
+
+/// 1234567 → "1,234,567".
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A latency in microseconds, in the unit that reads best: "850 µs",
+/// "1.25 ms", "12.4 ms", "1.50 s".
+pub fn latency(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us} µs"),
+        1_000..10_000 => format!("{:.2} ms", us as f64 / 1e3),
+        10_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
+        _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
+fn duration(d: Duration) -> String {
+    latency(d.as_micros() as u64)
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("–".into(), |kib| {
+        format!("{:.1} MiB", kib as f64 / 1024.0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(21_345), "21,345");
+        assert_eq!(count(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn latencies_pick_a_readable_unit() {
+        assert_eq!(latency(1), "1 µs");
+        assert_eq!(latency(850), "850 µs");
+        assert_eq!(latency(1_250), "1.25 ms");
+        assert_eq!(latency(12_449), "12.4 ms");
+        assert_eq!(latency(1_500_000), "1.50 s");
+        assert_eq!(duration(Duration::from_millis(2500)), "2.50 s");
+    }
+
+    #[test]
+    fn percentages_of_nothing_are_zero() {
+        assert_eq!(percent(1, 0), "0%");
+        assert_eq!(percent(1, 3), "33.33%");
+    }
+}
