@@ -9,7 +9,9 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 use crate::brand::Brand;
@@ -26,8 +28,20 @@ static REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static(
 /// hundred bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// What every handler shares. One reference count to clone: every
+/// middleware layer and extractor clones the state once per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
@@ -115,7 +129,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
     let limits = Arc::new(Limits::new(&config));
     let inserter = Arc::new(crate::device_flow::Inserter::start(store.clone()));
     let polls = Arc::new(PollTracker::new(clock.now_ms()));
-    Ok(AppState {
+    Ok(AppState(Arc::new(Shared {
         config: Arc::new(config),
         store,
         clock,
@@ -128,7 +142,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         assets: Arc::new(web::assets::Assets::new(&brand)),
         brand: Arc::new(brand),
         keys: Arc::new(RwLock::new(Arc::new(keys))),
-    })
+    })))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -222,8 +236,47 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID.clone(),
+            RequestIds::default(),
+        ))
         .with_state(state)
+}
+
+/// Request ids shaped like UUIDs: a random 128-bit start per process plus a
+/// counter. Unique across instances like random UUIDs, without asking the
+/// kernel for randomness on every request (a random UUID each did).
+#[derive(Clone)]
+struct RequestIds {
+    start: u128,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds {
+            start: rand::random(),
+            next: Default::default(),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let v = self.start.wrapping_add(u128::from(n));
+        let id = format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            v >> 96,
+            (v >> 80) & 0xffff,
+            (v >> 64) & 0xffff,
+            (v >> 48) & 0xffff,
+            v & 0xffff_ffff_ffff
+        );
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// The router of a separate metrics listener (`--metrics-listen`).

@@ -173,7 +173,8 @@ pub async fn start(
 /// authorization id and 12 bytes of state (about 44 MB at 1M polled codes
 /// with the table's spare room), and a poll allocates nothing.
 pub struct PollTracker {
-    entries: Mutex<HashMap<[u32; 2], PollEntry>>,
+    /// Split by key so polls on different codes rarely wait for one lock.
+    shards: [Mutex<HashMap<[u32; 2], PollEntry>>; POLL_SHARDS],
     /// Hashes ids to table keys; random per process, so nobody can aim ids
     /// at one key.
     digest: std::collections::hash_map::RandomState,
@@ -181,6 +182,8 @@ pub struct PollTracker {
     /// (13 years of uptime).
     epoch_ms: i64,
 }
+
+const POLL_SHARDS: usize = 16;
 
 #[derive(Clone, Copy)]
 struct PollEntry {
@@ -195,7 +198,7 @@ impl PollTracker {
     /// A tracker whose 32-bit clock starts at `now_ms`.
     pub fn new(now_ms: i64) -> Self {
         PollTracker {
-            entries: Mutex::default(),
+            shards: Default::default(),
             digest: Default::default(),
             epoch_ms: now_ms,
         }
@@ -212,8 +215,16 @@ impl PollTracker {
         (ms.saturating_sub(self.epoch_ms) / 100).clamp(1, i64::from(u32::MAX)) as u32
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u32; 2], PollEntry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, key: [u32; 2]) -> std::sync::MutexGuard<'_, HashMap<[u32; 2], PollEntry>> {
+        self.shards[key[0] as usize % POLL_SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn all(&self) -> impl Iterator<Item = std::sync::MutexGuard<'_, HashMap<[u32; 2], PollEntry>>> {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Records a poll of a pending authorization. `Err(interval)` when it
@@ -223,7 +234,7 @@ impl PollTracker {
         let key = self.key(&auth.id);
         let now = self.ticks(now_ms);
         let expires = self.ticks(auth.expires_at.saturating_mul(1000));
-        let mut entries = self.lock();
+        let mut entries = self.lock(key);
         let entry = entries.entry(key).or_insert(PollEntry {
             last: 0,
             expires,
@@ -249,17 +260,19 @@ impl PollTracker {
     /// Forgets authorizations past their deadline.
     pub fn sweep(&self, now: Timestamp) {
         let now = self.ticks(now.saturating_mul(1000));
-        self.lock().retain(|_, e| e.expires > now);
+        for mut shard in self.all() {
+            shard.retain(|_, e| e.expires > now);
+        }
     }
 
     /// Forgets one authorization; true when it was being tracked.
     pub fn forget(&self, id: &str) -> bool {
         let key = self.key(id);
-        self.lock().remove(&key).is_some()
+        self.lock(key).remove(&key).is_some()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.all().map(|shard| shard.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,11 +1,12 @@
 //! Metrics (Prometheus text format, through the `metrics` facade) and the
 //! request middleware that counts and times every request.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -35,22 +36,70 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// A request's counter and latency histogram.
+type RequestMetrics = (metrics::Counter, metrics::Histogram);
+
+/// One route's handles by method and status.
+type ByStatus = HashMap<(Method, u16), RequestMetrics>;
+
+/// Handles by route template, then method and status. Building a metric's
+/// key costs several allocations and a registry lookup; the hot paths
+/// (polls, mostly) find theirs here with one read lock.
+static REQUEST_METRICS: LazyLock<RwLock<HashMap<String, ByStatus>>> =
+    LazyLock::new(Default::default);
+
+fn request_metrics(route: &str, method: &Method, status: u16) -> RequestMetrics {
+    // Methods outside the standard set share one label, so a client
+    // inventing methods cannot grow the metrics without bound.
+    let method = match *method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::OPTIONS
+        | Method::PATCH => method.clone(),
+        _ => Method::TRACE,
+    };
+    let key = (method, status);
+    if let Some(found) = REQUEST_METRICS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(route)
+        .and_then(|statuses| statuses.get(&key))
+    {
+        return found.clone();
+    }
+    let label = if key.0 == Method::TRACE {
+        "other"
+    } else {
+        key.0.as_str()
+    }
+    .to_string();
+    let made = (
+        metrics::counter!("linkd_http_requests_total", "route" => route.to_string(), "method" => label.clone(), "status" => status.to_string()),
+        metrics::histogram!("linkd_http_request_duration_seconds", "route" => route.to_string(), "method" => label),
+    );
+    REQUEST_METRICS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(route.to_string())
+        .or_default()
+        .insert(key, made.clone());
+    made
+}
+
 /// Counts and times each request by route template (never the raw path,
 /// which can carry ids and codes) and status.
 pub async fn track_requests(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().as_str().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("linkd_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("linkd_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, latency) = request_metrics(route, &method, response.status().as_u16());
+    requests.increment(1);
+    latency.record(started.elapsed().as_secs_f64());
     response
 }
 

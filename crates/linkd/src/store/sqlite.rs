@@ -45,22 +45,25 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
 const DEVICE_SELECT: &str = "SELECT d.*, c.name AS app_name FROM linked_devices d
      JOIN clients c ON c.client_id = d.client_id";
 
-/// Most idle connections kept for [`DirectReads`]; more are opened while
+/// Most idle connections kept for [`Direct`]; more are opened while
 /// more requests read at once and closed afterwards.
 const DIRECT_IDLE: usize = 8;
 
-/// The reads every device poll makes run on the calling thread over plain
-/// SQLite connections. sqlx hands each query to its connection's own
+/// The hot paths bypass sqlx: the reads every device poll makes run on the
+/// calling thread over plain SQLite connections, and groups of new device
+/// authorizations are written on a blocking thread. sqlx hands each query to its connection's own
 /// thread and waits for the answer; on the poll path those two thread
 /// switches cost several times the indexed read itself (BENCH.md). The
 /// read is a few microseconds of B-tree search in memory-mapped pages,
 /// short enough not to hold up the async worker it runs on.
-struct DirectReads {
+struct Direct {
     path: std::path::PathBuf,
     idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    /// The connection that stores groups of new device authorizations.
+    writer: std::sync::Mutex<Option<rusqlite::Connection>>,
 }
 
-impl DirectReads {
+impl Direct {
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
         use rusqlite::OpenFlags;
         // Read-write like the sqlx readers (a read-only connection cannot
@@ -112,6 +115,69 @@ impl DirectReads {
     }
 }
 
+impl Direct {
+    /// Stores a group of device authorizations in one transaction on a
+    /// blocking thread: one thread switch for the group instead of two per
+    /// row through sqlx. SQLite lets one connection write at a time; this
+    /// one waits its turn with the sqlx writer through the busy timeout.
+    fn insert_authorizations(&self, auths: &[DeviceAuthorization]) -> StoreResult<Vec<bool>> {
+        let mut slot = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let conn = rusqlite::Connection::open(&self.path).map_err(map_rusqlite)?;
+            conn.busy_timeout(Duration::from_secs(5))
+                .and_then(|()| conn.pragma_update(None, "foreign_keys", true))
+                // As the sqlx connections: see SqliteStore::open.
+                .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+                .map_err(map_rusqlite)?;
+            *slot = Some(conn);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(StoreError::Unavailable("no SQLite writer".into()));
+        };
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut stored = Vec::with_capacity(auths.len());
+            {
+                let mut insert = tx.prepare_cached(INSERT_AUTHORIZATION)?;
+                for a in auths {
+                    let changed = insert.execute(rusqlite::params![
+                        a.id,
+                        a.device_code_hash,
+                        a.user_code,
+                        a.client_id,
+                        a.scope,
+                        a.state.as_str(),
+                        a.account_id,
+                        a.requested_ip,
+                        a.device_name,
+                        a.created_at,
+                        a.expires_at,
+                        a.interval,
+                        a.decided_at,
+                    ])?;
+                    stored.push(changed == 1);
+                }
+            }
+            tx.commit()?;
+            Ok(stored)
+        })();
+        if result.is_err() {
+            // Start afresh next time rather than reuse a connection in an
+            // unknown state.
+            *slot = None;
+        }
+        result.map_err(map_rusqlite)
+    }
+}
+
+/// DO NOTHING rather than an error on a taken code, so one taken code does
+/// not cost the rest of its group.
+const INSERT_AUTHORIZATION: &str = "INSERT INTO device_authorizations (id, device_code_hash,
+     user_code, client_id, scope, state, account_id, requested_ip, device_name, created_at,
+     expires_at, interval_secs, decided_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT DO NOTHING";
+
 fn map_rusqlite(err: rusqlite::Error) -> StoreError {
     match err {
         rusqlite::Error::SqliteFailure(e, _)
@@ -128,7 +194,7 @@ pub struct SqliteStore {
     read: SqlitePool,
     /// Hot-path reads on the calling thread; `None` for an in-memory
     /// database, which other connections cannot see.
-    direct: Option<DirectReads>,
+    direct: Option<std::sync::Arc<Direct>>,
     /// One SQLite file serves one linkd process, so events stay in memory.
     events: tokio::sync::broadcast::Sender<Event>,
 }
@@ -162,9 +228,12 @@ impl SqliteStore {
             .map_err(map_sqlx)?;
         let path = options.get_filename();
         let direct = (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:"))
-            .then(|| DirectReads {
-                path: path.to_path_buf(),
-                idle: Default::default(),
+            .then(|| {
+                std::sync::Arc::new(Direct {
+                    path: path.to_path_buf(),
+                    idle: Default::default(),
+                    writer: Default::default(),
+                })
             });
         Ok(SqliteStore {
             write,
@@ -525,35 +594,32 @@ impl Store for SqliteStore {
         &self,
         auths: &[DeviceAuthorization],
     ) -> StoreResult<Vec<bool>> {
-        // DO NOTHING rather than an error on a taken code: an error would
-        // end the whole transaction on PostgreSQL and cost every other
-        // record in the batch.
+        if let Some(direct) = &self.direct {
+            let (direct, auths) = (direct.clone(), auths.to_vec());
+            return tokio::task::spawn_blocking(move || direct.insert_authorizations(&auths))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("the writer thread failed: {e}")))?;
+        }
         let mut tx = self.write.begin().await.map_err(map_sqlx)?;
         let mut stored = Vec::with_capacity(auths.len());
         for a in auths {
-            let done = sqlx::query(
-                "INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id,
-                     scope, state, account_id, requested_ip, device_name, created_at, expires_at,
-                     interval_secs, decided_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&a.id)
-            .bind(&a.device_code_hash)
-            .bind(&a.user_code)
-            .bind(&a.client_id)
-            .bind(&a.scope)
-            .bind(a.state.as_str())
-            .bind(&a.account_id)
-            .bind(&a.requested_ip)
-            .bind(&a.device_name)
-            .bind(a.created_at)
-            .bind(a.expires_at)
-            .bind(a.interval)
-            .bind(a.decided_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_sqlx)?;
+            let done = sqlx::query(INSERT_AUTHORIZATION)
+                .bind(&a.id)
+                .bind(&a.device_code_hash)
+                .bind(&a.user_code)
+                .bind(&a.client_id)
+                .bind(&a.scope)
+                .bind(a.state.as_str())
+                .bind(&a.account_id)
+                .bind(&a.requested_ip)
+                .bind(&a.device_name)
+                .bind(a.created_at)
+                .bind(a.expires_at)
+                .bind(a.interval)
+                .bind(a.decided_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
             stored.push(done.rows_affected() == 1);
         }
         tx.commit().await.map_err(map_sqlx)?;
