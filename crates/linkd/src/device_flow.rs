@@ -135,7 +135,7 @@ pub async fn start(
     let expires_in = i64::from(config.code_lifetime);
     let interval = i64::from(config.poll_interval);
     let mut auth = DeviceAuthorization {
-        id: random_secret(16),
+        id: crate::codes::sortable_id(now.saturating_mul(1000)),
         device_code_hash: secret_hash(&device_code),
         user_code: String::new(),
         client_id: client.client_id.clone(),

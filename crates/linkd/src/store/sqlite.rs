@@ -128,6 +128,9 @@ impl Direct {
                 .and_then(|()| conn.pragma_update(None, "foreign_keys", true))
                 // As the sqlx connections: see SqliteStore::open.
                 .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+                .and_then(|()| {
+                    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+                })
                 .map_err(map_rusqlite)?;
             *slot = Some(conn);
         }
@@ -167,6 +170,42 @@ impl Direct {
             *slot = None;
         }
         result.map_err(map_rusqlite)
+    }
+}
+
+/// WAL pages a writer may add before it copies them into the database
+/// itself, should the background checkpoint fall behind. Four times
+/// SQLite's default: the background checkpoint normally gets there first.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 4000;
+/// How often the background checkpoint runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+impl Direct {
+    /// Copies committed WAL pages into the database file (PASSIVE: never
+    /// waits for readers or writers). Done here, on its own thread, the
+    /// copying and its two fsyncs no longer fall on whichever request's
+    /// commit crossed the WAL threshold, which stalled the one writer all
+    /// requests queue behind.
+    fn checkpoint(&self) -> StoreResult<()> {
+        let conn = rusqlite::Connection::open(&self.path).map_err(map_rusqlite)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())))
+            .map_err(map_rusqlite)
+    }
+}
+
+/// Checkpoints the WAL in the background for as long as the store lives.
+async fn checkpoint_in_background(direct: std::sync::Weak<Direct>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        let Some(direct) = direct.upgrade() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || direct.checkpoint()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "background checkpoint failed"),
+            Err(_) => return,
+        }
     }
 }
 
@@ -210,7 +249,11 @@ impl SqliteStore {
             // last commits. FULL would cost an fsync per commit.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            .pragma(
+                "wal_autocheckpoint",
+                WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+            );
         // SQLite allows one writer at a time; a single connection queues
         // writes in the pool instead of failing them with SQLITE_BUSY.
         let write = SqlitePoolOptions::new()
@@ -235,6 +278,9 @@ impl SqliteStore {
                     writer: Default::default(),
                 })
             });
+        if let Some(direct) = &direct {
+            tokio::spawn(checkpoint_in_background(std::sync::Arc::downgrade(direct)));
+        }
         Ok(SqliteStore {
             write,
             read,
