@@ -51,11 +51,11 @@ const DIRECT_IDLE: usize = 8;
 
 /// The hot paths bypass sqlx: the reads every device poll makes run on the
 /// calling thread over plain SQLite connections, and groups of new device
-/// authorizations are written on a blocking thread. sqlx hands each query to its connection's own
-/// thread and waits for the answer; on the poll path those two thread
-/// switches cost several times the indexed read itself (BENCH.md). The
-/// read is a few microseconds of B-tree search in memory-mapped pages,
-/// short enough not to hold up the async worker it runs on.
+/// authorizations are written on a blocking thread. sqlx hands each query
+/// to its connection's own thread and waits for the answer; on the poll
+/// path those two thread switches cost several times the indexed read
+/// itself (BENCH.md). The read is a few microseconds of B-tree search in
+/// cached pages, short enough not to hold up the async worker it runs on.
 struct Direct {
     path: std::path::PathBuf,
     idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
@@ -74,8 +74,10 @@ impl Direct {
         )?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "query_only", true)?;
-        // Pages come from the OS page cache without a read() per page.
-        conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+        // No memory map: every connection's map of the file counts in the
+        // process's resident memory (522 MiB at 1M pending codes with
+        // 256 MiB maps, BENCH.md); pages read past SQLite's own cache come
+        // from the OS page cache instead.
         Ok(conn)
     }
 
