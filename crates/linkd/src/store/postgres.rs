@@ -572,29 +572,13 @@ impl Store for PgStore {
     }
 
     async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id, scope,
-                 state, account_id, requested_ip, device_name, created_at, expires_at,
-                 interval_secs, decided_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&a.id)
-        .bind(&a.device_code_hash)
-        .bind(&a.user_code)
-        .bind(&a.client_id)
-        .bind(&a.scope)
-        .bind(a.state.as_str())
-        .bind(&a.account_id)
-        .bind(&a.requested_ip)
-        .bind(&a.device_name)
-        .bind(a.created_at)
-        .bind(a.expires_at)
-        .bind(a.interval)
-        .bind(a.decided_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_sqlx)?;
-        Ok(())
+        match self
+            .insert_device_authorizations(std::slice::from_ref(a))
+            .await?[..]
+        {
+            [true] => Ok(()),
+            _ => Err(StoreError::Conflict),
+        }
     }
 
     async fn get_device_authorization_by_code_hash(

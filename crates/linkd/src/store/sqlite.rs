@@ -675,29 +675,13 @@ impl Store for SqliteStore {
     }
 
     async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id, scope,
-                 state, account_id, requested_ip, device_name, created_at, expires_at,
-                 interval_secs, decided_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.id)
-        .bind(&a.device_code_hash)
-        .bind(&a.user_code)
-        .bind(&a.client_id)
-        .bind(&a.scope)
-        .bind(a.state.as_str())
-        .bind(&a.account_id)
-        .bind(&a.requested_ip)
-        .bind(&a.device_name)
-        .bind(a.created_at)
-        .bind(a.expires_at)
-        .bind(a.interval)
-        .bind(a.decided_at)
-        .execute(&self.write)
-        .await
-        .map_err(map_sqlx)?;
-        Ok(())
+        match self
+            .insert_device_authorizations(std::slice::from_ref(a))
+            .await?[..]
+        {
+            [true] => Ok(()),
+            _ => Err(StoreError::Conflict),
+        }
     }
 
     async fn get_device_authorization_by_code_hash(
