@@ -103,6 +103,9 @@ pub const DEMO_CLIENT_ID: &str = "demo-tv";
 /// Opens and migrates the store, loads or creates the signing key, and
 /// registers the demo app when the database has no apps at all.
 pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    // The metrics recorder before the first request: handles taken
+    // earlier would record nowhere.
+    telemetry::handle();
     config.validate().map_err(anyhow::Error::msg)?;
     let (brand, notes) = Brand::from_config(&config).map_err(anyhow::Error::msg)?;
     for note in notes {
@@ -457,10 +460,12 @@ pub async fn purge_now(state: &AppState) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
         let now = state.clock.now();
-        let purged = state
-            .store
-            .purge(now, now - EXPIRED_CODE_GRACE_SECS, PURGE_BATCH)
-            .await?;
+        let before = store::PurgeBefore {
+            now,
+            codes: now - EXPIRED_CODE_GRACE_SECS,
+            refresh_tokens: now - i64::from(state.config.refresh_absolute_lifetime),
+        };
+        let purged = state.store.purge(&before, PURGE_BATCH).await?;
         total += purged;
         if purged == 0 {
             break;

@@ -97,6 +97,17 @@ impl Inserter {
                             let _ = done.send(Ok(stored));
                         }
                     }
+                    // One bad row (an app deleted a moment ago) must not
+                    // fail the others: try each alone.
+                    Err(_) if auths.len() > 1 => {
+                        for (auth, done) in auths.iter().zip(waiters) {
+                            let alone = store
+                                .insert_device_authorizations(std::slice::from_ref(auth))
+                                .await
+                                .map(|stored| stored.first().copied().unwrap_or(false));
+                            let _ = done.send(alone);
+                        }
+                    }
                     Err(e) => {
                         for done in waiters {
                             let _ = done.send(Err(e.clone()));

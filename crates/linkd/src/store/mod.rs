@@ -223,6 +223,21 @@ pub enum Event {
     SettingsChanged { account_id: String },
 }
 
+/// Deadlines before which rows go in a purge.
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeBefore {
+    /// Sessions and revoked access-token ids that expired before this.
+    pub now: Timestamp,
+    /// Device authorizations whose deadline is before this.
+    pub codes: Timestamp,
+    /// Refresh tokens that expired before this. Later than their expiry:
+    /// a rotated token presented again must still be recognised, and its
+    /// family revoked (RFC 9700 §4.14.2), for as long as the family could
+    /// live (the absolute refresh lifetime); a revoked family's tokens are
+    /// deleted with it.
+    pub refresh_tokens: Timestamp,
+}
+
 /// How many events a slow subscriber may fall behind before it misses some
 /// (it then re-reads the store, which is always the truth).
 pub const EVENT_BACKLOG: usize = 4096;
@@ -331,11 +346,9 @@ pub trait Store: Send + Sync + 'static {
     /// Device authorizations still waiting for a person, for the metrics.
     async fn count_pending(&self, now: Timestamp) -> StoreResult<i64>;
     /// Deletes up to `limit` rows of each kind that have outlived their
-    /// use: device authorizations whose deadline is before `codes_before`,
-    /// and sessions, refresh tokens and revoked access-token ids expired
-    /// before `now`. Returns how many rows went. Small batches keep each
-    /// write short, so requests never wait long behind the purge.
-    async fn purge(&self, now: Timestamp, codes_before: Timestamp, limit: i64) -> StoreResult<u64>;
+    /// use (see [`PurgeBefore`]). Returns how many rows went. Small batches
+    /// keep each write short, so requests never wait long behind the purge.
+    async fn purge(&self, before: &PurgeBefore, limit: i64) -> StoreResult<u64>;
     /// (pool name, open connections, idle connections), for the metrics.
     fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
         Vec::new()

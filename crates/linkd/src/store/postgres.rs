@@ -257,13 +257,13 @@ impl Store for PgStore {
         .map_err(map_sqlx)
     }
 
-    async fn purge(&self, now: Timestamp, codes_before: Timestamp, limit: i64) -> StoreResult<u64> {
+    async fn purge(&self, before: &PurgeBefore, limit: i64) -> StoreResult<u64> {
         let mut purged = 0;
         for (table, before) in [
-            ("device_authorizations", codes_before),
-            ("sessions", now),
-            ("refresh_tokens", now),
-            ("revoked_access_tokens", now),
+            ("device_authorizations", before.codes),
+            ("sessions", before.now),
+            ("refresh_tokens", before.refresh_tokens),
+            ("revoked_access_tokens", before.now),
         ] {
             // Each table has an index on expires_at (migrations 0001,
             // 0002, 0005), so a batch reads only the rows it deletes; the

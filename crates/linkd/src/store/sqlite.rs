@@ -49,9 +49,10 @@ const DEVICE_SELECT: &str = "SELECT d.*, c.name AS app_name FROM linked_devices 
 /// more requests read at once and closed afterwards.
 const DIRECT_IDLE: usize = 8;
 
-/// The hot paths bypass sqlx: the reads every device poll makes run on the
-/// calling thread over plain SQLite connections, and groups of new device
-/// authorizations are written on a blocking thread. sqlx hands each query
+/// The reads every device poll makes bypass sqlx and run on the calling
+/// thread over plain SQLite connections. (Writes stay with the one sqlx
+/// writer: a second writing connection would make transactions that read
+/// before they write fail with SQLITE_BUSY_SNAPSHOT.) sqlx hands each query
 /// to its connection's own thread and waits for the answer; on the poll
 /// path those two thread switches cost several times the indexed read
 /// itself (BENCH.md). The read is a few microseconds of B-tree search in
@@ -59,8 +60,6 @@ const DIRECT_IDLE: usize = 8;
 struct Direct {
     path: std::path::PathBuf,
     idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
-    /// The connection that stores groups of new device authorizations.
-    writer: std::sync::Mutex<Option<rusqlite::Connection>>,
 }
 
 impl Direct {
@@ -72,7 +71,10 @@ impl Direct {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        // Short: the read runs on an async worker, and in WAL mode a reader
+        // is only ever busy for a moment (while another connection rebuilds
+        // the WAL index); better a 503 than a stalled worker.
+        conn.busy_timeout(Duration::from_millis(250))?;
         conn.pragma_update(None, "query_only", true)?;
         // No memory map: every connection's map of the file counts in the
         // process's resident memory (522 MiB at 1M pending codes with
@@ -117,64 +119,6 @@ impl Direct {
     }
 }
 
-impl Direct {
-    /// Stores a group of device authorizations in one transaction on a
-    /// blocking thread: one thread switch for the group instead of two per
-    /// row through sqlx. SQLite lets one connection write at a time; this
-    /// one waits its turn with the sqlx writer through the busy timeout.
-    fn insert_authorizations(&self, auths: &[DeviceAuthorization]) -> StoreResult<Vec<bool>> {
-        let mut slot = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            let conn = rusqlite::Connection::open(&self.path).map_err(map_rusqlite)?;
-            conn.busy_timeout(Duration::from_secs(5))
-                .and_then(|()| conn.pragma_update(None, "foreign_keys", true))
-                // As the sqlx connections: see SqliteStore::open.
-                .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
-                .and_then(|()| {
-                    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
-                })
-                .map_err(map_rusqlite)?;
-            *slot = Some(conn);
-        }
-        let Some(conn) = slot.as_mut() else {
-            return Err(StoreError::Unavailable("no SQLite writer".into()));
-        };
-        let result = (|| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut stored = Vec::with_capacity(auths.len());
-            {
-                let mut insert = tx.prepare_cached(INSERT_AUTHORIZATION)?;
-                for a in auths {
-                    let changed = insert.execute(rusqlite::params![
-                        a.id,
-                        a.device_code_hash,
-                        a.user_code,
-                        a.client_id,
-                        a.scope,
-                        a.state.as_str(),
-                        a.account_id,
-                        a.requested_ip,
-                        a.device_name,
-                        a.created_at,
-                        a.expires_at,
-                        a.interval,
-                        a.decided_at,
-                    ])?;
-                    stored.push(changed == 1);
-                }
-            }
-            tx.commit()?;
-            Ok(stored)
-        })();
-        if result.is_err() {
-            // Start afresh next time rather than reuse a connection in an
-            // unknown state.
-            *slot = None;
-        }
-        result.map_err(map_rusqlite)
-    }
-}
-
 /// WAL pages a writer may add before it copies them into the database
 /// itself, should the background checkpoint fall behind. Four times
 /// SQLite's default: the background checkpoint normally gets there first.
@@ -189,7 +133,11 @@ impl Direct {
     /// commit crossed the WAL threshold, which stalled the one writer all
     /// requests queue behind.
     fn checkpoint(&self) -> StoreResult<()> {
-        let conn = rusqlite::Connection::open(&self.path).map_err(map_rusqlite)?;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(map_rusqlite)?;
         conn.busy_timeout(Duration::from_secs(5))
             .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())))
             .map_err(map_rusqlite)
@@ -211,23 +159,14 @@ async fn checkpoint_in_background(direct: std::sync::Weak<Direct>) {
     }
 }
 
-/// DO NOTHING rather than an error on a taken code, so one taken code does
-/// not cost the rest of its group.
-const INSERT_AUTHORIZATION: &str = "INSERT INTO device_authorizations (id, device_code_hash,
-     user_code, client_id, scope, state, account_id, requested_ip, device_name, created_at,
-     expires_at, interval_secs, decided_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-     ON CONFLICT DO NOTHING";
+/// Columns of a new device authorization, in the order rows are bound.
+const AUTHORIZATION_COLUMNS: &str = "id, device_code_hash, user_code, client_id, scope, state,
+     account_id, requested_ip, device_name, created_at, expires_at, interval_secs, decided_at";
 
+/// The direct connections only read, so every failure is the store being
+/// unavailable (or busy) for a moment.
 fn map_rusqlite(err: rusqlite::Error) -> StoreError {
-    match err {
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            StoreError::Conflict
-        }
-        other => StoreError::Unavailable(other.to_string()),
-    }
+    StoreError::Unavailable(err.to_string())
 }
 
 pub struct SqliteStore {
@@ -271,15 +210,17 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(map_sqlx)?;
+        // Only for a database in a file the other connections can open: an
+        // in-memory database (sqlx names it `file:sqlx-in-memory-N`) lives
+        // in sqlx's connections alone.
         let path = options.get_filename();
-        let direct = (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:"))
-            .then(|| {
-                std::sync::Arc::new(Direct {
-                    path: path.to_path_buf(),
-                    idle: Default::default(),
-                    writer: Default::default(),
-                })
-            });
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let direct = (!in_memory && path.is_file()).then(|| {
+            std::sync::Arc::new(Direct {
+                path: path.to_path_buf(),
+                idle: Default::default(),
+            })
+        });
         if let Some(direct) = &direct {
             tokio::spawn(checkpoint_in_background(std::sync::Arc::downgrade(direct)));
         }
@@ -379,13 +320,13 @@ impl Store for SqliteStore {
         .map_err(map_sqlx)
     }
 
-    async fn purge(&self, now: Timestamp, codes_before: Timestamp, limit: i64) -> StoreResult<u64> {
+    async fn purge(&self, before: &PurgeBefore, limit: i64) -> StoreResult<u64> {
         let mut purged = 0;
         for (table, before) in [
-            ("device_authorizations", codes_before),
-            ("sessions", now),
-            ("refresh_tokens", now),
-            ("revoked_access_tokens", now),
+            ("device_authorizations", before.codes),
+            ("sessions", before.now),
+            ("refresh_tokens", before.refresh_tokens),
+            ("revoked_access_tokens", before.now),
         ] {
             // Each table has an index on expires_at (migrations 0001,
             // 0002, 0005), so a batch reads only the rows it deletes.
@@ -642,16 +583,24 @@ impl Store for SqliteStore {
         &self,
         auths: &[DeviceAuthorization],
     ) -> StoreResult<Vec<bool>> {
-        if let Some(direct) = &self.direct {
-            let (direct, auths) = (direct.clone(), auths.to_vec());
-            return tokio::task::spawn_blocking(move || direct.insert_authorizations(&auths))
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("the writer thread failed: {e}")))?;
+        if auths.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
-        let mut stored = Vec::with_capacity(auths.len());
+        // One statement for the whole group: sqlx runs each statement on
+        // its connection's thread, so a statement per row would cost two
+        // thread switches per row. DO NOTHING rather than an error on a
+        // taken code, so one taken code does not cost the rest of its
+        // group; RETURNING tells which rows went in.
+        let mut sql =
+            format!("INSERT INTO device_authorizations ({AUTHORIZATION_COLUMNS}) VALUES ");
+        for i in 0..auths.len() {
+            sql.push_str(if i == 0 { "" } else { ", " });
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING RETURNING id");
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
         for a in auths {
-            let done = sqlx::query(INSERT_AUTHORIZATION)
+            query = query
                 .bind(&a.id)
                 .bind(&a.device_code_hash)
                 .bind(&a.user_code)
@@ -664,14 +613,15 @@ impl Store for SqliteStore {
                 .bind(a.created_at)
                 .bind(a.expires_at)
                 .bind(a.interval)
-                .bind(a.decided_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_sqlx)?;
-            stored.push(done.rows_affected() == 1);
+                .bind(a.decided_at);
         }
-        tx.commit().await.map_err(map_sqlx)?;
-        Ok(stored)
+        let inserted: std::collections::HashSet<String> = query
+            .fetch_all(&self.write)
+            .await
+            .map_err(map_sqlx)?
+            .into_iter()
+            .collect();
+        Ok(auths.iter().map(|a| inserted.contains(&a.id)).collect())
     }
 
     async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {

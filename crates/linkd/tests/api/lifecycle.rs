@@ -607,3 +607,32 @@ async fn a_token_signed_before_key_rotation_still_verifies_after_it() {
         .collect();
     assert_eq!(kids, [new_key.kid.as_str()]);
 }
+
+#[tokio::test]
+async fn the_purge_keeps_rotated_refresh_tokens_so_late_reuse_is_still_caught() {
+    let app = spawn_app().await;
+    let (_, tokens) = app
+        .link_device("late-reuse@example.com", "openid offline_access")
+        .await;
+    let first = tokens["refresh_token"].as_str().unwrap().to_string();
+    let device_id = jwt_claims(tokens["access_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = app.refresh(&first, None).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.json);
+
+    // Long after the rotated token's own expiry, with a purge in between.
+    app.clock.advance_secs(31 * 86_400);
+    linkd::app::purge_now(&app.state).await.unwrap();
+    let reused = app.refresh(&first, None).await;
+    assert_eq!(reused.error(), "invalid_grant");
+    let device = app
+        .state
+        .store
+        .get_linked_device(&device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(device.revoked_at.is_some(), "the family was not revoked");
+}

@@ -238,9 +238,14 @@ async fn the_purge_deletes_only_what_has_expired_in_small_batches() {
             .unwrap();
     }
 
-    // Codes expired at 100 are kept while `codes_before` is not past them.
+    let before = |codes| linkd::store::PurgeBefore {
+        now: 200,
+        codes,
+        refresh_tokens: 0,
+    };
+    // Codes expired at 100 are kept while `codes` is not past them.
     assert_eq!(
-        store.purge(200, 100, 500).await.unwrap(),
+        store.purge(&before(100), 500).await.unwrap(),
         1,
         "the old session"
     );
@@ -252,9 +257,9 @@ async fn the_purge_deletes_only_what_has_expired_in_small_batches() {
             .is_some()
     );
     // Batches of four: 4 + 2 expired codes, the rest live.
-    assert_eq!(store.purge(200, 200, 4).await.unwrap(), 4);
-    assert_eq!(store.purge(200, 200, 4).await.unwrap(), 2);
-    assert_eq!(store.purge(200, 200, 4).await.unwrap(), 0);
+    assert_eq!(store.purge(&before(200), 4).await.unwrap(), 4);
+    assert_eq!(store.purge(&before(200), 4).await.unwrap(), 2);
+    assert_eq!(store.purge(&before(200), 4).await.unwrap(), 0);
     for i in 0..12 {
         let found = store
             .get_device_authorization_by_code_hash(&format!("hash-code{i}"))
