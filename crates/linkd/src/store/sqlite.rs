@@ -586,41 +586,43 @@ impl Store for SqliteStore {
         if auths.is_empty() {
             return Ok(Vec::new());
         }
-        // One statement for the whole group: sqlx runs each statement on
-        // its connection's thread, so a statement per row would cost two
-        // thread switches per row. DO NOTHING rather than an error on a
-        // taken code, so one taken code does not cost the rest of its
-        // group; RETURNING tells which rows went in.
-        let mut sql =
-            format!("INSERT INTO device_authorizations ({AUTHORIZATION_COLUMNS}) VALUES ");
-        for i in 0..auths.len() {
-            sql.push_str(if i == 0 { "" } else { ", " });
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        // One statement per chunk of the group: sqlx runs each statement
+        // on its connection's thread, so a statement per row would cost two
+        // thread switches per row. Chunks keep within SQLite's 32,766 bound
+        // parameters. DO NOTHING rather than an error on a taken code, so
+        // one taken code does not cost the rest; RETURNING tells which rows
+        // went in.
+        const ROWS_PER_STATEMENT: usize = 1000;
+        let mut inserted = std::collections::HashSet::new();
+        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        for chunk in auths.chunks(ROWS_PER_STATEMENT) {
+            let mut sql =
+                format!("INSERT INTO device_authorizations ({AUTHORIZATION_COLUMNS}) VALUES ");
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 { "" } else { ", " });
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING RETURNING id");
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for a in chunk {
+                query = query
+                    .bind(&a.id)
+                    .bind(&a.device_code_hash)
+                    .bind(&a.user_code)
+                    .bind(&a.client_id)
+                    .bind(&a.scope)
+                    .bind(a.state.as_str())
+                    .bind(&a.account_id)
+                    .bind(&a.requested_ip)
+                    .bind(&a.device_name)
+                    .bind(a.created_at)
+                    .bind(a.expires_at)
+                    .bind(a.interval)
+                    .bind(a.decided_at);
+            }
+            inserted.extend(query.fetch_all(&mut *tx).await.map_err(map_sqlx)?);
         }
-        sql.push_str(" ON CONFLICT DO NOTHING RETURNING id");
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for a in auths {
-            query = query
-                .bind(&a.id)
-                .bind(&a.device_code_hash)
-                .bind(&a.user_code)
-                .bind(&a.client_id)
-                .bind(&a.scope)
-                .bind(a.state.as_str())
-                .bind(&a.account_id)
-                .bind(&a.requested_ip)
-                .bind(&a.device_name)
-                .bind(a.created_at)
-                .bind(a.expires_at)
-                .bind(a.interval)
-                .bind(a.decided_at);
-        }
-        let inserted: std::collections::HashSet<String> = query
-            .fetch_all(&self.write)
-            .await
-            .map_err(map_sqlx)?
-            .into_iter()
-            .collect();
+        tx.commit().await.map_err(map_sqlx)?;
         Ok(auths.iter().map(|a| inserted.contains(&a.id)).collect())
     }
 

@@ -205,6 +205,20 @@ async fn a_batch_of_authorizations_stores_all_but_the_taken_codes() {
             .unwrap()
             .is_empty()
     );
+
+    // More rows than one statement may bind parameters for.
+    let letters = b"BCDFGHJKLMNPQRSTVWXZ";
+    let many: Vec<_> = (0..3000usize)
+        .map(|n| {
+            let code: String = (0..8)
+                .map(|d| letters[(n / 20usize.pow(d)) % 20] as char)
+                .collect();
+            pending(&format!("many{n}"), &code, 600)
+        })
+        .collect();
+    let stored = store.insert_device_authorizations(&many).await.unwrap();
+    assert_eq!(stored.len(), 3000);
+    assert!(stored.iter().all(|&s| s));
 }
 
 #[tokio::test]
