@@ -39,8 +39,8 @@ pub fn handle() -> &'static PrometheusHandle {
 /// A request's counter and latency histogram.
 type RequestMetrics = (metrics::Counter, metrics::Histogram);
 
-/// One route's handles by method and status.
-type ByStatus = HashMap<(Method, u16), RequestMetrics>;
+/// One route's handles by method label and status.
+type ByStatus = HashMap<(&'static str, u16), RequestMetrics>;
 
 /// Handles by route template, then method and status. Building a metric's
 /// key costs several allocations and a registry lookup; the hot paths
@@ -48,19 +48,22 @@ type ByStatus = HashMap<(Method, u16), RequestMetrics>;
 static REQUEST_METRICS: LazyLock<RwLock<HashMap<String, ByStatus>>> =
     LazyLock::new(Default::default);
 
-fn request_metrics(route: &str, method: &Method, status: u16) -> RequestMetrics {
-    // Methods outside the standard set share one label, so a client
-    // inventing methods cannot grow the metrics without bound.
-    let method = match *method {
-        Method::GET
-        | Method::HEAD
-        | Method::POST
-        | Method::PUT
-        | Method::DELETE
-        | Method::OPTIONS
-        | Method::PATCH => method.clone(),
-        _ => Method::TRACE,
-    };
+/// The method's label. Methods outside the common set share one label, so a
+/// client inventing methods cannot grow the metrics without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+fn request_metrics(route: &str, method: &'static str, status: u16) -> RequestMetrics {
     let key = (method, status);
     if let Some(found) = REQUEST_METRICS
         .read()
@@ -70,15 +73,9 @@ fn request_metrics(route: &str, method: &Method, status: u16) -> RequestMetrics 
     {
         return found.clone();
     }
-    let label = if key.0 == Method::TRACE {
-        "other"
-    } else {
-        key.0.as_str()
-    }
-    .to_string();
     let made = (
-        metrics::counter!("linkd_http_requests_total", "route" => route.to_string(), "method" => label.clone(), "status" => status.to_string()),
-        metrics::histogram!("linkd_http_request_duration_seconds", "route" => route.to_string(), "method" => label),
+        metrics::counter!("linkd_http_requests_total", "route" => route.to_string(), "method" => method, "status" => status.to_string()),
+        metrics::histogram!("linkd_http_request_duration_seconds", "route" => route.to_string(), "method" => method),
     );
     REQUEST_METRICS
         .write()
@@ -93,11 +90,11 @@ fn request_metrics(route: &str, method: &Method, status: u16) -> RequestMetrics 
 /// which can carry ids and codes) and status.
 pub async fn track_requests(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, latency) = request_metrics(route, &method, response.status().as_u16());
+    let (requests, latency) = request_metrics(route, method, response.status().as_u16());
     requests.increment(1);
     latency.record(started.elapsed().as_secs_f64());
     response

@@ -76,13 +76,21 @@ pub fn presented(req: &OAuthRequest) -> Result<Presented, OAuthError> {
 
 /// Identifies and, for confidential clients, authenticates the caller.
 pub async fn authenticate(store: &dyn Store, req: &OAuthRequest) -> Result<Client, OAuthError> {
-    let p = presented(req)?;
+    authenticate_presented(store, &presented(req)?).await
+}
+
+/// Looks up the client that credentials already taken from a request name,
+/// and checks them.
+pub async fn authenticate_presented(
+    store: &dyn Store,
+    p: &Presented,
+) -> Result<Client, OAuthError> {
     let client = if p.client_id.len() > 256 {
         None
     } else {
         store.get_client(&p.client_id).await?
     };
-    verify(&p, client)
+    verify(p, client)
 }
 
 /// Checks presented credentials against the client they name (`None`:

@@ -68,7 +68,10 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
         }
         // Unknown code, or another app's: authenticate the caller the
         // usual way, so a wrong client still hears invalid_client first.
-        _ => (authenticate(state.store.as_ref(), req).await?, None),
+        _ => (
+            client_auth::authenticate_presented(state.store.as_ref(), &presented).await?,
+            None,
+        ),
     };
     let device_code = req.form.require("device_code")?;
     if device_code.len() > 256 {

@@ -238,6 +238,20 @@ pub struct PurgeBefore {
     pub refresh_tokens: Timestamp,
 }
 
+impl PurgeBefore {
+    /// Each purged table with the deadline its rows' `expires_at` is held
+    /// to. Every one has an index on expires_at (migrations 0001, 0002,
+    /// 0005), so a batch reads only the rows it deletes.
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 4] {
+        [
+            ("device_authorizations", self.codes),
+            ("sessions", self.now),
+            ("refresh_tokens", self.refresh_tokens),
+            ("revoked_access_tokens", self.now),
+        ]
+    }
+}
+
 /// How many events a slow subscriber may fall behind before it misses some
 /// (it then re-reads the store, which is always the truth).
 pub const EVENT_BACKLOG: usize = 4096;

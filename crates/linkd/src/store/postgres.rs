@@ -259,15 +259,8 @@ impl Store for PgStore {
 
     async fn purge(&self, before: &PurgeBefore, limit: i64) -> StoreResult<u64> {
         let mut purged = 0;
-        for (table, before) in [
-            ("device_authorizations", before.codes),
-            ("sessions", before.now),
-            ("refresh_tokens", before.refresh_tokens),
-            ("revoked_access_tokens", before.now),
-        ] {
-            // Each table has an index on expires_at (migrations 0001,
-            // 0002, 0005), so a batch reads only the rows it deletes; the
-            // ARRAY form lets the delete find them by TID.
+        for (table, before) in before.by_table() {
+            // The ARRAY form lets the delete find the rows by TID.
             let sql = format!(
                 "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
                      SELECT ctid FROM {table} WHERE expires_at < $1 LIMIT $2))"
@@ -598,7 +591,7 @@ impl Store for PgStore {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<(DeviceAuthorization, Client)>> {
-        sqlx::query(&format!("{}$1", rows::AUTHORIZATION_WITH_CLIENT))
+        sqlx::query(rows::authorization_with_client_sql!("$1"))
             .bind(device_code_hash)
             .fetch_optional(&self.pool)
             .await

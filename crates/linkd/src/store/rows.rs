@@ -47,7 +47,7 @@ where
 }
 
 /// A device authorization's columns followed by its app's, as
-/// [`AUTHORIZATION_WITH_CLIENT`] selects them.
+/// [`authorization_with_client_sql!`] selects them.
 pub(crate) fn authorization_with_client(
     row: &impl Columns,
 ) -> StoreResult<(DeviceAuthorization, Client)> {
@@ -63,13 +63,23 @@ pub(crate) fn authorization_with_client(
     Ok((auth, client))
 }
 
-/// Both backends' join of an authorization with its app; the app's
-/// columns are renamed where the names clash.
-pub(crate) const AUTHORIZATION_WITH_CLIENT: &str = "SELECT a.*, c.name AS c_name,
-     c.secret_hash AS c_secret_hash, c.scopes AS c_scopes,
-     c.device_flow_enabled AS c_device_flow_enabled, c.created_at AS c_created_at
-     FROM device_authorizations a JOIN clients c ON c.client_id = a.client_id
-     WHERE a.device_code_hash = ";
+/// Both backends' join of an authorization with its app, by device-code
+/// hash, ending in the backend's placeholder; the app's columns are renamed
+/// where the names clash. A macro so each backend has its query as a
+/// constant: it is the one every poll runs.
+macro_rules! authorization_with_client_sql {
+    ($placeholder:literal) => {
+        concat!(
+            "SELECT a.*, c.name AS c_name,
+             c.secret_hash AS c_secret_hash, c.scopes AS c_scopes,
+             c.device_flow_enabled AS c_device_flow_enabled, c.created_at AS c_created_at
+             FROM device_authorizations a JOIN clients c ON c.client_id = a.client_id
+             WHERE a.device_code_hash = ",
+            $placeholder
+        )
+    };
+}
+pub(crate) use authorization_with_client_sql;
 
 /// A row read through rusqlite (the SQLite store's hot-path reads).
 pub(crate) struct DirectRow<'a, 'r>(pub &'a rusqlite::Row<'r>);

@@ -322,14 +322,7 @@ impl Store for SqliteStore {
 
     async fn purge(&self, before: &PurgeBefore, limit: i64) -> StoreResult<u64> {
         let mut purged = 0;
-        for (table, before) in [
-            ("device_authorizations", before.codes),
-            ("sessions", before.now),
-            ("refresh_tokens", before.refresh_tokens),
-            ("revoked_access_tokens", before.now),
-        ] {
-            // Each table has an index on expires_at (migrations 0001,
-            // 0002, 0005), so a batch reads only the rows it deletes.
+        for (table, before) in before.by_table() {
             let sql = format!(
                 "DELETE FROM {table} WHERE rowid IN
                  (SELECT rowid FROM {table} WHERE expires_at < ? LIMIT ?)"
@@ -375,7 +368,7 @@ impl Store for SqliteStore {
         if let Some(direct) = &self.direct {
             return direct.one(SQL, client_id, |r| rows::client(r));
         }
-        sqlx::query("SELECT * FROM clients WHERE client_id = ?")
+        sqlx::query(SQL)
             .bind(client_id)
             .fetch_optional(&self.read)
             .await
@@ -644,7 +637,7 @@ impl Store for SqliteStore {
         if let Some(direct) = &self.direct {
             return direct.one(SQL, device_code_hash, |r| rows::authorization(r));
         }
-        sqlx::query("SELECT * FROM device_authorizations WHERE device_code_hash = ?")
+        sqlx::query(SQL)
             .bind(device_code_hash)
             .fetch_optional(&self.read)
             .await
@@ -657,14 +650,13 @@ impl Store for SqliteStore {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<(DeviceAuthorization, Client)>> {
+        const SQL: &str = rows::authorization_with_client_sql!("?");
         if let Some(direct) = &self.direct {
-            return direct.one(
-                &format!("{}?", rows::AUTHORIZATION_WITH_CLIENT),
-                device_code_hash,
-                |r| rows::authorization_with_client(r),
-            );
+            return direct.one(SQL, device_code_hash, |r| {
+                rows::authorization_with_client(r)
+            });
         }
-        sqlx::query(&format!("{}?", rows::AUTHORIZATION_WITH_CLIENT))
+        sqlx::query(SQL)
             .bind(device_code_hash)
             .fetch_optional(&self.read)
             .await
