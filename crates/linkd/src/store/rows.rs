@@ -81,13 +81,24 @@ macro_rules! authorization_with_client_sql {
 }
 pub(crate) use authorization_with_client_sql;
 
-/// A row read through rusqlite (the SQLite store's hot-path reads).
-pub(crate) struct DirectRow<'a, 'r>(pub &'a rusqlite::Row<'r>);
+/// A row read through rusqlite (the SQLite store's hot-path reads), with
+/// its statement's column names, learnt once per statement.
+pub(crate) struct DirectRow<'a, 'r> {
+    pub row: &'a rusqlite::Row<'r>,
+    pub columns: &'a [String],
+}
 
 impl DirectRow<'_, '_> {
     fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> StoreResult<T> {
-        self.0
-            .get(column)
+        // By position: rusqlite's lookup by name asks SQLite for every
+        // column's name and compares without case, on every get.
+        let index = self
+            .columns
+            .iter()
+            .position(|name| name == column)
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {column}")))?;
+        self.row
+            .get(index)
             .map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
     }
 }

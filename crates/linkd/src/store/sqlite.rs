@@ -2,6 +2,7 @@
 //! a pool of readers so reads never wait behind a write.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,9 +58,68 @@ const DIRECT_IDLE: usize = 8;
 /// path those two thread switches cost several times the indexed read
 /// itself (BENCH.md). The read is a few microseconds of B-tree search in
 /// cached pages, short enough not to hold up the async worker it runs on.
+///
+/// A connection keeps its read transaction open from one read to the next
+/// while nothing was written: starting and ending a read transaction takes
+/// SQLite's file and WAL-index locks (`fcntl` and a process-wide mutex the
+/// two async workers fought over), which cost more than the read itself
+/// (BENCH.md). A write through this store ([`SqliteStore::writer`]) bumps
+/// `writes` after it committed; a reader whose snapshot predates the bump
+/// starts a new one, so a read that begins after a write returned sees it.
+/// Writes by another process (the `linkd` CLI) are seen within
+/// [`SNAPSHOT_MAX_AGE`].
 struct Direct {
     path: std::path::PathBuf,
-    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    idle: std::sync::Mutex<Vec<Reader>>,
+    writes: std::sync::Arc<AtomicU64>,
+}
+
+/// The longest a reader keeps one snapshot, for writes this process cannot
+/// count. Also bounds how long a snapshot holds WAL frames from being
+/// checkpointed.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(2);
+
+/// A direct connection and the snapshot its open read transaction holds.
+struct Reader {
+    conn: rusqlite::Connection,
+    snapshot: Option<Snapshot>,
+}
+
+struct Snapshot {
+    /// The store's write count when the snapshot was taken.
+    writes: u64,
+    taken: std::time::Instant,
+}
+
+impl Reader {
+    fn is_stale(&self, writes: u64, now: std::time::Instant) -> bool {
+        self.snapshot
+            .as_ref()
+            .is_some_and(|s| s.writes != writes || now.duration_since(s.taken) > SNAPSHOT_MAX_AGE)
+    }
+
+    /// Ends the read transaction, letting its snapshot go.
+    fn release(&mut self) -> rusqlite::Result<()> {
+        if self.snapshot.take().is_some() {
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the connection reads a snapshot no older than `writes`.
+    fn refresh(&mut self, writes: u64) -> rusqlite::Result<()> {
+        let now = std::time::Instant::now();
+        if self.is_stale(writes, now) {
+            self.release()?;
+        }
+        if self.snapshot.is_none() {
+            // Deferred: the snapshot is taken by the read that follows,
+            // after `writes` was loaded, so it holds every write counted.
+            self.conn.prepare_cached("BEGIN")?.execute([])?;
+            self.snapshot = Some(Snapshot { writes, taken: now });
+        }
+        Ok(())
+    }
 }
 
 impl Direct {
@@ -87,35 +147,99 @@ impl Direct {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> StoreResult<T> {
+        // Loaded before the snapshot is taken (see `Reader::refresh`).
+        let writes = self.writes.load(Ordering::Acquire);
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.open().map_err(map_rusqlite)?,
+        let mut reader = match idle {
+            Some(reader) => reader,
+            None => Reader {
+                conn: self.open().map_err(map_rusqlite)?,
+                snapshot: None,
+            },
         };
-        let result = f(&conn);
+        let result = reader.refresh(writes).and_then(|()| f(&reader.conn));
         // A connection that failed may be broken; let it go.
         if result.is_ok() {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < DIRECT_IDLE {
-                idle.push(conn);
+                idle.push(reader);
             }
         }
         result.map_err(map_rusqlite)
     }
 
-    /// One row of `sql` with `param`, mapped while the statement is live.
+    /// One row of `query` with `param`, mapped while the statement is live.
     fn one<T>(
         &self,
-        sql: &str,
+        query: &DirectQuery,
         param: &str,
         map: impl FnOnce(&rows::DirectRow<'_, '_>) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(sql)?;
+            let mut statement = conn.prepare_cached(query.sql)?;
+            let columns = query.columns.get_or_init(|| {
+                statement
+                    .column_names()
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            });
             let mut found = statement.query([param])?;
-            Ok(found.next()?.map(|row| map(&rows::DirectRow(row))))
+            Ok(found
+                .next()?
+                .map(|row| map(&rows::DirectRow { row, columns })))
         })?
         .transpose()
+    }
+
+    /// Lets idle readers' old snapshots go, so they hold no WAL frames
+    /// back from the checkpoint.
+    fn release_idle(&self) {
+        let now = std::time::Instant::now();
+        let writes = self.writes.load(Ordering::Acquire);
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain_mut(|reader| !reader.is_stale(writes, now) || reader.release().is_ok());
+    }
+}
+
+/// A statement the direct connections run, with its column names learnt
+/// once: rows are then read by position, not by asking SQLite for each
+/// column's name on every row.
+struct DirectQuery {
+    sql: &'static str,
+    columns: std::sync::OnceLock<Vec<String>>,
+}
+
+impl DirectQuery {
+    const fn new(sql: &'static str) -> Self {
+        DirectQuery {
+            sql,
+            columns: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// The one writing connection, lent for one statement or transaction.
+/// Dropped after it, it counts a write, so direct readers take a new
+/// snapshot ([`Direct`]).
+struct Writing<'a> {
+    pool: &'a SqlitePool,
+    writes: &'a AtomicU64,
+}
+
+impl std::ops::Deref for Writing<'_> {
+    type Target = SqlitePool;
+
+    fn deref(&self) -> &SqlitePool {
+        self.pool
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.writes.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -133,6 +257,7 @@ impl Direct {
     /// commit crossed the WAL threshold, which stalled the one writer all
     /// requests queue behind.
     fn checkpoint(&self) -> StoreResult<()> {
+        self.release_idle();
         let conn = rusqlite::Connection::open_with_flags(
             &self.path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -170,7 +295,10 @@ fn map_rusqlite(err: rusqlite::Error) -> StoreError {
 }
 
 pub struct SqliteStore {
+    /// Only through [`SqliteStore::writer`], which counts writes.
     write: SqlitePool,
+    /// Writes made through this store, for [`Direct`] readers.
+    writes: std::sync::Arc<AtomicU64>,
     read: SqlitePool,
     /// Hot-path reads on the calling thread; `None` for an in-memory
     /// database, which other connections cannot see.
@@ -215,10 +343,12 @@ impl SqliteStore {
         // in sqlx's connections alone.
         let path = options.get_filename();
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let writes = std::sync::Arc::new(AtomicU64::new(0));
         let direct = (!in_memory && path.is_file()).then(|| {
             std::sync::Arc::new(Direct {
                 path: path.to_path_buf(),
                 idle: Default::default(),
+                writes: writes.clone(),
             })
         });
         if let Some(direct) = &direct {
@@ -226,10 +356,22 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             write,
+            writes,
             read,
             direct,
             events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
         })
+    }
+}
+
+impl SqliteStore {
+    /// The writer for one statement, or for a transaction: keep the guard
+    /// until after the commit (`let writing = self.writer();`).
+    fn writer(&self) -> Writing<'_> {
+        Writing {
+            pool: &self.write,
+            writes: &self.writes,
+        }
     }
 }
 
@@ -261,7 +403,7 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         migrator
-            .run(&self.write)
+            .run(&*self.writer())
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
     }
@@ -330,7 +472,7 @@ impl Store for SqliteStore {
             let done = sqlx::query(&sql)
                 .bind(before)
                 .bind(limit)
-                .execute(&self.write)
+                .execute(&*self.writer())
                 .await
                 .map_err(map_sqlx)?;
             purged += done.rows_affected();
@@ -357,7 +499,7 @@ impl Store for SqliteStore {
         .bind(&c.scopes)
         .bind(c.device_flow_enabled as i64)
         .bind(c.created_at)
-        .execute(&self.write)
+        .execute(&*self.writer())
         .await
         .map_err(map_sqlx)?;
         Ok(())
@@ -365,8 +507,9 @@ impl Store for SqliteStore {
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
         const SQL: &str = "SELECT * FROM clients WHERE client_id = ?";
+        static QUERY: DirectQuery = DirectQuery::new(SQL);
         if let Some(direct) = &self.direct {
-            return direct.one(SQL, client_id, |r| rows::client(r));
+            return direct.one(&QUERY, client_id, |r| rows::client(r));
         }
         sqlx::query(SQL)
             .bind(client_id)
@@ -401,7 +544,7 @@ impl Store for SqliteStore {
         .bind(scopes)
         .bind(device_flow_enabled.map(i64::from))
         .bind(client_id)
-        .execute(&self.write)
+        .execute(&*self.writer())
         .await
         .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
@@ -410,7 +553,7 @@ impl Store for SqliteStore {
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM clients WHERE client_id = ?")
             .bind(client_id)
-            .execute(&self.write)
+            .execute(&*self.writer())
             .await
             .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
@@ -426,7 +569,7 @@ impl Store for SqliteStore {
         .bind(&a.password_hash)
         .bind(a.created_at)
         .bind(a.disabled as i64)
-        .execute(&self.write)
+        .execute(&*self.writer())
         .await
         .map_err(map_sqlx)?;
         Ok(())
@@ -466,7 +609,7 @@ impl Store for SqliteStore {
         let done = sqlx::query("UPDATE accounts SET disabled = ? WHERE id = ?")
             .bind(disabled as i64)
             .bind(id)
-            .execute(&self.write)
+            .execute(&*self.writer())
             .await
             .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
@@ -475,7 +618,7 @@ impl Store for SqliteStore {
     async fn delete_account(&self, id: &str) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
             .bind(id)
-            .execute(&self.write)
+            .execute(&*self.writer())
             .await
             .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
@@ -485,7 +628,7 @@ impl Store for SqliteStore {
         let done = sqlx::query("UPDATE clients SET secret_hash = ? WHERE client_id = ?")
             .bind(secret_hash)
             .bind(client_id)
-            .execute(&self.write)
+            .execute(&*self.writer())
             .await
             .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
@@ -494,7 +637,7 @@ impl Store for SqliteStore {
     async fn delete_sessions(&self, account_id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE account_id = ?")
             .bind(account_id)
-            .execute(&self.write)
+            .execute(&*self.writer())
             .await
             .map_err(map_sqlx)?;
         Ok(())
@@ -510,7 +653,7 @@ impl Store for SqliteStore {
         .bind(&s.csrf_token)
         .bind(s.created_at)
         .bind(s.expires_at)
-        .execute(&self.write)
+        .execute(&*self.writer())
         .await
         .map_err(map_sqlx)?;
         Ok(())
@@ -529,7 +672,7 @@ impl Store for SqliteStore {
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
             .bind(id_hash)
-            .execute(&self.write)
+            .execute(&*self.writer())
             .await
             .map_err(map_sqlx)?;
         Ok(())
@@ -540,7 +683,7 @@ impl Store for SqliteStore {
             .bind(&k.kid)
             .bind(&k.private_pem)
             .bind(k.created_at)
-            .execute(&self.write)
+            .execute(&*self.writer())
             .await
             .map_err(map_sqlx)?;
         Ok(())
@@ -556,7 +699,7 @@ impl Store for SqliteStore {
         .bind(&k.kid)
         .bind(&k.private_pem)
         .bind(k.created_at)
-        .execute(&self.write)
+        .execute(&*self.writer())
         .await
         .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
@@ -587,7 +730,8 @@ impl Store for SqliteStore {
         // went in.
         const ROWS_PER_STATEMENT: usize = 1000;
         let mut inserted = std::collections::HashSet::new();
-        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let writing = self.writer();
+        let mut tx = writing.begin().await.map_err(map_sqlx)?;
         for chunk in auths.chunks(ROWS_PER_STATEMENT) {
             let mut sql =
                 format!("INSERT INTO device_authorizations ({AUTHORIZATION_COLUMNS}) VALUES ");
@@ -634,8 +778,9 @@ impl Store for SqliteStore {
         device_code_hash: &str,
     ) -> StoreResult<Option<DeviceAuthorization>> {
         const SQL: &str = "SELECT * FROM device_authorizations WHERE device_code_hash = ?";
+        static QUERY: DirectQuery = DirectQuery::new(SQL);
         if let Some(direct) = &self.direct {
-            return direct.one(SQL, device_code_hash, |r| rows::authorization(r));
+            return direct.one(&QUERY, device_code_hash, |r| rows::authorization(r));
         }
         sqlx::query(SQL)
             .bind(device_code_hash)
@@ -651,8 +796,9 @@ impl Store for SqliteStore {
         device_code_hash: &str,
     ) -> StoreResult<Option<(DeviceAuthorization, Client)>> {
         const SQL: &str = rows::authorization_with_client_sql!("?");
+        static QUERY: DirectQuery = DirectQuery::new(SQL);
         if let Some(direct) = &self.direct {
-            return direct.one(SQL, device_code_hash, |r| {
+            return direct.one(&QUERY, device_code_hash, |r| {
                 rows::authorization_with_client(r)
             });
         }
@@ -699,7 +845,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(id)
         .bind(now)
-        .execute(&self.write)
+        .execute(&*self.writer())
         .await
         .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
@@ -711,7 +857,8 @@ impl Store for SqliteStore {
         now: Timestamp,
         redemption: &Redemption,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let writing = self.writer();
+        let mut tx = writing.begin().await.map_err(map_sqlx)?;
         let done = sqlx::query(
             "UPDATE device_authorizations SET state = 'redeemed'
              WHERE id = ? AND state = 'approved' AND expires_at > ?",
@@ -786,14 +933,15 @@ impl Store for SqliteStore {
         .bind(label)
         .bind(id)
         .bind(account_id)
-        .execute(&self.write)
+        .execute(&*self.writer())
         .await
         .map_err(map_sqlx)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_linked_device(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let writing = self.writer();
+        let mut tx = writing.begin().await.map_err(map_sqlx)?;
         let done = sqlx::query(
             "UPDATE linked_devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
         )
@@ -844,7 +992,8 @@ impl Store for SqliteStore {
         new: &RefreshToken,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let writing = self.writer();
+        let mut tx = writing.begin().await.map_err(map_sqlx)?;
         let done = sqlx::query(
             "UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL",
         )
@@ -871,7 +1020,7 @@ impl Store for SqliteStore {
         sqlx::query("INSERT OR IGNORE INTO revoked_access_tokens (jti, expires_at) VALUES (?, ?)")
             .bind(jti)
             .bind(expires_at)
-            .execute(&self.write)
+            .execute(&*self.writer())
             .await
             .map_err(map_sqlx)?;
         Ok(())
@@ -889,7 +1038,7 @@ impl Store for SqliteStore {
         .bind(&a.device)
         .bind(&a.ip)
         .bind(a.at)
-        .execute(&self.write)
+        .execute(&*self.writer())
         .await
         .map_err(map_sqlx)?;
         Ok(())
@@ -926,7 +1075,8 @@ impl Store for SqliteStore {
     }
 
     async fn sync_write(&self, w: &SyncWrite) -> StoreResult<SyncWriteOutcome> {
-        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let writing = self.writer();
+        let mut tx = writing.begin().await.map_err(map_sqlx)?;
         let seq = next_sync_seq(&mut tx, &w.account_id).await?;
         let current = sqlx::query(SYNC_SELECT_ONE)
             .bind(&w.account_id)
@@ -1114,7 +1264,8 @@ impl Store for SqliteStore {
         collection: &str,
         now: Timestamp,
     ) -> StoreResult<u64> {
-        let mut tx = self.write.begin().await.map_err(map_sqlx)?;
+        let writing = self.writer();
+        let mut tx = writing.begin().await.map_err(map_sqlx)?;
         let keys: Vec<String> = sqlx::query_scalar(
             "SELECT key FROM sync_documents
              WHERE account_id = ? AND namespace = ? AND collection = ? AND deleted = 0
@@ -1166,4 +1317,130 @@ async fn insert_refresh_token(
     .await
     .map_err(map_sqlx)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(scopes: &str) -> Client {
+        Client {
+            client_id: "tv".into(),
+            name: "TV".into(),
+            secret_hash: None,
+            scopes: scopes.into(),
+            device_flow_enabled: true,
+            created_at: 0,
+        }
+    }
+
+    fn authorization(n: usize) -> DeviceAuthorization {
+        DeviceAuthorization {
+            id: format!("id-{n}"),
+            device_code_hash: format!("hash-{n}"),
+            user_code: format!("CODE{n:04}"),
+            client_id: "tv".into(),
+            scope: "openid".into(),
+            state: AuthorizationState::Pending,
+            account_id: None,
+            requested_ip: "192.0.2.1".into(),
+            device_name: None,
+            created_at: 0,
+            expires_at: i64::MAX,
+            interval: 5,
+            decided_at: None,
+        }
+    }
+
+    /// A store in a fresh file (kept while the directory lives) with one
+    /// app, `tv`.
+    async fn store_with_client() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("linkd.db").display()
+        );
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store.insert_client(&client("openid")).await.unwrap();
+        (dir, store)
+    }
+
+    /// The direct readers keep their snapshot between reads; every write
+    /// through the store must still be seen by the very next read, and a
+    /// write by another process within the snapshot's age limit.
+    #[tokio::test]
+    async fn direct_reads_see_every_committed_write() {
+        let (dir, store) = store_with_client().await;
+        assert!(store.direct.is_some(), "a file database reads directly");
+        for n in 0..200 {
+            // Reads in between, so the readers hold a snapshot.
+            assert!(
+                store
+                    .get_device_authorization_with_client(&format!("hash-{n}"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            store
+                .insert_device_authorization(&authorization(n))
+                .await
+                .unwrap();
+            let (auth, client) = store
+                .get_device_authorization_with_client(&format!("hash-{n}"))
+                .await
+                .unwrap()
+                .expect("the row written just before");
+            assert_eq!(
+                (auth.id.as_str(), client.name.as_str()),
+                (&*format!("id-{n}"), "TV")
+            );
+            let scopes = format!("openid s{n}");
+            store
+                .update_client("tv", Some(&scopes), None)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.get_client("tv").await.unwrap().unwrap().scopes,
+                scopes
+            );
+        }
+
+        // Another process's write (here: another connection) is not
+        // counted; it shows once the snapshot is older than its limit.
+        let other = rusqlite::Connection::open(dir.path().join("linkd.db")).unwrap();
+        other
+            .execute(
+                "UPDATE clients SET name = 'Elsewhere' WHERE client_id = 'tv'",
+                [],
+            )
+            .unwrap();
+        tokio::time::sleep(SNAPSHOT_MAX_AGE * 5).await;
+        assert_eq!(
+            store.get_client("tv").await.unwrap().unwrap().name,
+            "Elsewhere"
+        );
+    }
+
+    /// Idle readers let their snapshots go, so a checkpoint can copy every
+    /// committed page back into the database file.
+    #[tokio::test]
+    async fn idle_readers_release_their_snapshots() {
+        let (_dir, store) = store_with_client().await;
+        store.get_client("tv").await.unwrap();
+        let direct = store.direct.as_ref().unwrap();
+        let holding = |direct: &Direct| {
+            direct
+                .idle
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.snapshot.is_some())
+                .count()
+        };
+        assert_eq!(holding(direct), 1);
+        std::thread::sleep(SNAPSHOT_MAX_AGE * 2);
+        direct.release_idle();
+        assert_eq!(holding(direct), 0);
+    }
 }
