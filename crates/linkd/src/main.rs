@@ -1,6 +1,9 @@
 //! The `linkd` command: parses arguments and calls into the library.
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use linkd::Config;
 use linkd::cli;
 

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -86,18 +85,33 @@ fn request_metrics(route: &str, method: &'static str, status: u16) -> RequestMet
     made
 }
 
-/// Counts and times each request by route template (never the raw path,
-/// which can carry ids and codes) and status.
-pub async fn track_requests(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = method_label(req.method());
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, latency) = request_metrics(route, method, response.status().as_u16());
-    requests.increment(1);
-    latency.record(started.elapsed().as_secs_f64());
-    response
+/// Counts and times one request by route template (never the raw path,
+/// which can carry ids and codes) and status. Started and finished by the
+/// one response layer (`app::around_request`).
+pub struct RequestTimer {
+    route: Option<MatchedPath>,
+    method: &'static str,
+    started: Instant,
+}
+
+impl RequestTimer {
+    pub fn start(req: &Request) -> Self {
+        RequestTimer {
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            method: method_label(req.method()),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records the request; returns its latency in milliseconds.
+    pub fn finish(self, status: axum::http::StatusCode) -> f64 {
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let (requests, latency) = request_metrics(route, self.method, status.as_u16());
+        let seconds = self.started.elapsed().as_secs_f64();
+        requests.increment(1);
+        latency.record(seconds);
+        seconds * 1000.0
+    }
 }
 
 /// `GET /metrics`.

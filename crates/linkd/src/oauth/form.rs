@@ -1,23 +1,29 @@
 //! Strict parsing of `application/x-www-form-urlencoded` OAuth requests.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
 
 use super::OAuthError;
 
+/// Most parameters one request may carry. No OAuth request needs more
+/// than about ten; the bound keeps the repeat check below cheap.
+const MAX_PARAMS: usize = 32;
+
 /// The parameters of an OAuth request body, each present at most once.
+/// A short list: a handful of entries compare faster than they hash.
 #[derive(Debug, Default)]
 pub struct OAuthForm {
-    params: HashMap<String, String>,
+    params: Vec<(String, String)>,
 }
 
 impl OAuthForm {
     /// RFC 6749 §3.1: a parameter sent without a value counts as omitted.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.params.get(name).map(String::as_str)
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn require(&self, name: &'static str) -> Result<&str, OAuthError> {
@@ -36,7 +42,7 @@ impl OAuthForm {
                 "the request body must be application/x-www-form-urlencoded",
             ));
         }
-        let mut params = HashMap::new();
+        let mut params: Vec<(String, String)> = Vec::new();
         for (name, value) in form_urlencoded::parse(body) {
             // Invalid UTF-8 is replaced by U+FFFD when decoding; no OAuth
             // parameter legitimately holds it, nor a NUL.
@@ -49,14 +55,17 @@ impl OAuthForm {
                 continue;
             }
             // RFC 6749 §3.1: parameters must not be included more than once.
-            if params
-                .insert(name.to_string(), value.into_owned())
-                .is_some()
-            {
+            if params.iter().any(|(n, _)| *n == name) {
                 return Err(OAuthError::invalid_request(format!(
                     "the {name} parameter is repeated"
                 )));
             }
+            if params.len() == MAX_PARAMS {
+                return Err(OAuthError::invalid_request(
+                    "the request holds too many parameters",
+                ));
+            }
+            params.push((name.into_owned(), value.into_owned()));
         }
         Ok(OAuthForm { params })
     }
@@ -73,7 +82,11 @@ impl<S: Send + Sync> FromRequest<S> for OAuthRequest {
     type Rejection = OAuthError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let headers = req.headers().clone();
+        // The headers are moved out, not copied; the body limit travels in
+        // the extensions.
+        let (mut parts, body) = req.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
+        let req = Request::from_parts(parts, body);
         let body = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 OAuthError::payload_too_large()
@@ -115,5 +128,14 @@ mod tests {
         assert!(OAuthForm::parse(&form_headers(), b"a=%FF").is_err());
         assert!(OAuthForm::parse(&form_headers(), b"a=%00").is_err());
         assert!(OAuthForm::parse(&HeaderMap::new(), b"a=1").is_err());
+    }
+
+    #[test]
+    fn bounds_the_number_of_parameters() {
+        let body: String = (0..MAX_PARAMS).map(|i| format!("p{i}=v&")).collect();
+        assert!(OAuthForm::parse(&form_headers(), body.as_bytes()).is_ok());
+        let body = format!("{body}one=more");
+        let e = OAuthForm::parse(&form_headers(), body.as_bytes()).unwrap_err();
+        assert_eq!(e.error, "invalid_request");
     }
 }

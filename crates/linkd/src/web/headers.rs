@@ -1,8 +1,6 @@
 //! Security headers on every response (DESIGN.md, "Security decisions").
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::app::AppState;
@@ -13,8 +11,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
                    base-uri 'none'";
 
-pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+/// Part of the one response layer (`app::around_request`).
+pub fn secure(state: &AppState, response: &mut Response) {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -43,5 +41,4 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     if is_html {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }

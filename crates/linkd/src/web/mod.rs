@@ -10,10 +10,9 @@ pub mod link;
 pub mod signin;
 pub mod signup;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::value::Kwargs;
 use minijinja::{Environment, Value, context};
@@ -191,16 +190,15 @@ pub fn request_lang(headers: &HeaderMap) -> Lang {
 
 /// Renders error pages in the visitor's language and marks every page as
 /// depending on `Accept-Language`, so caches keep the languages apart.
-pub async fn localize(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let lang = request_lang(req.headers());
-    let mut response = next.run(req).await;
+/// Part of the one response layer (`app::around_request`).
+pub fn localize(state: &AppState, lang: Lang, response: &mut Response) {
     if let Some(page) = response.extensions_mut().remove::<ErrorPage>() {
         let title = page.title.in_lang(lang);
         let ctx = context! {
             title => &title,
             heading => &title,
             message => page.message.in_lang(lang),
-            ..page_context(&state, lang)
+            ..page_context(state, lang)
         };
         if let Ok(body) = state.templates.render("message.html", ctx) {
             response.headers_mut().remove(header::CONTENT_LENGTH);
@@ -220,7 +218,6 @@ pub async fn localize(State(state): State<AppState>, req: Request, next: Next) -
             HeaderValue::from_static(lang.tag()),
         );
     }
-    response
 }
 
 pub async fn not_found() -> PageError {
