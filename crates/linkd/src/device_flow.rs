@@ -185,7 +185,7 @@ pub async fn start(
 /// with the table's spare room), and a poll allocates nothing.
 pub struct PollTracker {
     /// Split by key so polls on different codes rarely wait for one lock.
-    shards: [Mutex<HashMap<[u32; 2], PollEntry>>; POLL_SHARDS],
+    shards: [Mutex<PollTable>; POLL_SHARDS],
     /// Hashes ids to table keys; random per process, so nobody can aim ids
     /// at one key.
     digest: std::collections::hash_map::RandomState,
@@ -195,6 +195,32 @@ pub struct PollTracker {
 }
 
 const POLL_SHARDS: usize = 16;
+
+/// One shard's entries. Keys are already keyed digests ([`PollTracker::key`]),
+/// so the table uses them as they are rather than hashing them again.
+type PollTable = HashMap<[u32; 2], PollEntry, std::hash::BuildHasherDefault<DigestHasher>>;
+
+/// Passes a [`PollTracker`] key through as its own hash.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // A key's eight bytes arrive in one call and come out as they went
+        // in: random already.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_usize(&mut self, _: usize) {
+        // The array's length, the same for every key.
+    }
+}
 
 #[derive(Clone, Copy)]
 struct PollEntry {
@@ -226,13 +252,13 @@ impl PollTracker {
         (ms.saturating_sub(self.epoch_ms) / 100).clamp(1, i64::from(u32::MAX)) as u32
     }
 
-    fn lock(&self, key: [u32; 2]) -> std::sync::MutexGuard<'_, HashMap<[u32; 2], PollEntry>> {
+    fn lock(&self, key: [u32; 2]) -> std::sync::MutexGuard<'_, PollTable> {
         self.shards[key[0] as usize % POLL_SHARDS]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn all(&self) -> impl Iterator<Item = std::sync::MutexGuard<'_, HashMap<[u32; 2], PollEntry>>> {
+    fn all(&self) -> impl Iterator<Item = std::sync::MutexGuard<'_, PollTable>> {
         self.shards
             .iter()
             .map(|shard| shard.lock().unwrap_or_else(|e| e.into_inner()))
