@@ -11,6 +11,8 @@ mod bare;
 mod load;
 /// What machine this is and what a process costs it (/proc).
 mod machine;
+/// Bare server and linkd taking turns, round after round (`--rounds`).
+mod paired;
 /// Turning results into lines a person reads and a Markdown table.
 mod report;
 /// Filling a fresh store with a client and pending device authorizations.
@@ -93,6 +95,11 @@ struct Options {
     /// server for each run, dropped afterwards.
     #[arg(long, num_args = 0..=1, default_missing_value = DEFAULT_POSTGRES, value_name = "URL")]
     postgres: Option<String>,
+    /// Also poll in N paired rounds per code count: the bare server and
+    /// linkd both running and taking turns under the same load, reported
+    /// with the median ratio (a single run's ratio moves with the machine).
+    #[arg(long, default_value_t = 0)]
+    rounds: usize,
     /// Approvals to time in the approve scenario.
     #[arg(long, default_value_t = 50)]
     approvals: usize,
@@ -183,6 +190,24 @@ async fn bench(options: Options) -> anyhow::Result<()> {
             );
             let row = poll_run(&linkd, &backend, workdir.path(), n, &load, &report).await?;
             report.poll.push(row);
+        }
+        if options.rounds > 0 {
+            for &n in &codes {
+                println!(
+                    "\n== paired rounds: bare and linkd taking turns, {} pending codes",
+                    report::count(n as u64)
+                );
+                paired::poll(
+                    &linkd,
+                    &backend,
+                    workdir.path(),
+                    n,
+                    &load,
+                    options.rounds,
+                    options.markdown,
+                )
+                .await?;
+            }
         }
     }
 
