@@ -105,19 +105,28 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-fn round_line(i: usize, round: &Round) -> String {
+/// A round's figures as text: bare and linkd req/s, the ratio, linkd's p99,
+/// and server CPU per request for linkd and bare.
+fn figures(round: &Round) -> [String; 6] {
     let cpu = |r: &LoadResult| {
         r.server_cpu_us
-            .map_or("?".into(), |us| format!("{us:.0} µs"))
+            .map_or("–".into(), |us| format!("{us:.0} µs"))
     };
-    let mut line = format!(
-        "round {i}: bare {} req/s, linkd {} req/s = {:.2}x; linkd p99 {}; server CPU/req linkd {} (bare {})",
+    [
         count(round.bare.rate() as u64),
         count(round.linkd.rate() as u64),
-        round.ratio(),
+        format!("{:.2}x", round.ratio()),
         report::latency(round.linkd.latency_us(0.99)),
         cpu(&round.linkd),
         cpu(&round.bare),
+    ]
+}
+
+fn round_line(i: usize, round: &Round) -> String {
+    let [bare, linkd, ratio, p99, cpu_linkd, cpu_bare] = figures(round);
+    let mut line = format!(
+        "round {i}: bare {bare} req/s, linkd {linkd} req/s = {ratio}; linkd p99 {p99}; \
+         server CPU/req linkd {cpu_linkd} (bare {cpu_bare})"
     );
     for (name, result) in [("bare", &round.bare), ("linkd", &round.linkd)] {
         if !result.all_expected() {
@@ -131,10 +140,6 @@ fn round_line(i: usize, round: &Round) -> String {
 }
 
 fn table(n: usize, rounds: &[Round]) -> String {
-    let cpu = |r: &LoadResult| {
-        r.server_cpu_us
-            .map_or("–".into(), |us| format!("{us:.0} µs"))
-    };
     let mut out = format!(
         "Paired rounds, {} pending codes:\n\n\
          | round | bare req/s | linkd req/s | vs bare | linkd p99 | server CPU/req linkd (bare) |\n\
@@ -142,15 +147,10 @@ fn table(n: usize, rounds: &[Round]) -> String {
         count(n as u64)
     );
     for (i, round) in rounds.iter().enumerate() {
+        let [bare, linkd, ratio, p99, cpu_linkd, cpu_bare] = figures(round);
         out.push_str(&format!(
-            "| {} | {} | {} | {:.2}x | {} | {} ({}) |\n",
-            i + 1,
-            count(round.bare.rate() as u64),
-            count(round.linkd.rate() as u64),
-            round.ratio(),
-            report::latency(round.linkd.latency_us(0.99)),
-            cpu(&round.linkd),
-            cpu(&round.bare),
+            "| {} | {bare} | {linkd} | {ratio} | {p99} | {cpu_linkd} ({cpu_bare}) |\n",
+            i + 1
         ));
     }
     out
