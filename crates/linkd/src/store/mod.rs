@@ -409,8 +409,16 @@ pub trait Store: Send + Sync + 'static {
     /// All signing keys, newest first.
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
 
-    /// Fails with `Conflict` when the user code is taken.
-    async fn insert_device_authorization(&self, auth: &DeviceAuthorization) -> StoreResult<()>;
+    /// Fails with `Conflict` when the user code is taken. A group of one.
+    async fn insert_device_authorization(&self, auth: &DeviceAuthorization) -> StoreResult<()> {
+        match self
+            .insert_device_authorizations(std::slice::from_ref(auth))
+            .await?[..]
+        {
+            [true] => Ok(()),
+            _ => Err(StoreError::Conflict),
+        }
+    }
     /// Stores several authorizations in one transaction (one commit for
     /// many requests). One flag per record: false when its user code or
     /// device code was taken, which leaves the others stored.

@@ -564,16 +564,6 @@ impl Store for PgStore {
         Ok(auths.iter().map(|a| inserted.contains(&a.id)).collect())
     }
 
-    async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {
-        match self
-            .insert_device_authorizations(std::slice::from_ref(a))
-            .await?[..]
-        {
-            [true] => Ok(()),
-            _ => Err(StoreError::Conflict),
-        }
-    }
-
     async fn get_device_authorization_by_code_hash(
         &self,
         device_code_hash: &str,

@@ -256,29 +256,47 @@ impl Direct {
     /// copying and its two fsyncs no longer fall on whichever request's
     /// commit crossed the WAL threshold, which stalled the one writer all
     /// requests queue behind.
-    fn checkpoint(&self) -> StoreResult<()> {
+    /// `conn` is the checkpoint's own connection, kept from one round to
+    /// the next (opened when missing, let go after a failure).
+    fn checkpoint(&self, conn: &mut Option<rusqlite::Connection>) -> StoreResult<()> {
         self.release_idle();
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(map_rusqlite)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())))
-            .map_err(map_rusqlite)
+        let checkpointer = match conn.take() {
+            Some(c) => c,
+            None => rusqlite::Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|()| c))
+            .map_err(map_rusqlite)?,
+        };
+        checkpointer
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(map_rusqlite)?;
+        *conn = Some(checkpointer);
+        Ok(())
     }
 }
 
 /// Checkpoints the WAL in the background for as long as the store lives.
 async fn checkpoint_in_background(direct: std::sync::Weak<Direct>) {
+    let mut conn = None;
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         let Some(direct) = direct.upgrade() else {
             return;
         };
-        match tokio::task::spawn_blocking(move || direct.checkpoint()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "background checkpoint failed"),
+        let round = tokio::task::spawn_blocking(move || {
+            let result = direct.checkpoint(&mut conn);
+            (conn, result)
+        });
+        match round.await {
+            Ok((kept, result)) => {
+                conn = kept;
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "background checkpoint failed");
+                }
+            }
             Err(_) => return,
         }
     }
@@ -761,16 +779,6 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(map_sqlx)?;
         Ok(auths.iter().map(|a| inserted.contains(&a.id)).collect())
-    }
-
-    async fn insert_device_authorization(&self, a: &DeviceAuthorization) -> StoreResult<()> {
-        match self
-            .insert_device_authorizations(std::slice::from_ref(a))
-            .await?[..]
-        {
-            [true] => Ok(()),
-            _ => Err(StoreError::Conflict),
-        }
     }
 
     async fn get_device_authorization_by_code_hash(
@@ -1420,6 +1428,35 @@ mod tests {
             store.get_client("tv").await.unwrap().unwrap().name,
             "Elsewhere"
         );
+    }
+
+    /// The background checkpoint keeps one connection from round to round
+    /// and copies every committed frame back into the database file.
+    #[tokio::test]
+    async fn checkpoints_reuse_their_connection() {
+        let (_dir, store) = store_with_client().await;
+        let direct = store.direct.clone().unwrap();
+        let mut conn = None;
+        for n in 0..3 {
+            store
+                .insert_device_authorization(&authorization(n))
+                .await
+                .unwrap();
+            let (direct, mut slot) = (direct.clone(), conn.take());
+            conn = tokio::task::spawn_blocking(move || {
+                direct.checkpoint(&mut slot).unwrap();
+                slot
+            })
+            .await
+            .unwrap();
+            let kept = conn.as_ref().expect("the connection is kept");
+            let (frames, copied): (i64, i64) = kept
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(1)?, r.get(2)?))
+                })
+                .unwrap();
+            assert_eq!(frames, copied, "round {n}: every frame checkpointed");
+        }
     }
 
     /// Idle readers let their snapshots go, so a checkpoint can copy every
