@@ -147,6 +147,16 @@ async fn hostile_input_gets_exact_answers_and_changes_nothing() {
             "/oauth/token",
             format!("{G}&client_id=demo-tv&client_id=demo-tv&device_code=x"),
         ),
+        case(
+            "40 distinct parameters",
+            Method::POST,
+            "/oauth/token",
+            format!(
+                "{G}&client_id=demo-tv&device_code=x{}",
+                (0..40).map(|i| format!("&p{i}=v")).collect::<String>()
+            ),
+        )
+        .expect("too many parameters"),
         case("1 MB body", Method::POST, "/oauth/token", big.clone())
             .status(StatusCode::PAYLOAD_TOO_LARGE),
         case(
