@@ -84,19 +84,35 @@ pub(crate) use authorization_with_client_sql;
 /// A row read through rusqlite (the SQLite store's hot-path reads), with
 /// its statement's column names, learnt once per statement.
 pub(crate) struct DirectRow<'a, 'r> {
-    pub row: &'a rusqlite::Row<'r>,
-    pub columns: &'a [String],
+    row: &'a rusqlite::Row<'r>,
+    columns: &'a [String],
+    /// Where the next column is looked for first: the mappings below read
+    /// columns in table order, so the guess is nearly always right.
+    next: std::cell::Cell<usize>,
 }
 
-impl DirectRow<'_, '_> {
+impl<'a, 'r> DirectRow<'a, 'r> {
+    pub fn new(row: &'a rusqlite::Row<'r>, columns: &'a [String]) -> Self {
+        DirectRow {
+            row,
+            columns,
+            next: Default::default(),
+        }
+    }
+
     fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> StoreResult<T> {
         // By position: rusqlite's lookup by name asks SQLite for every
         // column's name and compares without case, on every get.
-        let index = self
-            .columns
-            .iter()
-            .position(|name| name == column)
-            .ok_or_else(|| StoreError::Corrupt(format!("no column {column}")))?;
+        let guess = self.next.get();
+        let index = if self.columns.get(guess).is_some_and(|name| name == column) {
+            guess
+        } else {
+            self.columns
+                .iter()
+                .position(|name| name == column)
+                .ok_or_else(|| StoreError::Corrupt(format!("no column {column}")))?
+        };
+        self.next.set(index + 1);
         self.row
             .get(index)
             .map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))

@@ -83,6 +83,11 @@ const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(2);
 struct Reader {
     conn: rusqlite::Connection,
     snapshot: Option<Snapshot>,
+    /// Apps read in this snapshot. A row cannot change within one read
+    /// transaction, so a copy is exactly what reading it again would give;
+    /// it goes when the snapshot does. Polls of one app's codes then read
+    /// the app once per snapshot instead of once per poll.
+    clients: Vec<Client>,
 }
 
 struct Snapshot {
@@ -100,6 +105,7 @@ impl Reader {
 
     /// Ends the read transaction, letting its snapshot go.
     fn release(&mut self) -> rusqlite::Result<()> {
+        self.clients.clear();
         if self.snapshot.take().is_some() {
             self.conn.prepare_cached("COMMIT")?.execute([])?;
         }
@@ -120,7 +126,53 @@ impl Reader {
         }
         Ok(())
     }
+
+    /// One row of `query` with `param`, mapped while the statement is live.
+    fn one<T>(
+        &self,
+        query: &DirectQuery,
+        param: &str,
+        map: impl FnOnce(&rows::DirectRow<'_, '_>) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        let mut statement = self.conn.prepare_cached(query.sql).map_err(map_rusqlite)?;
+        let columns = query.columns.get_or_init(|| {
+            statement
+                .column_names()
+                .into_iter()
+                .map(String::from)
+                .collect()
+        });
+        let mut found = statement.query([param]).map_err(map_rusqlite)?;
+        match found.next().map_err(map_rusqlite)? {
+            Some(row) => map(&rows::DirectRow::new(row, columns)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// An app, from this snapshot's copies or else read.
+    fn client(&mut self, client_id: &str) -> StoreResult<Option<Client>> {
+        if let Some(client) = self.clients.iter().find(|c| c.client_id == client_id) {
+            return Ok(Some(client.clone()));
+        }
+        let found = self.one(&CLIENT_QUERY, client_id, |r| rows::client(r))?;
+        if let Some(client) = &found {
+            // A handful of apps in one 2 ms snapshot at most; the bound
+            // only keeps an odd burst from growing the list.
+            if self.clients.len() < DIRECT_CLIENT_COPIES {
+                self.clients.push(client.clone());
+            }
+        }
+        Ok(found)
+    }
 }
+
+/// Most apps a reader keeps copies of within one snapshot.
+const DIRECT_CLIENT_COPIES: usize = 16;
+
+const CLIENT_SQL: &str = "SELECT * FROM clients WHERE client_id = ?";
+static CLIENT_QUERY: DirectQuery = DirectQuery::new(CLIENT_SQL);
+const AUTHORIZATION_SQL: &str = "SELECT * FROM device_authorizations WHERE device_code_hash = ?";
+static AUTHORIZATION_QUERY: DirectQuery = DirectQuery::new(AUTHORIZATION_SQL);
 
 impl Direct {
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
@@ -143,10 +195,7 @@ impl Direct {
         Ok(conn)
     }
 
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
-    ) -> StoreResult<T> {
+    fn read<T>(&self, f: impl FnOnce(&mut Reader) -> StoreResult<T>) -> StoreResult<T> {
         // Loaded before the snapshot is taken (see `Reader::refresh`).
         let writes = self.writes.load(Ordering::Acquire);
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -155,9 +204,13 @@ impl Direct {
             None => Reader {
                 conn: self.open().map_err(map_rusqlite)?,
                 snapshot: None,
+                clients: Vec::new(),
             },
         };
-        let result = reader.refresh(writes).and_then(|()| f(&reader.conn));
+        let result = reader
+            .refresh(writes)
+            .map_err(map_rusqlite)
+            .and_then(|()| f(&mut reader));
         // A connection that failed may be broken; let it go.
         if result.is_ok() {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,31 +218,7 @@ impl Direct {
                 idle.push(reader);
             }
         }
-        result.map_err(map_rusqlite)
-    }
-
-    /// One row of `query` with `param`, mapped while the statement is live.
-    fn one<T>(
-        &self,
-        query: &DirectQuery,
-        param: &str,
-        map: impl FnOnce(&rows::DirectRow<'_, '_>) -> StoreResult<T>,
-    ) -> StoreResult<Option<T>> {
-        self.read(|conn| {
-            let mut statement = conn.prepare_cached(query.sql)?;
-            let columns = query.columns.get_or_init(|| {
-                statement
-                    .column_names()
-                    .into_iter()
-                    .map(String::from)
-                    .collect()
-            });
-            let mut found = statement.query([param])?;
-            Ok(found
-                .next()?
-                .map(|row| map(&rows::DirectRow { row, columns })))
-        })?
-        .transpose()
+        result
     }
 
     /// Lets idle readers' old snapshots go, so they hold no WAL frames
@@ -524,12 +553,10 @@ impl Store for SqliteStore {
     }
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
-        const SQL: &str = "SELECT * FROM clients WHERE client_id = ?";
-        static QUERY: DirectQuery = DirectQuery::new(SQL);
         if let Some(direct) = &self.direct {
-            return direct.one(&QUERY, client_id, |r| rows::client(r));
+            return direct.read(|reader| reader.client(client_id));
         }
-        sqlx::query(SQL)
+        sqlx::query(CLIENT_SQL)
             .bind(client_id)
             .fetch_optional(&self.read)
             .await
@@ -785,12 +812,14 @@ impl Store for SqliteStore {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<DeviceAuthorization>> {
-        const SQL: &str = "SELECT * FROM device_authorizations WHERE device_code_hash = ?";
-        static QUERY: DirectQuery = DirectQuery::new(SQL);
         if let Some(direct) = &self.direct {
-            return direct.one(&QUERY, device_code_hash, |r| rows::authorization(r));
+            return direct.read(|reader| {
+                reader.one(&AUTHORIZATION_QUERY, device_code_hash, |r| {
+                    rows::authorization(r)
+                })
+            });
         }
-        sqlx::query(SQL)
+        sqlx::query(AUTHORIZATION_SQL)
             .bind(device_code_hash)
             .fetch_optional(&self.read)
             .await
@@ -803,13 +832,21 @@ impl Store for SqliteStore {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<(DeviceAuthorization, Client)>> {
-        const SQL: &str = rows::authorization_with_client_sql!("?");
-        static QUERY: DirectQuery = DirectQuery::new(SQL);
         if let Some(direct) = &self.direct {
-            return direct.one(&QUERY, device_code_hash, |r| {
-                rows::authorization_with_client(r)
+            // Two reads in one snapshot rather than the join: the app
+            // mostly comes from the reader's copy (`Reader::client`), and
+            // the poll costs one indexed read of its code.
+            return direct.read(|reader| {
+                let Some(auth) = reader.one(&AUTHORIZATION_QUERY, device_code_hash, |r| {
+                    rows::authorization(r)
+                })?
+                else {
+                    return Ok(None);
+                };
+                Ok(reader.client(&auth.client_id)?.map(|client| (auth, client)))
             });
         }
+        const SQL: &str = rows::authorization_with_client_sql!("?");
         sqlx::query(SQL)
             .bind(device_code_hash)
             .fetch_optional(&self.read)
@@ -1412,6 +1449,14 @@ mod tests {
                 store.get_client("tv").await.unwrap().unwrap().scopes,
                 scopes
             );
+            // The poll's read of the app comes from the reader's copy when
+            // one is there: it must not outlive the write.
+            let (_, client) = store
+                .get_device_authorization_with_client(&format!("hash-{n}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(client.scopes, scopes);
         }
 
         // Another process's write (here: another connection) is not
@@ -1427,6 +1472,78 @@ mod tests {
         assert_eq!(
             store.get_client("tv").await.unwrap().unwrap().name,
             "Elsewhere"
+        );
+        let (_, client) = store
+            .get_device_authorization_with_client("hash-0")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(client.name, "Elsewhere");
+    }
+
+    /// A reader answers from its copy of an app until its snapshot goes.
+    #[tokio::test]
+    async fn a_readers_app_copy_lasts_as_long_as_its_snapshot() {
+        let (dir, store) = store_with_client().await;
+        let direct = store.direct.clone().unwrap();
+        let mut reader = Reader {
+            conn: direct.open().unwrap(),
+            snapshot: None,
+            clients: Vec::new(),
+        };
+        reader.refresh(0).unwrap();
+        assert_eq!(reader.client("tv").unwrap().unwrap().name, "TV");
+        assert!(reader.client("nobody").unwrap().is_none());
+        assert_eq!(reader.clients.len(), 1);
+        let other = rusqlite::Connection::open(dir.path().join("linkd.db")).unwrap();
+        other
+            .execute("UPDATE clients SET name = 'Renamed'", [])
+            .unwrap();
+        // Still the snapshot's app: the copy is what a read would see.
+        assert_eq!(reader.client("tv").unwrap().unwrap().name, "TV");
+        reader.release().unwrap();
+        assert!(reader.clients.is_empty());
+        assert_eq!(reader.client("tv").unwrap().unwrap().name, "Renamed");
+    }
+
+    /// Within one snapshot, polls of many codes read their app once; the
+    /// copy answers exactly what the join did.
+    #[tokio::test]
+    async fn polls_share_their_app_within_a_snapshot() {
+        let (_dir, store) = store_with_client().await;
+        for n in 0..3 {
+            store
+                .insert_device_authorization(&authorization(n))
+                .await
+                .unwrap();
+        }
+        let read = store
+            .get_device_authorization_with_client("hash-0")
+            .await
+            .unwrap()
+            .unwrap();
+        for n in 0..3 {
+            let (auth, client) = store
+                .get_device_authorization_with_client(&format!("hash-{n}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(auth.id, format!("id-{n}"));
+            assert_eq!(client, read.1);
+        }
+        store.update_client("tv", None, Some(false)).await.unwrap();
+        let (_, client) = store
+            .get_device_authorization_with_client("hash-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!client.device_flow_enabled, "a write ends the copies");
+        assert!(
+            store
+                .get_device_authorization_with_client("hash-none")
+                .await
+                .unwrap()
+                .is_none()
         );
     }
 
