@@ -206,7 +206,12 @@ impl Config {
     /// Cookies get `Secure` and pages get HSTS only when people reach linkd
     /// over https.
     pub fn is_https(&self) -> bool {
-        self.issuer().starts_with("https://")
+        // The issuer's scheme, without building the issuer: every response
+        // asks (web::headers).
+        match &self.public_url {
+            Some(url) => url.starts_with("https://"),
+            None => self.tls_cert.is_some(),
+        }
     }
 
     /// Checks what clap cannot: the public URL must be an absolute http(s)

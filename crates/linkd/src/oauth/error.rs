@@ -20,6 +20,15 @@ pub struct OAuthError {
     pub retry_after: Option<u64>,
 }
 
+const PENDING_DESCRIPTION: &str = "the person has not yet approved this device";
+const SLOW_DOWN_DESCRIPTION: &str = "polling too fast: wait five more seconds between requests";
+
+/// The two answers polling devices hear nearly every time (RFC 8628 §3.5),
+/// serialized once; `fixed_bodies_are_what_serde_writes` holds them to the
+/// serializer.
+const PENDING_BODY: &str = r#"{"error":"authorization_pending","error_description":"the person has not yet approved this device"}"#;
+const SLOW_DOWN_BODY: &str = r#"{"error":"slow_down","error_description":"polling too fast: wait five more seconds between requests"}"#;
+
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
@@ -65,15 +74,11 @@ impl OAuthError {
         Self::new(
             StatusCode::BAD_REQUEST,
             "authorization_pending",
-            "the person has not yet approved this device",
+            PENDING_DESCRIPTION,
         )
     }
     pub fn slow_down() -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "slow_down",
-            "polling too fast: wait five more seconds between requests",
-        )
+        Self::new(StatusCode::BAD_REQUEST, "slow_down", SLOW_DOWN_DESCRIPTION)
     }
     pub fn access_denied() -> Self {
         Self::new(
@@ -136,14 +141,30 @@ impl From<StoreError> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(Body {
-                error: self.error,
-                error_description: &self.description,
-            }),
-        )
-            .into_response();
+        let fixed = match (self.error, &*self.description) {
+            ("authorization_pending", PENDING_DESCRIPTION) => Some(PENDING_BODY),
+            ("slow_down", SLOW_DOWN_DESCRIPTION) => Some(SLOW_DOWN_BODY),
+            _ => None,
+        };
+        let mut response = match fixed {
+            Some(body) => (
+                self.status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            None => (
+                self.status,
+                Json(Body {
+                    error: self.error,
+                    error_description: &self.description,
+                }),
+            )
+                .into_response(),
+        };
         let headers = response.headers_mut();
         // RFC 6749 §5.1/§5.2: token responses must not be cached.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -158,5 +179,42 @@ impl IntoResponse for OAuthError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_bodies_are_what_serde_writes() {
+        for (error, description, fixed) in [
+            ("authorization_pending", PENDING_DESCRIPTION, PENDING_BODY),
+            ("slow_down", SLOW_DOWN_DESCRIPTION, SLOW_DOWN_BODY),
+        ] {
+            let body = Body {
+                error,
+                error_description: description,
+            };
+            assert_eq!(serde_json::to_string(&body).unwrap(), fixed);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fixed_body_answers_like_any_other() {
+        for e in [OAuthError::authorization_pending(), OAuthError::slow_down()] {
+            let response = e.clone().into_response();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            let headers = response.headers();
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+            assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+            assert_eq!(headers[header::PRAGMA], "no-cache");
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["error"], e.error);
+            assert_eq!(json["error_description"], *e.description);
+        }
     }
 }
