@@ -192,7 +192,7 @@ impl Config {
     pub fn issuer(&self) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
-            None if self.tls_cert.is_some() => format!("https://{}", self.listen),
+            None if self.is_https() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }
@@ -206,8 +206,8 @@ impl Config {
     /// Cookies get `Secure` and pages get HSTS only when people reach linkd
     /// over https.
     pub fn is_https(&self) -> bool {
-        // The issuer's scheme, without building the issuer: every response
-        // asks (web::headers).
+        // The issuer's scheme, read without building the issuer (every
+        // response asks, web::headers); `issuer` follows this rule.
         match &self.public_url {
             Some(url) => url.starts_with("https://"),
             None => self.tls_cert.is_some(),
@@ -415,6 +415,26 @@ pub fn describe(c: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_https` reads the scheme without building the issuer; the two
+    /// must agree in every setup.
+    #[test]
+    fn is_https_agrees_with_the_issuer() {
+        for (public_url, tls, https) in [
+            (None, false, false),
+            (None, true, true),
+            (Some("http://link.example/"), false, false),
+            (Some("https://link.example"), false, true),
+            (Some("http://link.example"), true, false),
+            (Some("https://link.example/"), true, true),
+        ] {
+            let mut c = Config::defaults();
+            c.public_url = public_url.map(String::from);
+            c.tls_cert = tls.then(|| "cert.pem".into());
+            assert_eq!(c.is_https(), https, "{public_url:?}, tls {tls}");
+            assert_eq!(c.issuer().starts_with("https://"), https);
+        }
+    }
 
     #[test]
     fn redacts_database_passwords() {

@@ -149,6 +149,13 @@ impl Reader {
         }
     }
 
+    /// The authorization a device code's hash names.
+    fn authorization(&self, device_code_hash: &str) -> StoreResult<Option<DeviceAuthorization>> {
+        self.one(&AUTHORIZATION_QUERY, device_code_hash, |r| {
+            rows::authorization(r)
+        })
+    }
+
     /// An app, from this snapshot's copies or else read.
     fn client(&mut self, client_id: &str) -> StoreResult<Option<Client>> {
         if let Some(client) = self.clients.iter().find(|c| c.client_id == client_id) {
@@ -813,11 +820,7 @@ impl Store for SqliteStore {
         device_code_hash: &str,
     ) -> StoreResult<Option<DeviceAuthorization>> {
         if let Some(direct) = &self.direct {
-            return direct.read(|reader| {
-                reader.one(&AUTHORIZATION_QUERY, device_code_hash, |r| {
-                    rows::authorization(r)
-                })
-            });
+            return direct.read(|reader| reader.authorization(device_code_hash));
         }
         sqlx::query(AUTHORIZATION_SQL)
             .bind(device_code_hash)
@@ -837,10 +840,7 @@ impl Store for SqliteStore {
             // mostly comes from the reader's copy (`Reader::client`), and
             // the poll costs one indexed read of its code.
             return direct.read(|reader| {
-                let Some(auth) = reader.one(&AUTHORIZATION_QUERY, device_code_hash, |r| {
-                    rows::authorization(r)
-                })?
-                else {
+                let Some(auth) = reader.authorization(device_code_hash)? else {
                     return Ok(None);
                 };
                 Ok(reader.client(&auth.client_id)?.map(|client| (auth, client)))
