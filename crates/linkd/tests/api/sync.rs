@@ -231,14 +231,16 @@ async fn a_write_on_one_device_reaches_the_others_stream() {
         .unwrap();
     assert_eq!(same.status(), StatusCode::NOT_MODIFIED);
 
-    // Updates and deletions arrive too, in order.
+    // Updates and deletions arrive too, in order. The stream sends each
+    // document's latest state, so an update deleted before the stream
+    // reads it arrives as the deletion alone: the update is awaited first.
     let tag2 = phone
         .update(&app, "prefs/language", &tag, json!({"lang": "de"}))
         .await;
-    let deleted = tv.delete(&app, "prefs/language", &tag2).await;
-    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let (_, update) = stream.event().await;
     assert_eq!(update["value"], json!({"lang": "de"}));
+    let deleted = tv.delete(&app, "prefs/language", &tag2).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let (_, gone) = stream.event().await;
     assert_eq!(
         (gone["deleted"].clone(), gone["value"].clone()),
