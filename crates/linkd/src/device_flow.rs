@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use crate::codes::{CodeError, UserCode, random_secret, secret_hash};
 use crate::store::{
     Account, Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, DynStore,
-    Event, LinkedDevice, Redemption, RefreshToken, Store, StoreError, Timestamp,
+    Event, LinkedDevice, PolledAuthorization, Redemption, RefreshToken, Store, StoreError,
+    Timestamp,
 };
 use crate::tokens::{AccessClaims, IdClaims, Keys};
 use crate::{Config, scopes};
@@ -267,7 +268,7 @@ impl PollTracker {
     /// Records a poll of a pending authorization. `Err(interval)` when it
     /// came sooner than the interval; the interval has then grown by
     /// five seconds for this and every later poll.
-    pub fn check(&self, auth: &DeviceAuthorization, now_ms: i64) -> Result<(), i64> {
+    pub fn check(&self, auth: &PolledAuthorization, now_ms: i64) -> Result<(), i64> {
         let key = self.key(&auth.id);
         let now = self.ticks(now_ms);
         let expires = self.ticks(auth.expires_at.saturating_mul(1000));
@@ -412,9 +413,16 @@ pub enum PollError {
     Signing(#[from] jsonwebtoken::errors::Error),
 }
 
-/// One poll of the token endpoint, given the authorization its device code
-/// names (`None`: no such code). A pending code costs no store access at
-/// all beyond the caller's read, and no write.
+/// The device code a poll presented: its hash, and what the store holds
+/// under it (`None`: no such code).
+pub struct PolledCode<'a> {
+    pub hash: &'a str,
+    pub auth: Option<PolledAuthorization>,
+}
+
+/// One poll of the token endpoint, given what the caller read of the
+/// authorization its device code names. A pending code costs no store
+/// access at all beyond the caller's read, and no write.
 pub async fn poll(
     store: &dyn Store,
     polls: &PollTracker,
@@ -422,10 +430,10 @@ pub async fn poll(
     config: &Config,
     now_ms: i64,
     client: &Client,
-    auth: Option<DeviceAuthorization>,
+    code: PolledCode<'_>,
 ) -> Result<PollOutcome, PollError> {
     let now = now_ms.div_euclid(1000);
-    let Some(auth) = auth else {
+    let Some(auth) = code.auth else {
         return Ok(PollOutcome::InvalidGrant("the device code is not known"));
     };
     // RFC 6749 §5.2: a grant issued to another client is invalid_grant.
@@ -458,7 +466,18 @@ pub async fn poll(
         )),
         AuthorizationState::Approved => {
             polls.forget(&auth.id);
-            redeem(store, keys, config, now, client, &auth).await
+            // The poll read only what a pending code needs; redeeming
+            // takes the whole row, read once per device.
+            match store
+                .get_device_authorization_by_code_hash(code.hash)
+                .await?
+            {
+                Some(full) if full.id == auth.id => {
+                    redeem(store, keys, config, now, client, &full).await
+                }
+                // Purged in between: as for any code no longer known.
+                _ => Ok(PollOutcome::InvalidGrant("the device code is not known")),
+            }
         }
     }
 }
@@ -655,21 +674,13 @@ pub async fn decide(
 mod tests {
     use super::*;
 
-    fn auth(interval: i64) -> DeviceAuthorization {
-        DeviceAuthorization {
+    fn auth(interval: i64) -> PolledAuthorization {
+        PolledAuthorization {
             id: "a".into(),
-            device_code_hash: String::new(),
-            user_code: String::new(),
             client_id: String::new(),
-            scope: String::new(),
             state: AuthorizationState::Pending,
-            account_id: None,
-            requested_ip: String::new(),
-            device_name: None,
-            created_at: 0,
             expires_at: 600,
             interval,
-            decided_at: None,
         }
     }
 

@@ -96,12 +96,15 @@ pub async fn authenticate_presented(
 /// Checks presented credentials against the client they name (`None`:
 /// no such client), for callers that read the client along with
 /// something else.
-pub fn verify(p: &Presented, client: Option<Client>) -> Result<Client, OAuthError> {
+pub fn verify<C: std::borrow::Borrow<Client>>(
+    p: &Presented,
+    client: Option<C>,
+) -> Result<C, OAuthError> {
     let unknown = || OAuthError::invalid_client("client authentication failed", p.basic);
     let client = client
-        .filter(|c| c.client_id == p.client_id)
+        .filter(|c| c.borrow().client_id == p.client_id)
         .ok_or_else(unknown)?;
-    match (&client.secret_hash, &p.secret) {
+    match (&client.borrow().secret_hash, &p.secret) {
         (None, None) => Ok(client),
         (Some(stored), Some(secret)) => {
             let matches: bool = secret_hash(secret)

@@ -11,7 +11,7 @@ use super::client_auth::{self, authenticate};
 use super::form::OAuthRequest;
 use crate::app::{AppState, ClientIp};
 use crate::codes::secret_hash;
-use crate::device_flow::{self, PollError, PollOutcome, TokenSet};
+use crate::device_flow::{self, PollError, PollOutcome, PolledCode, TokenSet};
 use crate::devices::{self, RefreshOutcome};
 use crate::limits::{RetryAfter, network_key};
 
@@ -53,14 +53,13 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
     // Almost every request here is a device polling its own pending code:
     // one indexed read fetches the code with its app, and the app's
     // credentials are checked against that.
-    let found = match req.form.get("device_code") {
-        Some(code) if code.len() <= 256 => {
-            state
-                .store
-                .get_device_authorization_with_client(&secret_hash(code))
-                .await?
-        }
+    let code_hash = match req.form.get("device_code") {
+        Some(code) if code.len() <= 256 => Some(secret_hash(code)),
         _ => None,
+    };
+    let found = match &code_hash {
+        Some(hash) => state.store.poll_device_authorization(hash).await?,
+        None => None,
     };
     let (client, auth) = match found {
         Some((auth, client)) if auth.client_id == presented.client_id => {
@@ -69,14 +68,16 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
         // Unknown code, or another app's: authenticate the caller the
         // usual way, so a wrong client still hears invalid_client first.
         _ => (
-            client_auth::authenticate_presented(state.store.as_ref(), &presented).await?,
+            std::sync::Arc::new(
+                client_auth::authenticate_presented(state.store.as_ref(), &presented).await?,
+            ),
             None,
         ),
     };
-    let device_code = req.form.require("device_code")?;
-    if device_code.len() > 256 {
+    req.form.require("device_code")?;
+    let Some(code_hash) = code_hash else {
         return Err(OAuthError::invalid_grant("the device code is not known"));
-    }
+    };
     let keys = state.keys();
     let outcome = device_flow::poll(
         state.store.as_ref(),
@@ -85,7 +86,10 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
         &state.config,
         state.clock.now_ms(),
         &client,
-        auth,
+        PolledCode {
+            hash: &code_hash,
+            auth,
+        },
     )
     .await
     .map_err(poll_error)?;

@@ -119,6 +119,19 @@ impl AuthorizationState {
     }
 }
 
+/// What a poll of the token endpoint reads of its authorization: enough
+/// to answer a pending code, which nearly every poll is. The whole row is
+/// read only once the code was decided.
+#[derive(Debug, Clone)]
+pub struct PolledAuthorization {
+    pub id: String,
+    pub client_id: String,
+    pub state: AuthorizationState,
+    pub expires_at: Timestamp,
+    /// The polling interval the device was told, in seconds.
+    pub interval: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct DeviceAuthorization {
     pub id: String,
@@ -430,12 +443,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<DeviceAuthorization>>;
-    /// The authorization and its app in one indexed read: what every poll
-    /// of the token endpoint needs.
-    async fn get_device_authorization_with_client(
+    /// What every poll of the token endpoint reads: its authorization's
+    /// poll columns and its app, in one indexed read of the code.
+    async fn poll_device_authorization(
         &self,
         device_code_hash: &str,
-    ) -> StoreResult<Option<(DeviceAuthorization, Client)>>;
+    ) -> StoreResult<Option<(PolledAuthorization, std::sync::Arc<Client>)>>;
     async fn get_device_authorization_by_user_code(
         &self,
         user_code: &str,

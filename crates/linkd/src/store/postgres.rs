@@ -577,16 +577,16 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn get_device_authorization_with_client(
+    async fn poll_device_authorization(
         &self,
         device_code_hash: &str,
-    ) -> StoreResult<Option<(DeviceAuthorization, Client)>> {
+    ) -> StoreResult<Option<(PolledAuthorization, std::sync::Arc<Client>)>> {
         sqlx::query(rows::authorization_with_client_sql!("$1"))
             .bind(device_code_hash)
             .fetch_optional(&self.pool)
             .await
             .map_err(map_sqlx)?
-            .map(|r| rows::authorization_with_client(&r))
+            .map(|r| rows::polled_with_client(&r))
             .transpose()
     }
 

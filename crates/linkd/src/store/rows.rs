@@ -46,12 +46,42 @@ where
     }
 }
 
-/// A device authorization's columns followed by its app's, as
+/// The columns a poll reads of its authorization ([`polled_columns!`]).
+pub(crate) fn polled_authorization(row: &impl Columns) -> StoreResult<PolledAuthorization> {
+    Ok(PolledAuthorization {
+        id: row.text("id")?,
+        client_id: row.text("client_id")?,
+        state: AuthorizationState::parse(&row.text("state")?)?,
+        expires_at: row.int("expires_at")?,
+        interval: row.int("interval_secs")?,
+    })
+}
+
+/// What a poll reads of its authorization; the `a.` of the join below.
+macro_rules! polled_columns {
+    ($table:literal) => {
+        concat!(
+            $table,
+            "id, ",
+            $table,
+            "client_id, ",
+            $table,
+            "state, ",
+            $table,
+            "expires_at, ",
+            $table,
+            "interval_secs"
+        )
+    };
+}
+pub(crate) use polled_columns;
+
+/// A polled authorization's columns followed by its app's, as
 /// [`authorization_with_client_sql!`] selects them.
-pub(crate) fn authorization_with_client(
+pub(crate) fn polled_with_client(
     row: &impl Columns,
-) -> StoreResult<(DeviceAuthorization, Client)> {
-    let auth = authorization(row)?;
+) -> StoreResult<(PolledAuthorization, std::sync::Arc<Client>)> {
+    let auth = polled_authorization(row)?;
     let client = Client {
         client_id: auth.client_id.clone(),
         name: row.text("c_name")?,
@@ -60,17 +90,19 @@ pub(crate) fn authorization_with_client(
         device_flow_enabled: row.flag("c_device_flow_enabled")?,
         created_at: row.int("c_created_at")?,
     };
-    Ok((auth, client))
+    Ok((auth, std::sync::Arc::new(client)))
 }
 
-/// Both backends' join of an authorization with its app, by device-code
-/// hash, ending in the backend's placeholder; the app's columns are renamed
-/// where the names clash. A macro so each backend has its query as a
-/// constant: it is the one every poll runs.
+/// Both backends' join of a polled authorization with its app, by
+/// device-code hash, ending in the backend's placeholder; the app's columns
+/// are renamed where the names clash. A macro so each backend has its query
+/// as a constant: it is the one every poll runs.
 macro_rules! authorization_with_client_sql {
     ($placeholder:literal) => {
         concat!(
-            "SELECT a.*, c.name AS c_name,
+            "SELECT ",
+            $crate::store::rows::polled_columns!("a."),
+            ", c.name AS c_name,
              c.secret_hash AS c_secret_hash, c.scopes AS c_scopes,
              c.device_flow_enabled AS c_device_flow_enabled, c.created_at AS c_created_at
              FROM device_authorizations a JOIN clients c ON c.client_id = a.client_id

@@ -86,8 +86,9 @@ struct Reader {
     /// Apps read in this snapshot. A row cannot change within one read
     /// transaction, so a copy is exactly what reading it again would give;
     /// it goes when the snapshot does. Polls of one app's codes then read
-    /// the app once per snapshot instead of once per poll.
-    clients: Vec<Client>,
+    /// the app once per snapshot instead of once per poll, and share it
+    /// rather than copy it.
+    clients: Vec<std::sync::Arc<Client>>,
 }
 
 struct Snapshot {
@@ -156,12 +157,21 @@ impl Reader {
         })
     }
 
+    /// What a poll reads of the authorization a device code's hash names.
+    fn polled(&self, device_code_hash: &str) -> StoreResult<Option<PolledAuthorization>> {
+        self.one(&POLLED_QUERY, device_code_hash, |r| {
+            rows::polled_authorization(r)
+        })
+    }
+
     /// An app, from this snapshot's copies or else read.
-    fn client(&mut self, client_id: &str) -> StoreResult<Option<Client>> {
+    fn client(&mut self, client_id: &str) -> StoreResult<Option<std::sync::Arc<Client>>> {
         if let Some(client) = self.clients.iter().find(|c| c.client_id == client_id) {
             return Ok(Some(client.clone()));
         }
-        let found = self.one(&CLIENT_QUERY, client_id, |r| rows::client(r))?;
+        let found = self
+            .one(&CLIENT_QUERY, client_id, |r| rows::client(r))?
+            .map(std::sync::Arc::new);
         if let Some(client) = &found {
             // A handful of apps in one 2 ms snapshot at most; the bound
             // only keeps an odd burst from growing the list.
@@ -180,6 +190,11 @@ const CLIENT_SQL: &str = "SELECT * FROM clients WHERE client_id = ?";
 static CLIENT_QUERY: DirectQuery = DirectQuery::new(CLIENT_SQL);
 const AUTHORIZATION_SQL: &str = "SELECT * FROM device_authorizations WHERE device_code_hash = ?";
 static AUTHORIZATION_QUERY: DirectQuery = DirectQuery::new(AUTHORIZATION_SQL);
+static POLLED_QUERY: DirectQuery = DirectQuery::new(concat!(
+    "SELECT ",
+    rows::polled_columns!(""),
+    " FROM device_authorizations WHERE device_code_hash = ?"
+));
 
 impl Direct {
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
@@ -561,7 +576,7 @@ impl Store for SqliteStore {
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
         if let Some(direct) = &self.direct {
-            return direct.read(|reader| reader.client(client_id));
+            return direct.read(|reader| Ok(reader.client(client_id)?.map(|c| (*c).clone())));
         }
         sqlx::query(CLIENT_SQL)
             .bind(client_id)
@@ -831,16 +846,16 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn get_device_authorization_with_client(
+    async fn poll_device_authorization(
         &self,
         device_code_hash: &str,
-    ) -> StoreResult<Option<(DeviceAuthorization, Client)>> {
+    ) -> StoreResult<Option<(PolledAuthorization, std::sync::Arc<Client>)>> {
         if let Some(direct) = &self.direct {
             // Two reads in one snapshot rather than the join: the app
             // mostly comes from the reader's copy (`Reader::client`), and
             // the poll costs one indexed read of its code.
             return direct.read(|reader| {
-                let Some(auth) = reader.authorization(device_code_hash)? else {
+                let Some(auth) = reader.polled(device_code_hash)? else {
                     return Ok(None);
                 };
                 Ok(reader.client(&auth.client_id)?.map(|client| (auth, client)))
@@ -852,7 +867,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(map_sqlx)?
-            .map(|r| rows::authorization_with_client(&r))
+            .map(|r| rows::polled_with_client(&r))
             .transpose()
     }
 
@@ -1422,7 +1437,7 @@ mod tests {
             // Reads in between, so the readers hold a snapshot.
             assert!(
                 store
-                    .get_device_authorization_with_client(&format!("hash-{n}"))
+                    .poll_device_authorization(&format!("hash-{n}"))
                     .await
                     .unwrap()
                     .is_none()
@@ -1432,7 +1447,7 @@ mod tests {
                 .await
                 .unwrap();
             let (auth, client) = store
-                .get_device_authorization_with_client(&format!("hash-{n}"))
+                .poll_device_authorization(&format!("hash-{n}"))
                 .await
                 .unwrap()
                 .expect("the row written just before");
@@ -1452,7 +1467,7 @@ mod tests {
             // The poll's read of the app comes from the reader's copy when
             // one is there: it must not outlive the write.
             let (_, client) = store
-                .get_device_authorization_with_client(&format!("hash-{n}"))
+                .poll_device_authorization(&format!("hash-{n}"))
                 .await
                 .unwrap()
                 .unwrap();
@@ -1474,7 +1489,7 @@ mod tests {
             "Elsewhere"
         );
         let (_, client) = store
-            .get_device_authorization_with_client("hash-0")
+            .poll_device_authorization("hash-0")
             .await
             .unwrap()
             .unwrap();
@@ -1518,13 +1533,13 @@ mod tests {
                 .unwrap();
         }
         let read = store
-            .get_device_authorization_with_client("hash-0")
+            .poll_device_authorization("hash-0")
             .await
             .unwrap()
             .unwrap();
         for n in 0..3 {
             let (auth, client) = store
-                .get_device_authorization_with_client(&format!("hash-{n}"))
+                .poll_device_authorization(&format!("hash-{n}"))
                 .await
                 .unwrap()
                 .unwrap();
@@ -1533,14 +1548,14 @@ mod tests {
         }
         store.update_client("tv", None, Some(false)).await.unwrap();
         let (_, client) = store
-            .get_device_authorization_with_client("hash-1")
+            .poll_device_authorization("hash-1")
             .await
             .unwrap()
             .unwrap();
         assert!(!client.device_flow_enabled, "a write ends the copies");
         assert!(
             store
-                .get_device_authorization_with_client("hash-none")
+                .poll_device_authorization("hash-none")
                 .await
                 .unwrap()
                 .is_none()
