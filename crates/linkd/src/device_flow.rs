@@ -465,18 +465,34 @@ pub async fn poll(
             "the device code has already been used",
         )),
         AuthorizationState::Approved => {
-            polls.forget(&auth.id);
             // The poll read only what a pending code needs; redeeming
-            // takes the whole row, read once per device.
-            match store
+            // takes the whole row, read once per device. That second read
+            // may see another snapshot than the first (each of the SQLite
+            // store's readers keeps one for up to 2 ms), so its state is
+            // the one acted on.
+            let full = store
                 .get_device_authorization_by_code_hash(code.hash)
                 .await?
-            {
-                Some(full) if full.id == auth.id => {
+                .filter(|full| full.id == auth.id);
+            let Some(full) = full else {
+                // Purged in between: as for any code no longer known.
+                return Ok(PollOutcome::InvalidGrant("the device code is not known"));
+            };
+            match full.state {
+                AuthorizationState::Approved => {
+                    polls.forget(&auth.id);
                     redeem(store, keys, config, now, client, &full).await
                 }
-                // Purged in between: as for any code no longer known.
-                _ => Ok(PollOutcome::InvalidGrant("the device code is not known")),
+                // A snapshot from before the approval: the next poll
+                // sees it.
+                AuthorizationState::Pending => Ok(PollOutcome::Pending),
+                AuthorizationState::Denied => {
+                    polls.forget(&auth.id);
+                    Ok(PollOutcome::Denied)
+                }
+                AuthorizationState::Redeemed => Ok(PollOutcome::InvalidGrant(
+                    "the device code has already been used",
+                )),
             }
         }
     }

@@ -121,7 +121,7 @@ impl AuthorizationState {
 
 /// What a poll of the token endpoint reads of its authorization: enough
 /// to answer a pending code, which nearly every poll is. The whole row is
-/// read only once the code was decided.
+/// read only once the code was approved.
 #[derive(Debug, Clone)]
 pub struct PolledAuthorization {
     pub id: String,
