@@ -720,72 +720,33 @@ mod tests {
     /// code stays pending for this poll rather than being refused.
     #[tokio::test]
     async fn the_row_to_redeem_decides_the_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
-        let store = crate::store::open(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        let client = Client {
-            client_id: "tv".into(),
-            name: "TV".into(),
-            secret_hash: None,
-            scopes: "openid".into(),
-            device_flow_enabled: true,
-            created_at: 0,
-        };
-        store.insert_client(&client).await.unwrap();
-        let row = DeviceAuthorization {
-            id: "a".into(),
-            device_code_hash: "h".into(),
-            user_code: "BCDFGHJK".into(),
-            client_id: "tv".into(),
-            scope: "openid".into(),
-            state: AuthorizationState::Pending,
-            account_id: None,
-            requested_ip: "192.0.2.1".into(),
-            device_name: None,
-            created_at: 0,
-            expires_at: 600,
-            interval: 5,
-            decided_at: None,
-        };
-        store.insert_device_authorization(&row).await.unwrap();
-        let keys =
-            Keys::from_stored(&[crate::tokens::generate_signing_key(0).unwrap()], 0, 3600).unwrap();
-        let config = Config::defaults();
-        let polls = PollTracker::new(0);
+        use crate::store::sqlite::fixtures::{authorization, client, store_with_client};
+        let (_dir, store) = store_with_client().await;
+        // Pending in the store, approved in what the poll read first.
+        store
+            .insert_device_authorization(&authorization(0))
+            .await
+            .unwrap();
         let seen = PolledAuthorization {
-            state: AuthorizationState::Approved,
+            id: "id-0".into(),
             client_id: "tv".into(),
+            state: AuthorizationState::Approved,
             ..auth(5)
         };
-        let at = |hash| PolledCode {
-            hash,
-            auth: Some(seen.clone()),
+        let keys =
+            Keys::from_stored(&[crate::tokens::generate_signing_key(0).unwrap()], 0, 3600).unwrap();
+        let (config, polls, client) = (Config::defaults(), PollTracker::new(0), client("openid"));
+        let poll_at = |hash| {
+            let code = PolledCode {
+                hash,
+                auth: Some(seen.clone()),
+            };
+            poll(&store, &polls, &keys, &config, 1_000, &client, code)
         };
-        let outcome = poll(
-            store.as_ref(),
-            &polls,
-            &keys,
-            &config,
-            1_000,
-            &client,
-            at("h"),
-        )
-        .await
-        .unwrap();
+        let outcome = poll_at("hash-0").await.unwrap();
         assert!(matches!(outcome, PollOutcome::Pending), "{outcome:?}");
         // Gone by the second read: as for any code no longer known.
-        let outcome = poll(
-            store.as_ref(),
-            &polls,
-            &keys,
-            &config,
-            1_000,
-            &client,
-            at("x"),
-        )
-        .await
-        .unwrap();
+        let outcome = poll_at("hash-none").await.unwrap();
         assert!(
             matches!(
                 outcome,

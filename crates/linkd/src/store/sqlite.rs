@@ -1379,11 +1379,12 @@ async fn insert_refresh_token(
     Ok(())
 }
 
+/// Records and a store for tests here and elsewhere in the crate.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn client(scopes: &str) -> Client {
+    pub(crate) fn client(scopes: &str) -> Client {
         Client {
             client_id: "tv".into(),
             name: "TV".into(),
@@ -1394,7 +1395,7 @@ mod tests {
         }
     }
 
-    fn authorization(n: usize) -> DeviceAuthorization {
+    pub(crate) fn authorization(n: usize) -> DeviceAuthorization {
         DeviceAuthorization {
             id: format!("id-{n}"),
             device_code_hash: format!("hash-{n}"),
@@ -1414,7 +1415,7 @@ mod tests {
 
     /// A store in a fresh file (kept while the directory lives) with one
     /// app, `tv`.
-    async fn store_with_client() -> (tempfile::TempDir, SqliteStore) {
+    pub(crate) async fn store_with_client() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!(
             "sqlite://{}?mode=rwc",
@@ -1425,6 +1426,12 @@ mod tests {
         store.insert_client(&client("openid")).await.unwrap();
         (dir, store)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
 
     /// The direct readers keep their snapshot between reads; every write
     /// through the store must still be seen by the very next read, and a
