@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use crate::clock::{Clock, SystemClock};
 use crate::codes::{random_secret, secret_hash};
 use crate::store::{self, Client, DynStore};
-use crate::{Config, accounts, app, scopes, tokens};
+use crate::{Config, accounts, app, scopes, serve, state, tokens};
 
 async fn open(database_url: &str) -> anyhow::Result<DynStore> {
     let store = store::open(database_url)
@@ -43,10 +43,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::telemetry::handle();
     let listen = config.listen;
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(app::tls_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(serve::tls_config(cert, key)?),
         _ => None,
     };
-    let state = app::prepare(config, Arc::new(SystemClock)).await?;
+    let state = state::prepare(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -62,7 +62,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     let issuer = state.config.issuer();
-    let demo = state.store.get_client(app::DEMO_CLIENT_ID).await?.is_some();
+    let demo = state
+        .store
+        .get_client(state::DEMO_CLIENT_ID)
+        .await?
+        .is_some();
     println!("linkd is serving at {issuer}");
     println!("  link page:  {issuer}/link");
     println!("  discovery:  {issuer}/.well-known/openid-configuration");
@@ -70,13 +74,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         println!("Try it: in another terminal run");
         println!(
             "  cargo run --release -- device --server {issuer} --client {}",
-            app::DEMO_CLIENT_ID
+            state::DEMO_CLIENT_ID
         );
         println!("then open the link it prints, create an account, and approve.");
     }
     match tls {
-        Some(tls) => app::serve_tls(listener.into_std()?, state, tls, shutdown_signal()).await?,
-        None => app::serve(listener, state, shutdown_signal()).await?,
+        Some(tls) => serve::serve_tls(listener.into_std()?, state, tls, shutdown_signal()).await?,
+        None => serve::serve(listener, state, shutdown_signal()).await?,
     }
     println!("linkd stopped");
     Ok(())
@@ -451,7 +455,7 @@ pub struct DeviceArgs {
     )]
     pub server: String,
     /// The device app's client_id.
-    #[arg(long, default_value = app::DEMO_CLIENT_ID, global = true)]
+    #[arg(long, default_value = state::DEMO_CLIENT_ID, global = true)]
     pub client: String,
     /// The secret, for a confidential device app.
     #[arg(long, env = "LINKD_CLIENT_SECRET", global = true)]

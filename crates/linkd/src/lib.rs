@@ -6,12 +6,14 @@
 pub mod accounts;
 /// The JSON API linked devices call with their access tokens.
 pub mod api;
-/// The router and the state shared by every handler.
+/// The router: every route and its handler, as one table.
 pub mod app;
 /// The operator's brand: product name, logo, accent colour, support link.
 pub mod brand;
 /// What each `linkd` command does.
 pub mod cli;
+/// The address a request came from, behind trusted proxies or not.
+pub mod client_ip;
 /// The injected time source.
 pub mod clock;
 /// User codes, device codes and hashes of stored secrets.
@@ -24,12 +26,20 @@ pub mod device_flow;
 pub mod devices;
 /// The words people read, per language, and the choice of language.
 pub mod i18n;
+/// Background jobs: purge, key reloads, store metrics, poll sweep.
+pub mod jobs;
 /// Rate limits and brute-force counters.
 pub mod limits;
+/// The layer around every request: ids, logs, headers, metrics.
+pub mod middleware;
 /// OAuth and OpenID endpoints, with RFC 6749 JSON errors.
 pub mod oauth;
 /// The scopes linkd knows and their plain-words descriptions.
 pub mod scopes;
+/// Serving over plain HTTP or TLS, and graceful shutdown.
+pub mod serve;
+/// The state every handler shares, and how it is built at start-up.
+pub mod state;
 /// The `Store` trait and its SQLite and PostgreSQL implementations.
 pub mod store;
 /// Settings sync: versioned JSON documents shared by linked devices.

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use foldhash::fast::FixedState;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The process-wide recorder. The `metrics` facade has one global
 /// recorder, so every server in a process (tests start many) shares it.
@@ -115,7 +115,7 @@ fn request_metrics(route: &str, method: &'static str, status: u16) -> RequestMet
 
 /// Counts and times one request by route template (never the raw path,
 /// which can carry ids and codes) and status. Started and finished by the
-/// one response layer (`app::around_request`).
+/// one response layer (`middleware::around_request`).
 pub struct RequestTimer {
     route: Option<MatchedPath>,
     method: &'static str,

@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::app::{AppState, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::devices::{self, BearerError};
 use crate::oauth::bearer::{Authenticated, BearerRejection};
+use crate::state::AppState;
 
 pub async fn get(
     State(state): State<AppState>,

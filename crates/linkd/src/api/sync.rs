@@ -14,9 +14,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::devices::Bearer;
 use crate::oauth::bearer::{Authenticated, BearerRejection};
+use crate::state::AppState;
 use crate::store::{Event, LinkedDevice, SyncDocument};
 use crate::sync::{self, SyncError};
 use crate::{scopes, web};

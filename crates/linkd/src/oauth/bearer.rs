@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::devices::{self, Bearer, BearerError};
+use crate::state::AppState;
 
 /// An authenticated Bearer request: verified token, linked device.
 pub struct Authenticated(pub Bearer);

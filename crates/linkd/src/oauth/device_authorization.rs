@@ -9,9 +9,10 @@ use serde::Serialize;
 use super::OAuthError;
 use super::client_auth::authenticate;
 use super::form::OAuthRequest;
-use crate::app::{AppState, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::device_flow::{self, StartError};
 use crate::limits::{RetryAfter, network_key};
+use crate::state::AppState;
 use crate::telemetry;
 
 #[derive(Serialize)]

@@ -16,9 +16,10 @@ use serde::Serialize;
 use super::OAuthError;
 use super::client_auth::authenticate;
 use super::form::OAuthRequest;
-use crate::app::{AppState, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::codes::secret_hash;
 use crate::limits::network_key;
+use crate::state::AppState;
 use crate::store::{AuthorizationState, DeviceAuthorization};
 use crate::waits::{Busy, MAX_WAIT_SECS};
 

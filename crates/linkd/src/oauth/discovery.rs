@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::scopes;
+use crate::state::AppState;
 
 use super::token::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 

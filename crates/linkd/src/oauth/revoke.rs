@@ -7,8 +7,9 @@ use axum::response::{IntoResponse, Response};
 use super::OAuthError;
 use super::client_auth::authenticate;
 use super::form::OAuthRequest;
-use crate::app::{AppState, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::devices;
+use crate::state::AppState;
 
 pub async fn handle(
     State(state): State<AppState>,

@@ -9,11 +9,12 @@ use axum::response::{IntoResponse, Response};
 use super::OAuthError;
 use super::client_auth::{self, authenticate};
 use super::form::OAuthRequest;
-use crate::app::{AppState, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::codes::secret_hash;
 use crate::device_flow::{self, PollError, PollOutcome, PolledCode, TokenSet};
 use crate::devices::{self, RefreshOutcome};
 use crate::limits::{RetryAfter, network_key};
+use crate::state::AppState;
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";

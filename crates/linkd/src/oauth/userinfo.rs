@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::bearer::{Authenticated, BearerRejection};
-use crate::app::AppState;
 use crate::scopes;
+use crate::state::AppState;
 
 pub async fn handle(
     State(state): State<AppState>,

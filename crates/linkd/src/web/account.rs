@@ -8,7 +8,7 @@ use minijinja::context;
 use serde::Serialize;
 
 use super::{PageError, PageForm, Visitor, render, see_other, to_sign_in};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::{ActivityKind, SHARED_NAMESPACE};
 use crate::sync;
 

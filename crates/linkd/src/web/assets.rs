@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::query_param;
-use crate::app::AppState;
 use crate::brand::Brand;
+use crate::state::AppState;
 
 const STYLESHEET: &str = include_str!("../../static/linkd.css");
 const SCRIPT: &str = include_str!("../../static/linkd.js");

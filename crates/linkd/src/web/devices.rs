@@ -7,10 +7,11 @@ use minijinja::context;
 use serde::Serialize;
 
 use super::{PageError, PageForm, Visitor, render, see_other, to_sign_in};
-use crate::app::{AppState, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::device_flow::MAX_DEVICE_NAME_CHARS;
 use crate::devices::{self, RenameError};
 use crate::i18n::Lang;
+use crate::state::AppState;
 use crate::store::LinkedDevice;
 
 #[derive(Serialize)]

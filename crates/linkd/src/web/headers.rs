@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// No inline script or style, nothing from other origins, never framed.
 /// The one script is linkd's own progressive touches (`/static/linkd.js`).
@@ -11,7 +11,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
                    base-uri 'none'";
 
-/// Part of the one response layer (`app::around_request`).
+/// Part of the one response layer (`middleware::around_request`).
 pub fn secure(state: &AppState, response: &mut Response) {
     let headers = response.headers_mut();
     // Room for these and the request id at once, rather than growing the

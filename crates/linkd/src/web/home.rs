@@ -6,7 +6,7 @@ use axum::response::Response;
 use minijinja::context;
 
 use super::{PageError, Visitor, render};
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Response, PageError> {
     render(

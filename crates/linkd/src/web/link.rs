@@ -9,12 +9,13 @@ use axum::response::Response;
 use minijinja::context;
 
 use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in};
-use crate::app::{AppState, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::codes::{CodeError, UserCode};
 use crate::device_flow::{self, LookupError, PendingAuthorization};
 use crate::i18n::{Lang, Text};
 use crate::limits::{RetryAfter, same_network};
 use crate::scopes;
+use crate::state::AppState;
 
 fn link_path(code: &str) -> String {
     let encoded: String = form_urlencoded::byte_serialize(code.as_bytes()).collect();

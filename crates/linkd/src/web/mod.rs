@@ -19,9 +19,9 @@ use minijinja::{Environment, Value, context};
 use subtle::ConstantTimeEq;
 
 use crate::accounts;
-use crate::app::AppState;
 use crate::codes::random_secret;
 use crate::i18n::{Lang, Text, interpolate};
+use crate::state::AppState;
 use crate::store::{Account, Session, StoreError};
 
 pub const SESSION_COOKIE: &str = "linkd_session";
@@ -190,7 +190,7 @@ pub fn request_lang(headers: &HeaderMap) -> Lang {
 
 /// Renders error pages in the visitor's language and marks every page as
 /// depending on `Accept-Language`, so caches keep the languages apart.
-/// Part of the one response layer (`app::around_request`).
+/// Part of the one response layer (`middleware::around_request`).
 pub fn localize(state: &AppState, lang: Lang, response: &mut Response) {
     if let Some(page) = response.extensions_mut().remove::<ErrorPage>() {
         let title = page.title.in_lang(lang);

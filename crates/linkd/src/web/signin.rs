@@ -10,8 +10,9 @@ use super::{
     set_cookie,
 };
 use crate::accounts::{self, SignInError};
-use crate::app::{AppState, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::limits::{RetryAfter, network_key};
+use crate::state::AppState;
 
 pub async fn page(
     State(state): State<AppState>,

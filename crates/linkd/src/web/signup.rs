@@ -8,8 +8,9 @@ use minijinja::context;
 use super::signin::signed_in_redirect;
 use super::{PageError, PageForm, Visitor, query_param, render, safe_next, see_other};
 use crate::accounts::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, SignUpError};
-use crate::app::{AppState, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::limits::{RetryAfter, network_key};
+use crate::state::AppState;
 
 pub async fn page(
     State(state): State<AppState>,

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use linkd::app;
 use linkd::brand::HexColor;
 use linkd::clock::SystemClock;
+use linkd::state;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -151,7 +151,7 @@ async fn a_brand_that_would_break_pages_is_refused_at_start() {
         let mut config = linkd::Config::defaults();
         config.database_url = format!("sqlite://{}", dir.path().join("x.db").display());
         change(&mut config);
-        let err = app::prepare(config, Arc::new(SystemClock))
+        let err = state::prepare(config, Arc::new(SystemClock))
             .await
             .err()
             .expect("refused");

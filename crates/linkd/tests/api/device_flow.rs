@@ -606,14 +606,14 @@ async fn expired_codes_are_purged_after_a_grace_period() {
     let old = app.start_device("openid").await;
     // Past the old code's deadline and its grace period.
     app.clock
-        .advance_secs(600 + linkd::app::EXPIRED_CODE_GRACE_SECS + 1);
+        .advance_secs(600 + linkd::jobs::EXPIRED_CODE_GRACE_SECS + 1);
     let recent = app.start_device("openid").await;
     app.clock.advance_secs(601);
-    let purged = linkd::app::purge_now(&app.state).await.unwrap();
+    let purged = linkd::jobs::purge_now(&app.state).await.unwrap();
     assert_eq!(purged, 1);
     // Gone: as unknown as a code never issued.
     assert_eq!(app.poll(&old.device_code).await.error(), "invalid_grant");
     // Expired within the grace period: still the RFC 8628 §3.5 answer.
     assert_eq!(app.poll(&recent.device_code).await.error(), "expired_token");
-    assert_eq!(linkd::app::purge_now(&app.state).await.unwrap(), 0);
+    assert_eq!(linkd::jobs::purge_now(&app.state).await.unwrap(), 0);
 }

@@ -364,11 +364,11 @@ async fn linkd_can_terminate_tls_itself() {
     config.database_url = db.url().to_string();
     config.tls_cert = Some(cert_path.clone());
     config.tls_key = Some(key_path.clone());
-    let tls = linkd::app::tls_config(&cert_path, &key_path).unwrap();
-    let state = linkd::app::prepare(config, std::sync::Arc::new(linkd::clock::SystemClock))
+    let tls = linkd::serve::tls_config(&cert_path, &key_path).unwrap();
+    let state = linkd::state::prepare(config, std::sync::Arc::new(linkd::clock::SystemClock))
         .await
         .unwrap();
-    tokio::spawn(linkd::app::serve_tls(
+    tokio::spawn(linkd::serve::serve_tls(
         listener,
         state,
         tls,
@@ -416,7 +416,7 @@ async fn linkd_can_terminate_tls_itself() {
     // A key that does not match its certificate is a clear start-up error.
     let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     std::fs::write(&key_path, other.signing_key.serialize_pem()).unwrap();
-    let Err(err) = linkd::app::tls_config(&cert_path, &key_path) else {
+    let Err(err) = linkd::serve::tls_config(&cert_path, &key_path) else {
         panic!("a mismatched key must be refused");
     };
     assert!(format!("{err:#}").contains("do not match"), "{err:#}");

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use linkd::Config;
-use linkd::app::{self, AppState};
 use linkd::clock::{Clock, ManualClock, SystemClock};
+use linkd::state::{self, AppState};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{Connection, Executor, Row};
@@ -71,8 +71,12 @@ pub async fn spawn_on(db: Arc<TestDatabase>, options: Options) -> TestApp {
     // The metrics recorder is process-wide; install it before any server
     // counts anything.
     linkd::telemetry::handle();
-    let state = app::prepare(config, clock).await.expect("prepare app");
-    tokio::spawn(app::serve(listener, state.clone(), std::future::pending()));
+    let state = state::prepare(config, clock).await.expect("prepare app");
+    tokio::spawn(linkd::serve::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
     TestApp {
         base,
         clock: manual,

@@ -624,7 +624,7 @@ async fn the_purge_keeps_rotated_refresh_tokens_so_late_reuse_is_still_caught() 
 
     // Long after the rotated token's own expiry, with a purge in between.
     app.clock.advance_secs(31 * 86_400);
-    linkd::app::purge_now(&app.state).await.unwrap();
+    linkd::jobs::purge_now(&app.state).await.unwrap();
     let reused = app.refresh(&first, None).await;
     assert_eq!(reused.error(), "invalid_grant");
     let device = app

@@ -1,0 +1,107 @@
+//! Background jobs that live as long as the server: the poll-table sweep,
+//! signing-key reloads, store metrics, the long-poll relay and the purge of
+//! expired rows.
+
+use std::time::Duration;
+
+use crate::state::AppState;
+use crate::store::{self, StoreError};
+use crate::telemetry;
+
+/// Background tasks that live as long as the server.
+pub(crate) struct Upkeep(Vec<tokio::task::JoinHandle<()>>);
+
+impl Upkeep {
+    pub(crate) fn start(state: &AppState) -> Self {
+        Upkeep(vec![
+            tokio::spawn(sweep_polls(state.clone())),
+            tokio::spawn(reload_keys(state.clone())),
+            tokio::spawn(sample_store(state.clone())),
+            tokio::spawn(state.waits.clone().relay(state.store.clone())),
+            tokio::spawn(purge(state.clone())),
+        ])
+    }
+}
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+async fn sweep_polls(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.polls.sweep(state.clock.now());
+    }
+}
+
+/// Rows per purge batch: a few milliseconds of writing, so a request never
+/// waits long behind it.
+pub const PURGE_BATCH: i64 = 500;
+/// How often the purge looks for expired rows.
+pub const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Expired codes stay this long, so a device still polling after the
+/// deadline hears `expired_token` (RFC 8628 §3.5) rather than "unknown".
+pub const EXPIRED_CODE_GRACE_SECS: i64 = 900;
+
+/// Keeps tables at their working size: deletes expired codes, sessions,
+/// refresh tokens and revoked token ids in small batches, pausing between
+/// batches so other writes get their turn.
+async fn purge(state: AppState) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = purge_now(&state).await {
+            tracing::warn!(error = %e, "purge of expired rows failed");
+        }
+    }
+}
+
+/// One purge round: batches until nothing expired is left. Returns the
+/// number of rows deleted.
+pub async fn purge_now(state: &AppState) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let now = state.clock.now();
+        let before = store::PurgeBefore {
+            now,
+            codes: now - EXPIRED_CODE_GRACE_SECS,
+            refresh_tokens: now - i64::from(state.config.refresh_absolute_lifetime),
+        };
+        let purged = state.store.purge(&before, PURGE_BATCH).await?;
+        total += purged;
+        if purged == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if total > 0 {
+        tracing::debug!(rows = total, "purged expired rows");
+    }
+    Ok(total)
+}
+
+async fn sample_store(state: AppState) {
+    let mut tick = tokio::time::interval(telemetry::SAMPLE_EVERY);
+    loop {
+        tick.tick().await;
+        telemetry::sample_store(&state).await;
+    }
+}
+
+/// Picks up keys rotated by `linkd keys rotate` or another instance, and
+/// moves keys through their roles as time passes (tokens.rs).
+async fn reload_keys(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(crate::tokens::KEY_RELOAD_SECS));
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.reload_keys().await {
+            // Keep signing with the keys already loaded.
+            tracing::warn!(error = %e, "could not reload signing keys");
+        }
+    }
+}
