@@ -20,9 +20,11 @@ pub mod clock;
 pub mod codes;
 /// Server configuration from flags and `LINKD_*` variables.
 pub mod config;
-/// The device authorization state machine and token minting.
+/// The context every domain function takes: store, keys, config, time.
+pub mod ctx;
+/// The device authorization grant: start, the person's decision, polls.
 pub mod device_flow;
-/// Linked devices: Bearer checks, refresh rotation, revocation, introspection.
+/// Linked devices: ownership, renaming, unlinking, their activity.
 pub mod devices;
 /// The words people read, per language, and the choice of language.
 pub mod i18n;

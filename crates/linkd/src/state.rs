@@ -66,6 +66,17 @@ impl AppState {
         self.shutdown.send_replace(true);
     }
 
+    /// The context for a domain call: store, keys, configuration and the
+    /// time now.
+    pub fn ctx(&self) -> crate::ctx::Ctx<'_> {
+        crate::ctx::Ctx {
+            store: self.store.as_ref(),
+            keys: self.keys(),
+            config: &self.config,
+            now: self.clock.now(),
+        }
+    }
+
     /// The current key set. Cheap: one lock and a reference count.
     pub fn keys(&self) -> Arc<Keys> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()

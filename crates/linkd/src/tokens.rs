@@ -1,5 +1,11 @@
-//! Signing keys and the tokens linkd mints: JWT access tokens (RFC 9068
-//! profile), OpenID Connect ID tokens, and opaque refresh tokens.
+//! Every rule about tokens: signing keys and their rotation, JWT access
+//! tokens (RFC 9068 profile) and OpenID Connect ID tokens (here); minting
+//! them (`issue`); checking, revoking and introspecting access tokens
+//! (`access`); rotating refresh tokens with reuse detection (`refresh`).
+
+pub mod access;
+pub mod issue;
+pub mod refresh;
 
 use std::collections::HashMap;
 

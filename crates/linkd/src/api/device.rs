@@ -8,9 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::client_ip::ClientIp;
-use crate::devices::{self, BearerError};
+use crate::devices;
 use crate::oauth::bearer::{Authenticated, BearerRejection};
 use crate::state::AppState;
+use crate::tokens::access::BearerError;
 
 pub async fn get(
     State(state): State<AppState>,

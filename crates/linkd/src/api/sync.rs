@@ -14,11 +14,11 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::devices::Bearer;
 use crate::oauth::bearer::{Authenticated, BearerRejection};
 use crate::state::AppState;
 use crate::store::{Event, LinkedDevice, SyncDocument};
 use crate::sync::{self, SyncError};
+use crate::tokens::access::Bearer;
 use crate::{scopes, web};
 
 /// How often an open event stream checks, without being woken, that its

@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::devices::{self, Bearer, BearerError};
 use crate::state::AppState;
+use crate::tokens::access::{self, Bearer, BearerError};
 
 /// An authenticated Bearer request: verified token, linked device.
 pub struct Authenticated(pub Bearer);
@@ -113,15 +113,7 @@ impl FromRequestParts<AppState> for Authenticated {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts);
-        let keys = state.keys();
-        let bearer = devices::authenticate_bearer(
-            state.store.as_ref(),
-            &keys,
-            &state.config,
-            state.clock.now(),
-            token,
-        )
-        .await?;
+        let bearer = access::authenticate_bearer(&state.ctx(), token).await?;
         Ok(Authenticated(bearer))
     }
 }

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use super::OAuthError;
 use super::client_auth::authenticate;
 use super::form::OAuthRequest;
-use crate::devices;
 use crate::state::AppState;
+use crate::tokens::access;
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -25,15 +25,7 @@ pub async fn handle(
         ));
     }
     let token = req.form.require("token")?;
-    let keys = state.keys();
-    let body = devices::introspect(
-        state.store.as_ref(),
-        &keys,
-        &state.config,
-        state.clock.now(),
-        token,
-    )
-    .await?;
+    let body = access::introspect(&state.ctx(), token).await?;
     let mut response = Json(body).into_response();
     response
         .headers_mut()

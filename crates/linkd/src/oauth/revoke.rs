@@ -8,8 +8,8 @@ use super::OAuthError;
 use super::client_auth::authenticate;
 use super::form::OAuthRequest;
 use crate::client_ip::ClientIp;
-use crate::devices;
 use crate::state::AppState;
+use crate::tokens::access;
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -19,17 +19,7 @@ pub async fn handle(
     let client = authenticate(state.store.as_ref(), &req).await?;
     let token = req.form.require("token")?;
     // token_type_hint is only a hint (§2.1); both kinds are tried.
-    let keys = state.keys();
-    devices::revoke(
-        state.store.as_ref(),
-        &keys,
-        &state.config,
-        state.clock.now(),
-        &client,
-        token,
-        &ip.to_string(),
-    )
-    .await?;
+    access::revoke(&state.ctx(), &client, token, &ip.to_string()).await?;
     // §2.2: 200 whether or not the token was valid.
     let mut response = StatusCode::OK.into_response();
     response

@@ -11,10 +11,11 @@ use super::client_auth::{self, authenticate};
 use super::form::OAuthRequest;
 use crate::client_ip::ClientIp;
 use crate::codes::secret_hash;
-use crate::device_flow::{self, PollError, PollOutcome, PolledCode, TokenSet};
-use crate::devices::{self, RefreshOutcome};
+use crate::device_flow::{self, PollError, PollOutcome, PolledCode};
 use crate::limits::{RetryAfter, network_key};
 use crate::state::AppState;
+use crate::tokens::issue::TokenSet;
+use crate::tokens::refresh::{self, RefreshOutcome};
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
@@ -114,19 +115,9 @@ async fn refresh_token(
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state.store.as_ref(), req).await?;
     let presented = req.form.require("refresh_token")?;
-    let keys = state.keys();
-    let outcome = devices::refresh(
-        state.store.as_ref(),
-        &keys,
-        &state.config,
-        state.clock.now(),
-        &client,
-        presented,
-        req.form.get("scope"),
-        ip,
-    )
-    .await
-    .map_err(poll_error)?;
+    let outcome = refresh::refresh(&state.ctx(), &client, presented, req.form.get("scope"), ip)
+        .await
+        .map_err(poll_error)?;
     match outcome {
         RefreshOutcome::Tokens(tokens) => {
             crate::telemetry::tokens_issued("refresh_token");

@@ -26,7 +26,7 @@ pub async fn handle(
             .store
             .get_account(&bearer.device.account_id)
             .await
-            .map_err(|e| BearerRejection::from(crate::devices::BearerError::Store(e)))?
+            .map_err(|e| BearerRejection::from(crate::tokens::access::BearerError::Store(e)))?
     {
         body["email"] = json!(account.email);
         // linkd does not verify addresses by mail (yet).

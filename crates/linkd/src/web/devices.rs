@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{PageError, PageForm, Visitor, render, see_other, to_sign_in};
 use crate::client_ip::ClientIp;
 use crate::device_flow::MAX_DEVICE_NAME_CHARS;
-use crate::devices::{self, RenameError};
+use crate::devices::{self, DeviceError};
 use crate::i18n::Lang;
 use crate::state::AppState;
 use crate::store::LinkedDevice;
@@ -71,20 +71,6 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
     devices_page(&state, &visitor, StatusCode::OK, None).await
 }
 
-/// The account's own linked device, or a 404 that does not say whether the
-/// id belongs to someone else.
-async fn own_device(
-    state: &AppState,
-    visitor: &Visitor,
-    id: &str,
-) -> Result<LinkedDevice, PageError> {
-    let account = visitor.account().ok_or(PageError::NotFound)?;
-    match state.store.get_linked_device(id).await? {
-        Some(d) if d.account_id == account.id && d.revoked_at.is_none() => Ok(d),
-        _ => Err(PageError::NotFound),
-    }
-}
-
 pub async fn rename(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -98,15 +84,15 @@ pub async fn rename(
     let name = form.get("label").unwrap_or("");
     match devices::rename(state.store.as_ref(), &account.id, &id, name).await {
         Ok(_) => Ok(see_other("/devices")),
-        Err(RenameError::NotFound) => Err(PageError::NotFound),
-        Err(RenameError::BadName) => {
+        Err(DeviceError::NotFound) => Err(PageError::NotFound),
+        Err(DeviceError::BadName) => {
             let why = visitor.lang.fmt(
                 "devices.error.bad_name",
                 &[("max", &MAX_DEVICE_NAME_CHARS.to_string())],
             );
             devices_page(&state, &visitor, StatusCode::BAD_REQUEST, Some(why)).await
         }
-        Err(RenameError::Store(e)) => Err(e.into()),
+        Err(DeviceError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -121,13 +107,18 @@ pub async fn unlink(
         return Ok(to_sign_in("/devices"));
     }
     visitor.check_csrf(form.get("csrf"))?;
-    let device = own_device(&state, &visitor, &id).await?;
-    devices::unlink(
+    let account = visitor.account().ok_or(PageError::NotFound)?;
+    match devices::unlink_own(
         state.store.as_ref(),
-        &device,
+        &account.id,
+        &id,
         &ip.to_string(),
         state.clock.now(),
     )
-    .await?;
-    Ok(see_other("/devices"))
+    .await
+    {
+        Ok(()) => Ok(see_other("/devices")),
+        Err(DeviceError::NotFound | DeviceError::BadName) => Err(PageError::NotFound),
+        Err(DeviceError::Store(e)) => Err(e.into()),
+    }
 }

@@ -1,0 +1,19 @@
+//! The context a domain function works in: the store, the signing keys,
+//! the configuration and the time of the request, read once per request
+//! from the shared state and passed as one value.
+
+use std::sync::Arc;
+
+use crate::Config;
+use crate::store::{Store, Timestamp};
+use crate::tokens::Keys;
+
+pub struct Ctx<'a> {
+    pub store: &'a dyn Store,
+    /// The key set at the start of the request; a rotation during it
+    /// applies from the next request on.
+    pub keys: Arc<Keys>,
+    pub config: &'a Config,
+    /// Seconds since the Unix epoch, from the server's clock.
+    pub now: Timestamp,
+}

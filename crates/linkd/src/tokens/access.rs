@@ -1,0 +1,135 @@
+//! Access tokens as resource servers and linkd's APIs see them: the Bearer
+//! check (RFC 6750), revocation (RFC 7009) and introspection (RFC 7662).
+
+use serde_json::{Value, json};
+
+use crate::codes::secret_hash;
+use crate::ctx::Ctx;
+use crate::devices::unlink;
+use crate::store::{Client, LinkedDevice, StoreError};
+use crate::tokens::{AccessClaims, TokenError};
+
+/// A verified access token and the still-linked device it belongs to.
+#[derive(Debug)]
+pub struct Bearer {
+    pub claims: AccessClaims,
+    pub device: LinkedDevice,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BearerError {
+    #[error("no access token was presented")]
+    Missing,
+    #[error("the access token is invalid: {0}")]
+    Invalid(#[from] TokenError),
+    #[error("the access token was revoked or its device unlinked")]
+    Revoked,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks an access token the way every linkd API does: signature, issuer,
+/// audience and expiry, then that its device is still linked and the token
+/// itself was not revoked. Unlinking therefore cuts a token off at once.
+pub async fn authenticate_bearer(ctx: &Ctx<'_>, token: &str) -> Result<Bearer, BearerError> {
+    if token.is_empty() {
+        return Err(BearerError::Missing);
+    }
+    if token.len() > 8192 {
+        return Err(BearerError::Invalid(TokenError::Malformed));
+    }
+    let issuer = ctx.config.issuer();
+    let claims = ctx
+        .keys
+        .verify_access_token(token, &issuer, &issuer, ctx.now)?;
+    let device = ctx
+        .store
+        .active_device_for_token(&claims.sid, &claims.jti)
+        .await?
+        .filter(|d| d.account_id == claims.sub)
+        .ok_or(BearerError::Revoked)?;
+    Ok(Bearer { claims, device })
+}
+
+/// RFC 7009 revocation. A refresh token ends its device's link, and with it
+/// every access token of that link (§2.1); an access token is denied by its
+/// `jti` until it expires. Tokens that are unknown, malformed, or another
+/// client's change nothing, and the caller cannot tell the difference.
+pub async fn revoke(
+    ctx: &Ctx<'_>,
+    client: &Client,
+    token: &str,
+    ip: &str,
+) -> Result<(), StoreError> {
+    let (store, now) = (ctx.store, ctx.now);
+    if token.len() > 8192 {
+        return Ok(());
+    }
+    if let Some(refresh) = store.get_refresh_token(&secret_hash(token)).await? {
+        if let Some(device) = store.get_linked_device(&refresh.device_id).await?
+            && device.client_id == client.client_id
+        {
+            unlink(store, &device, ip, now).await?;
+        }
+        return Ok(());
+    }
+    let issuer = ctx.config.issuer();
+    // An expired access token needs no revoking.
+    if let Ok(claims) = ctx.keys.verify_access_token(token, &issuer, &issuer, now)
+        && claims.client_id == client.client_id
+    {
+        store.revoke_access_token(&claims.jti, claims.exp).await?;
+        // A stream opened with this token ends at once.
+        crate::sync::wake(store, &claims.sub).await;
+    }
+    Ok(())
+}
+
+/// RFC 7662 introspection for resource servers: the token's claims when it
+/// is active, else only `{"active": false}`.
+pub async fn introspect(ctx: &Ctx<'_>, token: &str) -> Result<Value, StoreError> {
+    let (store, now) = (ctx.store, ctx.now);
+    let inactive = json!({ "active": false });
+    if token.is_empty() || token.len() > 8192 {
+        return Ok(inactive);
+    }
+    match authenticate_bearer(ctx, token).await {
+        Ok(Bearer { claims, .. }) => {
+            return Ok(json!({
+                "active": true,
+                "token_type": "Bearer",
+                "scope": claims.scope,
+                "client_id": claims.client_id,
+                "sub": claims.sub,
+                "aud": claims.aud,
+                "iss": claims.iss,
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "jti": claims.jti,
+                "sid": claims.sid,
+            }));
+        }
+        Err(BearerError::Store(e)) => return Err(e),
+        Err(_) => {}
+    }
+    let Some(refresh) = store.get_refresh_token(&secret_hash(token)).await? else {
+        return Ok(inactive);
+    };
+    if refresh.rotated_at.is_some() || refresh.expires_at <= now {
+        return Ok(inactive);
+    }
+    match store.get_linked_device(&refresh.device_id).await? {
+        Some(device) if device.revoked_at.is_none() => Ok(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "scope": refresh.scope,
+            "client_id": device.client_id,
+            "sub": device.account_id,
+            "iss": ctx.config.issuer(),
+            "exp": refresh.expires_at,
+            "iat": refresh.created_at,
+            "sid": device.id,
+        })),
+        _ => Ok(inactive),
+    }
+}
