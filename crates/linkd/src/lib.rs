@@ -56,3 +56,6 @@ pub mod waits;
 pub mod web;
 
 pub use config::Config;
+
+#[cfg(test)]
+mod layout_tests;
