@@ -48,7 +48,7 @@ pub mod store;
 pub mod sync;
 /// Metrics and the request middleware that records them.
 pub mod telemetry;
-/// Signing keys, JWT access tokens and ID tokens.
+/// Every token rule: keys, minting, Bearer checks, revocation, refresh.
 pub mod tokens;
 /// Devices waiting for a decision (the long poll).
 pub mod waits;
