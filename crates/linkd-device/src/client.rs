@@ -1,0 +1,120 @@
+//! The device app itself: the server's endpoints (RFC 8414 discovery) and
+//! how the app authenticates its requests (RFC 6749 §2.3.1).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The endpoints the device needs, from server metadata (RFC 8414).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Endpoints {
+    pub issuer: String,
+    pub device_authorization_endpoint: String,
+    pub token_endpoint: String,
+    /// linkd's long poll: answers as soon as the person decides, so the
+    /// device need not wait out its polling interval. Other servers do not
+    /// publish it and get plain RFC 8628 polling.
+    #[serde(default)]
+    pub linkd_device_wait_endpoint: Option<String>,
+}
+
+/// A device app registered with an authorization server.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub(crate) http: reqwest::Client,
+    client_id: String,
+    client_secret: Option<String>,
+    pub endpoints: Endpoints,
+}
+
+impl Device {
+    pub fn new(endpoints: Endpoints, client_id: impl Into<String>) -> Self {
+        Device {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(40))
+                .user_agent(concat!("linkd-device/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default(),
+            client_id: client_id.into(),
+            client_secret: None,
+            endpoints,
+        }
+    }
+
+    /// For confidential device apps: authenticate with client_secret_basic.
+    pub fn with_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// Reads the server's metadata: OpenID discovery first, then RFC 8414.
+    pub async fn discover(server: &str, client_id: impl Into<String>) -> Result<Self, Error> {
+        let base = server.trim_end_matches('/');
+        let http = reqwest::Client::new();
+        let mut last = None;
+        for path in [
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+        ] {
+            let response = http.get(format!("{base}{path}")).send().await?;
+            if response.status().is_success() {
+                let endpoints = response
+                    .json::<Endpoints>()
+                    .await
+                    .map_err(|e| Error::Protocol(format!("metadata: {e}")))?;
+                return Ok(Device::new(endpoints, client_id));
+            }
+            last = Some(response.status());
+        }
+        Err(Error::Protocol(format!(
+            "no server metadata at {base} (last status {})",
+            last.map(|s| s.as_u16()).unwrap_or(0)
+        )))
+    }
+
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        mut params: Vec<(&'static str, String)>,
+    ) -> Result<reqwest::Response, Error> {
+        let request = match &self.client_secret {
+            Some(secret) => self
+                .http
+                .post(url)
+                .basic_auth(form_encode(&self.client_id), Some(form_encode(secret))),
+            None => {
+                params.push(("client_id", self.client_id.clone()));
+                self.http.post(url)
+            }
+        };
+        Ok(request.form(&params).send().await?)
+    }
+}
+
+/// RFC 6749 §2.3.1: client id and secret are form-encoded inside Basic.
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*') {
+            out.push(b as char);
+        } else if b == b' ' {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_encoded() {
+        assert_eq!(form_encode("a b:c/é"), "a+b%3Ac%2F%C3%A9");
+        assert_eq!(form_encode("demo-tv"), "demo-tv");
+    }
+}

@@ -1,0 +1,40 @@
+//! What can go wrong talking to the server, and how an RFC 6749 §5.2
+//! error body becomes an [`Error`].
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not reach the server: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the person denied this device")]
+    Denied,
+    #[error("the code expired before anyone approved it")]
+    Expired,
+    #[error("the server refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Server {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+    #[error("the server's answer did not follow the protocol: {0}")]
+    Protocol(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: String,
+    error_description: Option<String>,
+}
+
+pub(crate) async fn server_error(response: reqwest::Response) -> Error {
+    let status = response.status().as_u16();
+    match response.json::<ErrorBody>().await {
+        Ok(body) => Error::Server {
+            status,
+            error: body.error,
+            description: body.error_description,
+        },
+        Err(_) => Error::Protocol(format!("HTTP {status} without an OAuth error body")),
+    }
+}

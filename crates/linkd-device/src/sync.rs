@@ -1,0 +1,245 @@
+//! linkd's settings sync for linked devices: documents with versions
+//! (conditional writes, RFC 9110 §13.1), the change feed, and the live
+//! change stream.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::server_error;
+use crate::sse::SseParser;
+use crate::{Device, Error};
+
+/// A settings document as read from linkd's sync API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncDocument {
+    /// The version, as the server's entity tag (`"42"`); send it back as
+    /// `If-Match` to update.
+    pub etag: String,
+    pub value: serde_json::Value,
+}
+
+/// What a sync write requires (RFC 9110 §13.1).
+#[derive(Debug, Clone, Copy)]
+pub enum SyncPrecondition<'a> {
+    /// Create: only if the document does not exist (`If-None-Match: *`).
+    Create,
+    /// Update: only if the document is still at this version (`If-Match`).
+    Match(&'a str),
+}
+
+/// One change in the feed or the event stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SyncChange {
+    pub seq: i64,
+    pub collection: String,
+    pub key: String,
+    pub etag: String,
+    pub deleted: bool,
+    pub value: serde_json::Value,
+    pub updated_at: i64,
+}
+
+/// One page of a collection's changes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SyncChanges {
+    pub changes: Vec<SyncChange>,
+    /// The cursor to ask from next.
+    pub next: i64,
+    /// Another page follows at once.
+    pub more: bool,
+}
+
+/// How a conditional write ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncWrite {
+    /// Stored; the new version.
+    Written { etag: String },
+    /// 412: someone else wrote first. `current` is their version (`None`
+    /// when the document no longer exists): merge, then write again with
+    /// `SyncPrecondition::Match(&current.etag)`.
+    Conflict { current: Option<SyncChange> },
+}
+
+impl Device {
+    fn sync_url(&self, path: &str) -> String {
+        format!("{}/api/v1/sync/{path}", self.endpoints.issuer)
+    }
+
+    /// Reads a document; `None` when there is none.
+    pub async fn sync_get(
+        &self,
+        access_token: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<SyncDocument>, Error> {
+        let response = self
+            .http
+            .get(self.sync_url(&format!("{collection}/{key}")))
+            .bearer_auth(access_token)
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(server_error(response).await);
+        }
+        let etag = etag_of(&response)?;
+        let value = response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("sync document: {e}")))?;
+        Ok(Some(SyncDocument { etag, value }))
+    }
+
+    /// Creates or updates a document, only if `precondition` holds.
+    pub async fn sync_put(
+        &self,
+        access_token: &str,
+        collection: &str,
+        key: &str,
+        value: &serde_json::Value,
+        precondition: SyncPrecondition<'_>,
+    ) -> Result<SyncWrite, Error> {
+        let request = self
+            .http
+            .put(self.sync_url(&format!("{collection}/{key}")))
+            .bearer_auth(access_token)
+            .json(value);
+        let request = match precondition {
+            SyncPrecondition::Create => request.header("if-none-match", "*"),
+            SyncPrecondition::Match(etag) => request.header("if-match", etag),
+        };
+        sync_write_outcome(request.send().await?).await
+    }
+
+    /// Deletes a document, only if it is still at version `etag`.
+    pub async fn sync_delete(
+        &self,
+        access_token: &str,
+        collection: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<SyncWrite, Error> {
+        let response = self
+            .http
+            .delete(self.sync_url(&format!("{collection}/{key}")))
+            .bearer_auth(access_token)
+            .header("if-match", etag)
+            .send()
+            .await?;
+        sync_write_outcome(response).await
+    }
+
+    /// The collection's changes after `since` (0: from the beginning).
+    pub async fn sync_changes(
+        &self,
+        access_token: &str,
+        collection: &str,
+        since: i64,
+    ) -> Result<SyncChanges, Error> {
+        let response = self
+            .http
+            .get(self.sync_url(&format!("{collection}?since={since}")))
+            .bearer_auth(access_token)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(server_error(response).await);
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("sync changes: {e}")))
+    }
+
+    /// Follows every change this device may see, as they happen. Pass the
+    /// `seq` of the last change handled to resume after it (sent as
+    /// `Last-Event-ID`); `None` starts from now.
+    pub async fn sync_watch(
+        &self,
+        access_token: &str,
+        after: Option<i64>,
+    ) -> Result<SyncWatch, Error> {
+        // No overall timeout for a stream that stays open; the server sends
+        // a keep-alive every 15 s, so silence for longer means it is gone.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(20))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("linkd-device/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut request = http
+            .get(self.sync_url("events"))
+            .bearer_auth(access_token)
+            .header("accept", "text/event-stream");
+        if let Some(seq) = after {
+            request = request.header("last-event-id", seq.to_string());
+        }
+        let response = request.send().await?;
+        if !response.status().is_success() {
+            return Err(server_error(response).await);
+        }
+        Ok(SyncWatch {
+            response,
+            parser: SseParser::default(),
+        })
+    }
+}
+
+fn etag_of(response: &reqwest::Response) -> Result<String, Error> {
+    response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Protocol("sync answer without an ETag".into()))
+}
+
+async fn sync_write_outcome(response: reqwest::Response) -> Result<SyncWrite, Error> {
+    if response.status() == reqwest::StatusCode::PRECONDITION_FAILED {
+        #[derive(Deserialize)]
+        struct Conflict {
+            current: Option<SyncChange>,
+        }
+        let body: Conflict = response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("sync conflict: {e}")))?;
+        return Ok(SyncWrite::Conflict {
+            current: body.current,
+        });
+    }
+    if !response.status().is_success() {
+        return Err(server_error(response).await);
+    }
+    Ok(SyncWrite::Written {
+        etag: etag_of(&response)?,
+    })
+}
+
+/// An open sync event stream.
+pub struct SyncWatch {
+    response: reqwest::Response,
+    parser: SseParser,
+}
+
+impl SyncWatch {
+    /// The next change; `None` when the server ended the stream (the token
+    /// expired or the device was unlinked): reconnect from the last `seq`.
+    pub async fn next(&mut self) -> Result<Option<SyncChange>, Error> {
+        loop {
+            while let Some(event) = self.parser.next_event() {
+                if event.name == "change" {
+                    let change = serde_json::from_str(&event.data)
+                        .map_err(|e| Error::Protocol(format!("sync event: {e}")))?;
+                    return Ok(Some(change));
+                }
+            }
+            match self.response.chunk().await? {
+                Some(bytes) => self.parser.feed(&bytes),
+                None => return Ok(None),
+            }
+        }
+    }
+}
