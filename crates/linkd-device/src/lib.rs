@@ -19,16 +19,17 @@ mod error;
 mod flow;
 /// linkd's own device API: link info, unlink, brand.
 mod linked;
-/// The server-sent events reader behind the sync change stream.
-mod sse;
-/// Settings sync: documents, conditional writes, changes, the live stream.
+/// Settings sync: documents, conditional writes, the change feed.
 mod sync;
 /// Tokens kept between runs, in an owner-only file.
 mod token_file;
+/// The live change stream (server-sent events), resumable.
+mod watch;
 
 pub use client::{Device, Endpoints};
 pub use error::Error;
 pub use flow::{DEVICE_CODE_GRANT, DeviceAuthorization, Poll, Tokens};
 pub use linked::Brand;
-pub use sync::{SyncChange, SyncChanges, SyncDocument, SyncPrecondition, SyncWatch, SyncWrite};
+pub use sync::{SyncChange, SyncChanges, SyncDocument, SyncPrecondition, SyncWrite};
 pub use token_file::SavedTokens;
+pub use watch::SyncWatch;

@@ -1,13 +1,10 @@
 //! linkd's settings sync for linked devices: documents with versions
-//! (conditional writes, RFC 9110 §13.1), the change feed, and the live
-//! change stream.
-
-use std::time::Duration;
+//! (conditional writes, RFC 9110 §13.1) and the change feed. The live
+//! change stream is in `watch`.
 
 use serde::Deserialize;
 
 use crate::error::server_error;
-use crate::sse::SseParser;
 use crate::{Device, Error};
 
 /// A settings document as read from linkd's sync API.
@@ -62,7 +59,7 @@ pub enum SyncWrite {
 }
 
 impl Device {
-    fn sync_url(&self, path: &str) -> String {
+    pub(crate) fn sync_url(&self, path: &str) -> String {
         format!("{}/api/v1/sync/{path}", self.endpoints.issuer)
     }
 
@@ -153,38 +150,6 @@ impl Device {
             .await
             .map_err(|e| Error::Protocol(format!("sync changes: {e}")))
     }
-
-    /// Follows every change this device may see, as they happen. Pass the
-    /// `seq` of the last change handled to resume after it (sent as
-    /// `Last-Event-ID`); `None` starts from now.
-    pub async fn sync_watch(
-        &self,
-        access_token: &str,
-        after: Option<i64>,
-    ) -> Result<SyncWatch, Error> {
-        // No overall timeout for a stream that stays open; the server sends
-        // a keep-alive every 15 s, so silence for longer means it is gone.
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(20))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("linkd-device/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let mut request = http
-            .get(self.sync_url("events"))
-            .bearer_auth(access_token)
-            .header("accept", "text/event-stream");
-        if let Some(seq) = after {
-            request = request.header("last-event-id", seq.to_string());
-        }
-        let response = request.send().await?;
-        if !response.status().is_success() {
-            return Err(server_error(response).await);
-        }
-        Ok(SyncWatch {
-            response,
-            parser: SseParser::default(),
-        })
-    }
 }
 
 fn etag_of(response: &reqwest::Response) -> Result<String, Error> {
@@ -216,30 +181,4 @@ async fn sync_write_outcome(response: reqwest::Response) -> Result<SyncWrite, Er
     Ok(SyncWrite::Written {
         etag: etag_of(&response)?,
     })
-}
-
-/// An open sync event stream.
-pub struct SyncWatch {
-    response: reqwest::Response,
-    parser: SseParser,
-}
-
-impl SyncWatch {
-    /// The next change; `None` when the server ended the stream (the token
-    /// expired or the device was unlinked): reconnect from the last `seq`.
-    pub async fn next(&mut self) -> Result<Option<SyncChange>, Error> {
-        loop {
-            while let Some(event) = self.parser.next_event() {
-                if event.name == "change" {
-                    let change = serde_json::from_str(&event.data)
-                        .map_err(|e| Error::Protocol(format!("sync event: {e}")))?;
-                    return Ok(Some(change));
-                }
-            }
-            match self.response.chunk().await? {
-                Some(bytes) => self.parser.feed(&bytes),
-                None => return Ok(None),
-            }
-        }
-    }
 }
