@@ -1,0 +1,80 @@
+//! `linkd user`: create, list, disable, enable and delete people's
+//! accounts.
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::bail;
+
+use super::{ADMIN, account_by_email, open};
+use crate::accounts;
+use crate::clock::{Clock, SystemClock};
+
+fn read_password() -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Password again: ")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    Ok(password)
+}
+
+pub async fn user_add(database_url: &str, email: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let password = read_password()?;
+    let account = accounts::sign_up(store.as_ref(), email, &password, SystemClock.now()).await?;
+    println!("added account {} ({})", account.email, account.id);
+    Ok(())
+}
+
+pub async fn user_list(database_url: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let list = store.list_accounts().await?;
+    if list.is_empty() {
+        println!("no accounts");
+    }
+    for a in list {
+        let status = if a.disabled { "disabled" } else { "active" };
+        println!("{}\t{}\t{status}", a.email, a.id);
+    }
+    Ok(())
+}
+
+pub async fn user_set_disabled(
+    database_url: &str,
+    email: &str,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let account = account_by_email(store.as_ref(), email).await?;
+    store.set_account_disabled(&account.id, disabled).await?;
+    if disabled {
+        // A disabled person keeps no way in: sessions end and every
+        // device is unlinked, so its tokens stop working at once.
+        store.delete_sessions(&account.id).await?;
+        let unlinked =
+            crate::devices::unlink_all(store.as_ref(), &account.id, ADMIN, SystemClock.now())
+                .await?;
+        println!("{} disabled; {unlinked} device(s) unlinked", account.email);
+    } else {
+        println!("{} enabled", account.email);
+    }
+    Ok(())
+}
+
+pub async fn user_delete(database_url: &str, email: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let account = account_by_email(store.as_ref(), email).await?;
+    store.delete_account(&account.id).await?;
+    println!(
+        "{} deleted with its devices, tokens and activity",
+        account.email
+    );
+    Ok(())
+}
