@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::Error;
+use crate::error::json;
 
 /// The endpoints the device needs, from server metadata (RFC 8414).
 #[derive(Debug, Clone, Deserialize)]
@@ -60,10 +61,7 @@ impl Device {
         ] {
             let response = http.get(format!("{base}{path}")).send().await?;
             if response.status().is_success() {
-                let endpoints = response
-                    .json::<Endpoints>()
-                    .await
-                    .map_err(|e| Error::Protocol(format!("metadata: {e}")))?;
+                let endpoints = json(response, "metadata").await?;
                 return Ok(Device::new(endpoints, client_id));
             }
             last = Some(response.status());

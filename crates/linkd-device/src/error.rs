@@ -2,6 +2,7 @@
 //! error body becomes an [`Error`].
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,4 +38,28 @@ pub(crate) async fn server_error(response: reqwest::Response) -> Error {
         },
         Err(_) => Error::Protocol(format!("HTTP {status} without an OAuth error body")),
     }
+}
+
+/// The body of a successful answer, as JSON; an unsuccessful answer
+/// becomes its RFC 6749 §5.2 error. `what` names the answer if the body
+/// is not what the protocol says.
+pub(crate) async fn answer<T: DeserializeOwned>(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<T, Error> {
+    if !response.status().is_success() {
+        return Err(server_error(response).await);
+    }
+    json(response, what).await
+}
+
+/// The body as JSON; `what` names the answer if it is not.
+pub(crate) async fn json<T: DeserializeOwned>(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<T, Error> {
+    response
+        .json()
+        .await
+        .map_err(|e| Error::Protocol(format!("{what}: {e}")))
 }

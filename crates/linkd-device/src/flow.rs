@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use crate::error::server_error;
+use crate::error::{answer, json, server_error};
 use crate::{Device, Error};
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -75,13 +75,7 @@ impl Device {
         let response = self
             .post(&self.endpoints.device_authorization_endpoint, params)
             .await?;
-        if !response.status().is_success() {
-            return Err(server_error(response).await);
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| Error::Protocol(format!("device authorization response: {e}")))
+        answer(response, "device authorization response").await
     }
 
     /// One token request with the device code (RFC 8628 §3.4).
@@ -92,10 +86,7 @@ impl Device {
         ];
         let response = self.post(&self.endpoints.token_endpoint, params).await?;
         if response.status().is_success() {
-            let tokens = response
-                .json()
-                .await
-                .map_err(|e| Error::Protocol(format!("token response: {e}")))?;
+            let tokens = json(response, "token response").await?;
             return Ok(Poll::Tokens(Box::new(tokens)));
         }
         match server_error(response).await {
@@ -184,13 +175,7 @@ impl Device {
             ("refresh_token", refresh_token.to_string()),
         ];
         let response = self.post(&self.endpoints.token_endpoint, params).await?;
-        if !response.status().is_success() {
-            return Err(server_error(response).await);
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| Error::Protocol(format!("token response: {e}")))
+        answer(response, "token response").await
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::error::server_error;
+use crate::error::{answer, json, server_error};
 use crate::{Device, Error};
 
 /// How a linkd server presents itself (`/api/v1/brand`), so a device can
@@ -21,13 +21,7 @@ impl Device {
     pub async fn linked_info(&self, access_token: &str) -> Result<serde_json::Value, Error> {
         let url = format!("{}/api/v1/device", self.endpoints.issuer);
         let response = self.http.get(url).bearer_auth(access_token).send().await?;
-        if !response.status().is_success() {
-            return Err(server_error(response).await);
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| Error::Protocol(format!("device info: {e}")))
+        answer(response, "device info").await
     }
 
     /// linkd's device API: unlink this device (for example on a factory
@@ -57,9 +51,6 @@ impl Device {
                 response.status().as_u16()
             )));
         }
-        response
-            .json()
-            .await
-            .map_err(|e| Error::Protocol(format!("brand: {e}")))
+        json(response, "brand").await
     }
 }

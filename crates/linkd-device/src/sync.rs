@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::error::server_error;
+use crate::error::{answer, json, server_error};
 use crate::{Device, Error};
 
 /// A settings document as read from linkd's sync API.
@@ -83,10 +83,7 @@ impl Device {
             return Err(server_error(response).await);
         }
         let etag = etag_of(&response)?;
-        let value = response
-            .json()
-            .await
-            .map_err(|e| Error::Protocol(format!("sync document: {e}")))?;
+        let value = json(response, "sync document").await?;
         Ok(Some(SyncDocument { etag, value }))
     }
 
@@ -142,13 +139,7 @@ impl Device {
             .bearer_auth(access_token)
             .send()
             .await?;
-        if !response.status().is_success() {
-            return Err(server_error(response).await);
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| Error::Protocol(format!("sync changes: {e}")))
+        answer(response, "sync changes").await
     }
 }
 
@@ -167,10 +158,7 @@ async fn sync_write_outcome(response: reqwest::Response) -> Result<SyncWrite, Er
         struct Conflict {
             current: Option<SyncChange>,
         }
-        let body: Conflict = response
-            .json()
-            .await
-            .map_err(|e| Error::Protocol(format!("sync conflict: {e}")))?;
+        let body: Conflict = json(response, "sync conflict").await?;
         return Ok(SyncWrite::Conflict {
             current: body.current,
         });
