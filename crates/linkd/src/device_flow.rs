@@ -10,8 +10,9 @@ pub use poll_table::{PollTracker, SLOW_DOWN_STEP_SECS};
 
 use crate::codes::{CodeError, UserCode, random_secret, secret_hash};
 use crate::store::{
-    Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, Event, LinkedDevice,
-    PolledAuthorization, Redemption, RefreshToken, Store, StoreError, Timestamp,
+    Account, Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, Event,
+    LinkedDevice, PolledAuthorization, RedeemOutcome, Redemption, RefreshToken, Store, StoreError,
+    Timestamp,
 };
 use crate::tokens::Keys;
 use crate::tokens::issue::{Grant, TokenSet, mint};
@@ -186,56 +187,99 @@ pub async fn poll(
             "the device code has already been used",
         )),
         AuthorizationState::Approved => {
-            // The poll read only what a pending code needs; redeeming
-            // takes the whole row, read once per device. That second read
-            // may see another snapshot than the first (each of the SQLite
-            // store's readers keeps one for up to 2 ms), so its state is
-            // the one acted on.
-            let full = store
-                .get_device_authorization_by_code_hash(code.hash)
-                .await?
-                .filter(|full| full.id == auth.id);
-            let Some(full) = full else {
-                // Purged in between: as for any code no longer known.
-                return Ok(PollOutcome::InvalidGrant("the device code is not known"));
-            };
-            match full.state {
-                AuthorizationState::Approved => {
-                    polls.forget(&auth.id);
-                    redeem(store, keys, config, now, client, &full).await
-                }
-                // A snapshot from before the approval: the next poll
-                // sees it.
-                AuthorizationState::Pending => Ok(PollOutcome::Pending),
-                AuthorizationState::Denied => {
-                    polls.forget(&auth.id);
-                    Ok(PollOutcome::Denied)
-                }
-                AuthorizationState::Redeemed => Ok(PollOutcome::InvalidGrant(
-                    "the device code has already been used",
-                )),
-            }
+            redeem(store, polls, keys, config, now, client, &auth.id).await
         }
     }
 }
 
+/// Redeems an approved code. The store decides on the row it redeems, not
+/// on the poll's read (which may come from an older snapshot, see the
+/// `Store` trait's read consistency), and reports what it found instead
+/// when that row is no longer approved.
 async fn redeem(
     store: &dyn Store,
+    polls: &PollTracker,
+    keys: &Keys,
+    config: &Config,
+    now: Timestamp,
+    client: &Client,
+    id: &str,
+) -> Result<PollOutcome, PollError> {
+    let mut minted = None;
+    let mut failed = None;
+    let outcome = store
+        .redeem_device_authorization(id, now, &mut |auth, account| {
+            let account = account.filter(|a| !a.disabled)?;
+            match redemption(keys, config, now, client, auth, account) {
+                Ok((redemption, tokens)) => {
+                    minted = Some(tokens);
+                    Some(redemption)
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            }
+        })
+        .await?;
+    match outcome {
+        RedeemOutcome::Redeemed => {
+            polls.forget(id);
+            crate::telemetry::authorization("redeemed");
+            // Set whenever the store redeemed: it wrote what `redemption`
+            // made along with these tokens.
+            match minted {
+                Some(tokens) => Ok(PollOutcome::Tokens(Box::new(tokens))),
+                None => Err(PollError::Store(StoreError::Corrupt(
+                    "redeemed without tokens".into(),
+                ))),
+            }
+        }
+        RedeemOutcome::Declined => match failed {
+            Some(e) => Err(PollError::Signing(e)),
+            None => Ok(PollOutcome::InvalidGrant(
+                "the approving account no longer exists",
+            )),
+        },
+        RedeemOutcome::NotRedeemable(found) => Ok(match found {
+            // Purged in the meantime: as for any code no longer known.
+            None => PollOutcome::InvalidGrant("the device code is not known"),
+            Some((AuthorizationState::Redeemed, _)) => {
+                // Another poll redeemed it between our read and our update.
+                PollOutcome::InvalidGrant("the device code has already been used")
+            }
+            Some((_, expires_at)) if expires_at <= now => {
+                if polls.forget(id) {
+                    crate::telemetry::authorization("expired");
+                }
+                PollOutcome::Expired
+            }
+            Some((AuthorizationState::Denied, _)) => {
+                polls.forget(id);
+                PollOutcome::Denied
+            }
+            // The poll's read was newer than any state the writer can
+            // see but this one; the next poll tries again.
+            Some((AuthorizationState::Pending | AuthorizationState::Approved, _)) => {
+                PollOutcome::Pending
+            }
+        }),
+    }
+}
+
+/// What redeeming `auth` writes (the linked device and its first refresh
+/// token) and the tokens it hands out, signed before the state change
+/// commits so that a signing failure cannot leave a redeemed code whose
+/// tokens were never handed out. `None` (no account, or a disabled one)
+/// declines.
+fn redemption(
     keys: &Keys,
     config: &Config,
     now: Timestamp,
     client: &Client,
     auth: &DeviceAuthorization,
-) -> Result<PollOutcome, PollError> {
-    let account = match &auth.account_id {
-        Some(id) => store.get_account(id).await?,
-        None => None,
-    };
-    let Some(account) = account.filter(|a| !a.disabled) else {
-        return Ok(PollOutcome::InvalidGrant(
-            "the approving account no longer exists",
-        ));
-    };
+    account: &Account,
+) -> Result<(Redemption, TokenSet), jsonwebtoken::errors::Error> {
     let device = LinkedDevice {
         id: random_secret(16),
         account_id: account.id.clone(),
@@ -260,31 +304,20 @@ async fn redeem(
         expires_at: now + i64::from(config.refresh_idle_lifetime),
         rotated_at: None,
     });
-    // Sign before the state change so a signing failure cannot leave a
-    // redeemed code whose tokens were never handed out.
     let grant = Grant {
-        account: &account,
+        account,
         device: &device,
         scope: &auth.scope,
         auth_time: auth.decided_at.unwrap_or(now),
     };
     let tokens = mint(keys, config, now, &grant, refresh_secret)?;
-    let redemption = Redemption {
-        device,
-        refresh_token,
-    };
-    if store
-        .redeem_device_authorization(&auth.id, now, &redemption)
-        .await?
-    {
-        crate::telemetry::authorization("redeemed");
-        Ok(PollOutcome::Tokens(Box::new(tokens)))
-    } else {
-        // Another poll redeemed it between our read and our update.
-        Ok(PollOutcome::InvalidGrant(
-            "the device code has already been used",
-        ))
-    }
+    Ok((
+        Redemption {
+            device,
+            refresh_token,
+        },
+        tokens,
+    ))
 }
 
 /// Why a code a person typed cannot be confirmed.
@@ -421,43 +454,85 @@ mod tests {
         }
     }
 
-    /// A poll's first read saw the approval; the read of the whole row
-    /// before redeeming may come from an older snapshot (the SQLite
-    /// store's readers keep one up to 2 ms). That row's state decides: the
-    /// code stays pending for this poll rather than being refused.
+    /// A poll's read saw the approval, but the row the store would redeem
+    /// says otherwise (the SQLite store's readers keep a snapshot up to
+    /// 2 ms): that row decides, and the store reports what it found.
     #[tokio::test]
     async fn the_row_to_redeem_decides_the_state() {
         use crate::store::sqlite::fixtures::{authorization, client, store_with_client};
         let (_dir, store) = store_with_client().await;
-        // Pending in the store, approved in what the poll read first.
+        let keys =
+            Keys::from_stored(&[crate::tokens::generate_signing_key(0).unwrap()], 0, 3600).unwrap();
+        let (config, polls, client) = (Config::defaults(), PollTracker::new(0), client("openid"));
+        let poll_at = |id: &str, now_ms| {
+            let code = PolledCode {
+                hash: "hash",
+                auth: Some(PolledAuthorization {
+                    id: id.into(),
+                    client_id: "tv".into(),
+                    state: AuthorizationState::Approved,
+                    ..auth(5)
+                }),
+            };
+            poll(&store, &polls, &keys, &config, now_ms, &client, code)
+        };
+        // Pending in the store, approved in what the poll read.
         store
             .insert_device_authorization(&authorization(0))
             .await
             .unwrap();
-        let seen = PolledAuthorization {
-            id: "id-0".into(),
-            client_id: "tv".into(),
-            state: AuthorizationState::Approved,
-            ..auth(5)
-        };
-        let keys =
-            Keys::from_stored(&[crate::tokens::generate_signing_key(0).unwrap()], 0, 3600).unwrap();
-        let (config, polls, client) = (Config::defaults(), PollTracker::new(0), client("openid"));
-        let poll_at = |hash| {
-            let code = PolledCode {
-                hash,
-                auth: Some(seen.clone()),
-            };
-            poll(&store, &polls, &keys, &config, 1_000, &client, code)
-        };
-        let outcome = poll_at("hash-0").await.unwrap();
+        let outcome = poll_at("id-0", 1_000).await.unwrap();
         assert!(matches!(outcome, PollOutcome::Pending), "{outcome:?}");
-        // Gone by the second read: as for any code no longer known.
-        let outcome = poll_at("hash-none").await.unwrap();
+        // Gone by the redeem: as for any code no longer known.
+        let outcome = poll_at("id-none", 1_000).await.unwrap();
         assert!(
             matches!(
                 outcome,
                 PollOutcome::InvalidGrant("the device code is not known")
+            ),
+            "{outcome:?}"
+        );
+        // Denied in the store.
+        store
+            .insert_device_authorization(&authorization(1))
+            .await
+            .unwrap();
+        store
+            .insert_account(&Account {
+                id: "acct".into(),
+                email: "a@example.com".into(),
+                password_hash: "x".into(),
+                created_at: 0,
+                disabled: false,
+            })
+            .await
+            .unwrap();
+        assert!(
+            store
+                .decide_device_authorization("id-1", false, "acct", 1)
+                .await
+                .unwrap()
+        );
+        let outcome = poll_at("id-1", 1_000).await.unwrap();
+        assert!(matches!(outcome, PollOutcome::Denied), "{outcome:?}");
+        // Approved: the first redeem wins, the next finds it used.
+        store
+            .insert_device_authorization(&authorization(2))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .decide_device_authorization("id-2", true, "acct", 1)
+                .await
+                .unwrap()
+        );
+        let outcome = poll_at("id-2", 2_000).await.unwrap();
+        assert!(matches!(outcome, PollOutcome::Tokens(_)), "{outcome:?}");
+        let outcome = poll_at("id-2", 2_000).await.unwrap();
+        assert!(
+            matches!(
+                outcome,
+                PollOutcome::InvalidGrant("the device code has already been used")
             ),
             "{outcome:?}"
         );

@@ -228,6 +228,65 @@ pub async fn write(
     }
 }
 
+/// What a conditional write does, as [`decide_write`] judges it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteDecision {
+    /// Write this document (the new version, with its sequence number).
+    Write(SyncDocument),
+    /// Do not write; answer this.
+    Refuse(SyncWriteOutcome),
+    /// The write would create a document: ask again with the number of
+    /// live documents the account holds.
+    CountLiveDocuments,
+}
+
+/// The rules of a settings write, in one place: the store calls this
+/// inside the transaction that writes, with the current row (after taking
+/// the account's sequence number `seq`, which serialises the account's
+/// writes), so the decision and the write are atomic.
+///
+/// RFC 9110 §13.1.1 (If-Match) and §13.1.2 (If-None-Match) are judged
+/// against the live document, a tombstone counting as none; deleting what
+/// does not exist fails its precondition too. Creating a document is
+/// refused once the account holds `max_documents` live ones.
+pub fn decide_write(
+    write: &SyncWrite,
+    seq: i64,
+    current: Option<&SyncDocument>,
+    live_documents: Option<i64>,
+) -> WriteDecision {
+    let live = current.filter(|d| !d.deleted);
+    let holds = match &write.precondition {
+        SyncPrecondition::Absent => live.is_none(),
+        SyncPrecondition::Present => live.is_some(),
+        SyncPrecondition::Versions(versions) => live.is_some_and(|d| versions.contains(&d.seq)),
+    };
+    if !holds || (write.body.is_none() && live.is_none()) {
+        return WriteDecision::Refuse(SyncWriteOutcome::PreconditionFailed(current.cloned()));
+    }
+    if write.body.is_some() && live.is_none() {
+        match live_documents {
+            None => return WriteDecision::CountLiveDocuments,
+            Some(count) if count >= write.max_documents => {
+                return WriteDecision::Refuse(SyncWriteOutcome::TooManyDocuments);
+            }
+            Some(_) => {}
+        }
+    }
+    WriteDecision::Write(SyncDocument {
+        account_id: write.account_id.clone(),
+        namespace: write.namespace.clone(),
+        collection: write.collection.clone(),
+        key: write.key.clone(),
+        body: write.body.clone(),
+        size: write.body.as_ref().map_or(0, |b| b.len() as i64),
+        seq,
+        deleted: write.body.is_none(),
+        updated_at: write.now,
+        updated_by: write.device_id.clone(),
+    })
+}
+
 /// Tells every stream of the account (on every instance) to look again.
 /// The write is already durable; a lost wake-up only delays the stream
 /// until its next periodic check.
@@ -314,6 +373,71 @@ mod tests {
         for bad in ["", ".", "..", "a b", "a/b", "%2e", &"k".repeat(129)] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn writes_are_decided_on_the_current_document() {
+        let write = |body: Option<&str>, precondition| SyncWrite {
+            account_id: "a".into(),
+            namespace: "tv".into(),
+            collection: "c".into(),
+            key: "k".into(),
+            body: body.map(String::from),
+            precondition,
+            device_id: None,
+            now: 5,
+            max_documents: 2,
+        };
+        let doc = |seq, deleted: bool| SyncDocument {
+            account_id: "a".into(),
+            namespace: "tv".into(),
+            collection: "c".into(),
+            key: "k".into(),
+            body: (!deleted).then(|| "[]".into()),
+            size: if deleted { 0 } else { 2 },
+            seq,
+            deleted,
+            updated_at: 1,
+            updated_by: None,
+        };
+        use SyncPrecondition::*;
+        let create = write(Some("{}"), Absent);
+        // A tombstone counts as no document; creating asks for the count.
+        assert_eq!(
+            decide_write(&create, 9, Some(&doc(3, true)), None),
+            WriteDecision::CountLiveDocuments
+        );
+        assert_eq!(
+            decide_write(&create, 9, None, Some(2)),
+            WriteDecision::Refuse(SyncWriteOutcome::TooManyDocuments)
+        );
+        let WriteDecision::Write(made) = decide_write(&create, 9, None, Some(1)) else {
+            panic!("room for one more");
+        };
+        assert_eq!((made.seq, made.size, made.deleted), (9, 2, false));
+        // If-None-Match: * fails on a live document, If-Match on a wrong
+        // version or a tombstone; a delete of nothing fails too.
+        let live = doc(3, false);
+        assert_eq!(
+            decide_write(&create, 9, Some(&live), None),
+            WriteDecision::Refuse(SyncWriteOutcome::PreconditionFailed(Some(live.clone())))
+        );
+        let stale = write(Some("{}"), Versions(vec![2]));
+        assert!(matches!(
+            decide_write(&stale, 9, Some(&live), None),
+            WriteDecision::Refuse(SyncWriteOutcome::PreconditionFailed(_))
+        ));
+        assert!(matches!(
+            decide_write(&write(None, Present), 9, Some(&doc(3, true)), None),
+            WriteDecision::Refuse(SyncWriteOutcome::PreconditionFailed(_))
+        ));
+        // Replacing a live document needs no count.
+        let WriteDecision::Write(gone) =
+            decide_write(&write(None, Versions(vec![3])), 9, Some(&live), None)
+        else {
+            panic!("the version matches");
+        };
+        assert!(gone.deleted && gone.body.is_none());
     }
 
     #[test]

@@ -1,0 +1,74 @@
+//! The apps registered to link devices (`linkd client ...`).
+
+use super::db::{Db, q};
+use super::{Client, StoreResult};
+
+/// One app by id; also what the SQLite hot-path readers run.
+pub(crate) const BY_ID: &str = "SELECT * FROM clients WHERE client_id = $1";
+
+pub(super) async fn insert(db: &Db, c: &Client) -> StoreResult<()> {
+    db.execute(q(
+        "INSERT INTO clients (client_id, name, secret_hash, scopes, device_flow_enabled,
+             created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            (&c.client_id).into(),
+            (&c.name).into(),
+            (&c.secret_hash).into(),
+            (&c.scopes).into(),
+            c.device_flow_enabled.into(),
+            c.created_at.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn get(db: &Db, client_id: &str) -> StoreResult<Option<Client>> {
+    if let Some(direct) = db.direct() {
+        return direct.read(|reader| Ok(reader.client(client_id)?.map(|c| (*c).clone())));
+    }
+    db.fetch_optional(q(BY_ID, &[client_id.into()])).await
+}
+
+pub(super) async fn list(db: &Db) -> StoreResult<Vec<Client>> {
+    db.fetch_all(q("SELECT * FROM clients ORDER BY client_id", &[]))
+        .await
+}
+
+pub(super) async fn update(
+    db: &Db,
+    client_id: &str,
+    scopes: Option<&str>,
+    device_flow_enabled: Option<bool>,
+) -> StoreResult<bool> {
+    let done = db
+        .execute(q(
+            "UPDATE clients SET scopes = COALESCE($1, scopes),
+                 device_flow_enabled = COALESCE($2, device_flow_enabled)
+             WHERE client_id = $3",
+            &[scopes.into(), device_flow_enabled.into(), client_id.into()],
+        ))
+        .await?;
+    Ok(done == 1)
+}
+
+pub(super) async fn set_secret(db: &Db, client_id: &str, secret_hash: &str) -> StoreResult<bool> {
+    let done = db
+        .execute(q(
+            "UPDATE clients SET secret_hash = $1 WHERE client_id = $2",
+            &[secret_hash.into(), client_id.into()],
+        ))
+        .await?;
+    Ok(done == 1)
+}
+
+pub(super) async fn delete(db: &Db, client_id: &str) -> StoreResult<bool> {
+    let done = db
+        .execute(q(
+            "DELETE FROM clients WHERE client_id = $1",
+            &[client_id.into()],
+        ))
+        .await?;
+    Ok(done == 1)
+}

@@ -1,0 +1,345 @@
+//! The records the store reads and writes, and the values its methods
+//! take and answer with.
+
+use super::{StoreError, StoreResult, Timestamp};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    /// SHA-256 of the secret for confidential clients; `None` for public ones.
+    pub secret_hash: Option<String>,
+    /// Space-separated scopes this client may ask for.
+    pub scopes: String,
+    /// Off: the app may not start device authorizations, and pending ones
+    /// cannot be approved.
+    pub device_flow_enabled: bool,
+    pub created_at: Timestamp,
+}
+
+impl Client {
+    pub fn allows_scope(&self, scope: &str) -> bool {
+        self.scopes.split(' ').any(|s| s == scope)
+    }
+    pub fn is_confidential(&self) -> bool {
+        self.secret_hash.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: Timestamp,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// SHA-256 of the cookie value.
+    pub id_hash: String,
+    pub account_id: String,
+    /// The synchronizer token every state-changing form must carry.
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    /// PKCS#8 PEM of the RSA private key.
+    pub private_pem: String,
+    pub created_at: Timestamp,
+}
+
+/// Where a device authorization is in its life (DESIGN.md: pending →
+/// approved → redeemed, or pending → denied; expiry is derived from
+/// `expires_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationState {
+    Pending,
+    Approved,
+    Denied,
+    Redeemed,
+}
+
+impl AuthorizationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Redeemed => "redeemed",
+        }
+    }
+
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "denied" => Self::Denied,
+            "redeemed" => Self::Redeemed,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "authorization state {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// What a poll of the token endpoint reads of its authorization: enough
+/// to answer a pending code, which nearly every poll is. The whole row is
+/// read only once the code was approved.
+#[derive(Debug, Clone)]
+pub struct PolledAuthorization {
+    pub id: String,
+    pub client_id: String,
+    pub state: AuthorizationState,
+    pub expires_at: Timestamp,
+    /// The polling interval the device was told, in seconds.
+    pub interval: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceAuthorization {
+    pub id: String,
+    pub device_code_hash: String,
+    /// Normalised user code (eight letters, no dash).
+    pub user_code: String,
+    pub client_id: String,
+    /// Space-separated scopes asked for.
+    pub scope: String,
+    pub state: AuthorizationState,
+    /// The person who approved or denied.
+    pub account_id: Option<String>,
+    /// The network address the device asked from.
+    pub requested_ip: String,
+    /// A label the device gave itself (`device_name`), if any.
+    pub device_name: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The polling interval the device was told, in seconds.
+    pub interval: i64,
+    pub decided_at: Option<Timestamp>,
+}
+
+/// A lasting link between a person's account and one device of one app.
+#[derive(Debug, Clone)]
+pub struct LinkedDevice {
+    pub id: String,
+    pub account_id: String,
+    pub client_id: String,
+    /// The app's name, read with the device (not stored on it).
+    pub app_name: String,
+    pub label: String,
+    pub scope: String,
+    pub linked_at: Timestamp,
+    pub linked_ip: String,
+    pub last_refresh_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    /// The linked device, which is also the token family for reuse detection.
+    pub device_id: String,
+    pub scope: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Set when the token was exchanged for a newer one.
+    pub rotated_at: Option<Timestamp>,
+}
+
+/// Something that happened to a person's devices, shown on their account page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityKind {
+    Linked,
+    Denied,
+    Unlinked,
+    /// A rotated refresh token came back: the device's tokens were revoked
+    /// (RFC 9700 §4.14.2).
+    RefreshReuse,
+}
+
+impl ActivityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Linked => "linked",
+            Self::Denied => "denied",
+            Self::Unlinked => "unlinked",
+            Self::RefreshReuse => "refresh_reuse",
+        }
+    }
+
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "linked" => Self::Linked,
+            "denied" => Self::Denied,
+            "unlinked" => Self::Unlinked,
+            "refresh_reuse" => Self::RefreshReuse,
+            other => return Err(StoreError::Corrupt(format!("activity kind {other:?}"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub account_id: String,
+    pub kind: ActivityKind,
+    pub client_id: String,
+    pub app_name: String,
+    /// The device's label, when the event concerns one device.
+    pub device: Option<String>,
+    pub ip: String,
+    pub at: Timestamp,
+}
+
+/// Something other requests, possibly on other linkd instances, wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A person approved or denied the device authorization with this id.
+    Decided { authorization_id: String },
+    /// An account's synced settings changed.
+    SettingsChanged { account_id: String },
+}
+
+/// Deadlines before which rows go in a purge.
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeBefore {
+    /// Sessions and revoked access-token ids that expired before this.
+    pub now: Timestamp,
+    /// Device authorizations whose deadline is before this.
+    pub codes: Timestamp,
+    /// Refresh tokens that expired before this. Later than their expiry:
+    /// a rotated token presented again must still be recognised, and its
+    /// family revoked (RFC 9700 §4.14.2), for as long as the family could
+    /// live (the absolute refresh lifetime); a revoked family's tokens are
+    /// deleted with it.
+    pub refresh_tokens: Timestamp,
+}
+
+impl PurgeBefore {
+    /// Each purged table with the deadline its rows' `expires_at` is held
+    /// to. Every one has an index on expires_at (migrations 0001, 0002,
+    /// 0005), so a batch reads only the rows it deletes.
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 4] {
+        [
+            ("device_authorizations", self.codes),
+            ("sessions", self.now),
+            ("refresh_tokens", self.refresh_tokens),
+            ("revoked_access_tokens", self.now),
+        ]
+    }
+}
+
+/// How many events a slow subscriber may fall behind before it misses some
+/// (it then re-reads the store, which is always the truth).
+pub const EVENT_BACKLOG: usize = 4096;
+
+/// The namespace of the collection every app of an account shares.
+pub const SHARED_NAMESPACE: &str = "account";
+
+/// One synced settings document (or its tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDocument {
+    pub account_id: String,
+    /// The app's client_id, or [`SHARED_NAMESPACE`].
+    pub namespace: String,
+    pub collection: String,
+    pub key: String,
+    /// The JSON text; `None` once deleted.
+    pub body: Option<String>,
+    /// Bytes of `body` (0 for a tombstone).
+    pub size: i64,
+    /// The account's sequence number of the last write: the version and
+    /// the position in the change feed.
+    pub seq: i64,
+    pub deleted: bool,
+    pub updated_at: Timestamp,
+    /// The device that wrote last; `None` for the person on their page.
+    pub updated_by: Option<String>,
+}
+
+/// What a conditional write requires of the current document
+/// (RFC 9110 §13.1.1 If-Match, §13.1.2 If-None-Match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncPrecondition {
+    /// `If-None-Match: *`: no live document (a tombstone counts as none).
+    Absent,
+    /// `If-Match: *`: a live document, whatever its version.
+    Present,
+    /// `If-Match: "7", "9"`: a live document at one of these versions.
+    Versions(Vec<i64>),
+}
+
+/// A write or delete, applied only if its precondition holds.
+#[derive(Debug, Clone)]
+pub struct SyncWrite {
+    pub account_id: String,
+    pub namespace: String,
+    pub collection: String,
+    pub key: String,
+    /// The new JSON text; `None` deletes (writes a tombstone).
+    pub body: Option<String>,
+    pub precondition: SyncPrecondition,
+    pub device_id: Option<String>,
+    pub now: Timestamp,
+    /// Live documents the account may hold after this write.
+    pub max_documents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncWriteOutcome {
+    Written(SyncDocument),
+    /// The precondition failed: the current document (live or tombstone),
+    /// if any.
+    PreconditionFailed(Option<SyncDocument>),
+    /// Creating it would exceed `max_documents`.
+    TooManyDocuments,
+}
+
+/// What one app keeps in one collection, for the account page.
+#[derive(Debug, Clone)]
+pub struct SyncUsage {
+    pub namespace: String,
+    /// The app's name (`None` for the shared namespace or a removed app).
+    pub app_name: Option<String>,
+    pub collection: String,
+    pub documents: i64,
+    pub bytes: i64,
+    pub last_change_at: Timestamp,
+    /// The label of the device that made the last change, if a device did
+    /// and it is still known.
+    pub last_device: Option<String>,
+}
+
+/// What redeeming an approved authorization writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct Redemption {
+    pub device: LinkedDevice,
+    pub refresh_token: Option<RefreshToken>,
+}
+
+/// What redeeming found on the row it tried to update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    /// The code was approved and live: it is redeemed, and the device and
+    /// its refresh token are stored.
+    Redeemed,
+    /// The code was approved and live, but the domain declined to redeem
+    /// it (see `redeem_device_authorization`); nothing changed.
+    Declined,
+    /// The code was not approved and live: its state and deadline as the
+    /// writer saw them, or `None` when there is no such code any more.
+    NotRedeemable(Option<(AuthorizationState, Timestamp)>),
+}
+
+/// What `redeem_device_authorization` asks the domain, inside its
+/// transaction: given the row it redeems and the approving account (if it
+/// still exists), what to write, or `None` to decline.
+pub type PrepareRedemption<'a> =
+    dyn FnMut(&DeviceAuthorization, Option<&Account>) -> Option<Redemption> + Send + 'a;

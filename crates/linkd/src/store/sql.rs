@@ -1,0 +1,314 @@
+//! [`SqlStore`]: the one implementation of [`Store`], for both databases.
+//! This file is its table of contents: each method hands over to the
+//! aggregate's file, where its SQL is written once.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use super::db::{Db, q};
+use super::*;
+
+/// The store on SQLite or PostgreSQL (see [`super::open`]).
+pub struct SqlStore {
+    pub(crate) db: Db,
+    /// Events from every instance sharing the database (see `publish`).
+    pub(crate) events: broadcast::Sender<Event>,
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        match &self.db {
+            Db::Sqlite(s) => sqlite::migrate(s).await,
+            Db::Postgres(p) => postgres::migrate(p).await,
+        }
+    }
+
+    async fn publish(&self, event: Event) -> StoreResult<()> {
+        match &self.db {
+            // One SQLite file serves one linkd process: events stay in
+            // memory. No subscriber is not an error: nobody was waiting.
+            Db::Sqlite(_) => {
+                let _ = self.events.send(event);
+                Ok(())
+            }
+            // Other instances hear it through LISTEN/NOTIFY, this one too.
+            Db::Postgres(p) => postgres::publish(p, &event).await,
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .fetch_one::<i64>(q("SELECT 1 AS v", &[]))
+            .await
+            .map(drop)
+    }
+
+    async fn migrations_applied(&self) -> StoreResult<bool> {
+        let applied: Option<i64> = self
+            .db
+            .fetch_one(q(
+                "SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success",
+                &[],
+            ))
+            .await?;
+        Ok(applied == Some(self.db.dialect().latest_migration))
+    }
+
+    async fn backup(&self, path: &std::path::Path) -> StoreResult<()> {
+        match &self.db {
+            Db::Sqlite(s) => sqlite::backup(s, path).await,
+            // A consistent copy of a live PostgreSQL database is pg_dump's
+            // job; it needs no help from linkd.
+            Db::Postgres(_) => Err(StoreError::Unavailable(
+                "linkd backs up only its SQLite store; back up PostgreSQL with pg_dump".into(),
+            )),
+        }
+    }
+
+    async fn count_pending(&self, now: Timestamp) -> StoreResult<i64> {
+        authorizations::count_pending(&self.db, now).await
+    }
+
+    async fn purge(&self, before: &PurgeBefore, limit: i64) -> StoreResult<u64> {
+        purge::purge(&self.db, before, limit).await
+    }
+
+    fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
+        match &self.db {
+            Db::Sqlite(s) => s.pool_stats(),
+            Db::Postgres(p) => p.pool_stats(),
+        }
+    }
+
+    async fn insert_client(&self, client: &Client) -> StoreResult<()> {
+        clients::insert(&self.db, client).await
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        clients::get(&self.db, client_id).await
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        clients::list(&self.db).await
+    }
+
+    async fn update_client(
+        &self,
+        client_id: &str,
+        scopes: Option<&str>,
+        device_flow_enabled: Option<bool>,
+    ) -> StoreResult<bool> {
+        clients::update(&self.db, client_id, scopes, device_flow_enabled).await
+    }
+
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        clients::delete(&self.db, client_id).await
+    }
+
+    async fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> StoreResult<bool> {
+        clients::set_secret(&self.db, client_id, secret_hash).await
+    }
+
+    async fn insert_account(&self, account: &Account) -> StoreResult<()> {
+        accounts::insert(&self.db, account).await
+    }
+
+    async fn get_account_by_email(&self, email: &str) -> StoreResult<Option<Account>> {
+        accounts::by_email(&self.db, email).await
+    }
+
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>> {
+        accounts::get(&self.db, id).await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        accounts::list(&self.db).await
+    }
+
+    async fn set_account_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool> {
+        accounts::set_disabled(&self.db, id, disabled).await
+    }
+
+    async fn delete_account(&self, id: &str) -> StoreResult<bool> {
+        accounts::delete(&self.db, id).await
+    }
+
+    async fn delete_sessions(&self, account_id: &str) -> StoreResult<()> {
+        accounts::delete_sessions(&self.db, account_id).await
+    }
+
+    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+        accounts::insert_session(&self.db, session).await
+    }
+
+    async fn get_session(&self, id_hash: &str, now: Timestamp) -> StoreResult<Option<Session>> {
+        accounts::get_session(&self.db, id_hash, now).await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        accounts::delete_session(&self.db, id_hash).await
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+        keys::insert(&self.db, key).await
+    }
+
+    async fn insert_first_signing_key(&self, key: &SigningKey) -> StoreResult<bool> {
+        keys::insert_first(&self.db, key).await
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        keys::list(&self.db).await
+    }
+
+    async fn insert_device_authorizations(
+        &self,
+        auths: &[DeviceAuthorization],
+    ) -> StoreResult<Vec<bool>> {
+        authorizations::insert_many(&self.db, auths).await
+    }
+
+    async fn get_device_authorization_by_code_hash(
+        &self,
+        device_code_hash: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>> {
+        authorizations::by_code_hash(&self.db, device_code_hash).await
+    }
+
+    async fn poll_device_authorization(
+        &self,
+        device_code_hash: &str,
+    ) -> StoreResult<Option<(PolledAuthorization, Arc<Client>)>> {
+        authorizations::poll(&self.db, device_code_hash).await
+    }
+
+    async fn get_device_authorization_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>> {
+        authorizations::by_user_code(&self.db, user_code).await
+    }
+
+    async fn decide_device_authorization(
+        &self,
+        id: &str,
+        approve: bool,
+        account_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        authorizations::decide(&self.db, id, approve, account_id, now).await
+    }
+
+    async fn redeem_device_authorization(
+        &self,
+        id: &str,
+        now: Timestamp,
+        prepare: &mut PrepareRedemption<'_>,
+    ) -> StoreResult<RedeemOutcome> {
+        authorizations::redeem(&self.db, id, now, prepare).await
+    }
+
+    async fn get_linked_device(&self, id: &str) -> StoreResult<Option<LinkedDevice>> {
+        devices::get(&self.db, id).await
+    }
+
+    async fn list_linked_devices(&self, account_id: &str) -> StoreResult<Vec<LinkedDevice>> {
+        devices::list(&self.db, account_id).await
+    }
+
+    async fn rename_linked_device(
+        &self,
+        id: &str,
+        account_id: &str,
+        label: &str,
+    ) -> StoreResult<bool> {
+        devices::rename(&self.db, id, account_id, label).await
+    }
+
+    async fn revoke_linked_device(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        devices::revoke(&self.db, id, now).await
+    }
+
+    async fn active_device_for_token(
+        &self,
+        device_id: &str,
+        jti: &str,
+    ) -> StoreResult<Option<LinkedDevice>> {
+        devices::active_for_token(&self.db, device_id, jti).await
+    }
+
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        devices::get_refresh_token(&self.db, token_hash).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: &RefreshToken,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        devices::rotate(&self.db, old_hash, new, now).await
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()> {
+        devices::revoke_access_token(&self.db, jti, expires_at).await
+    }
+
+    async fn insert_activity(&self, activity: &Activity) -> StoreResult<()> {
+        activity::insert(&self.db, activity).await
+    }
+
+    async fn list_activity(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Activity>> {
+        activity::list(&self.db, account_id, limit).await
+    }
+
+    async fn sync_get(
+        &self,
+        account_id: &str,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> StoreResult<Option<SyncDocument>> {
+        sync::get(&self.db, account_id, namespace, collection, key).await
+    }
+
+    async fn sync_write(&self, write: &SyncWrite) -> StoreResult<SyncWriteOutcome> {
+        sync::write(&self.db, write).await
+    }
+
+    async fn sync_changes(
+        &self,
+        account_id: &str,
+        namespaces: &[&str],
+        collection: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<SyncDocument>> {
+        sync::changes(&self.db, account_id, namespaces, collection, since, limit).await
+    }
+
+    async fn sync_head(&self, account_id: &str) -> StoreResult<i64> {
+        sync::head(&self.db, account_id).await
+    }
+
+    async fn sync_usage(&self, account_id: &str) -> StoreResult<Vec<SyncUsage>> {
+        sync::usage(&self.db, account_id).await
+    }
+
+    async fn sync_delete_collection(
+        &self,
+        account_id: &str,
+        namespace: &str,
+        collection: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        sync::delete_collection(&self.db, account_id, namespace, collection, now).await
+    }
+}

@@ -1,0 +1,58 @@
+//! Records and a store for tests here and elsewhere in the crate.
+
+use std::sync::Arc;
+
+use super::direct::Direct;
+use crate::store::db::Db;
+use crate::store::{AuthorizationState, Client, DeviceAuthorization, SqlStore, Store};
+
+pub(crate) fn client(scopes: &str) -> Client {
+    Client {
+        client_id: "tv".into(),
+        name: "TV".into(),
+        secret_hash: None,
+        scopes: scopes.into(),
+        device_flow_enabled: true,
+        created_at: 0,
+    }
+}
+
+pub(crate) fn authorization(n: usize) -> DeviceAuthorization {
+    DeviceAuthorization {
+        id: format!("id-{n}"),
+        device_code_hash: format!("hash-{n}"),
+        user_code: format!("CODE{n:04}"),
+        client_id: "tv".into(),
+        scope: "openid".into(),
+        state: AuthorizationState::Pending,
+        account_id: None,
+        requested_ip: "192.0.2.1".into(),
+        device_name: None,
+        created_at: 0,
+        expires_at: i64::MAX,
+        interval: 5,
+        decided_at: None,
+    }
+}
+
+/// A store in a fresh file (kept while the directory lives) with one
+/// app, `tv`.
+pub(crate) async fn store_with_client() -> (tempfile::TempDir, SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("linkd.db").display()
+    );
+    let store = super::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    store.insert_client(&client("openid")).await.unwrap();
+    (dir, store)
+}
+
+/// The store's hot-path readers.
+pub(crate) fn direct_readers(store: &SqlStore) -> Arc<Direct> {
+    match &store.db {
+        Db::Sqlite(db) => db.direct.clone().expect("a file database reads directly"),
+        Db::Postgres(_) => panic!("not a SQLite store"),
+    }
+}
