@@ -287,6 +287,10 @@ pub(crate) struct Dialect {
     pub signing_keys_newest_first: &'static str,
     /// The newest migration this build knows.
     pub latest_migration: i64,
+    /// Deletes up to `$2` rows of a table whose `expires_at` is before
+    /// `$1`: neither database has `DELETE ... LIMIT` (as built), so each
+    /// picks the batch by its own physical row id.
+    pub purge_batch: fn(table: &str) -> String,
 }
 
 impl Db {

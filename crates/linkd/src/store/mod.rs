@@ -307,6 +307,31 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct EmbeddedMigrations(pub &'static [(i64, &'static str, &'static str)]);
 
+impl EmbeddedMigrations {
+    /// The newest version (the list is in order).
+    pub(crate) const fn latest(&self) -> i64 {
+        match self.0.last() {
+            Some(m) => m.0,
+            None => 0,
+        }
+    }
+}
+
+/// Applies the migrations `linkd` was built with that `to` lacks.
+pub(crate) async fn run_migrations<'a, A>(migrations: EmbeddedMigrations, to: A) -> StoreResult<()>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    let migrator = sqlx::migrate::Migrator::new(migrations)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    migrator
+        .run(to)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+}
+
 impl sqlx::migrate::MigrationSource<'static> for EmbeddedMigrations {
     fn resolve(
         self,

@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use super::db::{Db, Dialect};
 use super::{
     DeviceAuthorization, EVENT_BACKLOG, EmbeddedMigrations, Event, SqlStore, StoreError,
-    StoreResult, Timestamp, map_sqlx, redact_url,
+    StoreResult, map_sqlx, redact_url,
 };
 
 const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -52,7 +52,15 @@ pub(crate) const DIALECT: Dialect = Dialect {
     // A table has no insertion order of its own here: `seq` is one
     // (migration 0001).
     signing_keys_newest_first: "SELECT * FROM signing_keys ORDER BY created_at DESC, seq DESC",
-    latest_migration: 5,
+    latest_migration: MIGRATIONS.latest(),
+    // PostgreSQL has no DELETE ... LIMIT; the ARRAY form lets the delete
+    // find the rows by TID.
+    purge_batch: |table| {
+        format!(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM {table} WHERE expires_at < $1 LIMIT $2))"
+        )
+    },
 };
 
 /// The one NOTIFY channel every instance listens on. Channels are per
@@ -216,13 +224,7 @@ impl PgDb {
 pub(super) async fn migrate(db: &PgDb) -> StoreResult<()> {
     // The migrator holds an advisory lock, so instances starting together
     // migrate one after the other.
-    let migrator = sqlx::migrate::Migrator::new(MIGRATIONS)
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    migrator
-        .run(&db.pool)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    super::run_migrations(MIGRATIONS, &db.pool).await
 }
 
 /// Tells every instance, this one included (see `relay_events`).
@@ -234,28 +236,6 @@ pub(super) async fn publish(db: &PgDb, event: &Event) -> StoreResult<()> {
         .await
         .map_err(map_sqlx)?;
     Ok(())
-}
-
-/// Deletes up to `limit` rows of `table` that expired before `before`.
-pub(super) async fn purge_batch(
-    db: &PgDb,
-    table: &str,
-    before: Timestamp,
-    limit: i64,
-) -> StoreResult<u64> {
-    // PostgreSQL has no DELETE ... LIMIT; the ARRAY form lets the delete
-    // find the rows by TID.
-    let sql = format!(
-        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM {table} WHERE expires_at < $1 LIMIT $2))"
-    );
-    let done = sqlx::query(&sql)
-        .bind(before)
-        .bind(limit)
-        .execute(&db.pool)
-        .await
-        .map_err(map_sqlx)?;
-    Ok(done.rows_affected())
 }
 
 /// Stores a group of authorizations; returns the ids that went in.

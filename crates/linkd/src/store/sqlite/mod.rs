@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 use super::db::{Db, Dialect};
 use super::{
     DeviceAuthorization, EVENT_BACKLOG, EmbeddedMigrations, SqlStore, StoreError, StoreResult,
-    Timestamp, authorizations, map_sqlx,
+    authorizations, map_sqlx,
 };
 
 const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -58,7 +58,14 @@ pub(crate) const DIALECT: Dialect = Dialect {
     accounts_by_email: "SELECT * FROM accounts ORDER BY email",
     // SQLite's rowid is the insertion order (PostgreSQL needs a column).
     signing_keys_newest_first: "SELECT * FROM signing_keys ORDER BY created_at DESC, rowid DESC",
-    latest_migration: 5,
+    latest_migration: MIGRATIONS.latest(),
+    // By rowid: SQLite is built without DELETE ... LIMIT.
+    purge_batch: |table| {
+        format!(
+            "DELETE FROM {table} WHERE rowid IN
+             (SELECT rowid FROM {table} WHERE expires_at < $1 LIMIT $2)"
+        )
+    },
 };
 
 /// The SQLite database: its one writer, its readers, and the hot-path
@@ -181,13 +188,7 @@ impl SqliteDb {
 }
 
 pub(super) async fn migrate(db: &SqliteDb) -> StoreResult<()> {
-    let migrator = sqlx::migrate::Migrator::new(MIGRATIONS)
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    migrator
-        .run(&*db.writer())
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    super::run_migrations(MIGRATIONS, &*db.writer()).await
 }
 
 /// Writes a consistent copy of the database to `path`.
@@ -206,27 +207,6 @@ pub(super) async fn backup(db: &SqliteDb, path: &std::path::Path) -> StoreResult
         .await
         .map_err(map_sqlx)?;
     Ok(())
-}
-
-/// Deletes up to `limit` rows of `table` that expired before `before`.
-pub(super) async fn purge_batch(
-    db: &SqliteDb,
-    table: &str,
-    before: Timestamp,
-    limit: i64,
-) -> StoreResult<u64> {
-    // By rowid: SQLite's build lacks DELETE ... LIMIT.
-    let sql = format!(
-        "DELETE FROM {table} WHERE rowid IN
-         (SELECT rowid FROM {table} WHERE expires_at < $1 LIMIT $2)"
-    );
-    let done = sqlx::query(&sql)
-        .bind(before)
-        .bind(limit)
-        .execute(&*db.writer())
-        .await
-        .map_err(map_sqlx)?;
-    Ok(done.rows_affected())
 }
 
 /// Stores a group of authorizations; returns the ids that went in.
