@@ -538,6 +538,70 @@ mod tests {
         );
     }
 
+    /// A declined redeem (the approving account was disabled after it
+    /// approved) changes nothing: the code stays approved, and redeems
+    /// once the account is back.
+    #[tokio::test]
+    async fn a_declined_redeem_leaves_the_code_approved() {
+        use crate::store::sqlite::fixtures::{authorization, client, store_with_client};
+        let (_dir, store) = store_with_client().await;
+        let keys =
+            Keys::from_stored(&[crate::tokens::generate_signing_key(0).unwrap()], 0, 3600).unwrap();
+        let (config, polls, client) = (Config::defaults(), PollTracker::new(0), client("openid"));
+        store
+            .insert_account(&Account {
+                id: "acct".into(),
+                email: "a@example.com".into(),
+                password_hash: "x".into(),
+                created_at: 0,
+                disabled: false,
+            })
+            .await
+            .unwrap();
+        store
+            .insert_device_authorization(&authorization(0))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .decide_device_authorization("id-0", true, "acct", 1)
+                .await
+                .unwrap()
+        );
+        store.set_account_disabled("acct", true).await.unwrap();
+        let poll_now = || {
+            let code = PolledCode {
+                hash: "hash-0",
+                auth: Some(PolledAuthorization {
+                    id: "id-0".into(),
+                    client_id: "tv".into(),
+                    state: AuthorizationState::Approved,
+                    ..auth(5)
+                }),
+            };
+            poll(&store, &polls, &keys, &config, 2_000, &client, code)
+        };
+        let outcome = poll_now().await.unwrap();
+        assert!(
+            matches!(
+                outcome,
+                PollOutcome::InvalidGrant("the approving account no longer exists")
+            ),
+            "{outcome:?}"
+        );
+        let row = store
+            .get_device_authorization_by_code_hash("hash-0")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state, AuthorizationState::Approved);
+        assert!(store.list_linked_devices("acct").await.unwrap().is_empty());
+        store.set_account_disabled("acct", false).await.unwrap();
+        let outcome = poll_now().await.unwrap();
+        assert!(matches!(outcome, PollOutcome::Tokens(_)), "{outcome:?}");
+        assert_eq!(store.list_linked_devices("acct").await.unwrap().len(), 1);
+    }
+
     #[test]
     fn device_names_are_cleaned() {
         assert_eq!(
