@@ -6,6 +6,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 use crate::codes::{random_secret, secret_hash};
+use crate::hashing::{Busy, HashPool};
 use crate::store::{Account, Session, Store, StoreError, Timestamp};
 
 /// NIST SP 800-63B §5.1.1.2: at least 8 characters, no composition rules.
@@ -22,6 +23,9 @@ pub enum SignUpError {
     BadPassword,
     #[error("an account with that email already exists")]
     Taken,
+    /// Every password-hashing slot stayed busy (see `hashing`).
+    #[error("too many passwords are being checked; try again in a moment")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -32,6 +36,10 @@ pub enum SignInError {
     /// all so the form does not reveal which accounts exist.
     #[error("the email or password is not right")]
     Invalid,
+    /// Every password-hashing slot stayed busy: the password was not
+    /// checked.
+    #[error("too many passwords are being checked; try again in a moment")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -91,6 +99,7 @@ pub fn new_account_id() -> String {
 
 pub async fn sign_up(
     store: &dyn Store,
+    hashing: &HashPool,
     email: &str,
     password: &str,
     now: Timestamp,
@@ -101,9 +110,10 @@ pub async fn sign_up(
         return Err(SignUpError::BadPassword);
     }
     let password = password.to_string();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+    let password_hash = hashing
+        .run(move || hash_password(&password))
         .await
-        .unwrap_or_default();
+        .map_err(|Busy| SignUpError::Busy)?;
     let account = Account {
         id: new_account_id(),
         email,
@@ -118,8 +128,11 @@ pub async fn sign_up(
     }
 }
 
+/// Checks a password. An unknown email costs a hash too, through the same
+/// pool, so neither timing nor the pool's queue tells which accounts exist.
 pub async fn sign_in(
     store: &dyn Store,
+    hashing: &HashPool,
     email: &str,
     password: &str,
 ) -> Result<Account, SignInError> {
@@ -127,14 +140,15 @@ pub async fn sign_in(
         return Err(SignInError::Invalid);
     }
     let account = store.get_account_by_email(email.trim()).await?;
-    let hash = account
-        .as_ref()
-        .map(|a| a.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let hash = account.as_ref().map(|a| a.password_hash.clone());
     let password = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+    let ok = hashing
+        .run(move || {
+            let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
+            verify_password(&password, &hash)
+        })
         .await
-        .unwrap_or(false);
+        .map_err(|Busy| SignInError::Busy)?;
     match account {
         Some(account) if ok && !account.disabled => Ok(account),
         _ => Err(SignInError::Invalid),

@@ -75,8 +75,9 @@ pub struct Config {
     #[arg(long, env = "LINKD_CODE_FAILURES_PER_NETWORK", default_value_t = 20)]
     pub code_failures_per_network: u32,
 
-    /// Wrong codes the whole server accepts per minute before pausing code
-    /// entry; keeps guessing any live code below 2^-20 (SECURITY.md).
+    /// Wrong codes the whole server answers per minute; past it only codes
+    /// requested from the browser's own network are shown. Keeps guessing
+    /// any live code below 2^-20 (SECURITY.md).
     #[arg(long, env = "LINKD_CODE_FAILURES_PER_MINUTE", default_value_t = 2000)]
     pub code_failures_per_minute: u32,
 
@@ -100,10 +101,23 @@ pub struct Config {
     #[arg(long, env = "LINKD_TOKEN_POLLS_PER_NETWORK", default_value_t = 1200)]
     pub token_polls_per_network: u32,
 
-    /// Failed sign-ins per account before each further try must wait
-    /// (1 s, 2 s, 4 s ... up to 15 minutes); a network gets four times as many.
+    /// Failed sign-ins per account from one network before each further try
+    /// from there must wait (1 s, 2 s, 4 s ... up to 15 minutes); a network
+    /// gets four times as many over all accounts.
     #[arg(long, env = "LINKD_SIGN_IN_FREE_FAILURES", default_value_t = 3)]
     pub sign_in_free_failures: u32,
+
+    /// Networks (IPv4 address, IPv6 /64) that may be failing to sign in to
+    /// one account at once; others wait, except networks the account
+    /// signed in from in the last 30 days (0: no cap).
+    #[arg(long, env = "LINKD_SIGN_IN_FAILING_NETWORKS", default_value_t = 5)]
+    pub sign_in_failing_networks: u32,
+
+    /// Password hashes (Argon2id, 19 MiB each) run at once, server-wide;
+    /// further sign-ins and sign-ups wait up to 2 s, then get 429.
+    #[arg(long, env = "LINKD_PASSWORD_HASHES_AT_ONCE", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub password_hashes_at_once: u32,
 
     /// Accounts one network may create per hour.
     #[arg(long, env = "LINKD_SIGN_UPS_PER_NETWORK", default_value_t = 10)]
@@ -253,6 +267,8 @@ impl Config {
             device_authorizations_per_client: 20_000,
             token_polls_per_network: 1200,
             sign_in_free_failures: 3,
+            sign_in_failing_networks: 5,
+            password_hashes_at_once: 2,
             sign_ups_per_network: 10,
             sync_max_document_bytes: 64 * 1024,
             sync_max_documents: 1000,
@@ -394,6 +410,14 @@ pub fn describe(c: &Config) -> String {
             c.token_polls_per_network.to_string(),
         ),
         ("sign_in_free_failures", c.sign_in_free_failures.to_string()),
+        (
+            "sign_in_failing_networks",
+            c.sign_in_failing_networks.to_string(),
+        ),
+        (
+            "password_hashes_at_once",
+            c.password_hashes_at_once.to_string(),
+        ),
         ("sign_ups_per_network", c.sign_ups_per_network.to_string()),
         ("trusted_proxies", proxies.join(",")),
         ("client_ip_header", c.client_ip_header.clone()),

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 const DOMAIN: &[&str] = &[
     "accounts.rs",
     "clock.rs",
+    "code_entry.rs",
     "codes.rs",
     "ctx.rs",
     "device_flow.rs",
     "device_flow/",
     "devices.rs",
+    "hashing.rs",
     "scopes.rs",
     "sync.rs",
     "tokens.rs",

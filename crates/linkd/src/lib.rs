@@ -16,6 +16,8 @@ pub mod cli;
 pub mod client_ip;
 /// The injected time source.
 pub mod clock;
+/// Code entry on `/link`: the limits taken around each code lookup.
+pub mod code_entry;
 /// User codes, device codes and hashes of stored secrets.
 pub mod codes;
 /// Server configuration from flags and `LINKD_*` variables.
@@ -26,6 +28,8 @@ pub mod ctx;
 pub mod device_flow;
 /// Linked devices: ownership, renaming, unlinking, their activity.
 pub mod devices;
+/// At most N password hashes at once, server-wide.
+pub mod hashing;
 /// The words people read, per language, and the choice of language.
 pub mod i18n;
 /// Background jobs: purge, key reloads, store metrics, poll sweep.

@@ -73,13 +73,13 @@ impl<K: Hash + Eq + Clone> Counter<K> {
         }
     }
 
-    /// Counts one event; `Err` when it goes over the limit (the event still
-    /// counts, so hammering a locked key never reopens it early).
-    pub fn hit(&self, key: &K, now: Timestamp) -> Result<(), RetryAfter> {
-        if self.limit.is_off() {
-            return Ok(());
-        }
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+    /// `key`'s window as of `now`, started afresh if the last one is over.
+    fn current<'a>(
+        &self,
+        windows: &'a mut HashMap<K, Window>,
+        key: &K,
+        now: Timestamp,
+    ) -> &'a mut Window {
         if windows.len() >= SWEEP_AT {
             let window = self.limit.window;
             windows.retain(|_, w| now < w.start + window);
@@ -94,11 +94,50 @@ impl<K: Hash + Eq + Clone> Counter<K> {
                 count: 0,
             };
         }
+        w
+    }
+
+    /// Counts one event; `Err` when it goes over the limit (the event still
+    /// counts, so hammering a locked key never reopens it early).
+    pub fn hit(&self, key: &K, now: Timestamp) -> Result<(), RetryAfter> {
+        if self.limit.is_off() {
+            return Ok(());
+        }
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let w = self.current(&mut windows, key, now);
         w.count = w.count.saturating_add(1);
         if w.count > self.limit.max {
             Err(RetryAfter((w.start + self.limit.window - now).max(1)))
         } else {
             Ok(())
+        }
+    }
+
+    /// Takes a slot if one is free, atomically: the check and the count
+    /// are one step under the lock, so of a burst of any size at most
+    /// `max` get `Ok` (and the refused ones do not count).
+    pub fn take(&self, key: &K, now: Timestamp) -> Result<(), RetryAfter> {
+        if self.limit.is_off() {
+            return Ok(());
+        }
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let w = self.current(&mut windows, key, now);
+        if w.count >= self.limit.max {
+            return Err(RetryAfter((w.start + self.limit.window - now).max(1)));
+        }
+        w.count += 1;
+        Ok(())
+    }
+
+    /// Gives back a slot taken by [`Counter::take`] in the window it was
+    /// taken in (the attempt turned out not to count).
+    pub fn give_back(&self, key: &K, taken_at: Timestamp) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = windows.get_mut(key)
+            && taken_at >= w.start
+            && taken_at < w.start + self.limit.window
+        {
+            w.count = w.count.saturating_sub(1);
         }
     }
 
@@ -148,8 +187,10 @@ pub fn same_network(a: IpAddr, b: IpAddr) -> bool {
 }
 
 /// Failures per key with a growing wait between attempts once a free
-/// allowance is used up (sign-in: per account and per network). The count
-/// starts over `reset_after` seconds after the last failure.
+/// allowance is used up (sign-in: per account and network, and per
+/// network). An attempt is counted as a failure when it starts and given
+/// back if it succeeds, so a burst gets no more attempts than a sequence.
+/// The count starts over `reset_after` seconds after the last failure.
 pub struct Backoff<K> {
     free: u32,
     reset_after: i64,
@@ -165,23 +206,9 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
         }
     }
 
-    /// Whether an attempt may be made now.
-    pub fn check(&self, key: &K, now: Timestamp) -> Result<(), RetryAfter> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        match entries.get(key) {
-            Some(&(failures, last)) if now < last + self.reset_after => {
-                let ready = last + sign_in_delay(failures, self.free);
-                if now < ready {
-                    Err(RetryAfter(ready - now))
-                } else {
-                    Ok(())
-                }
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub fn fail(&self, key: &K, now: Timestamp) {
+    /// Starts an attempt if no wait is due, counting it as a failure in
+    /// advance; `Err` says how long to wait (and counts nothing).
+    pub fn reserve(&self, key: &K, now: Timestamp) -> Result<(), RetryAfter> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= SWEEP_AT {
             let reset_after = self.reset_after;
@@ -189,10 +216,23 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
         }
         let entry = entries.entry(key.clone()).or_insert((0, now));
         if now >= entry.1 + self.reset_after {
-            entry.0 = 0;
+            *entry = (0, now);
+        }
+        let ready = entry.1 + sign_in_delay(entry.0, self.free);
+        if entry.0 > 0 && now < ready {
+            return Err(RetryAfter(ready - now));
         }
         entry.0 = entry.0.saturating_add(1);
         entry.1 = now;
+        Ok(())
+    }
+
+    /// Gives back an attempt that succeeded.
+    pub fn give_back(&self, key: &K) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = entries.get_mut(key) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
     }
 
     pub fn reset(&self, key: &K) {
@@ -200,6 +240,86 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+}
+
+/// Per account, the networks with failed sign-ins in the last
+/// `reset_after` seconds, at most `cap` of them: a password guesser gets
+/// the per-network allowance from a few networks, not from every network
+/// it holds. Networks the account signed in from before are not held to
+/// the cap (see [`Limits::begin_sign_in`]).
+struct FailingNetworks {
+    cap: u32,
+    reset_after: i64,
+    accounts: Mutex<HashMap<String, Vec<(IpAddr, Timestamp)>>>,
+}
+
+impl FailingNetworks {
+    /// Admits an attempt from `network`, recording it as failing in
+    /// advance, if it is failing already or the account has room.
+    fn admit(&self, account: &str, network: IpAddr, now: Timestamp) -> Result<(), RetryAfter> {
+        if self.cap == 0 {
+            return Ok(());
+        }
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let reset_after = self.reset_after;
+        if accounts.len() >= SWEEP_AT {
+            accounts.retain(|_, nets| nets.iter().any(|(_, last)| now < last + reset_after));
+        }
+        let nets = accounts.entry(account.to_string()).or_default();
+        nets.retain(|(_, last)| now < last + reset_after);
+        if let Some(entry) = nets.iter_mut().find(|(n, _)| *n == network) {
+            entry.1 = now;
+            return Ok(());
+        }
+        if nets.len() >= self.cap as usize {
+            let oldest = nets.iter().map(|(_, last)| *last).min().unwrap_or(now);
+            return Err(RetryAfter((oldest + reset_after - now).max(1)));
+        }
+        nets.push((network, now));
+        Ok(())
+    }
+
+    fn forget(&self, account: &str, network: IpAddr) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(nets) = accounts.get_mut(account) {
+            nets.retain(|(n, _)| *n != network);
+        }
+    }
+}
+
+/// How long a network stays among an account's failing networks after
+/// its last failed sign-in.
+const FAILING_NETWORK_SECS: i64 = 900;
+
+/// How long a network an account signed in from stays known to it.
+const KNOWN_NETWORK_SECS: i64 = 30 * 86_400;
+
+/// A sign-in in progress: it holds a failure in advance on each of its
+/// counters until [`Limits::sign_in_succeeded`] gives them back.
+#[must_use]
+pub struct SignInAttempt {
+    account: String,
+    network: IpAddr,
+}
+
+/// A code lookup in progress: it holds one wrong code in advance on its
+/// session, network and (while there is room) the server's budget, until
+/// [`Limits::code_entry_counts_not`] gives them back.
+#[must_use]
+pub struct CodeAttempt {
+    session: String,
+    network: IpAddr,
+    global: bool,
+    at: Timestamp,
+    /// Set when the server-wide budget is spent: only a code requested
+    /// from the browser's own network may be shown (SECURITY.md).
+    pub paused: Option<RetryAfter>,
+}
+
+impl CodeAttempt {
+    pub fn network(&self) -> IpAddr {
+        self.network
     }
 }
 
@@ -215,11 +335,20 @@ pub struct Limits {
     pub device_authorizations_per_network: Counter<IpAddr>,
     pub device_authorizations_per_client: Counter<String>,
     pub token_polls_per_network: Counter<IpAddr>,
-    pub sign_in_per_account: Backoff<String>,
-    pub sign_in_per_network: Backoff<IpAddr>,
+    /// Failed sign-ins per account from one network.
+    sign_in_per_account_network: Backoff<(String, IpAddr)>,
+    /// Failed sign-ins from one network over all accounts.
+    sign_in_per_network: Backoff<IpAddr>,
+    sign_in_failing_networks: FailingNetworks,
+    /// Networks each account signed in from, with when.
+    sign_in_known_networks: Mutex<HashMap<(String, IpAddr), Timestamp>>,
     pub sign_ups_per_network: Counter<IpAddr>,
     /// Settings writes per linked device.
     pub sync_writes_per_device: Counter<String>,
+    /// At most N password hashes at once, server-wide.
+    pub hashing: crate::hashing::HashPool,
+    /// Code lookups that reached the store, for `/metrics` and tests.
+    pub code_lookups: std::sync::atomic::AtomicU64,
 }
 
 impl Limits {
@@ -237,40 +366,127 @@ impl Limits {
                 60,
             )),
             token_polls_per_network: Counter::new(Limit::new(c.token_polls_per_network, 60)),
-            sign_in_per_account: Backoff::new(c.sign_in_free_failures, 900),
-            sign_in_per_network: Backoff::new(c.sign_in_free_failures.saturating_mul(4), 900),
+            // Forgotten after an hour without failures, longer than the
+            // longest wait (15 minutes), so waiting out the longest delay
+            // does not earn a fresh free allowance.
+            sign_in_per_account_network: Backoff::new(c.sign_in_free_failures, 3600),
+            sign_in_per_network: Backoff::new(c.sign_in_free_failures.saturating_mul(4), 3600),
+            sign_in_failing_networks: FailingNetworks {
+                cap: c.sign_in_failing_networks,
+                reset_after: FAILING_NETWORK_SECS,
+                accounts: Mutex::new(HashMap::new()),
+            },
+            sign_in_known_networks: Mutex::new(HashMap::new()),
             sign_ups_per_network: Counter::new(Limit::new(c.sign_ups_per_network, 3600)),
             sync_writes_per_device: Counter::new(Limit::new(c.sync_writes_per_device, 60)),
+            hashing: crate::hashing::HashPool::new(c.password_hashes_at_once),
+            code_lookups: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Whether this session and network may look up another code.
-    pub fn check_code_entry(
+    /// Takes one wrong code in advance from the session, the network and,
+    /// while there is room, the server (RFC 8628 §5.1). Taken before the
+    /// lookup and atomically, so a burst gets no more lookups than a
+    /// sequence. A spent server budget does not refuse: it marks the
+    /// attempt `paused`, so that an outsider who spends it cannot stop a
+    /// person entering the code of a device on their own network.
+    pub fn begin_code_entry(
         &self,
         session: &str,
         ip: IpAddr,
         now: Timestamp,
-    ) -> Result<(), RetryAfter> {
-        self.code_failures_per_session
-            .check(&session.to_string(), now)?;
-        self.code_failures_per_network
-            .check(&network_key(ip), now)?;
-        self.code_failures_global.check(&(), now)
+    ) -> Result<CodeAttempt, RetryAfter> {
+        let session = session.to_string();
+        let network = network_key(ip);
+        self.code_failures_per_session.take(&session, now)?;
+        if let Err(e) = self.code_failures_per_network.take(&network, now) {
+            self.code_failures_per_session.give_back(&session, now);
+            return Err(e);
+        }
+        let paused = self.code_failures_global.take(&(), now).err();
+        Ok(CodeAttempt {
+            session,
+            network,
+            global: paused.is_none(),
+            at: now,
+            paused,
+        })
     }
 
-    /// Counts a wrong code against the session, the network and the server.
-    pub fn code_entry_failed(
+    /// The attempt was no wrong guess (a live code, a malformed one, an
+    /// outage): its slots go back.
+    pub fn code_entry_counts_not(&self, attempt: CodeAttempt) {
+        self.code_failures_per_session
+            .give_back(&attempt.session, attempt.at);
+        self.code_failures_per_network
+            .give_back(&attempt.network, attempt.at);
+        if attempt.global {
+            self.code_failures_global.give_back(&(), attempt.at);
+        }
+    }
+
+    /// Starts a sign-in for `email` from `ip`, before any password is
+    /// hashed: counts a failure in advance per network, per account and
+    /// network, and among the account's failing networks. Failures are
+    /// counted per account *and* network, so someone else's wrong
+    /// passwords on other networks never delay the owner; the cap on
+    /// failing networks bounds a guesser with many networks, and does not
+    /// apply to a network the account signed in from in the last 30 days.
+    /// Counted per email whether or not an account has it, so the delays
+    /// say nothing about which accounts exist.
+    pub fn begin_sign_in(
         &self,
-        session: &str,
+        email: &str,
         ip: IpAddr,
         now: Timestamp,
-    ) -> Result<(), RetryAfter> {
-        let session = self
-            .code_failures_per_session
-            .hit(&session.to_string(), now);
-        let network = self.code_failures_per_network.hit(&network_key(ip), now);
-        let global = self.code_failures_global.hit(&(), now);
-        session.and(network).and(global)
+    ) -> Result<SignInAttempt, RetryAfter> {
+        let account = email.trim().to_lowercase();
+        let network = network_key(ip);
+        self.sign_in_per_network.reserve(&network, now)?;
+        let key = (account, network);
+        if let Err(e) = self.sign_in_per_account_network.reserve(&key, now) {
+            self.sign_in_per_network.give_back(&network);
+            return Err(e);
+        }
+        let known = self
+            .sign_in_known_networks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .is_some_and(|at| now < at + KNOWN_NETWORK_SECS);
+        if !known && let Err(e) = self.sign_in_failing_networks.admit(&key.0, network, now) {
+            self.sign_in_per_network.give_back(&network);
+            self.sign_in_per_account_network.give_back(&key);
+            return Err(e);
+        }
+        let (account, network) = key;
+        Ok(SignInAttempt { account, network })
+    }
+
+    /// The password was right: the failures counted in advance go back,
+    /// and the network becomes one the account is known from.
+    pub fn sign_in_succeeded(&self, attempt: SignInAttempt, now: Timestamp) {
+        self.sign_in_per_network.give_back(&attempt.network);
+        self.sign_in_failing_networks
+            .forget(&attempt.account, attempt.network);
+        let key = (attempt.account, attempt.network);
+        self.sign_in_per_account_network.reset(&key);
+        let mut known = self
+            .sign_in_known_networks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if known.len() >= SWEEP_AT {
+            known.retain(|_, at| now < *at + KNOWN_NETWORK_SECS);
+        }
+        known.insert(key, now);
+    }
+
+    /// The attempt never reached a password check (the hashing pool was
+    /// busy, the store failed): nothing was guessed, so nothing counts.
+    pub fn sign_in_not_tried(&self, attempt: SignInAttempt) {
+        self.sign_in_per_network.give_back(&attempt.network);
+        let key = (attempt.account, attempt.network);
+        self.sign_in_per_account_network.give_back(&key);
     }
 }
 
@@ -335,19 +551,54 @@ mod tests {
     #[test]
     fn backoff_waits_longer_after_each_failure() {
         let b = Backoff::new(2, 900);
-        b.fail(&"a", 0);
-        b.fail(&"a", 0);
-        assert_eq!(b.check(&"a", 0), Err(RetryAfter(1)));
-        assert_eq!(b.check(&"a", 1), Ok(()));
-        b.fail(&"a", 1);
-        assert_eq!(b.check(&"a", 2), Err(RetryAfter(1)));
-        assert_eq!(b.check(&"a", 3), Ok(()));
-        b.fail(&"a", 3);
-        assert_eq!(b.check(&"a", 4), Err(RetryAfter(3)));
+        assert_eq!(b.reserve(&"a", 0), Ok(()));
+        assert_eq!(b.reserve(&"a", 0), Ok(()));
+        assert_eq!(b.reserve(&"a", 0), Err(RetryAfter(1)));
+        assert_eq!(b.reserve(&"a", 1), Ok(()));
+        assert_eq!(b.reserve(&"a", 2), Err(RetryAfter(1)));
+        assert_eq!(b.reserve(&"a", 3), Ok(()));
+        assert_eq!(b.reserve(&"a", 4), Err(RetryAfter(3)));
+        // A success gives its attempt back.
+        b.give_back(&"a");
+        assert_eq!(b.reserve(&"a", 5), Ok(()));
         // Quiet for the reset period: the count starts over.
-        assert_eq!(b.check(&"a", 903), Ok(()));
+        assert_eq!(b.reserve(&"a", 905), Ok(()));
+        assert_eq!(b.reserve(&"a", 905), Ok(()));
         b.reset(&"a");
-        assert_eq!(b.check(&"a", 4), Ok(()));
+        assert_eq!(b.reserve(&"a", 905), Ok(()));
+    }
+
+    #[test]
+    fn take_refuses_past_max_without_counting_and_give_back_reopens() {
+        let c = Counter::new(Limit::new(2, 60));
+        assert_eq!(c.take(&"k", 0), Ok(()));
+        assert_eq!(c.take(&"k", 0), Ok(()));
+        assert_eq!(c.take(&"k", 10), Err(RetryAfter(50)));
+        assert_eq!(c.count(&"k", 10), 2);
+        c.give_back(&"k", 0);
+        assert_eq!(c.take(&"k", 10), Ok(()));
+        // A slot from an old window does not reopen the new one.
+        assert_eq!(c.take(&"k", 60), Ok(()));
+        assert_eq!(c.take(&"k", 60), Ok(()));
+        c.give_back(&"k", 10);
+        assert_eq!(c.take(&"k", 61), Err(RetryAfter(59)));
+    }
+
+    #[test]
+    fn failing_networks_are_capped_per_account() {
+        let f = FailingNetworks {
+            cap: 2,
+            reset_after: 900,
+            accounts: Mutex::new(HashMap::new()),
+        };
+        let net = |i: u8| IpAddr::from([192, 0, 2, i]);
+        assert_eq!(f.admit("a", net(1), 0), Ok(()));
+        assert_eq!(f.admit("a", net(2), 10), Ok(()));
+        assert_eq!(f.admit("a", net(1), 20), Ok(()));
+        assert_eq!(f.admit("a", net(3), 20), Err(RetryAfter(890)));
+        assert_eq!(f.admit("b", net(3), 20), Ok(()));
+        f.forget("a", net(2));
+        assert_eq!(f.admit("a", net(3), 30), Ok(()));
     }
 
     #[test]

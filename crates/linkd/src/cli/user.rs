@@ -28,7 +28,15 @@ fn read_password() -> anyhow::Result<String> {
 pub async fn user_add(database_url: &str, email: &str) -> anyhow::Result<()> {
     let store = open(database_url).await?;
     let password = read_password()?;
-    let account = accounts::sign_up(store.as_ref(), email, &password, SystemClock.now()).await?;
+    let hashing = crate::hashing::HashPool::new(1);
+    let account = accounts::sign_up(
+        store.as_ref(),
+        &hashing,
+        email,
+        &password,
+        SystemClock.now(),
+    )
+    .await?;
     println!("added account {} ({})", account.email, account.id);
     Ok(())
 }

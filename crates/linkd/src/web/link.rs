@@ -10,8 +10,9 @@ use minijinja::context;
 
 use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in};
 use crate::client_ip::ClientIp;
+use crate::code_entry::{Entry, EntryError};
 use crate::codes::{CodeError, UserCode};
-use crate::device_flow::{self, LookupError, PendingAuthorization};
+use crate::device_flow::{LookupError, PendingAuthorization};
 use crate::i18n::{Lang, Text};
 use crate::limits::{RetryAfter, same_network};
 use crate::scopes;
@@ -54,14 +55,22 @@ pub async fn page(
     let Some((session, _)) = &visitor.signed_in else {
         return Ok(to_sign_in(&link_path(&code_for_url(&code))));
     };
-    let now = state.clock.now();
-    if let Err(RetryAfter(secs)) = state.limits.check_code_entry(&session.id_hash, ip, now) {
-        return too_many_codes(&state, &visitor, secs);
-    }
-    let max_age = i64::from(state.config.max_approval_age);
-    match device_flow::find_pending(state.store.as_ref(), &code, now, max_age).await {
+    match entry(&state, &session.id_hash, ip).look_up(&code).await {
         Ok(pending) => confirm_page(&state, &visitor, ip, &pending),
-        Err(e) => lookup_error_page(&state, &visitor, ip, &code, e),
+        Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs),
+        Err(EntryError::Lookup(e)) => lookup_error_page(&state, &visitor, &code, e),
+    }
+}
+
+/// Code entry for this session and address, now.
+fn entry<'a>(state: &'a AppState, session: &'a str, ip: IpAddr) -> Entry<'a> {
+    Entry {
+        limits: &state.limits,
+        store: state.store.as_ref(),
+        session,
+        ip,
+        now: state.clock.now(),
+        max_age: i64::from(state.config.max_approval_age),
     }
 }
 
@@ -150,7 +159,6 @@ const STALE_CODE_SECS: i64 = 180;
 fn lookup_error_page(
     state: &AppState,
     visitor: &Visitor,
-    ip: IpAddr,
     typed: &str,
     err: LookupError,
 ) -> Result<Response, PageError> {
@@ -160,17 +168,7 @@ fn lookup_error_page(
             (StatusCode::BAD_REQUEST, lang.t("code.error.bad_character"))
         }
         LookupError::Malformed(_) => (StatusCode::BAD_REQUEST, lang.t("code.error.malformed")),
-        LookupError::NotFound => {
-            if let Some((session, _)) = &visitor.signed_in
-                && let Err(RetryAfter(secs)) =
-                    state
-                        .limits
-                        .code_entry_failed(&session.id_hash, ip, state.clock.now())
-            {
-                return too_many_codes(state, visitor, secs);
-            }
-            (StatusCode::NOT_FOUND, lang.t("code.error.not_found"))
-        }
+        LookupError::NotFound => (StatusCode::NOT_FOUND, lang.t("code.error.not_found")),
         LookupError::Expired => {
             return gone_page(state, visitor, StatusCode::GONE, "code.expired");
         }
@@ -234,26 +232,14 @@ pub async fn decide(
         return Ok(to_sign_in(&link_path(&code_for_url(&code))));
     };
     visitor.check_csrf(form.get("csrf"))?;
-    let now = state.clock.now();
-    if let Err(RetryAfter(secs)) = state.limits.check_code_entry(&session.id_hash, ip, now) {
-        return too_many_codes(&state, &visitor, secs);
-    }
     let approve = match form.get("decision") {
         Some("approve") => true,
         Some("deny") => false,
         _ => return Err(PageError::BadRequest(Text::key("confirm.choose"))),
     };
-    let account_id = account.id.clone();
-    match device_flow::decide(
-        state.store.as_ref(),
-        &code,
-        approve,
-        &account_id,
-        &ip.to_string(),
-        now,
-        i64::from(state.config.max_approval_age),
-    )
-    .await
+    match entry(&state, &session.id_hash, ip)
+        .decide(&code, approve, &account.id)
+        .await
     {
         Ok(pending) => {
             let lang = visitor.lang;
@@ -277,7 +263,8 @@ pub async fn decide(
                 context! { title => heading.clone(), heading => heading, message => message, approved => approve },
             )
         }
-        Err(e) => lookup_error_page(&state, &visitor, ip, &code, e),
+        Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs),
+        Err(EntryError::Lookup(e)) => lookup_error_page(&state, &visitor, &code, e),
     }
 }
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::accounts::{self, SignInError};
 use crate::client_ip::ClientIp;
-use crate::limits::{RetryAfter, network_key};
+use crate::limits::RetryAfter;
 use crate::state::AppState;
 
 pub async fn page(
@@ -43,57 +43,70 @@ pub async fn submit(
     let email = form.get("email").unwrap_or("");
     let password = form.get("password").unwrap_or("");
     let now = state.clock.now();
-    // Counted per email whether or not an account has it, so the delays
-    // say nothing about which accounts exist.
-    let account_key = email.trim().to_lowercase();
-    let network = network_key(ip);
     let limits = &state.limits;
-    if let Err(RetryAfter(secs)) = limits
-        .sign_in_per_account
-        .check(&account_key, now)
-        .and(limits.sign_in_per_network.check(&network, now))
-    {
-        crate::telemetry::rate_limited("sign_in");
-        let mut response = render(
+    // Taken before the password is hashed, so a burst gets no more tries
+    // than a sequence (SECURITY.md, "People's accounts").
+    let attempt = match limits.begin_sign_in(email, ip, now) {
+        Ok(attempt) => attempt,
+        Err(RetryAfter(secs)) => {
+            crate::telemetry::rate_limited("sign_in");
+            return wait_page(&state, &visitor, &next, email, secs);
+        }
+    };
+    match accounts::sign_in(state.store.as_ref(), &limits.hashing, email, password).await {
+        Ok(account) => {
+            limits.sign_in_succeeded(attempt, now);
+            signed_in_redirect(&state, &visitor, &account.id, &next).await
+        }
+        // The failure was counted when the attempt began.
+        Err(SignInError::Invalid) => render(
             &state,
             &visitor,
-            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::UNAUTHORIZED,
             "signin.html",
             context! {
                 title => visitor.lang.t("signin.title"),
                 next => next,
                 email => email.chars().take(254).collect::<String>(),
-                error => visitor.lang.fmt("signin.error.too_many", &[("secs", &secs.to_string())]),
+                error => visitor.lang.t("signin.error"),
             },
-        )?;
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        return Ok(response);
-    }
-    match accounts::sign_in(state.store.as_ref(), email, password).await {
-        Ok(account) => {
-            limits.sign_in_per_account.reset(&account_key);
-            signed_in_redirect(&state, &visitor, &account.id, &next).await
+        ),
+        Err(SignInError::Busy) => {
+            limits.sign_in_not_tried(attempt);
+            crate::telemetry::rate_limited("password_hashes_at_once");
+            wait_page(&state, &visitor, &next, email, 1)
         }
-        Err(SignInError::Invalid) => {
-            limits.sign_in_per_account.fail(&account_key, now);
-            limits.sign_in_per_network.fail(&network, now);
-            render(
-                &state,
-                &visitor,
-                StatusCode::UNAUTHORIZED,
-                "signin.html",
-                context! {
-                    title => visitor.lang.t("signin.title"),
-                    next => next,
-                    email => email.chars().take(254).collect::<String>(),
-                    error => visitor.lang.t("signin.error"),
-                },
-            )
+        Err(SignInError::Store(e)) => {
+            limits.sign_in_not_tried(attempt);
+            Err(e.into())
         }
-        Err(SignInError::Store(e)) => Err(e.into()),
     }
+}
+
+/// The sign-in form again, with how long to wait (429 + Retry-After).
+fn wait_page(
+    state: &AppState,
+    visitor: &Visitor,
+    next: &str,
+    email: &str,
+    secs: i64,
+) -> Result<Response, PageError> {
+    let mut response = render(
+        state,
+        visitor,
+        StatusCode::TOO_MANY_REQUESTS,
+        "signin.html",
+        context! {
+            title => visitor.lang.t("signin.title"),
+            next => next,
+            email => email.chars().take(254).collect::<String>(),
+            error => visitor.lang.fmt("signin.error.too_many", &[("secs", &secs.to_string())]),
+        },
+    )?;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    Ok(response)
 }
 
 /// Starts a session for `account_id` and sends the browser on to `next`.

@@ -48,22 +48,24 @@ pub async fn submit(
             "signup.error.too_many",
             &[("minutes", &((secs + 59) / 60).to_string())],
         );
-        let mut response = render(
-            &state,
-            &visitor,
-            StatusCode::TOO_MANY_REQUESTS,
-            "signup.html",
-            context! { title => lang.t("signup.title"), next => next, min_password => MIN_PASSWORD_LEN, error => message },
-        )?;
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        return Ok(response);
+        return wait_page(&state, &visitor, &next, "", message, secs);
     }
-    let (status, error) = match accounts::sign_up(state.store.as_ref(), email, password, now).await
+    let (status, error) = match accounts::sign_up(
+        state.store.as_ref(),
+        &state.limits.hashing,
+        email,
+        password,
+        now,
+    )
+    .await
     {
         Ok(account) => return signed_in_redirect(&state, &visitor, &account.id, &next).await,
         Err(SignUpError::Store(e)) => return Err(e.into()),
+        Err(SignUpError::Busy) => {
+            crate::telemetry::rate_limited("password_hashes_at_once");
+            let message = lang.fmt("signin.error.too_many", &[("secs", "1")]);
+            return wait_page(&state, &visitor, &next, email, message, 1);
+        }
         Err(SignUpError::Taken) => (
             StatusCode::CONFLICT,
             lang.t("signup.error.taken").to_string(),
@@ -96,4 +98,32 @@ pub async fn submit(
             error => error,
         },
     )
+}
+
+/// The form again with why and how long to wait (429 + Retry-After).
+fn wait_page(
+    state: &AppState,
+    visitor: &Visitor,
+    next: &str,
+    email: &str,
+    message: String,
+    secs: i64,
+) -> Result<Response, PageError> {
+    let mut response = render(
+        state,
+        visitor,
+        StatusCode::TOO_MANY_REQUESTS,
+        "signup.html",
+        context! {
+            title => visitor.lang.t("signup.title"),
+            next => next,
+            min_password => MIN_PASSWORD_LEN,
+            email => email.chars().take(254).collect::<String>(),
+            error => message,
+        },
+    )?;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    Ok(response)
 }

@@ -3,8 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod burst;
 mod helpers;
 
+mod attack;
 mod branding;
 mod cli;
 mod clients;

@@ -1,0 +1,142 @@
+//! Code entry on `/link` (RFC 8628 §5.1): every lookup of a typed code,
+//! for the confirmation page or for the decision, first takes one wrong
+//! code in advance from the session, network and server budgets, and gives
+//! it back when the code was no wrong guess. While the server-wide budget
+//! is spent, only codes requested from the browser's own network are
+//! shown: an outsider who spends the budget learns nothing more, and a
+//! person entering the code of the device in front of them still gets
+//! through (SECURITY.md, "How likely is guessing a live code?").
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use crate::codes::UserCode;
+use crate::device_flow::{self, LookupError, PendingAuthorization};
+use crate::limits::{CodeAttempt, Limits, RetryAfter, network_key};
+use crate::store::{Store, Timestamp};
+
+#[derive(Debug)]
+pub enum EntryError {
+    /// Code entry is paused for this session, network or browser.
+    Limited(RetryAfter),
+    Lookup(LookupError),
+}
+
+/// Who is entering a code, and when.
+pub struct Entry<'a> {
+    pub limits: &'a Limits,
+    pub store: &'a dyn Store,
+    /// The session's id hash: the per-session counter's key.
+    pub session: &'a str,
+    pub ip: IpAddr,
+    pub now: Timestamp,
+    pub max_age: i64,
+}
+
+impl Entry<'_> {
+    /// Looks up a typed code for the confirmation page.
+    pub async fn look_up(&self, input: &str) -> Result<PendingAuthorization, EntryError> {
+        let attempt = self.begin(input)?;
+        self.count_lookup();
+        let found = device_flow::find_pending(self.store, input, self.now, self.max_age).await;
+        self.settle(attempt, found)
+    }
+
+    /// Records the person's decision on a typed code. While the server
+    /// budget is spent the code is looked up first, so that a code from
+    /// another network is neither shown nor decided.
+    pub async fn decide(
+        &self,
+        input: &str,
+        approve: bool,
+        account_id: &str,
+    ) -> Result<PendingAuthorization, EntryError> {
+        let attempt = self.begin(input)?;
+        self.count_lookup();
+        if attempt.paused.is_some() {
+            let found = device_flow::find_pending(self.store, input, self.now, self.max_age).await;
+            if !self.shows(&attempt, &found) {
+                return self.settle(attempt, found);
+            }
+        }
+        let decided = device_flow::decide(
+            self.store,
+            input,
+            approve,
+            account_id,
+            &self.ip.to_string(),
+            self.now,
+            self.max_age,
+        )
+        .await;
+        self.settle(attempt, decided)
+    }
+
+    /// Takes the attempt's slots; a code that does not parse costs
+    /// nothing and is answered at once.
+    fn begin(&self, input: &str) -> Result<CodeAttempt, EntryError> {
+        let attempt = self
+            .limits
+            .begin_code_entry(self.session, self.ip, self.now)
+            .map_err(EntryError::Limited)?;
+        if let Err(e) = UserCode::parse(input) {
+            self.limits.code_entry_counts_not(attempt);
+            return Err(EntryError::Lookup(LookupError::Malformed(e)));
+        }
+        Ok(attempt)
+    }
+
+    fn count_lookup(&self) {
+        self.limits.code_lookups.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("linkd_code_lookups_total").increment(1);
+    }
+
+    /// Whether a lookup's outcome may be shown: always while the server
+    /// budget lasts; once it is spent, only a pending code requested from
+    /// the browser's own network (IPv4 address, IPv6 /64).
+    fn shows(
+        &self,
+        attempt: &CodeAttempt,
+        found: &Result<PendingAuthorization, LookupError>,
+    ) -> bool {
+        if attempt.paused.is_none() {
+            return true;
+        }
+        match found {
+            Ok(pending) => pending
+                .auth
+                .requested_ip
+                .parse::<IpAddr>()
+                .is_ok_and(|device| network_key(device) == attempt.network()),
+            _ => false,
+        }
+    }
+
+    /// Keeps the slots of a wrong guess, gives back the others.
+    fn settle(
+        &self,
+        attempt: CodeAttempt,
+        found: Result<PendingAuthorization, LookupError>,
+    ) -> Result<PendingAuthorization, EntryError> {
+        if let Err(LookupError::Store(_)) = &found {
+            // An outage guessed nothing.
+            self.limits.code_entry_counts_not(attempt);
+            return found.map_err(EntryError::Lookup);
+        }
+        if !self.shows(&attempt, &found) {
+            // Paused: every answer but the own-network code is the same
+            // pause, and counts as a wrong code, so that it tells nothing.
+            let paused = attempt.paused.unwrap_or(RetryAfter(60));
+            return Err(EntryError::Limited(paused));
+        }
+        match found {
+            // RFC 8628 §5.1 limits guessing: only an unknown code is a
+            // wrong guess. Used, expired and old codes were real ones.
+            Err(LookupError::NotFound) => Err(EntryError::Lookup(LookupError::NotFound)),
+            other => {
+                self.limits.code_entry_counts_not(attempt);
+                other.map_err(EntryError::Lookup)
+            }
+        }
+    }
+}
