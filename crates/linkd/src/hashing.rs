@@ -19,6 +19,7 @@ pub struct Busy;
 
 pub struct HashPool {
     slots: Arc<Semaphore>,
+    wait: Duration,
     running: Arc<AtomicUsize>,
     /// The most hashes ever seen running at once (for tests and metrics).
     most_at_once: Arc<AtomicUsize>,
@@ -29,8 +30,14 @@ pub struct HashPool {
 impl HashPool {
     /// `at_once` 0 is taken as 1: hashing cannot be turned off.
     pub fn new(at_once: u32) -> Self {
+        Self::with_wait(at_once, HASH_WAIT)
+    }
+
+    /// A pool whose callers wait at most `wait` for a slot.
+    pub fn with_wait(at_once: u32, wait: Duration) -> Self {
         HashPool {
             slots: Arc::new(Semaphore::new(at_once.max(1) as usize)),
+            wait,
             running: Arc::new(AtomicUsize::new(0)),
             most_at_once: Arc::new(AtomicUsize::new(0)),
             started: AtomicU64::new(0),
@@ -44,7 +51,7 @@ impl HashPool {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        let slot = tokio::time::timeout(HASH_WAIT, self.slots.clone().acquire_owned())
+        let slot = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| Busy)?
             .map_err(|_| Busy)?;
@@ -70,5 +77,30 @@ impl HashPool {
 
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_beyond_the_slots_waits_then_is_turned_away() {
+        let pool = Arc::new(HashPool::with_wait(1, Duration::from_millis(50)));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || hold.recv().is_ok()).await })
+        };
+        while pool.started() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The one slot is held: another caller waits 50 ms, then hears Busy.
+        assert_eq!(pool.run(|| 1).await, Err(Busy));
+        release.send(()).unwrap();
+        assert_eq!(busy.await.unwrap(), Ok(true));
+        assert_eq!(pool.run(|| 2).await, Ok(2));
+        assert_eq!(pool.started(), 2);
+        assert_eq!(pool.most_at_once(), 1);
     }
 }
