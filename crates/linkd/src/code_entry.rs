@@ -17,8 +17,12 @@ use crate::store::{Store, Timestamp};
 
 #[derive(Debug)]
 pub enum EntryError {
-    /// Code entry is paused for this session, network or browser.
+    /// Code entry is paused for this session or network.
     Limited(RetryAfter),
+    /// The server-wide budget is spent and the code was not one requested
+    /// from the browser's own network (or no code at all: the answer is
+    /// the same).
+    Paused(RetryAfter),
     Lookup(LookupError),
 }
 
@@ -127,7 +131,7 @@ impl Entry<'_> {
             // Paused: every answer but the own-network code is the same
             // pause, and counts as a wrong code, so that it tells nothing.
             let paused = attempt.paused.unwrap_or(RetryAfter(60));
-            return Err(EntryError::Limited(paused));
+            return Err(EntryError::Paused(paused));
         }
         match found {
             // RFC 8628 §5.1 limits guessing: only an unknown code is a

@@ -57,7 +57,8 @@ pub async fn page(
     };
     match entry(&state, &session.id_hash, ip).look_up(&code).await {
         Ok(pending) => confirm_page(&state, &visitor, ip, &pending),
-        Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs),
+        Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
+        Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
         Err(EntryError::Lookup(e)) => lookup_error_page(&state, &visitor, &code, e),
     }
 }
@@ -75,16 +76,21 @@ fn entry<'a>(state: &'a AppState, session: &'a str, ip: IpAddr) -> Entry<'a> {
 }
 
 /// RFC 8628 §5.1: wrong codes are limited per session, network and server;
-/// past a limit code entry pauses and the page says for how long.
+/// past a limit code entry pauses and the page says for how long. Past the
+/// server's (`paused`), it also says that a device on the same network
+/// as the browser still works.
 fn too_many_codes(
     state: &AppState,
     visitor: &Visitor,
     retry_after: i64,
+    paused: bool,
 ) -> Result<Response, PageError> {
     crate::telemetry::rate_limited("code_entry");
     let lang = visitor.lang;
     let minutes = (retry_after + 59) / 60;
-    let message = if minutes <= 1 {
+    let message = if paused {
+        lang.t("limits.codes.paused").to_string()
+    } else if minutes <= 1 {
         lang.t("limits.codes.message_minute").to_string()
     } else {
         lang.fmt("limits.codes.message", &[("minutes", &minutes.to_string())])
@@ -263,7 +269,8 @@ pub async fn decide(
                 context! { title => heading.clone(), heading => heading, message => message, approved => approve },
             )
         }
-        Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs),
+        Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
+        Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
         Err(EntryError::Lookup(e)) => lookup_error_page(&state, &visitor, &code, e),
     }
 }

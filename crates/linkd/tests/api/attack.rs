@@ -220,10 +220,11 @@ async fn during_an_attack_from_many_networks_a_person_on_their_own_network_gets_
         .await;
     assert_eq!(elsewhere.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
-        elsewhere.contains("Too many wrong codes"),
+        elsewhere.contains("If your device is on the same Wi-Fi or network"),
         "{}",
         elsewhere.body
     );
+    assert_eq!(elsewhere.headers["retry-after"], "60");
     // A minute later the budget is back for everyone.
     app.clock.advance_secs(60);
     let later = app.signed_in_browser("later@example.com").await;
