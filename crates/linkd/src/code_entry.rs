@@ -11,9 +11,9 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use crate::codes::UserCode;
+use crate::ctx::Ctx;
 use crate::device_flow::{self, LookupError, PendingAuthorization};
-use crate::limits::{CodeAttempt, Limits, RetryAfter, network_key};
-use crate::store::{Store, Timestamp};
+use crate::limits::{CodeAttempt, RetryAfter, network_key};
 
 #[derive(Debug)]
 pub enum EntryError {
@@ -28,13 +28,10 @@ pub enum EntryError {
 
 /// Who is entering a code, and when.
 pub struct Entry<'a> {
-    pub limits: &'a Limits,
-    pub store: &'a dyn Store,
+    pub ctx: Ctx<'a>,
     /// The session's id hash: the per-session counter's key.
     pub session: &'a str,
     pub ip: IpAddr,
-    pub now: Timestamp,
-    pub max_age: i64,
 }
 
 impl Entry<'_> {
@@ -42,7 +39,7 @@ impl Entry<'_> {
     pub async fn look_up(&self, input: &str) -> Result<PendingAuthorization, EntryError> {
         let attempt = self.begin(input)?;
         self.count_lookup();
-        let found = device_flow::find_pending(self.store, input, self.now, self.max_age).await;
+        let found = device_flow::find_pending(&self.ctx, input).await;
         self.settle(attempt, found)
     }
 
@@ -58,21 +55,13 @@ impl Entry<'_> {
         let attempt = self.begin(input)?;
         self.count_lookup();
         if attempt.paused.is_some() {
-            let found = device_flow::find_pending(self.store, input, self.now, self.max_age).await;
+            let found = device_flow::find_pending(&self.ctx, input).await;
             if !self.shows(&attempt, &found) {
                 return self.settle(attempt, found);
             }
         }
-        let decided = device_flow::decide(
-            self.store,
-            input,
-            approve,
-            account_id,
-            &self.ip.to_string(),
-            self.now,
-            self.max_age,
-        )
-        .await;
+        let decided =
+            device_flow::decide(&self.ctx, input, approve, account_id, &self.ip.to_string()).await;
         self.settle(attempt, decided)
     }
 
@@ -80,18 +69,19 @@ impl Entry<'_> {
     /// nothing and is answered at once.
     fn begin(&self, input: &str) -> Result<CodeAttempt, EntryError> {
         let attempt = self
+            .ctx
             .limits
-            .begin_code_entry(self.session, self.ip, self.now)
+            .begin_code_entry(self.session, self.ip, self.ctx.now)
             .map_err(EntryError::Limited)?;
         if let Err(e) = UserCode::parse(input) {
-            self.limits.code_entry_counts_not(attempt);
+            self.ctx.limits.code_entry_counts_not(attempt);
             return Err(EntryError::Lookup(LookupError::Malformed(e)));
         }
         Ok(attempt)
     }
 
     fn count_lookup(&self) {
-        self.limits.code_lookups.fetch_add(1, Ordering::Relaxed);
+        self.ctx.limits.code_lookups.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("linkd_code_lookups_total").increment(1);
     }
 
@@ -124,7 +114,7 @@ impl Entry<'_> {
     ) -> Result<PendingAuthorization, EntryError> {
         if let Err(LookupError::Store(_)) = &found {
             // An outage guessed nothing.
-            self.limits.code_entry_counts_not(attempt);
+            self.ctx.limits.code_entry_counts_not(attempt);
             return found.map_err(EntryError::Lookup);
         }
         if !self.shows(&attempt, &found) {
@@ -138,7 +128,7 @@ impl Entry<'_> {
             // wrong guess. Used, expired and old codes were real ones.
             Err(LookupError::NotFound) => Err(EntryError::Lookup(LookupError::NotFound)),
             other => {
-                self.limits.code_entry_counts_not(attempt);
+                self.ctx.limits.code_entry_counts_not(attempt);
                 other.map_err(EntryError::Lookup)
             }
         }

@@ -1,10 +1,11 @@
 //! The context a domain function works in: the store, the signing keys,
-//! the configuration and the time of the request, read once per request
-//! from the shared state and passed as one value.
+//! the configuration, the limits and the time of the request, read once
+//! per request from the shared state and passed as one value.
 
 use std::sync::Arc;
 
 use crate::Config;
+use crate::limits::Limits;
 use crate::store::{Store, Timestamp};
 use crate::tokens::Keys;
 
@@ -14,6 +15,9 @@ pub struct Ctx<'a> {
     /// applies from the next request on.
     pub keys: Arc<Keys>,
     pub config: &'a Config,
+    pub limits: &'a Limits,
     /// Seconds since the Unix epoch, from the server's clock.
     pub now: Timestamp,
+    /// The same instant in milliseconds (the poll table's resolution).
+    pub now_ms: i64,
 }

@@ -9,14 +9,13 @@ pub use group_commit::Inserter;
 pub use poll_table::{PollTracker, SLOW_DOWN_STEP_SECS};
 
 use crate::codes::{CodeError, UserCode, random_secret, secret_hash};
+use crate::ctx::Ctx;
+use crate::scopes;
 use crate::store::{
     Account, Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, Event,
-    LinkedDevice, PolledAuthorization, RedeemOutcome, Redemption, RefreshToken, Store, StoreError,
-    Timestamp,
+    LinkedDevice, PolledAuthorization, RedeemOutcome, Redemption, RefreshToken, StoreError,
 };
-use crate::tokens::Keys;
 use crate::tokens::issue::{Grant, TokenSet, mint};
-use crate::{Config, scopes};
 
 /// Longest `device_name` kept; longer names are cut.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
@@ -69,17 +68,24 @@ pub fn clean_device_name(name: Option<&str>) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
+/// What a device sends when it asks for a code (RFC 8628 §3.1), and from
+/// where.
+pub struct DeviceRequest<'a> {
+    pub scope: Option<&'a str>,
+    /// A label the device gives itself (linkd's `device_name` parameter).
+    pub device_name: Option<&'a str>,
+    pub ip: &'a str,
+}
+
 /// Starts a device authorization (RFC 8628 §3.1-3.2).
 pub async fn start(
+    ctx: &Ctx<'_>,
     inserter: &Inserter,
-    config: &Config,
-    now: Timestamp,
     client: &Client,
-    scope: Option<&str>,
-    device_name: Option<&str>,
-    requested_ip: &str,
+    request: DeviceRequest<'_>,
 ) -> Result<IssuedCodes, StartError> {
-    let scope = resolve_scope(client, scope).map_err(StartError::InvalidScope)?;
+    let (config, now) = (ctx.config, ctx.now);
+    let scope = resolve_scope(client, request.scope).map_err(StartError::InvalidScope)?;
     let device_code = random_secret(32);
     let expires_in = i64::from(config.code_lifetime);
     let interval = i64::from(config.poll_interval);
@@ -91,8 +97,8 @@ pub async fn start(
         scope,
         state: AuthorizationState::Pending,
         account_id: None,
-        requested_ip: requested_ip.to_string(),
-        device_name: clean_device_name(device_name),
+        requested_ip: request.ip.to_string(),
+        device_name: clean_device_name(request.device_name),
         created_at: now,
         expires_at: now + expires_in,
         interval,
@@ -135,27 +141,18 @@ pub enum PollError {
     Signing(#[from] jsonwebtoken::errors::Error),
 }
 
-/// The device code a poll presented: its hash, and what the store holds
-/// under it (`None`: no such code).
-pub struct PolledCode<'a> {
-    pub hash: &'a str,
-    pub auth: Option<PolledAuthorization>,
-}
-
 /// One poll of the token endpoint, given what the caller read of the
-/// authorization its device code names. A pending code costs no store
-/// access at all beyond the caller's read, and no write.
+/// authorization its device code names (`None`: no such code). A pending
+/// code costs no store access at all beyond the caller's read, and no
+/// write.
 pub async fn poll(
-    store: &dyn Store,
+    ctx: &Ctx<'_>,
     polls: &PollTracker,
-    keys: &Keys,
-    config: &Config,
-    now_ms: i64,
     client: &Client,
-    code: PolledCode<'_>,
+    polled: Option<PolledAuthorization>,
 ) -> Result<PollOutcome, PollError> {
-    let now = now_ms.div_euclid(1000);
-    let Some(auth) = code.auth else {
+    let (now, now_ms) = (ctx.now, ctx.now_ms);
+    let Some(auth) = polled else {
         return Ok(PollOutcome::InvalidGrant("the device code is not known"));
     };
     // RFC 6749 §5.2: a grant issued to another client is invalid_grant.
@@ -186,9 +183,7 @@ pub async fn poll(
         AuthorizationState::Redeemed => Ok(PollOutcome::InvalidGrant(
             "the device code has already been used",
         )),
-        AuthorizationState::Approved => {
-            redeem(store, polls, keys, config, now, client, &auth.id).await
-        }
+        AuthorizationState::Approved => redeem(ctx, polls, client, &auth.id).await,
     }
 }
 
@@ -197,20 +192,18 @@ pub async fn poll(
 /// `Store` trait's read consistency), and reports what it found instead
 /// when that row is no longer approved.
 async fn redeem(
-    store: &dyn Store,
+    ctx: &Ctx<'_>,
     polls: &PollTracker,
-    keys: &Keys,
-    config: &Config,
-    now: Timestamp,
     client: &Client,
     id: &str,
 ) -> Result<PollOutcome, PollError> {
+    let (store, now) = (ctx.store, ctx.now);
     let mut minted = None;
     let mut failed = None;
     let outcome = store
         .redeem_device_authorization(id, now, &mut |auth, account| {
             let account = account.filter(|a| !a.disabled)?;
-            match redemption(keys, config, now, client, auth, account) {
+            match redemption(ctx, client, auth, account) {
                 Ok((redemption, tokens)) => {
                     minted = Some(tokens);
                     Some(redemption)
@@ -273,13 +266,12 @@ async fn redeem(
 /// tokens were never handed out. `None` (no account, or a disabled one)
 /// declines.
 fn redemption(
-    keys: &Keys,
-    config: &Config,
-    now: Timestamp,
+    ctx: &Ctx<'_>,
     client: &Client,
     auth: &DeviceAuthorization,
     account: &Account,
 ) -> Result<(Redemption, TokenSet), jsonwebtoken::errors::Error> {
+    let (config, now) = (ctx.config, ctx.now);
     let device = LinkedDevice {
         id: random_secret(16),
         account_id: account.id.clone(),
@@ -310,7 +302,7 @@ fn redemption(
         scope: &auth.scope,
         auth_time: auth.decided_at.unwrap_or(now),
     };
-    let tokens = mint(keys, config, now, &grant, refresh_secret)?;
+    let tokens = mint(&ctx.keys, ctx.config, now, &grant, refresh_secret)?;
     Ok((
         Redemption {
             device,
@@ -350,14 +342,11 @@ pub struct PendingAuthorization {
 }
 
 /// Finds the pending authorization behind a code a person typed, if it
-/// may still be approved: not expired, not older than `max_age` seconds,
-/// and its app still allowed to link devices.
-pub async fn find_pending(
-    store: &dyn Store,
-    input: &str,
-    now: Timestamp,
-    max_age: i64,
-) -> Result<PendingAuthorization, LookupError> {
+/// may still be approved: not expired, not older than the maximum
+/// approval age, and its app still allowed to link devices.
+pub async fn find_pending(ctx: &Ctx<'_>, input: &str) -> Result<PendingAuthorization, LookupError> {
+    let (store, now) = (ctx.store, ctx.now);
+    let max_age = i64::from(ctx.config.max_approval_age);
     let user_code = UserCode::parse(input)?;
     let auth = store
         .get_device_authorization_by_user_code(user_code.as_str())
@@ -390,15 +379,14 @@ pub async fn find_pending(
 /// one decision wins; a second one, or one after the deadline, finds the
 /// code no longer pending.
 pub async fn decide(
-    store: &dyn Store,
+    ctx: &Ctx<'_>,
     input: &str,
     approve: bool,
     account_id: &str,
     ip: &str,
-    now: Timestamp,
-    max_age: i64,
 ) -> Result<PendingAuthorization, LookupError> {
-    let pending = find_pending(store, input, now, max_age).await?;
+    let (store, now) = (ctx.store, ctx.now);
+    let pending = find_pending(ctx, input).await?;
     if store
         .decide_device_authorization(&pending.auth.id, approve, account_id, now)
         .await?
@@ -433,7 +421,7 @@ pub async fn decide(
         Ok(pending)
     } else {
         // Lost a race with another decision or the deadline; say which.
-        match find_pending(store, input, now, max_age).await {
+        match find_pending(ctx, input).await {
             Err(e) => Err(e),
             Ok(_) => Err(LookupError::AlreadyUsed),
         }
@@ -442,7 +430,12 @@ pub async fn decide(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::Config;
+    use crate::store::Store;
+    use crate::tokens::Keys;
 
     fn auth(interval: i64) -> PolledAuthorization {
         PolledAuthorization {
@@ -454,28 +447,49 @@ mod tests {
         }
     }
 
+    fn test_keys() -> Arc<Keys> {
+        let key = crate::tokens::generate_signing_key(0).unwrap();
+        Arc::new(Keys::from_stored(&[key], 0, 3600).unwrap())
+    }
+
+    /// A poll of a code whose read said approved, at `now_ms`, by the
+    /// fixtures' app.
+    async fn poll_approved(
+        store: &dyn Store,
+        polls: &PollTracker,
+        keys: &Arc<Keys>,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<PollOutcome, PollError> {
+        let config = Config::defaults();
+        let limits = crate::limits::Limits::new(&config);
+        let ctx = Ctx {
+            store,
+            keys: keys.clone(),
+            config: &config,
+            limits: &limits,
+            now: now_ms.div_euclid(1000),
+            now_ms,
+        };
+        let polled = PolledAuthorization {
+            id: id.into(),
+            client_id: "tv".into(),
+            state: AuthorizationState::Approved,
+            ..auth(5)
+        };
+        let client = crate::store::sqlite::fixtures::client("openid");
+        poll(&ctx, polls, &client, Some(polled)).await
+    }
+
     /// A poll's read saw the approval, but the row the store would redeem
     /// says otherwise (the SQLite store's readers keep a snapshot up to
     /// 2 ms): that row decides, and the store reports what it found.
     #[tokio::test]
     async fn the_row_to_redeem_decides_the_state() {
-        use crate::store::sqlite::fixtures::{authorization, client, store_with_client};
+        use crate::store::sqlite::fixtures::{authorization, store_with_client};
         let (_dir, store) = store_with_client().await;
-        let keys =
-            Keys::from_stored(&[crate::tokens::generate_signing_key(0).unwrap()], 0, 3600).unwrap();
-        let (config, polls, client) = (Config::defaults(), PollTracker::new(0), client("openid"));
-        let poll_at = |id: &str, now_ms| {
-            let code = PolledCode {
-                hash: "hash",
-                auth: Some(PolledAuthorization {
-                    id: id.into(),
-                    client_id: "tv".into(),
-                    state: AuthorizationState::Approved,
-                    ..auth(5)
-                }),
-            };
-            poll(&store, &polls, &keys, &config, now_ms, &client, code)
-        };
+        let (keys, polls) = (test_keys(), PollTracker::new(0));
+        let poll_at = |id: &'static str, now_ms| poll_approved(&store, &polls, &keys, id, now_ms);
         // Pending in the store, approved in what the poll read.
         store
             .insert_device_authorization(&authorization(0))
@@ -543,11 +557,9 @@ mod tests {
     /// once the account is back.
     #[tokio::test]
     async fn a_declined_redeem_leaves_the_code_approved() {
-        use crate::store::sqlite::fixtures::{authorization, client, store_with_client};
+        use crate::store::sqlite::fixtures::{authorization, store_with_client};
         let (_dir, store) = store_with_client().await;
-        let keys =
-            Keys::from_stored(&[crate::tokens::generate_signing_key(0).unwrap()], 0, 3600).unwrap();
-        let (config, polls, client) = (Config::defaults(), PollTracker::new(0), client("openid"));
+        let (keys, polls) = (test_keys(), PollTracker::new(0));
         store
             .insert_account(&Account {
                 id: "acct".into(),
@@ -569,18 +581,7 @@ mod tests {
                 .unwrap()
         );
         store.set_account_disabled("acct", true).await.unwrap();
-        let poll_now = || {
-            let code = PolledCode {
-                hash: "hash-0",
-                auth: Some(PolledAuthorization {
-                    id: "id-0".into(),
-                    client_id: "tv".into(),
-                    state: AuthorizationState::Approved,
-                    ..auth(5)
-                }),
-            };
-            poll(&store, &polls, &keys, &config, 2_000, &client, code)
-        };
+        let poll_now = || poll_approved(&store, &polls, &keys, "id-0", 2_000);
         let outcome = poll_now().await.unwrap();
         assert!(
             matches!(

@@ -69,11 +69,14 @@ impl AppState {
     /// The context for a domain call: store, keys, configuration and the
     /// time now.
     pub fn ctx(&self) -> crate::ctx::Ctx<'_> {
+        let now_ms = self.clock.now_ms();
         crate::ctx::Ctx {
             store: self.store.as_ref(),
             keys: self.keys(),
             config: &self.config,
-            now: self.clock.now(),
+            limits: &self.limits,
+            now: now_ms.div_euclid(1000),
+            now_ms,
         }
     }
 

@@ -10,7 +10,7 @@ use super::OAuthError;
 use super::client_auth::authenticate;
 use super::form::OAuthRequest;
 use crate::client_ip::ClientIp;
-use crate::device_flow::{self, StartError};
+use crate::device_flow::{self, DeviceRequest, StartError};
 use crate::limits::{RetryAfter, network_key};
 use crate::state::AppState;
 use crate::telemetry;
@@ -53,20 +53,17 @@ pub async fn handle(
             telemetry::rate_limited("device_authorizations_per_client");
             OAuthError::too_many_requests(s)
         })?;
-    let issued = device_flow::start(
-        &state.inserter,
-        &state.config,
-        now,
-        &client,
-        req.form.get("scope"),
-        req.form.get("device_name"),
-        &ip.to_string(),
-    )
-    .await
-    .map_err(|e| match e {
-        StartError::InvalidScope(d) => OAuthError::invalid_scope(d),
-        StartError::Store(e) => e.into(),
-    })?;
+    let request = DeviceRequest {
+        scope: req.form.get("scope"),
+        device_name: req.form.get("device_name"),
+        ip: &ip.to_string(),
+    };
+    let issued = device_flow::start(&state.ctx(), &state.inserter, &client, request)
+        .await
+        .map_err(|e| match e {
+            StartError::InvalidScope(d) => OAuthError::invalid_scope(d),
+            StartError::Store(e) => e.into(),
+        })?;
     telemetry::authorization("requested");
     let verification_uri = format!("{}/link", state.config.issuer());
     let body = DeviceAuthorizationResponse {

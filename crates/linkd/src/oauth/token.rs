@@ -11,7 +11,7 @@ use super::client_auth::{self, authenticate};
 use super::form::OAuthRequest;
 use crate::client_ip::ClientIp;
 use crate::codes::secret_hash;
-use crate::device_flow::{self, PollError, PollOutcome, PolledCode};
+use crate::device_flow::{self, PollError, PollOutcome};
 use crate::limits::{RetryAfter, network_key};
 use crate::state::AppState;
 use crate::tokens::issue::TokenSet;
@@ -77,24 +77,13 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
         ),
     };
     req.form.require("device_code")?;
-    let Some(code_hash) = code_hash else {
+    if code_hash.is_none() {
+        // Present but longer than any code linkd issues.
         return Err(OAuthError::invalid_grant("the device code is not known"));
-    };
-    let keys = state.keys();
-    let outcome = device_flow::poll(
-        state.store.as_ref(),
-        &state.polls,
-        &keys,
-        &state.config,
-        state.clock.now_ms(),
-        &client,
-        PolledCode {
-            hash: &code_hash,
-            auth,
-        },
-    )
-    .await
-    .map_err(poll_error)?;
+    }
+    let outcome = device_flow::poll(&state.ctx(), &state.polls, &client, auth)
+        .await
+        .map_err(poll_error)?;
     match outcome {
         PollOutcome::Tokens(tokens) => {
             crate::telemetry::tokens_issued("device_code");

@@ -66,12 +66,9 @@ pub async fn page(
 /// Code entry for this session and address, now.
 fn entry<'a>(state: &'a AppState, session: &'a str, ip: IpAddr) -> Entry<'a> {
     Entry {
-        limits: &state.limits,
-        store: state.store.as_ref(),
+        ctx: state.ctx(),
         session,
         ip,
-        now: state.clock.now(),
-        max_age: i64::from(state.config.max_approval_age),
     }
 }
 
