@@ -57,15 +57,10 @@ pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String,
 }
 
 /// A label for a device the person will recognise: the name the device
-/// gave, cleaned of control characters and cut to length.
+/// gave (or the person typed), without invisible or reordering characters
+/// and cut to length (`text::visible_name`).
 pub fn clean_device_name(name: Option<&str>) -> Option<String> {
-    let cleaned: String = name?
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_DEVICE_NAME_CHARS)
-        .collect();
-    let trimmed = cleaned.trim();
-    (!trimmed.is_empty()).then(|| trimmed.to_string())
+    crate::text::visible_name(name?, MAX_DEVICE_NAME_CHARS)
 }
 
 /// What a device sends when it asks for a code (RFC 8628 §3.1), and from

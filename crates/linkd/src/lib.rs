@@ -52,6 +52,8 @@ pub mod store;
 pub mod sync;
 /// Metrics and the request middleware that records them.
 pub mod telemetry;
+/// Text from outside made safe to show: names without invisible characters.
+pub mod text;
 /// Every token rule: keys, minting, Bearer checks, revocation, refresh.
 pub mod tokens;
 /// Devices waiting for a decision (the long poll).

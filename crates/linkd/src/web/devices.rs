@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{PageError, PageForm, Visitor, render, see_other, to_sign_in};
 use crate::client_ip::ClientIp;
-use crate::device_flow::MAX_DEVICE_NAME_CHARS;
+use crate::device_flow::{MAX_DEVICE_NAME_CHARS, clean_device_name};
 use crate::devices::{self, DeviceError};
 use crate::i18n::Lang;
 use crate::state::AppState;
@@ -27,7 +27,9 @@ struct DeviceView {
 fn view(d: &LinkedDevice, now: i64, lang: Lang) -> DeviceView {
     DeviceView {
         id: d.id.clone(),
-        label: d.label.clone(),
+        // Cleaned on the way in; again here for labels stored before
+        // invisible characters were removed.
+        label: clean_device_name(Some(&d.label)).unwrap_or_else(|| d.app_name.clone()),
         app: d.app_name.clone(),
         linked: lang.fmt(
             "devices.when",

@@ -142,7 +142,9 @@ fn confirm_page(
             title => lang.fmt("confirm.title", &[("app", &pending.client.name)]),
             app => &pending.client.name,
             code => &code,
-            device_name => &auth.device_name,
+            // Cleaned on the way in; again here for rows stored before
+            // invisible characters were removed.
+            device_name => crate::device_flow::clean_device_name(auth.device_name.as_deref()),
             requested_ago => lang.ago(age),
             requested_at => lang.datetime(auth.created_at),
             requested_ip => &auth.requested_ip,

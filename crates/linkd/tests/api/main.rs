@@ -15,6 +15,7 @@ mod device_wait;
 mod discovery;
 mod hardening;
 mod hostile;
+mod input;
 
 mod instances;
 mod languages;

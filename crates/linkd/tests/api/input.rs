@@ -1,0 +1,87 @@
+//! Hostile text refused or cleaned at the edge (issue 18, item 5): NUL
+//! and undecodable bytes never reach the store, names people read carry
+//! no invisible or reordering characters, sync documents are held to what
+//! the feed reads back, and cookies are host-only under https.
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+/// Every character a name must not keep: bidirectional overrides,
+/// isolates and marks, zero-width and other format characters, controls.
+const INVISIBLE: &[char] = &[
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}', '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}',
+    '\u{2064}', '\u{FEFF}', '\u{180E}', '\u{00AD}', '\u{0007}', '\u{001B}',
+];
+
+fn assert_no_invisible(body: &str, what: &str) {
+    let found: Vec<String> = body
+        .chars()
+        .filter(|c| INVISIBLE.contains(c))
+        .map(|c| format!("U+{:04X}", c as u32))
+        .collect();
+    assert!(found.is_empty(), "{what} shows {found:?}");
+}
+
+#[tokio::test]
+async fn names_show_without_invisible_or_reordering_characters() {
+    let app = spawn_app().await;
+    // "Living room TV" with its end reversed by U+202E, a zero-width
+    // space, a BOM and an escape sequence mixed in.
+    let sent = "\u{202E}Living\u{200B} room\u{FEFF} TV\u{001B}[2J\u{2066}\u{200D}";
+    let reply = app
+        .device_authorization(&[("client_id", "demo-tv"), ("device_name", sent)])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+    let code = reply.json["user_code"].as_str().unwrap().to_string();
+    let device_code = reply.json["device_code"].as_str().unwrap().to_string();
+    let browser = app.signed_in_browser("names@example.com").await;
+
+    let confirm = browser.get(&format!("/link?code={code}")).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.contains("Living room TV[2J"), "{}", confirm.body);
+    assert_no_invisible(&confirm.body, "the confirmation page");
+
+    assert!(browser.approve(&code).await.contains("is now linked"));
+    assert_eq!(app.poll(&device_code).await.status, StatusCode::OK);
+    let devices = browser.get("/devices").await;
+    assert!(devices.contains("Living room TV[2J"), "{}", devices.body);
+    assert_no_invisible(&devices.body, "the devices list");
+
+    // A label the person sets goes through the same cleaning.
+    let rename = devices
+        .attribute_values("action")
+        .into_iter()
+        .find(|a| a.ends_with("/rename"))
+        .unwrap();
+    let done = browser
+        .post(
+            &rename,
+            &[
+                ("csrf", &devices.csrf()),
+                (
+                    "label",
+                    "\u{2067}Kitchen\u{200C}\u{202B} \u{2028} TV\u{2069}",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let devices = browser.get("/devices").await;
+    assert!(devices.contains("<h2>Kitchen TV</h2>"), "{}", devices.body);
+    assert_no_invisible(&devices.body, "the renamed device");
+    // Nothing visible left: refused, the old name kept.
+    let refused = browser
+        .post(
+            &rename,
+            &[("csrf", &devices.csrf()), ("label", "\u{202E}\u{200B}")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        browser
+            .get("/devices")
+            .await
+            .contains("<h2>Kitchen TV</h2>")
+    );
+}
