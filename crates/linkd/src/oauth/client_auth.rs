@@ -28,12 +28,15 @@ fn decode_basic(value: &str) -> Result<(String, String), OAuthError> {
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
     // RFC 6749 §2.3.1: both halves are form-urlencoded before joining.
+    // A NUL or an undecodable byte is refused here, as the body's form
+    // parser refuses it: no client id holds one, and PostgreSQL cannot
+    // even compare text that does (it would fail the lookup, not miss).
     let unescape = |s: &str| -> Option<String> {
         let joined = format!("x={s}");
         form_urlencoded::parse(joined.as_bytes())
             .next()
             .map(|(_, v)| v.into_owned())
-            .filter(|v| !v.contains('\u{FFFD}'))
+            .filter(|v| !v.contains(['\0', '\u{FFFD}']))
     };
     Ok((
         unescape(id).ok_or_else(bad)?,

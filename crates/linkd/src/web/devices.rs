@@ -1,12 +1,12 @@
 //! `/devices`: the person's linked devices, with Rename and Unlink.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 use serde::Serialize;
 
-use super::{PageError, PageForm, Visitor, render, see_other, to_sign_in};
+use super::{PageError, PageForm, RecordId, Visitor, render, see_other, to_sign_in};
 use crate::client_ip::ClientIp;
 use crate::device_flow::{MAX_DEVICE_NAME_CHARS, clean_device_name};
 use crate::devices::{self, DeviceError};
@@ -76,7 +76,7 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
 pub async fn rename(
     State(state): State<AppState>,
     visitor: Visitor,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     form: PageForm,
 ) -> Result<Response, PageError> {
     let Some(account) = visitor.account() else {
@@ -102,7 +102,7 @@ pub async fn unlink(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     visitor: Visitor,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     form: PageForm,
 ) -> Result<Response, PageError> {
     if visitor.account().is_none() {

@@ -444,6 +444,31 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for PageForm {
     }
 }
 
+/// The id of a record named in a page's path (`/devices/{id}/...`). Ids
+/// linkd makes are URL-safe base64 or hex; anything else (a NUL, a byte
+/// that is not UTF-8, an over-long segment) names no record, so it is the
+/// page's ordinary 404 before any lookup, never a store error.
+pub struct RecordId(pub String);
+
+/// Longest id a path may name; linkd's own are 22 to 36 characters.
+const MAX_RECORD_ID: usize = 64;
+
+impl<S: Send + Sync> FromRequestParts<S> for RecordId {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| PageError::NotFound)?;
+        let ok = (1..=MAX_RECORD_ID).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        ok.then_some(RecordId(id)).ok_or(PageError::NotFound)
+    }
+}
+
 /// The first value of a query parameter.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())

@@ -6,6 +6,91 @@
 use reqwest::StatusCode;
 
 use crate::helpers::*;
+
+fn basic(raw: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+#[tokio::test]
+async fn nul_and_bytes_that_are_not_text_get_the_endpoints_own_error() {
+    let app = spawn_app().await;
+    let (browser, tokens) = app.link_device("nul@example.com", "openid sync").await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+
+    // Basic client authentication, raw and percent-encoded (RFC 6749
+    // §2.3.1), on every endpoint that takes it: 401 invalid_client, as
+    // for any unknown client; PostgreSQL used to fail on the NUL (503).
+    let form = [
+        ("grant_type", DEVICE_GRANT),
+        ("device_code", "x"),
+        ("token", "x"),
+    ];
+    for path in ["/oauth/token", "/oauth/introspect", "/oauth/revoke"] {
+        for credentials in [
+            &b"demo\0tv:secret"[..],
+            b"demo%00tv:secret",
+            b"demo-tv:se\0cret",
+            b"demo\xfftv:secret",
+        ] {
+            let response = app
+                .http
+                .post(app.url(path))
+                .header("authorization", basic(credentials))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            let reply = reply(response).await;
+            assert_eq!(
+                (reply.status, reply.error()),
+                (StatusCode::UNAUTHORIZED, "invalid_client"),
+                "{path} {credentials:?}: {}",
+                reply.json
+            );
+            assert!(reply.headers.contains_key("www-authenticate"));
+        }
+    }
+
+    // A device id in a page's path: the page's 404, before any lookup.
+    let devices = browser.get("/devices").await;
+    let csrf = devices.csrf();
+    for id in ["a%00b", "%00", "%FF%FE", "x%0Ay", &"a".repeat(65)] {
+        for action in ["rename", "unlink"] {
+            let page = browser
+                .post(
+                    &format!("/devices/{id}/{action}"),
+                    &[("csrf", &csrf), ("label", "TV")],
+                )
+                .await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "{id} {action}");
+            assert!(page.contains("Page not found"), "{id}: {}", page.body);
+        }
+    }
+
+    // Sync names: the API's own 400 invalid_request.
+    for path in ["prefs%00/a", "prefs/a%00b", "prefs/%FF", "pr%00efs"] {
+        let response = app
+            .get_bearer(&format!("/api/v1/sync/{path}"), &access)
+            .await;
+        let reply = reply(response).await;
+        assert_eq!(
+            (reply.status, reply.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{path}: {}",
+            reply.json
+        );
+    }
+
+    // Nothing was taken for a store outage, and the device still works.
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert!(browser.get("/devices").await.contains("Demo TV"));
+}
+
 /// Every character a name must not keep: bidirectional overrides,
 /// isolates and marks, zero-width and other format characters, controls.
 const INVISIBLE: &[char] = &[
