@@ -4,6 +4,8 @@
 //! event id. Writes are conditional (RFC 9110 §13), so two devices writing
 //! at once never silently overwrite each other.
 
+pub mod document;
+
 use serde_json::{Value, json};
 
 use crate::limits::{Limits, RetryAfter};
@@ -28,6 +30,9 @@ pub enum SyncError {
     BadKey,
     #[error("the body must be a JSON value in UTF-8")]
     NotJson,
+    /// Valid JSON that the feed could not hand back as sent (document.rs).
+    #[error("{0}")]
+    BadDocument(String),
     #[error("the document is larger than {max} bytes")]
     TooLarge { max: u32 },
     #[error("{0}")]
@@ -193,7 +198,12 @@ pub async fn write(
                 });
             }
             let text = std::str::from_utf8(bytes).map_err(|_| SyncError::NotJson)?;
-            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|_| SyncError::NotJson)?;
+            // The parser the feed reads with (`change_json`), so whatever
+            // is stored reads back.
+            document::parse(text).map_err(|e| match e {
+                document::DocumentError::NotJson(_) => SyncError::NotJson,
+                document::DocumentError::Refused(why) => SyncError::BadDocument(why),
+            })?;
             Some(text.to_string())
         }
     };
@@ -324,9 +334,10 @@ pub async fn changes(
 /// A change as devices receive it, in the feed and in the event stream.
 pub fn change_json(doc: &SyncDocument) -> Value {
     let value = doc.body.as_deref().map(|b| {
-        serde_json::from_str::<Value>(b).unwrap_or_else(|e| {
-            // Only valid JSON is ever stored; a row written by hand is
-            // shown as null rather than breaking every device's feed.
+        document::parse(b).unwrap_or_else(|e| {
+            // Writes pass this same parser, so only a row written by hand
+            // (or before the limits) fails; it is shown as null rather
+            // than breaking every device's feed.
             tracing::error!(error = %e, seq = doc.seq, "stored sync document is not JSON");
             Value::Null
         })

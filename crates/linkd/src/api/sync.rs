@@ -56,6 +56,7 @@ impl IntoResponse for ApiError {
             | SyncError::BadKey
             | SyncError::NotJson
             | SyncError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            SyncError::BadDocument(_) => (StatusCode::BAD_REQUEST, "invalid_document"),
             SyncError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "document_too_large"),
             SyncError::PreconditionRequired => {
                 (StatusCode::PRECONDITION_REQUIRED, "precondition_required")

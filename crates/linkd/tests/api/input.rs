@@ -4,6 +4,7 @@
 //! the feed reads back, and cookies are host-only under https.
 
 use reqwest::StatusCode;
+use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -169,4 +170,83 @@ async fn names_show_without_invisible_or_reordering_characters() {
             .await
             .contains("<h2>Kitchen TV</h2>")
     );
+}
+
+#[tokio::test]
+async fn sync_documents_the_feed_cannot_read_back_are_refused() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.link_device("deep@example.com", "openid sync").await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let put = |key: &'static str, body: String| {
+        app.http
+            .put(app.url(&format!("/api/v1/sync/prefs/{key}")))
+            .bearer_auth(&access)
+            .header("if-none-match", "*")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+
+    for (key, body, why) in [
+        (
+            "deep",
+            nested(5000),
+            "nests arrays and objects deeper than 64 levels",
+        ),
+        (
+            "deeper",
+            nested(65),
+            "nests arrays and objects deeper than 64 levels",
+        ),
+        (
+            "objects",
+            format!("{}1{}", r#"{"a":"#.repeat(65), "}".repeat(65)),
+            "deeper than 64 levels",
+        ),
+        (
+            "twice",
+            r#"{"theme":"dark","theme":"light"}"#.into(),
+            "the key \"theme\" appears twice",
+        ),
+        (
+            "inner",
+            r#"{"a":[{"k":1,"j":2,"k":3}]}"#.into(),
+            "the key \"k\" appears twice",
+        ),
+    ] {
+        let reply = reply(put(key, body).await.unwrap()).await;
+        assert_eq!(
+            (reply.status, reply.error()),
+            (StatusCode::BAD_REQUEST, "invalid_document"),
+            "{key}: {}",
+            reply.json
+        );
+        let description = reply.json["error_description"].as_str().unwrap();
+        assert!(description.contains(why), "{key}: {description}");
+    }
+    // Not JSON at all keeps its own answer.
+    let reply = reply(put("broken", "{\"a\":".into()).await.unwrap()).await;
+    assert_eq!(
+        (reply.status, reply.error()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+
+    // At the limit: stored, and the feed hands it back as written.
+    let ok = put("limit", nested(64)).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    let feed: Value = app
+        .get_bearer("/api/v1/sync/prefs", &access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let changes = feed["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "only the accepted document: {feed}");
+    assert_eq!(changes[0]["key"], "limit");
+    let mut value = &changes[0]["value"];
+    for _ in 0..63 {
+        value = &value[0];
+    }
+    assert_eq!(value, &Value::Array(vec![]), "64 levels read back");
 }
