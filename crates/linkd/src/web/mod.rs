@@ -24,8 +24,35 @@ use crate::i18n::{Lang, Text, interpolate};
 use crate::state::AppState;
 use crate::store::{Account, Session, StoreError};
 
-pub const SESSION_COOKIE: &str = "linkd_session";
-pub const CSRF_COOKIE: &str = "linkd_csrf";
+/// A cookie linkd sets, by its name over https and over plain http.
+pub struct CookieName {
+    plain: &'static str,
+    host_only: &'static str,
+}
+
+impl CookieName {
+    /// Over https the `__Host-` name: browsers accept such a cookie only
+    /// with `Secure`, `Path=/` and no `Domain` (RFC 6265bis §4.1.3.2), so
+    /// a sibling subdomain or a plain-http page cannot plant or overwrite
+    /// it. Browsers refuse that prefix without `Secure`, so plain http
+    /// keeps the bare name.
+    pub fn get(&self, state: &AppState) -> &'static str {
+        if state.config.is_https() {
+            self.host_only
+        } else {
+            self.plain
+        }
+    }
+}
+
+pub const SESSION_COOKIE: CookieName = CookieName {
+    plain: "linkd_session",
+    host_only: "__Host-linkd_session",
+};
+pub const CSRF_COOKIE: CookieName = CookieName {
+    plain: "linkd_csrf",
+    host_only: "__Host-linkd_csrf",
+};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
@@ -256,9 +283,11 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A Set-Cookie value: HttpOnly, SameSite=Lax, Path=/, and Secure behind
-/// https. `max_age` 0 deletes the cookie.
-pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+/// A Set-Cookie value: HttpOnly, SameSite=Lax, Path=/, never a Domain,
+/// and Secure with the `__Host-` name behind https. `max_age` 0 deletes
+/// the cookie.
+pub fn set_cookie(state: &AppState, name: &CookieName, value: &str, max_age: i64) -> HeaderValue {
+    let name = name.get(state);
     let secure = if state.config.is_https() {
         "; Secure"
     } else {
@@ -286,13 +315,13 @@ impl FromRequestParts<AppState> for Visitor {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let signed_in = match cookie(&parts.headers, SESSION_COOKIE) {
+        let signed_in = match cookie(&parts.headers, SESSION_COOKIE.get(state)) {
             Some(token) => {
                 accounts::resolve_session(state.store.as_ref(), token, state.clock.now()).await?
             }
             None => None,
         };
-        let anonymous_csrf = cookie(&parts.headers, CSRF_COOKIE)
+        let anonymous_csrf = cookie(&parts.headers, CSRF_COOKIE.get(state))
             .filter(|v| v.len() == 43)
             .map(str::to_string);
         Ok(Visitor {
@@ -322,7 +351,7 @@ impl Visitor {
             Some(token) => (token.clone(), None),
             None => {
                 let token = random_secret(32);
-                let cookie = set_cookie(state, CSRF_COOKIE, &token, 86_400);
+                let cookie = set_cookie(state, &CSRF_COOKIE, &token, 86_400);
                 (token, Some(cookie))
             }
         }

@@ -132,7 +132,7 @@ pub async fn signed_in_redirect(
     let mut response = see_other(next);
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(state, SESSION_COOKIE, &token, lifetime),
+        set_cookie(state, &SESSION_COOKIE, &token, lifetime),
     );
     Ok(response)
 }
@@ -157,7 +157,7 @@ pub async fn sign_out(
     let mut response = see_other(&target);
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&state, SESSION_COOKIE, "", 0),
+        set_cookie(&state, &SESSION_COOKIE, "", 0),
     );
     Ok(response)
 }

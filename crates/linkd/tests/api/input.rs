@@ -250,3 +250,96 @@ async fn sync_documents_the_feed_cannot_read_back_are_refused() {
     }
     assert_eq!(value, &Value::Array(vec![]), "64 levels read back");
 }
+
+/// The `Set-Cookie` value for `name` (the name with its `=`), if any.
+fn set_cookie<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(name))
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    let pair = set_cookie.split(';').next().unwrap();
+    pair.split_once('=').unwrap().1.to_string()
+}
+
+#[tokio::test]
+async fn cookies_are_host_only_under_https_and_plain_over_http() {
+    // Plain http: the bare names (browsers refuse `__Host-` without Secure).
+    let app = spawn_app().await;
+    let form = app.browser().get("/signup").await;
+    let csrf = set_cookie(&form.headers, "linkd_csrf=").unwrap();
+    assert!(!csrf.contains("Secure"), "{csrf}");
+    let browser = app.browser();
+    let done = browser
+        .sign_up("plain@example.com", "long enough password", "/")
+        .await;
+    assert!(set_cookie(&done.headers, "linkd_session=").is_some());
+    assert!(browser.get("/devices").await.contains("plain@example.com"));
+
+    // Behind https (here a TLS-terminating proxy in front): `__Host-`
+    // names, Secure, Path=/ and no Domain (RFC 6265bis §4.1.3.2).
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| c.public_url = Some("https://link.example.com".into())),
+        ..Default::default()
+    })
+    .await;
+    let response = app.http.get(app.url("/signup")).send().await.unwrap();
+    let form = page(response).await;
+    let csrf_cookie = set_cookie(&form.headers, "__Host-linkd_csrf=")
+        .unwrap()
+        .to_string();
+    assert!(set_cookie(&form.headers, "linkd_csrf=").is_none());
+    for part in ["; Path=/", "; Secure", "; HttpOnly", "; SameSite=Lax"] {
+        assert!(csrf_cookie.contains(part), "{csrf_cookie}");
+    }
+    assert!(!csrf_cookie.to_ascii_lowercase().contains("domain"));
+    let token = cookie_value(&csrf_cookie);
+    assert_eq!(form.csrf(), token);
+
+    // A cookie under the bare name, as a sibling subdomain could plant it,
+    // does not count: the form is refused.
+    let sign_up = |cookie: String| {
+        app.http
+            .post(app.url("/signup"))
+            .header("cookie", cookie)
+            .form(&[
+                ("csrf", token.as_str()),
+                ("email", "https@example.com"),
+                ("password", "long enough password"),
+            ])
+            .send()
+    };
+    let planted = page(sign_up(format!("linkd_csrf={token}")).await.unwrap()).await;
+    assert_eq!(planted.status, StatusCode::FORBIDDEN);
+    assert!(
+        planted.contains("This form has expired"),
+        "{}",
+        planted.body
+    );
+
+    let done = page(sign_up(format!("__Host-linkd_csrf={token}")).await.unwrap()).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let session = set_cookie(&done.headers, "__Host-linkd_session=").unwrap();
+    for part in ["; Path=/", "; Secure", "; HttpOnly"] {
+        assert!(session.contains(part), "{session}");
+    }
+    let session = cookie_value(session);
+    let devices = |cookie: String| {
+        let request = app.http.get(app.url("/devices")).header("cookie", cookie);
+        async move { page(request.send().await.unwrap()).await }
+    };
+    let signed_in = devices(format!("__Host-linkd_session={session}")).await;
+    assert_eq!(signed_in.status, StatusCode::OK);
+    assert!(signed_in.contains("https@example.com"));
+    // The same session under the bare name is not read.
+    let bare = devices(format!("linkd_session={session}")).await;
+    assert_eq!(bare.status, StatusCode::SEE_OTHER);
+    assert!(
+        bare.location().starts_with("/signin"),
+        "{}",
+        bare.location()
+    );
+}
