@@ -11,7 +11,8 @@ static REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static(
 /// each (every layer costs a boxed future and a state clone per request,
 /// BENCH.md):
 /// - an `X-Request-Id` on the request and the response (a client's or
-///   proxy's own is kept), and a span carrying it, so every log line of
+///   proxy's own is kept when it is short and plain, see
+///   `is_safe_request_id`), and a span carrying it, so every log line of
 ///   the request names it; the span records the path without its query,
 ///   which can carry a user code;
 /// - error pages in the visitor's language and the security headers;
@@ -23,8 +24,10 @@ pub(crate) async fn around_request(
 ) -> axum::response::Response {
     use tracing::Instrument;
     let id = match req.headers().get(&REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => {
+        Some(id) if is_safe_request_id(id.as_bytes()) => id.clone(),
+        // Absent, or not one we repeat: ours replaces it on the request
+        // too, so nothing downstream sees the client's.
+        _ => {
             let id = state.request_ids.next();
             req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
             id
@@ -52,6 +55,21 @@ pub(crate) async fn around_request(
     });
     response.headers_mut().insert(REQUEST_ID.clone(), id);
     response
+}
+
+/// Longest client or proxy request id linkd repeats.
+pub const MAX_REQUEST_ID_BYTES: usize = 64;
+
+/// Whether a request id from outside may be kept: 1 to 64 characters of
+/// `A-Z a-z 0-9 . _ : -`. That covers UUIDs and the ids proxies make
+/// (nginx's `$request_id`, Envoy's, Heroku's), while a newline, a quote or
+/// a `key=value` cannot reach a text log line to forge a field there, and
+/// a long one cannot bloat every line and response.
+fn is_safe_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_BYTES).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// Request ids shaped like UUIDs: a random 128-bit start per process plus a
@@ -95,6 +113,30 @@ impl RequestIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_short_plain_request_ids_are_kept() {
+        for good in [
+            "a",
+            "req-from-the-proxy-1",
+            "0f1e:2d3c.4b_5a",
+            &"x".repeat(64),
+        ] {
+            assert!(is_safe_request_id(good.as_bytes()), "{good:?}");
+        }
+        for bad in [
+            "",
+            &"x".repeat(65),
+            "a b",
+            "a\tb",
+            "a\nlevel=ERROR",
+            "id\"x",
+            "x=y",
+            "caf\u{e9}",
+        ] {
+            assert!(!is_safe_request_id(bad.as_bytes()), "{bad:?}");
+        }
+    }
 
     #[test]
     fn request_ids_are_uuid_shaped_and_count_up() {

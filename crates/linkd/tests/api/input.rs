@@ -343,3 +343,54 @@ async fn cookies_are_host_only_under_https_and_plain_over_http() {
         bare.location()
     );
 }
+
+#[tokio::test]
+async fn request_ids_are_repeated_only_when_short_and_plain() {
+    let app = spawn_app().await;
+    let answer = |id: reqwest::header::HeaderValue| {
+        let request = app.http.get(app.url("/healthz")).header("x-request-id", id);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.headers()["x-request-id"].as_bytes().to_vec()
+        }
+    };
+    for kept in [
+        "req-from-the-proxy-1",
+        "8f14e45fceea167a5a36dedd4bea2543",
+        "Root:1.5759e988_bd86",
+        &"k".repeat(64),
+    ] {
+        let id = reqwest::header::HeaderValue::from_str(kept).unwrap();
+        assert_eq!(answer(id).await, kept.as_bytes(), "{kept:?}");
+    }
+    // Too long, or able to forge a field in a text log line: a tab or a
+    // space, a quote, `key=value`, bytes that are not ASCII. (A newline
+    // cannot travel in a header value at all; HTTP/1.1 refuses it.)
+    for replaced in [
+        &b"k".repeat(65)[..],
+        b"ok\tlevel=ERROR",
+        b"ok status=200",
+        b"ok\"",
+        b"x=y",
+        b"caf\xc3\xa9",
+        b"\xff\xfe",
+    ] {
+        let id = reqwest::header::HeaderValue::from_bytes(replaced).unwrap();
+        let got = answer(id).await;
+        assert_ne!(got, replaced, "{replaced:?}");
+        // linkd's own: UUID-shaped.
+        assert_eq!(got.len(), 36, "{:?}", String::from_utf8_lossy(&got));
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) {
+                    *b == b'-'
+                } else {
+                    b.is_ascii_hexdigit()
+                }),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+}
