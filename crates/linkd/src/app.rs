@@ -68,8 +68,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz));
-    let router = if state.config.metrics_listen.is_none() {
-        router.route("/metrics", get(telemetry::render))
+    // Metrics say how busy linkd is and how its limits fire: on the main
+    // listener only to the holder of --metrics-token, never when they
+    // have their own listener; otherwise /metrics is the fallback's 404.
+    let router = if state.config.metrics_listen.is_none() && state.config.metrics_token.is_some() {
+        router.route("/metrics", get(telemetry::render_to_token_holder))
     } else {
         router
     };

@@ -165,6 +165,12 @@ pub struct Config {
     #[arg(long, env = "LINKD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Serve /metrics on the main listener to requests that carry this
+    /// token as `Authorization: Bearer` (at least 16 characters). Without
+    /// it or --metrics-listen, /metrics is not served.
+    #[arg(long, env = "LINKD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Log lines as readable text or as JSON objects, one per line.
     #[arg(long, env = "LINKD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -242,6 +248,11 @@ impl Config {
                 "public URL {issuer:?} must name a host and have no query or fragment"
             ));
         }
+        if let Some(token) = &self.metrics_token
+            && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err("the metrics token must be at least 16 visible ASCII characters".into());
+        }
         crate::brand::validate(self)
     }
 
@@ -277,6 +288,7 @@ impl Config {
             client_ip_header: "x-forwarded-for".into(),
             tls_cert: None,
             metrics_listen: None,
+            metrics_token: None,
             log_format: "text".into(),
             shutdown_timeout: 20,
             tls_key: None,
@@ -427,6 +439,13 @@ pub fn describe(c: &Config) -> String {
             "metrics_listen",
             c.metrics_listen.map(|a| a.to_string()).unwrap_or_default(),
         ),
+        (
+            "metrics_token",
+            c.metrics_token
+                .as_ref()
+                .map(|_| "***".to_string())
+                .unwrap_or_default(),
+        ),
         ("log_format", c.log_format.clone()),
         ("shutdown_timeout", c.shutdown_timeout.to_string()),
         ("no_demo", c.no_demo.to_string()),
@@ -467,6 +486,12 @@ mod tests {
         let text = describe(&c);
         assert!(
             text.contains("postgres://linkd:***@db/linkd") && !text.contains("hunter2"),
+            "{text}"
+        );
+        c.metrics_token = Some("scrape-token-0123456789".into());
+        let text = describe(&c);
+        assert!(
+            text.contains("metrics_token = \"***\"") && !text.contains("scrape-token"),
             "{text}"
         );
     }

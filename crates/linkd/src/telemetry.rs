@@ -155,6 +155,35 @@ pub async fn render(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// `GET /metrics` on the main listener (`--metrics-token`): the metrics
+/// for a request that carries the token as `Authorization: Bearer`, else
+/// the same 404 as any unknown page, so the endpoint is not advertised.
+/// Both sides are hashed before the constant-time comparison, so neither
+/// the token's bytes nor its length leak through timing.
+pub async fn render_to_token_holder(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    use subtle::ConstantTimeEq;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let allowed = match (presented, &state.config.metrics_token) {
+        (Some(presented), Some(token)) => crate::codes::secret_hash(presented)
+            .as_bytes()
+            .ct_eq(crate::codes::secret_hash(token).as_bytes())
+            .into(),
+        _ => false,
+    };
+    if allowed {
+        render(State(state)).await
+    } else {
+        crate::web::not_found().await.into_response()
+    }
+}
+
 /// A rejection by one of the limits in `limits.rs`.
 pub fn rate_limited(limit: &'static str) {
     metrics::counter!("linkd_rate_limited_total", "limit" => limit).increment(1);

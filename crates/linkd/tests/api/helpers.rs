@@ -15,6 +15,8 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, Row};
 
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// The `--metrics-token` test servers get; scrapes send it as Bearer.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
 
 pub struct TestApp {
     pub base: String,
@@ -61,6 +63,7 @@ pub async fn spawn_on(db: Arc<TestDatabase>, options: Options) -> TestApp {
     config.listen = addr;
     config.public_url = Some(base.clone());
     config.database_url = db.url().to_string();
+    config.metrics_token = Some(METRICS_TOKEN.into());
     (options.configure)(&mut config);
     let manual = Arc::new(ManualClock::starting_now());
     let clock: Arc<dyn Clock> = if options.real_clock {

@@ -394,3 +394,59 @@ async fn request_ids_are_repeated_only_when_short_and_plain() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_on_the_main_listener_need_the_token() {
+    // Neither --metrics-token nor --metrics-listen: no /metrics at all.
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| c.metrics_token = None),
+        ..Default::default()
+    })
+    .await;
+    for auth in [None, Some(format!("Bearer {METRICS_TOKEN}"))] {
+        let mut request = app.http.get(app.url("/metrics"));
+        if let Some(auth) = &auth {
+            request = request.header("authorization", auth);
+        }
+        let response = page(request.send().await.unwrap()).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{auth:?}");
+        assert!(response.contains("Page not found"));
+        assert!(!response.body.contains("linkd_http_requests_total"));
+    }
+
+    // With the token configured: 404 without it or with another, the
+    // metrics with it.
+    let app = spawn_app().await;
+    let scrape = |auth: Option<String>| {
+        let mut request = app.http.get(app.url("/metrics"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        async move { page(request.send().await.unwrap()).await }
+    };
+    for wrong in [
+        None,
+        Some("Bearer wrong-token-0123456789-xx".to_string()),
+        Some(format!("Bearer {}", &METRICS_TOKEN[1..])),
+        Some(format!("Bearer {METRICS_TOKEN}x")),
+        Some(format!("Basic {METRICS_TOKEN}")),
+        Some(format!("Bearer{METRICS_TOKEN}")),
+    ] {
+        let response = scrape(wrong.clone()).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{wrong:?}");
+        assert!(!response.body.contains("linkd_http_requests_total"));
+    }
+    let response = scrape(Some(format!("Bearer {METRICS_TOKEN}"))).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(
+        response.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(
+        response.body.contains("linkd_http_requests_total"),
+        "{}",
+        response.body
+    );
+}

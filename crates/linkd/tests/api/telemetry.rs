@@ -32,8 +32,18 @@ fn sample(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A scrape of the main listener with the test servers' metrics token.
+async fn scrape(app: &TestApp) -> reqwest::Response {
+    app.http
+        .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn metrics(app: &TestApp) -> String {
-    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    let response = scrape(app).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]
@@ -150,8 +160,8 @@ async fn metrics_can_move_to_their_own_listener() {
         ..Default::default()
     })
     .await;
-    let main = app.http.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(main.status(), StatusCode::NOT_FOUND);
+    // Not on the main listener, even to the token's holder.
+    assert_eq!(scrape(&app).await.status(), StatusCode::NOT_FOUND);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
