@@ -1,0 +1,134 @@
+//! What a page can fail with, and the readable error pages, rendered in
+//! the visitor's language on the way out.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::context;
+
+use super::templates::page_context;
+use crate::i18n::{Lang, Text};
+use crate::state::AppState;
+use crate::store::StoreError;
+
+/// What a page handler can fail with; each becomes a readable page.
+#[derive(Debug)]
+pub enum PageError {
+    /// The form's CSRF token is missing or wrong.
+    Csrf,
+    BadRequest(Text),
+    NotFound,
+    Unavailable,
+    Internal,
+}
+
+impl From<StoreError> for PageError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "store error on a page");
+        match err {
+            StoreError::Corrupt(_) => PageError::Internal,
+            _ => PageError::Unavailable,
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PageError::Csrf => (
+                StatusCode::FORBIDDEN,
+                Text::key("error.csrf.title"),
+                Text::key("error.csrf.message"),
+            ),
+            PageError::BadRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                Text::key("error.bad_request.title"),
+                why,
+            ),
+            PageError::NotFound => (
+                StatusCode::NOT_FOUND,
+                Text::key("error.not_found.title"),
+                Text::key("error.not_found.message"),
+            ),
+            PageError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Text::key("error.unavailable.title"),
+                Text::key("error.unavailable.message"),
+            ),
+            PageError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Text::key("error.internal.title"),
+                Text::key("error.internal.message"),
+            ),
+        };
+        error_page(status, title, message)
+    }
+}
+
+/// An error page on its way out. Errors are raised where the visitor's
+/// language and the brand are not at hand (extractors, `?`), so the
+/// response carries this and [`localize`] renders it.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    pub title: Text,
+    pub message: Text,
+}
+
+/// A plain page with a heading, a message and a way back to /link.
+pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    error_page(status, title.into(), message.into())
+}
+
+fn error_page(status: StatusCode, title: Text, message: Text) -> Response {
+    // Replaced by `localize`; stands in should a router lack that layer.
+    let fallback = format!("<!doctype html><title>{status}</title><p>{status}</p>");
+    let mut response = (status, Html(fallback)).into_response();
+    response
+        .extensions_mut()
+        .insert(ErrorPage { title, message });
+    response
+}
+
+/// The language a request's `Accept-Language` asks for.
+pub fn request_lang(headers: &HeaderMap) -> Lang {
+    Lang::negotiate(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// Renders error pages in the visitor's language and marks every page as
+/// depending on `Accept-Language`, so caches keep the languages apart.
+/// Part of the one response layer (`middleware::around_request`).
+pub fn localize(state: &AppState, lang: Lang, response: &mut Response) {
+    if let Some(page) = response.extensions_mut().remove::<ErrorPage>() {
+        let title = page.title.in_lang(lang);
+        let ctx = context! {
+            title => &title,
+            heading => &title,
+            message => page.message.in_lang(lang),
+            ..page_context(state, lang)
+        };
+        if let Ok(body) = state.templates.render("message.html", ctx) {
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            *response.body_mut() = axum::body::Body::from(body);
+        }
+    }
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        let headers = response.headers_mut();
+        headers.append(header::VARY, HeaderValue::from_static("Accept-Language"));
+        headers.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.tag()),
+        );
+    }
+}
+
+pub async fn not_found() -> PageError {
+    PageError::NotFound
+}

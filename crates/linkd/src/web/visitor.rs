@@ -1,0 +1,144 @@
+//! Who is asking: cookies (with the `__Host-` prefix behind https), the
+//! signed-in session and the CSRF token every state-changing form carries.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use subtle::ConstantTimeEq;
+
+use super::errors::{PageError, request_lang};
+use crate::accounts;
+use crate::codes::random_secret;
+use crate::i18n::Lang;
+use crate::state::AppState;
+use crate::store::{Account, Session};
+
+/// A cookie linkd sets, by its name over https and over plain http.
+pub struct CookieName {
+    plain: &'static str,
+    host_only: &'static str,
+}
+
+impl CookieName {
+    /// Over https the `__Host-` name: browsers accept such a cookie only
+    /// with `Secure`, `Path=/` and no `Domain` (RFC 6265bis §4.1.3.2), so
+    /// a sibling subdomain or a plain-http page cannot plant or overwrite
+    /// it. Browsers refuse that prefix without `Secure`, so plain http
+    /// keeps the bare name.
+    pub fn get(&self, state: &AppState) -> &'static str {
+        if state.config.is_https() {
+            self.host_only
+        } else {
+            self.plain
+        }
+    }
+}
+
+pub const SESSION_COOKIE: CookieName = CookieName {
+    plain: "linkd_session",
+    host_only: "__Host-linkd_session",
+};
+pub const CSRF_COOKIE: CookieName = CookieName {
+    plain: "linkd_csrf",
+    host_only: "__Host-linkd_csrf",
+};
+
+/// Reads one cookie from the request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// A Set-Cookie value: HttpOnly, SameSite=Lax, Path=/, never a Domain,
+/// and Secure with the `__Host-` name behind https. `max_age` 0 deletes
+/// the cookie.
+pub fn set_cookie(state: &AppState, name: &CookieName, value: &str, max_age: i64) -> HeaderValue {
+    let name = name.get(state);
+    let secure = if state.config.is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Who is asking: their live session if signed in, and the anonymous CSRF
+/// cookie that protects the sign-in and sign-up forms.
+pub struct Visitor {
+    pub signed_in: Option<(Session, Account)>,
+    anonymous_csrf: Option<String>,
+    /// The language of the pages this visitor gets.
+    pub lang: Lang,
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let signed_in = match cookie(&parts.headers, SESSION_COOKIE.get(state)) {
+            Some(token) => {
+                accounts::resolve_session(state.store.as_ref(), token, state.clock.now()).await?
+            }
+            None => None,
+        };
+        let anonymous_csrf = cookie(&parts.headers, CSRF_COOKIE.get(state))
+            .filter(|v| v.len() == 43)
+            .map(str::to_string);
+        Ok(Visitor {
+            signed_in,
+            anonymous_csrf,
+            lang: request_lang(&parts.headers),
+        })
+    }
+}
+
+impl Visitor {
+    pub fn account(&self) -> Option<&Account> {
+        self.signed_in.as_ref().map(|(_, a)| a)
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.account().map(|a| a.email.as_str())
+    }
+
+    /// The token forms on this page must carry, and a cookie to set when an
+    /// anonymous visitor has none yet.
+    pub fn csrf(&self, state: &AppState) -> (String, Option<HeaderValue>) {
+        if let Some((session, _)) = &self.signed_in {
+            return (session.csrf_token.clone(), None);
+        }
+        match &self.anonymous_csrf {
+            Some(token) => (token.clone(), None),
+            None => {
+                let token = random_secret(32);
+                let cookie = set_cookie(state, &CSRF_COOKIE, &token, 86_400);
+                (token, Some(cookie))
+            }
+        }
+    }
+
+    /// Checks a submitted form's token: the session's when signed in,
+    /// else the anonymous cookie's (double submit).
+    pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), PageError> {
+        let expected = match &self.signed_in {
+            Some((session, _)) => Some(session.csrf_token.as_str()),
+            None => self.anonymous_csrf.as_deref(),
+        };
+        match (expected, submitted) {
+            (Some(e), Some(s)) if bool::from(e.as_bytes().ct_eq(s.as_bytes())) => Ok(()),
+            _ => Err(PageError::Csrf),
+        }
+    }
+}
