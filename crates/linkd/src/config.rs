@@ -141,7 +141,8 @@ pub struct Config {
     /// Reverse proxies whose client-address header is believed (addresses or
     /// CIDR ranges, comma-separated). Requests from anywhere else are taken
     /// at their connection's address.
-    #[arg(long, env = "LINKD_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(long, env = "LINKD_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = parse_trusted_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// The header trusted proxies put the client's address in.
@@ -299,6 +300,15 @@ impl Config {
             support_url: None,
         }
     }
+}
+
+/// A trusted proxy: a single address (`127.0.0.1`, `::1`, taken as a /32
+/// or /128) or a CIDR range (`10.0.0.0/8`).
+pub fn parse_trusted_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR range"))
 }
 
 /// Turns a TOML settings file into defaults for the named subcommands'
@@ -516,6 +526,28 @@ mod brand_tests {
         assert_eq!(parsed.accent_color, defaults.accent_color);
         assert_eq!(parsed.product_name, defaults.product_name);
         assert_eq!(defaults.accent_color.to_string(), DEFAULT_ACCENT);
+    }
+
+    #[test]
+    fn trusted_proxies_are_single_addresses_or_ranges() {
+        let parsed = Serve::try_parse_from([
+            "serve",
+            "--trusted-proxies",
+            "127.0.0.1,::1,10.0.0.0/8, fd00::/8",
+        ])
+        .unwrap()
+        .config
+        .trusted_proxies;
+        let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "::1/128", "10.0.0.0/8", "fd00::/8"]);
+        let err = Serve::try_parse_from(["serve", "--trusted-proxies", "proxy.local"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("\"proxy.local\" is neither an IP address nor a CIDR range"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod clients;
 mod device_flow;
 mod device_wait;
 mod discovery;
+mod forwarded;
 mod hardening;
 mod hostile;
 mod input;
