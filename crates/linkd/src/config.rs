@@ -181,6 +181,41 @@ pub struct Config {
     #[arg(long, env = "LINKD_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     pub shutdown_timeout: u32,
 
+    /// Seconds a client has to send a complete request head, from the
+    /// connection's opening or from the first byte of a later request.
+    #[arg(long, env = "LINKD_HEADER_READ_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub header_read_timeout: u32,
+
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, env = "LINKD_IDLE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub idle_timeout: u32,
+
+    /// Seconds a client has to finish the TLS handshake (with --tls-cert).
+    #[arg(long, env = "LINKD_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub tls_handshake_timeout: u32,
+
+    /// Open connections the server holds at once (0: no cap). Keep it
+    /// below the process's file limit (`ulimit -n`).
+    #[arg(long, env = "LINKD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: u32,
+
+    /// Open connections one network (IPv4 address, IPv6 /64) may hold
+    /// (0: no cap). Trusted proxies are exempt.
+    #[arg(long, env = "LINKD_MAX_CONNECTIONS_PER_NETWORK", default_value_t = 500)]
+    pub max_connections_per_network: u32,
+
+    /// Settings event streams one linked device may hold open (0: no cap).
+    #[arg(long, env = "LINKD_MAX_STREAMS_PER_DEVICE", default_value_t = 4)]
+    pub max_streams_per_device: u32,
+
+    /// Settings event streams one account's devices may hold open
+    /// together (0: no cap).
+    #[arg(long, env = "LINKD_MAX_STREAMS_PER_ACCOUNT", default_value_t = 64)]
+    pub max_streams_per_account: u32,
+
     /// Do not register the `demo-tv` app on an empty database.
     #[arg(long, env = "LINKD_NO_DEMO")]
     pub no_demo: bool,
@@ -292,6 +327,13 @@ impl Config {
             metrics_token: None,
             log_format: "text".into(),
             shutdown_timeout: 20,
+            header_read_timeout: 10,
+            idle_timeout: 60,
+            tls_handshake_timeout: 10,
+            max_connections: 10_000,
+            max_connections_per_network: 500,
+            max_streams_per_device: 4,
+            max_streams_per_account: 64,
             tls_key: None,
             no_demo: false,
             product_name: "linkd".into(),
@@ -458,6 +500,22 @@ pub fn describe(c: &Config) -> String {
         ),
         ("log_format", c.log_format.clone()),
         ("shutdown_timeout", c.shutdown_timeout.to_string()),
+        ("header_read_timeout", c.header_read_timeout.to_string()),
+        ("idle_timeout", c.idle_timeout.to_string()),
+        ("tls_handshake_timeout", c.tls_handshake_timeout.to_string()),
+        ("max_connections", c.max_connections.to_string()),
+        (
+            "max_connections_per_network",
+            c.max_connections_per_network.to_string(),
+        ),
+        (
+            "max_streams_per_device",
+            c.max_streams_per_device.to_string(),
+        ),
+        (
+            "max_streams_per_account",
+            c.max_streams_per_account.to_string(),
+        ),
         ("no_demo", c.no_demo.to_string()),
     ]
     .iter()

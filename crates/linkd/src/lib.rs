@@ -22,6 +22,8 @@ pub mod code_entry;
 pub mod codes;
 /// Server configuration from flags and `LINKD_*` variables.
 pub mod config;
+/// Accepting connections: caps, timeouts, lingering close.
+pub mod connections;
 /// The context every domain function takes: store, keys, config, time.
 pub mod ctx;
 /// The device authorization grant: start, the person's decision, polls.
@@ -48,6 +50,8 @@ pub mod serve;
 pub mod state;
 /// The `Store` trait and its SQLite and PostgreSQL implementations.
 pub mod store;
+/// Caps on open settings event streams.
+pub mod streams;
 /// Settings sync: versioned JSON documents shared by linked devices.
 pub mod sync;
 /// Metrics and the request middleware that records them.

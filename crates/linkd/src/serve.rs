@@ -1,51 +1,24 @@
 //! Serving: the accept loop over plain HTTP or TLS, graceful shutdown with
 //! a drain deadline, and the TLS configuration from PEM files.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::app::router;
+use crate::connections;
 use crate::jobs::Upkeep;
 use crate::state::AppState;
 
-/// Serves until `shutdown` resolves. Background upkeep runs alongside.
+/// Serves plain HTTP until `shutdown` resolves. Background upkeep runs
+/// alongside.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let upkeep = Upkeep::start(&state);
-    let drain = Duration::from_secs(u64::from(state.config.shutdown_timeout));
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let stopper = state.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; finishing requests in flight");
-        stopper.begin_shutdown();
-        let _ = stopping_tx.send(());
-    };
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .into_future();
-    tokio::pin!(server);
-    // Requests in flight get `shutdown_timeout` seconds once the signal
-    // came; whatever still runs after that is dropped.
-    let result = tokio::select! {
-        result = &mut server => result,
-        _ = async {
-            let _ = stopping_rx.await;
-            tokio::time::sleep(drain).await;
-        } => {
-            tracing::warn!("requests still running after the shutdown timeout were dropped");
-            Ok(())
-        }
-    };
-    drop(upkeep);
-    result
+    serve_with(listener, None, state, shutdown).await
 }
 
 /// Serves HTTPS, terminating TLS in linkd (for operators without a reverse
@@ -53,25 +26,35 @@ pub async fn serve(
 pub async fn serve_tls(
     listener: std::net::TcpListener,
     state: AppState,
-    tls: axum_server::tls_rustls::RustlsConfig,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    serve_with(listener, Some(acceptor), state, shutdown).await
+}
+
+/// The one accept loop of both (connections.rs): caps and timeouts apply
+/// under TLS and plain HTTP alike. Once `shutdown` resolves, long polls and
+/// event streams are told to end, and requests in flight get
+/// `shutdown_timeout` seconds; whatever still runs after that is dropped.
+async fn serve_with(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = Upkeep::start(&state);
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
     let drain = Duration::from_secs(u64::from(state.config.shutdown_timeout));
-    let flag = state.clone();
-    tokio::spawn(async move {
+    let settings = connections::Settings::from_config(&state.config);
+    let stopper = state.clone();
+    let stop = async move {
         shutdown.await;
-        flag.begin_shutdown();
-        stopper.graceful_shutdown(Some(drain));
-    });
-    listener.set_nonblocking(true)?;
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum_server::from_tcp_rustls(listener, tls)?
-        .handle(handle)
-        .serve(app)
-        .await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        stopper.begin_shutdown();
+    };
+    let result = connections::serve(listener, tls, router(state), settings, stop, drain).await;
     drop(upkeep);
     result
 }
@@ -81,7 +64,7 @@ pub async fn serve_tls(
 pub fn tls_config(
     cert: &std::path::Path,
     key: &std::path::Path,
-) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use anyhow::Context;
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -100,7 +83,5 @@ pub fn tls_config(
         .with_single_cert(certs, key)
         .context("the certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
-        Arc::new(config),
-    ))
+    Ok(Arc::new(config))
 }

@@ -36,6 +36,8 @@ pub struct Shared {
     /// Devices in the long poll, woken by decisions.
     pub waits: Arc<crate::waits::Waits>,
     pub limits: Arc<Limits>,
+    /// Open settings event streams, per device and per account.
+    pub streams: Arc<crate::streams::Streams>,
     pub templates: Arc<web::Templates>,
     /// Flips to true when the server starts shutting down, so long polls
     /// and event streams end cleanly instead of holding the drain open.
@@ -132,6 +134,10 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
     let limits = Arc::new(Limits::new(&config));
     let inserter = Arc::new(crate::device_flow::Inserter::start(store.clone()));
     let polls = Arc::new(PollTracker::new(clock.now_ms()));
+    let streams = Arc::new(crate::streams::Streams::new(
+        config.max_streams_per_device,
+        config.max_streams_per_account,
+    ));
     Ok(AppState(Arc::new(Shared {
         config: Arc::new(config),
         store,
@@ -140,6 +146,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         inserter,
         waits: Arc::new(crate::waits::Waits::default()),
         limits,
+        streams,
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         templates: Arc::new(web::Templates::new()),
         assets: Arc::new(web::assets::Assets::new(&brand)),

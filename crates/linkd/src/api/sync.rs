@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::oauth::bearer::{Authenticated, BearerRejection};
 use crate::state::AppState;
 use crate::store::{Event, LinkedDevice, SyncDocument};
+use crate::streams::{StreamSlot, StreamsFull};
 use crate::sync::{self, SyncError};
 use crate::tokens::access::Bearer;
 use crate::{scopes, web};
@@ -31,6 +32,8 @@ const STREAM_BATCH: i64 = 100;
 pub enum ApiError {
     Bearer(BearerRejection),
     Sync(SyncError),
+    /// Opening one more event stream would break a cap (streams.rs).
+    Streams(StreamsFull),
 }
 
 impl From<BearerRejection> for ApiError {
@@ -49,6 +52,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = match self {
             ApiError::Bearer(b) => return b.into_response(),
+            ApiError::Streams(full) => {
+                let body =
+                    json!({ "error": "too_many_streams", "error_description": full.to_string() });
+                let headers = [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+                return (StatusCode::TOO_MANY_REQUESTS, headers, Json(body)).into_response();
+            }
             ApiError::Sync(e) => e,
         };
         let (status, error) = match &e {
@@ -307,6 +316,12 @@ pub async fn events(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     sync_device(&bearer)?;
+    // Taken first, before any store work; held by the stream and given
+    // back when it ends, however it ends.
+    let slot = state
+        .streams
+        .open(&bearer.device.id, &bearer.device.account_id)
+        .map_err(ApiError::Streams)?;
     let resume = match header_str(&headers, header::HeaderName::from_static("last-event-id")) {
         Some(id) => parse_cursor(Some(id))?,
         None => parse_cursor(web::query_param(query.as_deref(), "since").as_deref())?,
@@ -324,6 +339,7 @@ pub async fn events(
     let mut tick = tokio::time::interval(RECHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let follow = Follow {
+        _slot: slot,
         closing: state.closing(),
         state,
         bearer,
@@ -344,6 +360,7 @@ pub async fn events(
 
 /// One open event stream.
 struct Follow {
+    _slot: StreamSlot,
     state: AppState,
     bearer: Bearer,
     /// The sequence number of the last change sent.
