@@ -567,3 +567,53 @@ impl Future for HeadSleep {
         self.sleep.as_mut().poll(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slots(per_network: u32, total: u32, uncapped: &[&str]) -> Arc<Slots> {
+        Arc::new(Slots::new(&Settings {
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            tls_handshake_timeout: Duration::from_secs(1),
+            max_connections: total,
+            max_connections_per_network: per_network,
+            uncapped: uncapped.iter().map(|n| n.parse().unwrap()).collect(),
+        }))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_network_and_proxies_are_exempt() {
+        let slots = slots(2, 6, &["10.0.0.0/8"]);
+        let a = slots.take(ip("2001:db8::1")).unwrap();
+        let _b = slots.take(ip("2001:db8::ffff:2")).unwrap();
+        // A third address in the same /64 is the same network.
+        assert!(slots.take(ip("2001:db8::3")).is_none());
+        // The next /64 is another network.
+        let _c = slots.take(ip("2001:db8:0:1::1")).unwrap();
+        // A trusted proxy carries everyone: only the server-wide cap holds.
+        let proxy: Vec<_> = (0..3)
+            .map(|_| slots.take(ip("10.1.2.3")).unwrap())
+            .collect();
+        assert!(
+            slots.take(ip("192.0.2.1")).is_none(),
+            "server-wide cap of 6"
+        );
+        drop(a);
+        let _d = slots.take(ip("2001:db8::4")).unwrap();
+        drop(proxy);
+        assert_eq!(slots.open.lock().unwrap().total, 3);
+        let unlimited = self::slots(0, 0, &[]);
+        let held: Vec<_> = (0..1000)
+            .map(|_| unlimited.take(ip("192.0.2.1")).unwrap())
+            .collect();
+        assert_eq!(unlimited.open.lock().unwrap().total, 1000);
+        drop(held);
+        assert!(unlimited.open.lock().unwrap().per_network.is_empty());
+    }
+}
