@@ -432,16 +432,6 @@ mod tests {
     use crate::store::Store;
     use crate::tokens::Keys;
 
-    fn auth(interval: i64) -> PolledAuthorization {
-        PolledAuthorization {
-            id: "a".into(),
-            client_id: String::new(),
-            state: AuthorizationState::Pending,
-            expires_at: 600,
-            interval,
-        }
-    }
-
     fn test_keys() -> Arc<Keys> {
         let key = crate::tokens::generate_signing_key(0).unwrap();
         Arc::new(Keys::from_stored(&[key], 0, 3600).unwrap())
@@ -467,10 +457,8 @@ mod tests {
             now_ms,
         };
         let polled = PolledAuthorization {
-            id: id.into(),
-            client_id: "tv".into(),
             state: AuthorizationState::Approved,
-            ..auth(5)
+            ..crate::store::sqlite::fixtures::polled(id, 5)
         };
         let client = crate::store::sqlite::fixtures::client("openid");
         poll(&ctx, polls, &client, Some(polled)).await
@@ -481,7 +469,7 @@ mod tests {
     /// 2 ms): that row decides, and the store reports what it found.
     #[tokio::test]
     async fn the_row_to_redeem_decides_the_state() {
-        use crate::store::sqlite::fixtures::{authorization, store_with_client};
+        use crate::store::sqlite::fixtures::{authorization, insert_account, store_with_client};
         let (_dir, store) = store_with_client().await;
         let (keys, polls) = (test_keys(), PollTracker::new(0));
         let poll_at = |id: &'static str, now_ms| poll_approved(&store, &polls, &keys, id, now_ms);
@@ -506,16 +494,7 @@ mod tests {
             .insert_device_authorization(&authorization(1))
             .await
             .unwrap();
-        store
-            .insert_account(&Account {
-                id: "acct".into(),
-                email: "a@example.com".into(),
-                password_hash: "x".into(),
-                created_at: 0,
-                disabled: false,
-            })
-            .await
-            .unwrap();
+        insert_account(&store).await;
         assert!(
             store
                 .decide_device_authorization("id-1", false, "acct", 1)
@@ -552,19 +531,10 @@ mod tests {
     /// once the account is back.
     #[tokio::test]
     async fn a_declined_redeem_leaves_the_code_approved() {
-        use crate::store::sqlite::fixtures::{authorization, store_with_client};
+        use crate::store::sqlite::fixtures::{authorization, insert_account, store_with_client};
         let (_dir, store) = store_with_client().await;
         let (keys, polls) = (test_keys(), PollTracker::new(0));
-        store
-            .insert_account(&Account {
-                id: "acct".into(),
-                email: "a@example.com".into(),
-                password_hash: "x".into(),
-                created_at: 0,
-                disabled: false,
-            })
-            .await
-            .unwrap();
+        insert_account(&store).await;
         store
             .insert_device_authorization(&authorization(0))
             .await

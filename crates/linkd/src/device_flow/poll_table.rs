@@ -153,22 +153,12 @@ impl PollTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::AuthorizationState;
-
-    fn auth(interval: i64) -> PolledAuthorization {
-        PolledAuthorization {
-            id: "a".into(),
-            client_id: String::new(),
-            state: AuthorizationState::Pending,
-            expires_at: 600,
-            interval,
-        }
-    }
+    use crate::store::sqlite::fixtures::polled;
 
     #[test]
     fn slow_down_grows_interval_by_five_seconds() {
         let polls = PollTracker::new(0);
-        let a = auth(5);
+        let a = polled("a", 5);
         assert_eq!(polls.check(&a, 0), Ok(()));
         assert_eq!(polls.check(&a, 5_000), Ok(()));
         assert_eq!(polls.check(&a, 6_000), Err(10));

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use super::direct::Direct;
 use crate::store::db::Db;
-use crate::store::{AuthorizationState, Client, DeviceAuthorization, SqlStore, Store};
+use crate::store::{
+    Account, AuthorizationState, Client, DeviceAuthorization, PolledAuthorization, SqlStore, Store,
+};
 
 pub(crate) fn client(scopes: &str) -> Client {
     Client {
@@ -33,6 +35,29 @@ pub(crate) fn authorization(n: usize) -> DeviceAuthorization {
         interval: 5,
         decided_at: None,
     }
+}
+
+/// What a poll reads of a pending code `id` of the app `tv`.
+pub(crate) fn polled(id: &str, interval: i64) -> PolledAuthorization {
+    PolledAuthorization {
+        id: id.into(),
+        client_id: "tv".into(),
+        state: AuthorizationState::Pending,
+        expires_at: 600,
+        interval,
+    }
+}
+
+/// An account `acct`, enabled, stored.
+pub(crate) async fn insert_account(store: &SqlStore) {
+    let account = Account {
+        id: "acct".into(),
+        email: "a@example.com".into(),
+        password_hash: "x".into(),
+        created_at: 0,
+        disabled: false,
+    };
+    store.insert_account(&account).await.unwrap();
 }
 
 /// A store in a fresh file (kept while the directory lives) with one
