@@ -151,7 +151,7 @@ async fn sign_up(person: &reqwest::Client, server: &str) -> anyhow::Result<()> {
 
 /// Opens the code's confirmation page and presses Approve. Returns when the
 /// answer to the decision has fully arrived.
-async fn approve(
+pub(crate) async fn approve(
     person: &reqwest::Client,
     server: &str,
     user_code: &str,
@@ -191,7 +191,7 @@ async fn approve(
 /// The value of `<input ... name="NAME" value="...">` in a page. The values
 /// the bench reads (CSRF tokens, user codes) never contain characters HTML
 /// escapes.
-fn hidden_field(html: &str, name: &str) -> Option<String> {
+pub(crate) fn hidden_field(html: &str, name: &str) -> Option<String> {
     let marker = format!(r#"name="{name}" value=""#);
     let start = html.find(&marker)? + marker.len();
     let len = html[start..].find('"')?;

@@ -293,7 +293,7 @@ fn outcome(status: u16, body: &[u8]) -> String {
 /// The `error` member of an RFC 6749 §5.2 JSON body, found without a full
 /// JSON parse: the load generator shares two cores with the server, and
 /// every cycle it spends is one the server does not get.
-fn error_value(body: &[u8]) -> Option<&str> {
+pub(crate) fn error_value(body: &[u8]) -> Option<&str> {
     const KEY: &[u8] = br#""error":""#;
     let start = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
     let len = body[start..].iter().position(|&b| b == b'"')?;

@@ -75,6 +75,11 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     kib_field(&status, "VmRSS:")
 }
 
+/// Open file descriptors of a process (sockets, the database, logs).
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
 /// CPU time a process has used (user + system), in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
@@ -140,5 +145,6 @@ mod tests {
     fn this_process_can_be_read() {
         assert!(own_cpu_ticks().is_some());
         assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+        assert!(open_fds(std::process::id()).is_some_and(|n| n >= 3));
     }
 }

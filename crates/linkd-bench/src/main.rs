@@ -5,6 +5,8 @@
 
 /// Scenario (c): a person approves on the real pages while devices wait.
 mod approve;
+/// The soak's attackers, each from its own loopback address.
+mod attack;
 /// The baseline: a server that answers every poll with linkd's fixed body.
 mod bare;
 /// The load generator: keep-alive HTTP/1.1 connections, one request at a time.
@@ -19,6 +21,8 @@ mod report;
 mod seed;
 /// Building, starting and stopping linkd, the bare server and databases.
 mod server;
+/// The soak: default limits, the attack mix, a person in good standing.
+mod soak;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +34,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::load::{LoadConfig, Workload};
 use crate::report::{PollRow, Report};
 use crate::seed::DeviceCodes;
-use crate::server::Backend;
+use crate::server::{Backend, RateLimits};
 
 /// The PostgreSQL server the tests use too; `--postgres` alone means this one.
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -67,6 +71,10 @@ pub enum Scenario {
     Authorize,
     /// A person approves; how long until the device holds tokens.
     Approve,
+    /// Default limits under the attack mix of issue 18 while a person in
+    /// good standing links devices; memory, descriptors and latency sampled
+    /// every interval. Not in the default set.
+    Soak,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -84,9 +92,9 @@ struct Options {
     /// Concurrent keep-alive connections of the load generator.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Seconds measured per load run.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
+    /// Seconds measured per load run [default: 10; the soak's: 60].
+    #[arg(long)]
+    duration: Option<f64>,
     /// Seconds of load before measuring starts (caches, pools, JIT-free
     /// but not cold-free: connections and the database warm up).
     #[arg(long, default_value_t = 2.0)]
@@ -103,6 +111,16 @@ struct Options {
     /// Approvals to time in the approve scenario.
     #[arg(long, default_value_t = 50)]
     approvals: usize,
+    /// Seconds between the soak's samples.
+    #[arg(long, default_value_t = 5.0)]
+    soak_report_every: f64,
+    /// Half-open connections the soak's attackers hold at once.
+    #[arg(long, default_value_t = 2000)]
+    soak_half_open: usize,
+    /// Run this linkd binary instead of building the release one (a
+    /// debug build checks the bench itself; its figures mean nothing).
+    #[arg(long, value_name = "PATH")]
+    linkd: Option<std::path::PathBuf>,
     /// Also print the results as a Markdown table for BENCH.md.
     #[arg(long)]
     markdown: bool,
@@ -134,11 +152,14 @@ async fn bench(options: Options) -> anyhow::Result<()> {
     let load = LoadConfig {
         connections: options.connections.max(1),
         warmup: Duration::from_secs_f64(options.warmup.max(0.0)),
-        duration: Duration::from_secs_f64(options.duration.max(0.1)),
+        duration: Duration::from_secs_f64(options.duration.unwrap_or(10.0).max(0.1)),
     };
     let wants = |s: Scenario| options.scenarios.contains(&s);
 
-    let linkd = server::build_linkd()?;
+    let linkd = match &options.linkd {
+        Some(path) => path.clone(),
+        None => server::build_linkd()?,
+    };
     let workdir = tempfile::Builder::new()
         .prefix("linkd-bench-")
         .tempdir()
@@ -153,7 +174,7 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         },
     };
     println!(
-        "backend: {}; {} connections, {} s warm-up, {} s measured",
+        "backend: {}; load runs: {} connections, {} s warm-up, {} s measured",
         backend.describe(),
         load.connections,
         load.warmup.as_secs_f64(),
@@ -215,7 +236,15 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         println!("\n== device authorizations: POST /oauth/device_authorization");
         let url = backend.fresh().await?;
         seed::seed(&url, 0).await?;
-        let server = server::spawn_linkd(&linkd, &url, 0, workdir.path(), "authorize").await;
+        let server = server::spawn_linkd(
+            &linkd,
+            &url,
+            0,
+            workdir.path(),
+            "authorize",
+            RateLimits::Off,
+        )
+        .await;
         let result = match server {
             Ok(server) => {
                 let result = load::run(
@@ -247,7 +276,8 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         let url = backend.fresh().await?;
         seed::seed(&url, 0).await?;
         // A normal polling interval: the figure is what a real device sees.
-        let server = server::spawn_linkd(&linkd, &url, 5, workdir.path(), "approve").await;
+        let server =
+            server::spawn_linkd(&linkd, &url, 5, workdir.path(), "approve", RateLimits::Off).await;
         let result = match server {
             Ok(server) => {
                 let result = approve::run(&server.base_url(), options.approvals).await;
@@ -262,11 +292,36 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         report.approve = Some(result);
     }
 
+    let mut soak_result = None;
+    if wants(Scenario::Soak) {
+        let config = soak::SoakConfig {
+            duration: Duration::from_secs_f64(options.duration.unwrap_or(60.0).max(1.0)),
+            every: Duration::from_secs_f64(options.soak_report_every.max(0.5)),
+            half_open: options.soak_half_open,
+        };
+        println!(
+            "\n== soak: default limits, the attack mix for {} s, a sample every {} s",
+            config.duration.as_secs_f64(),
+            config.every.as_secs_f64()
+        );
+        let result = soak::run(&linkd, &backend, workdir.path(), &config).await?;
+        soak_result = Some(result);
+    }
+
     println!("\n== summary");
     print!("{}", report.summary());
+    if let Some(soak) = &soak_result {
+        print!("{}", soak::summary(soak));
+    }
     if options.markdown {
-        println!();
-        print!("{}", report.markdown());
+        if wants(Scenario::Poll) || wants(Scenario::Authorize) || wants(Scenario::Approve) {
+            println!();
+            print!("{}", report.markdown());
+        }
+        if let Some(soak) = &soak_result {
+            println!("\nSoak under attack:\n");
+            print!("{}", soak::markdown(soak));
+        }
     }
     Ok(())
 }
@@ -289,7 +344,16 @@ async fn poll_run(
         report::count(n as u64),
         seeding.elapsed().as_secs_f64()
     );
-    let server = match server::spawn_linkd(linkd, &url, 0, workdir, &format!("poll-{n}")).await {
+    let server = match server::spawn_linkd(
+        linkd,
+        &url,
+        0,
+        workdir,
+        &format!("poll-{n}"),
+        RateLimits::Off,
+    )
+    .await
+    {
         Ok(server) => server,
         Err(e) => {
             backend.drop_database().await?;

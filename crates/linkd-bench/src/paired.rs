@@ -42,7 +42,15 @@ pub async fn poll(
     let url = backend.fresh().await?;
     let codes = Arc::new(Workload::Poll(seed::seed(&url, n).await?.into()));
     let result = async {
-        let linkd = server::spawn_linkd(linkd, &url, 0, workdir, &format!("paired-{n}")).await?;
+        let linkd = server::spawn_linkd(
+            linkd,
+            &url,
+            0,
+            workdir,
+            &format!("paired-{n}"),
+            server::RateLimits::Off,
+        )
+        .await?;
         let bare = match server::spawn_bare(workdir).await {
             Ok(bare) => bare,
             Err(e) => {

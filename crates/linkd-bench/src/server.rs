@@ -190,15 +190,26 @@ fn spawn(
     })
 }
 
-/// Starts linkd on a free port over `database_url`, with every rate limit
-/// off (a load generator is one network and one app), and waits for
-/// `/healthz`.
+/// Which rate limits a started linkd applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimits {
+    /// Every per-network and per-app limit off: a load generator is one
+    /// network and one app, and the figures are about the work itself.
+    Off,
+    /// linkd's defaults, as an operator runs it (the soak: the point is
+    /// to see the defences hold).
+    Defaults,
+}
+
+/// Starts linkd on a free port over `database_url`, with the given rate
+/// limits, and waits for `/healthz`.
 pub async fn spawn_linkd(
     binary: &Path,
     database_url: &str,
     poll_interval: u32,
     logs: &Path,
     label: &str,
+    limits: RateLimits,
 ) -> anyhow::Result<ServerProcess> {
     let addr = free_addr()?;
     let mut command = tokio::process::Command::new(binary);
@@ -207,11 +218,15 @@ pub async fn spawn_linkd(
         .args(["--listen", &addr.to_string()])
         .args(["--public-url", &format!("http://{addr}")])
         .args(["--database-url", database_url])
-        .args(["--poll-interval", &poll_interval.to_string()])
-        .args(["--token-polls-per-network", "0"])
-        .args(["--device-authorizations-per-network", "0"])
-        .args(["--device-authorizations-per-client", "0"])
-        .args(["--sign-ups-per-network", "0"])
+        .args(["--poll-interval", &poll_interval.to_string()]);
+    if limits == RateLimits::Off {
+        command
+            .args(["--token-polls-per-network", "0"])
+            .args(["--device-authorizations-per-network", "0"])
+            .args(["--device-authorizations-per-client", "0"])
+            .args(["--sign-ups-per-network", "0"]);
+    }
+    command
         // Only what the bench seeded lives in the store.
         .arg("--no-demo")
         .env("LINKD_LOG", "warn");
