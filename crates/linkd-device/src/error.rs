@@ -20,6 +20,12 @@ pub enum Error {
     },
     #[error("the server's answer did not follow the protocol: {0}")]
     Protocol(String),
+    /// 410 `resync_required` from the change feed or the event stream:
+    /// deletions after the cursor are no longer kept on the server. Read
+    /// the collection again from `since = 0` (or watch from `Some(0)`) and
+    /// replace what the device holds with what that returns.
+    #[error("the sync cursor is too old; read everything again from 0")]
+    ResyncRequired,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +37,7 @@ struct ErrorBody {
 pub(crate) async fn server_error(response: reqwest::Response) -> Error {
     let status = response.status().as_u16();
     match response.json::<ErrorBody>().await {
+        Ok(body) if status == 410 && body.error == "resync_required" => Error::ResyncRequired,
         Ok(body) => Error::Server {
             status,
             error: body.error,

@@ -127,6 +127,8 @@ impl Device {
     }
 
     /// The collection's changes after `since` (0: from the beginning).
+    /// [`Error::ResyncRequired`] when deletions after `since` were purged:
+    /// ask again from 0.
     pub async fn sync_changes(
         &self,
         access_token: &str,

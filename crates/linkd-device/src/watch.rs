@@ -18,7 +18,9 @@ type Blocks = Pin<Box<dyn Stream<Item = Result<Sse, sse_stream::Error>> + Send +
 impl Device {
     /// Follows every change this device may see, as they happen. Pass the
     /// `seq` of the last change handled to resume after it (sent as
-    /// `Last-Event-ID`); `None` starts from now.
+    /// `Last-Event-ID`); `None` starts from now. [`Error::ResyncRequired`]
+    /// when deletions after it were purged: watch again from `Some(0)`,
+    /// which first sends every document that exists.
     pub async fn sync_watch(
         &self,
         access_token: &str,

@@ -133,6 +133,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub sync_max_documents: u32,
 
+    /// Seconds a deleted settings document's tombstone is kept for devices
+    /// catching up (30 days); a device whose cursor is older must resync.
+    #[arg(long, env = "LINKD_SYNC_TOMBSTONE_RETENTION", default_value_t = 30 * 86_400,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sync_tombstone_retention: u32,
+
     /// Settings writes and deletes one linked device may make per minute
     /// (0: no limit).
     #[arg(long, env = "LINKD_SYNC_WRITES_PER_DEVICE", default_value_t = 120)]
@@ -319,6 +325,7 @@ impl Config {
             sign_ups_per_network: 10,
             sync_max_document_bytes: 64 * 1024,
             sync_max_documents: 1000,
+            sync_tombstone_retention: 30 * 86_400,
             sync_writes_per_device: 120,
             trusted_proxies: Vec::new(),
             client_ip_header: "x-forwarded-for".into(),

@@ -49,7 +49,8 @@ pub const PURGE_EVERY: Duration = Duration::from_secs(60);
 pub const EXPIRED_CODE_GRACE_SECS: i64 = 900;
 
 /// Keeps tables at their working size: deletes expired codes, sessions,
-/// refresh tokens and revoked token ids in small batches, pausing between
+/// refresh tokens, revoked token ids and old sync tombstones in small
+/// batches, pausing between
 /// batches so other writes get their turn.
 async fn purge(state: AppState) {
     let mut tick = tokio::time::interval(PURGE_EVERY);
@@ -71,6 +72,7 @@ pub async fn purge_now(state: &AppState) -> Result<u64, StoreError> {
             now,
             codes: now - EXPIRED_CODE_GRACE_SECS,
             refresh_tokens: now - i64::from(state.config.refresh_absolute_lifetime),
+            tombstones: now - i64::from(state.config.sync_tombstone_retention),
         };
         let purged = state.store.purge(&before, PURGE_BATCH).await?;
         total += purged;

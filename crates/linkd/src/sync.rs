@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::limits::{Limits, RetryAfter};
 use crate::store::{
     Event, LinkedDevice, SHARED_NAMESPACE, Store, StoreError, SyncDocument, SyncPrecondition,
-    SyncWrite, SyncWriteOutcome, Timestamp,
+    SyncRows, SyncWrite, SyncWriteOutcome, Timestamp,
 };
 
 /// The collection every app of an account shares.
@@ -45,6 +45,11 @@ pub enum SyncError {
     TooManyDocuments { max: u32 },
     #[error("no such document")]
     NotFound,
+    #[error(
+        "deletions after this cursor are no longer kept; read the collection again from since=0 \
+         and replace what you hold"
+    )]
+    ResyncRequired,
     #[error("too many writes from this device")]
     RateLimited(RetryAfter),
     #[error(transparent)]
@@ -241,29 +246,40 @@ pub async fn write(
 /// What a conditional write does, as [`decide_write`] judges it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteDecision {
-    /// Write this document (the new version, with its sequence number).
-    Write(SyncDocument),
+    /// Write this document (the new version, with its sequence number),
+    /// then purge the account's `purge_tombstones` oldest tombstones to
+    /// make room for it.
+    Write {
+        doc: SyncDocument,
+        purge_tombstones: i64,
+    },
     /// Do not write; answer this.
     Refuse(SyncWriteOutcome),
-    /// The write would create a document: ask again with the number of
-    /// live documents the account holds.
-    CountLiveDocuments,
+    /// The write would create a document: ask again with the rows the
+    /// account holds.
+    CountRows,
 }
 
 /// The rules of a settings write, in one place: the store calls this
 /// inside the transaction that writes, with the current row (after taking
 /// the account's sequence number `seq`, which serialises the account's
-/// writes), so the decision and the write are atomic.
+/// writes), so the decision, the write and the purge it asks for are
+/// atomic.
 ///
 /// RFC 9110 §13.1.1 (If-Match) and §13.1.2 (If-None-Match) are judged
 /// against the live document, a tombstone counting as none; deleting what
-/// does not exist fails its precondition too. Creating a document is
-/// refused once the account holds `max_documents` live ones.
+/// does not exist fails its precondition too.
+///
+/// The limit counts live documents and tombstones, so what an account
+/// stores is bounded by `max_documents` rows. A person is never blocked by
+/// their own deletions: a new document that needs room purges the oldest
+/// tombstones (devices whose cursor is older then resync, see
+/// [`check_cursor`]); only `max_documents` live documents refuse it.
 pub fn decide_write(
     write: &SyncWrite,
     seq: i64,
     current: Option<&SyncDocument>,
-    live_documents: Option<i64>,
+    rows: Option<SyncRows>,
 ) -> WriteDecision {
     let live = current.filter(|d| !d.deleted);
     let holds = match &write.precondition {
@@ -274,27 +290,48 @@ pub fn decide_write(
     if !holds || (write.body.is_none() && live.is_none()) {
         return WriteDecision::Refuse(SyncWriteOutcome::PreconditionFailed(current.cloned()));
     }
+    let mut purge_tombstones = 0;
     if write.body.is_some() && live.is_none() {
-        match live_documents {
-            None => return WriteDecision::CountLiveDocuments,
-            Some(count) if count >= write.max_documents => {
-                return WriteDecision::Refuse(SyncWriteOutcome::TooManyDocuments);
-            }
-            Some(_) => {}
+        let Some(rows) = rows else {
+            return WriteDecision::CountRows;
+        };
+        if rows.live >= write.max_documents {
+            return WriteDecision::Refuse(SyncWriteOutcome::TooManyDocuments);
         }
+        // Reviving a tombstone reuses its row; anything else adds one.
+        // With fewer live documents than the limit, the tombstones left
+        // after the write always cover the excess.
+        let rows_after = rows.live + rows.tombstones + i64::from(current.is_none());
+        purge_tombstones = (rows_after - write.max_documents).max(0);
     }
-    WriteDecision::Write(SyncDocument {
-        account_id: write.account_id.clone(),
-        namespace: write.namespace.clone(),
-        collection: write.collection.clone(),
-        key: write.key.clone(),
-        body: write.body.clone(),
-        size: write.body.as_ref().map_or(0, |b| b.len() as i64),
-        seq,
-        deleted: write.body.is_none(),
-        updated_at: write.now,
-        updated_by: write.device_id.clone(),
-    })
+    WriteDecision::Write {
+        doc: SyncDocument {
+            account_id: write.account_id.clone(),
+            namespace: write.namespace.clone(),
+            collection: write.collection.clone(),
+            key: write.key.clone(),
+            body: write.body.clone(),
+            size: write.body.as_ref().map_or(0, |b| b.len() as i64),
+            seq,
+            deleted: write.body.is_none(),
+            updated_at: write.now,
+            updated_by: write.device_id.clone(),
+        },
+        purge_tombstones,
+    }
+}
+
+/// Whether a device reading changes after `since` can be answered: not
+/// when tombstones after its cursor were purged (the account's purge
+/// horizon, `purged_through`, is above it), since it would never hear of
+/// those deletions. `since = 0` reads everything that exists and is
+/// always fine.
+pub fn check_cursor(since: i64, purged_through: i64) -> Result<(), SyncError> {
+    if since > 0 && since < purged_through {
+        Err(SyncError::ResyncRequired)
+    } else {
+        Ok(())
+    }
 }
 
 /// Tells every stream of the account (on every instance) to look again.
@@ -320,15 +357,65 @@ pub async fn changes(
     limit: i64,
 ) -> Result<Vec<SyncDocument>, SyncError> {
     check_collection(collection)?;
-    Ok(store
-        .sync_changes(
-            &device.account_id,
-            &[namespace(device, collection)],
-            Some(collection),
-            since,
-            limit.clamp(1, MAX_PAGE),
-        )
-        .await?)
+    changes_in(
+        store,
+        &device.account_id,
+        &[namespace(device, collection)],
+        Some(collection),
+        since,
+        limit.clamp(1, MAX_PAGE),
+    )
+    .await
+}
+
+/// The next batch of every change `device` may see after `since`, for its
+/// event stream.
+pub async fn visible_changes(
+    store: &dyn Store,
+    device: &LinkedDevice,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<SyncDocument>, SyncError> {
+    changes_in(
+        store,
+        &device.account_id,
+        &visible_namespaces(device),
+        None,
+        since,
+        limit,
+    )
+    .await
+}
+
+/// Changes after `since`, refused when tombstones after it were purged.
+/// The horizon is read after the changes: a purge commits its deletions
+/// and its horizon together, so one that removed a row this read missed
+/// is seen by the later read.
+async fn changes_in(
+    store: &dyn Store,
+    account_id: &str,
+    namespaces: &[&str],
+    collection: Option<&str>,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<SyncDocument>, SyncError> {
+    let docs = store
+        .sync_changes(account_id, namespaces, collection, since, limit)
+        .await?;
+    check_resume(store, account_id, since).await?;
+    Ok(docs)
+}
+
+/// Whether a device may resume from `since` (see [`check_cursor`]).
+pub async fn check_resume(
+    store: &dyn Store,
+    account_id: &str,
+    since: i64,
+) -> Result<(), SyncError> {
+    if since == 0 {
+        return Ok(());
+    }
+    check_cursor(since, store.sync_purged_through(account_id).await?)
 }
 
 /// A change as devices receive it, in the feed and in the event stream.
@@ -413,17 +500,22 @@ mod tests {
         };
         use SyncPrecondition::*;
         let create = write(Some("{}"), Absent);
+        let rows = |live, tombstones| Some(SyncRows { live, tombstones });
         // A tombstone counts as no document; creating asks for the count.
         assert_eq!(
             decide_write(&create, 9, Some(&doc(3, true)), None),
-            WriteDecision::CountLiveDocuments
+            WriteDecision::CountRows
         );
         assert_eq!(
-            decide_write(&create, 9, None, Some(2)),
+            decide_write(&create, 9, None, rows(2, 0)),
             WriteDecision::Refuse(SyncWriteOutcome::TooManyDocuments)
         );
-        let WriteDecision::Write(made) = decide_write(&create, 9, None, Some(1)) else {
-            panic!("room for one more");
+        let WriteDecision::Write {
+            doc: made,
+            purge_tombstones: 0,
+        } = decide_write(&create, 9, None, rows(1, 0))
+        else {
+            panic!("room for one more, nothing to purge");
         };
         assert_eq!((made.seq, made.size, made.deleted), (9, 2, false));
         // If-None-Match: * fails on a live document, If-Match on a wrong
@@ -443,12 +535,78 @@ mod tests {
             WriteDecision::Refuse(SyncWriteOutcome::PreconditionFailed(_))
         ));
         // Replacing a live document needs no count.
-        let WriteDecision::Write(gone) =
+        let WriteDecision::Write { doc: gone, .. } =
             decide_write(&write(None, Versions(vec![3])), 9, Some(&live), None)
         else {
             panic!("the version matches");
         };
         assert!(gone.deleted && gone.body.is_none());
+    }
+
+    #[test]
+    fn tombstones_count_against_the_limit_and_make_room() {
+        let create = SyncWrite {
+            account_id: "a".into(),
+            namespace: "tv".into(),
+            collection: "c".into(),
+            key: "k".into(),
+            body: Some("1".into()),
+            precondition: SyncPrecondition::Absent,
+            device_id: None,
+            now: 5,
+            max_documents: 3,
+        };
+        let tombstone = SyncDocument {
+            account_id: "a".into(),
+            namespace: "tv".into(),
+            collection: "c".into(),
+            key: "k".into(),
+            body: None,
+            size: 0,
+            seq: 4,
+            deleted: true,
+            updated_at: 1,
+            updated_by: None,
+        };
+        let purge = |current: Option<&SyncDocument>, live, tombstones| match decide_write(
+            &create,
+            9,
+            current,
+            Some(SyncRows { live, tombstones }),
+        ) {
+            WriteDecision::Write {
+                purge_tombstones, ..
+            } => Some(purge_tombstones),
+            WriteDecision::Refuse(SyncWriteOutcome::TooManyDocuments) => None,
+            other => panic!("{other:?}"),
+        };
+        // A new row beyond the limit purges one tombstone per row over it.
+        assert_eq!(purge(None, 1, 1), Some(0));
+        assert_eq!(purge(None, 1, 2), Some(1));
+        assert_eq!(purge(None, 0, 3), Some(1));
+        // Rows over a lowered limit are purged down to it.
+        assert_eq!(purge(None, 2, 5), Some(5));
+        // Reviving a tombstone reuses its row.
+        assert_eq!(purge(Some(&tombstone), 1, 2), Some(0));
+        assert_eq!(purge(Some(&tombstone), 2, 4), Some(3));
+        // Only live documents refuse, however many tombstones there are.
+        assert_eq!(purge(None, 3, 0), None);
+        assert_eq!(purge(Some(&tombstone), 3, 1), None);
+    }
+
+    #[test]
+    fn a_cursor_below_the_purge_horizon_must_resync() {
+        assert!(check_cursor(0, 50).is_ok(), "since=0 reads everything");
+        assert!(
+            check_cursor(50, 50).is_ok(),
+            "it saw the last purged deletion"
+        );
+        assert!(check_cursor(60, 50).is_ok());
+        assert!(check_cursor(7, 0).is_ok(), "nothing purged yet");
+        assert!(matches!(
+            check_cursor(49, 50),
+            Err(SyncError::ResyncRequired)
+        ));
     }
 
     #[test]

@@ -75,6 +75,9 @@ impl IntoResponse for ApiError {
             }
             SyncError::TooManyDocuments { .. } => (StatusCode::CONFLICT, "too_many_documents"),
             SyncError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            // RFC 9110 §15.5.11: what the cursor pointed after is gone for
+            // good; the device reads the collection again from 0.
+            SyncError::ResyncRequired => (StatusCode::GONE, "resync_required"),
             SyncError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
             SyncError::Store(store) => {
                 tracing::error!(error = %store, "store error in the sync API");
@@ -329,7 +332,12 @@ pub async fn events(
     // Subscribe before the first read, so no change falls between them.
     let wakeups = state.store.subscribe();
     let last = match resume {
-        Some(seq) => seq,
+        Some(seq) => {
+            // Refused before the stream starts, while an error can still
+            // be an answer; later purges end the stream (`Follow::next`).
+            sync::check_resume(state.store.as_ref(), &bearer.device.account_id, seq).await?;
+            seq
+        }
         None => state
             .store
             .sync_head(&bearer.device.account_id)
@@ -388,24 +396,23 @@ impl Follow {
             if !self.still_allowed().await {
                 return None;
             }
-            let device = &self.bearer.device;
-            match self
-                .state
-                .store
-                .sync_changes(
-                    &device.account_id,
-                    &sync::visible_namespaces(device),
-                    None,
-                    self.last,
-                    STREAM_BATCH,
-                )
-                .await
+            match sync::visible_changes(
+                self.state.store.as_ref(),
+                &self.bearer.device,
+                self.last,
+                STREAM_BATCH,
+            )
+            .await
             {
                 Ok(docs) if !docs.is_empty() => {
                     self.pending.extend(docs);
                     continue;
                 }
                 Ok(_) => {}
+                // Tombstones after the last change sent were purged (the
+                // device fell behind a burst of writes): end the stream;
+                // the device reconnects with Last-Event-ID and hears 410.
+                Err(SyncError::ResyncRequired) => return None,
                 Err(e) => {
                     tracing::warn!(error = %e, "ending a sync event stream: store error");
                     return None;

@@ -213,7 +213,20 @@ async fn device_sync(
             loop {
                 // Tokens may have been refreshed since the last stream.
                 let (saved, _) = device_session(device, path).await?;
-                let mut watch = device.sync_watch(&saved.access_token, last).await?;
+                let mut watch = match device.sync_watch(&saved.access_token, last).await {
+                    // Deletions after `last` were purged: start again from
+                    // 0, so the lines that follow are every document that
+                    // exists now, then the changes as they happen.
+                    Err(linkd_device::Error::ResyncRequired) => {
+                        eprintln!(
+                            "changes after {} are no longer kept; reading everything again",
+                            last.unwrap_or(0)
+                        );
+                        last = Some(0);
+                        continue;
+                    }
+                    other => other?,
+                };
                 while let Some(change) = watch.next().await? {
                     last = Some(change.seq);
                     writeln!(

@@ -255,6 +255,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<SyncDocument>>;
     /// The account's latest sequence number (0 before any write).
     async fn sync_head(&self, account_id: &str) -> StoreResult<i64>;
+    /// The highest sequence number of a tombstone purged from the account
+    /// (0 when none was): changes after a lower cursor are incomplete.
+    async fn sync_purged_through(&self, account_id: &str) -> StoreResult<i64>;
     /// Live documents per app and collection.
     async fn sync_usage(&self, account_id: &str) -> StoreResult<Vec<SyncUsage>>;
     /// Deletes every live document of one app's collection (tombstones, each

@@ -42,6 +42,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "purge",
         include_str!("../../migrations/postgres/0005_purge.sql"),
     ),
+    (
+        6,
+        "sync tombstones",
+        include_str!("../../migrations/postgres/0006_sync_tombstones.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {

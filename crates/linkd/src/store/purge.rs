@@ -1,4 +1,5 @@
-//! Deleting rows that have outlived their use, in small batches.
+//! Deleting rows that have outlived their use, in small batches: expired
+//! codes, sessions and tokens, and sync tombstones past their retention.
 
 use super::db::{Db, q};
 use super::{PurgeBefore, StoreResult};
@@ -9,5 +10,6 @@ pub(super) async fn purge(db: &Db, before: &PurgeBefore, limit: i64) -> StoreRes
         let sql = (db.dialect().purge_batch)(table);
         purged += db.execute(q(&sql, &[before.into(), limit.into()])).await?;
     }
+    purged += super::sync::purge_old_tombstones(db, before.tombstones, limit).await?;
     Ok(purged)
 }

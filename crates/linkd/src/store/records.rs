@@ -220,6 +220,9 @@ pub struct PurgeBefore {
     /// live (the absolute refresh lifetime); a revoked family's tokens are
     /// deleted with it.
     pub refresh_tokens: Timestamp,
+    /// Sync tombstones written before this (`--sync-tombstone-retention`);
+    /// each account's purge horizon rises past the ones purged.
+    pub tombstones: Timestamp,
 }
 
 impl PurgeBefore {
@@ -288,8 +291,17 @@ pub struct SyncWrite {
     pub precondition: SyncPrecondition,
     pub device_id: Option<String>,
     pub now: Timestamp,
-    /// Live documents the account may hold after this write.
+    /// Documents the account may hold after this write, live ones and
+    /// tombstones together (tombstones make room for new documents).
     pub max_documents: i64,
+}
+
+/// The rows an account's sync documents take: live documents and
+/// tombstones (deleted documents kept for the change feed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncRows {
+    pub live: i64,
+    pub tombstones: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

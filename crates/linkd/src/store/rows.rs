@@ -227,6 +227,21 @@ impl FromRow for SyncDocument {
 }
 
 /// One app's collection, as `sync::USAGE` sums it up.
+impl FromRow for SyncRows {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(SyncRows {
+            live: row.int("live")?,
+            tombstones: row.int("tombstones")?,
+        })
+    }
+}
+
+impl FromRow for (String, i64) {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok((row.text("k")?, row.int("v")?))
+    }
+}
+
 impl FromRow for SyncUsage {
     fn from_row(row: &impl Columns) -> StoreResult<Self> {
         Ok(SyncUsage {

@@ -298,6 +298,10 @@ impl Store for SqlStore {
         sync::head(&self.db, account_id).await
     }
 
+    async fn sync_purged_through(&self, account_id: &str) -> StoreResult<i64> {
+        sync::purged_through(&self.db, account_id).await
+    }
+
     async fn sync_usage(&self, account_id: &str) -> StoreResult<Vec<SyncUsage>> {
         sync::usage(&self.db, account_id).await
     }

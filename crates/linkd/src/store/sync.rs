@@ -1,7 +1,8 @@
-//! Synced settings documents and each account's sequence counter. The
-//! rules of a conditional write (RFC 9110 preconditions, the document
-//! limit) are the domain's (`crate::sync::decide_write`); this applies them
-//! inside the transaction that writes.
+//! Synced settings documents, each account's sequence counter and its
+//! purge horizon. The rules of a conditional write (RFC 9110
+//! preconditions, the document limit, the tombstones it purges) are the
+//! domain's (`crate::sync::decide_write`); this applies them inside the
+//! transaction that writes.
 
 use super::db::{Arg, Db, Tx, q};
 use super::{StoreError, StoreResult, SyncDocument, SyncUsage, SyncWrite, SyncWriteOutcome};
@@ -57,16 +58,20 @@ pub(super) async fn write(db: &Db, w: &SyncWrite) -> StoreResult<SyncWriteOutcom
             ],
         ))
         .await?;
-    let mut live_documents = None;
-    let doc = loop {
-        match decide_write(w, seq, current.as_ref(), live_documents) {
-            WriteDecision::Write(doc) => break doc,
+    let mut rows = None;
+    let (doc, purge_tombstones) = loop {
+        match decide_write(w, seq, current.as_ref(), rows) {
+            WriteDecision::Write {
+                doc,
+                purge_tombstones,
+            } => break (doc, purge_tombstones),
             WriteDecision::Refuse(outcome) => return Ok(outcome),
-            WriteDecision::CountLiveDocuments => {
-                live_documents = Some(
+            WriteDecision::CountRows => {
+                rows = Some(
                     tx.fetch_one(q(
-                        "SELECT COUNT(*) AS v FROM sync_documents
-                         WHERE account_id = $1 AND NOT deleted",
+                        "SELECT COUNT(CASE WHEN NOT deleted THEN 1 END) AS live,
+                             COUNT(CASE WHEN deleted THEN 1 END) AS tombstones
+                         FROM sync_documents WHERE account_id = $1",
                         &[(&w.account_id).into()],
                     ))
                     .await?,
@@ -119,8 +124,76 @@ pub(super) async fn write(db: &Db, w: &SyncWrite) -> StoreResult<SyncWriteOutcom
         }
         Err(e) => return Err(e),
     }
+    // After the write, so a tombstone just revived is live and stays.
+    if purge_tombstones > 0 {
+        let through: Option<i64> = tx
+            .fetch_optional(q(
+                "SELECT seq AS v FROM sync_documents WHERE account_id = $1 AND deleted
+                 ORDER BY seq LIMIT 1 OFFSET $2",
+                &[(&w.account_id).into(), (purge_tombstones - 1).into()],
+            ))
+            .await?;
+        if let Some(through) = through {
+            purge_through(&mut tx, &w.account_id, through).await?;
+        }
+    }
     tx.commit().await?;
     Ok(SyncWriteOutcome::Written(doc))
+}
+
+/// Deletes the account's tombstones up to sequence number `through` and
+/// raises its purge horizon to it, in the caller's transaction: a device
+/// whose cursor is below the horizon is then told to resync instead of
+/// silently missing those deletions.
+async fn purge_through(tx: &mut Tx<'_>, account_id: &str, through: i64) -> StoreResult<u64> {
+    // The counter first, like every sync write: on PostgreSQL it takes the
+    // account's row lock, so a purge and a write of the account never
+    // interleave.
+    tx.execute(q(
+        "UPDATE sync_counters SET purged_through = $2
+         WHERE account_id = $1 AND purged_through < $2",
+        &[account_id.into(), through.into()],
+    ))
+    .await?;
+    tx.execute(q(
+        "DELETE FROM sync_documents WHERE account_id = $1 AND deleted AND seq <= $2",
+        &[account_id.into(), through.into()],
+    ))
+    .await
+}
+
+/// One batch of the retention purge: up to `limit` tombstones written
+/// before `before`, each account's in its own short transaction. Returns
+/// how many rows went.
+pub(super) async fn purge_old_tombstones(db: &Db, before: i64, limit: i64) -> StoreResult<u64> {
+    // Within an account sequence numbers grow with time, so the newest
+    // old tombstone of each account is its new horizon.
+    let accounts: Vec<(String, i64)> = db
+        .fetch_all(q(
+            "SELECT account_id AS k, MAX(seq) AS v FROM (
+                 SELECT account_id, seq FROM sync_documents
+                 WHERE deleted AND updated_at < $1 LIMIT $2) old
+             GROUP BY account_id",
+            &[before.into(), limit.into()],
+        ))
+        .await?;
+    let mut purged = 0;
+    for (account_id, through) in accounts {
+        let mut tx = db.begin().await?;
+        purged += purge_through(&mut tx, &account_id, through).await?;
+        tx.commit().await?;
+    }
+    Ok(purged)
+}
+
+pub(super) async fn purged_through(db: &Db, account_id: &str) -> StoreResult<i64> {
+    let seq: Option<i64> = db
+        .fetch_optional(q(
+            "SELECT purged_through AS v FROM sync_counters WHERE account_id = $1",
+            &[account_id.into()],
+        ))
+        .await?;
+    Ok(seq.unwrap_or(0))
 }
 
 pub(super) async fn changes(

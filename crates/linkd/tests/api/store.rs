@@ -256,6 +256,7 @@ async fn the_purge_deletes_only_what_has_expired_in_small_batches() {
         now: 200,
         codes,
         refresh_tokens: 0,
+        tombstones: 0,
     };
     // Codes expired at 100 are kept while `codes` is not past them.
     assert_eq!(

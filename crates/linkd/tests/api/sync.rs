@@ -687,6 +687,22 @@ async fn the_account_page_shows_and_deletes_what_apps_store() {
     );
 }
 
+/// A token file for the terminal device (`linkd device --token-file`),
+/// in a directory that lives as long as the returned guard.
+fn token_file(app: &TestApp, tokens: &Value) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("device.json");
+    let tokens: linkd_device::Tokens = serde_json::from_value(tokens.clone()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    linkd_device::SavedTokens::new(&app.base, "demo-tv", &tokens, now)
+        .save(&file)
+        .unwrap();
+    (dir, file)
+}
+
 #[tokio::test]
 async fn the_device_library_and_terminal_device_sync() {
     use linkd_device::{SyncPrecondition, SyncWrite};
@@ -744,16 +760,7 @@ async fn the_device_library_and_terminal_device_sync() {
     assert_eq!(watch.next().await.unwrap().unwrap().etag, newer);
 
     // The terminal device, with a saved token file.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("device.json");
-    let tokens: linkd_device::Tokens = serde_json::from_value(tokens.clone()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    linkd_device::SavedTokens::new(&app.base, "demo-tv", &tokens, now)
-        .save(&file)
-        .unwrap();
+    let (_dir, file) = token_file(&app, &tokens);
     let cli = |args: &[&str]| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_linkd"));
         cmd.args(["device", "--server", &app.base, "--token-file"])
@@ -799,5 +806,204 @@ async fn the_device_library_and_terminal_device_sync() {
     assert_eq!(
         (change["key"].clone(), change["value"].clone()),
         (json!("volume"), json!(9))
+    );
+}
+
+/// A change-feed or event-stream answer that must be the 410 telling the
+/// device to read everything again.
+async fn assert_resync_required(r: reqwest::Response) {
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "resync_required", "{body}");
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.contains("since=0"), "{description}");
+}
+
+/// The keys (and whether deleted) of a feed page, in order.
+async fn feed(dev: &Dev, app: &TestApp, since: i64) -> Vec<(String, bool)> {
+    let r = dev.get(app, &format!("prefs?since={since}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["deleted"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn keys(list: &[(&str, bool)]) -> Vec<(String, bool)> {
+    list.iter().map(|(k, d)| (k.to_string(), *d)).collect()
+}
+
+/// An event stream request that must be refused.
+async fn stream_from(dev: &Dev, app: &TestApp, last_event_id: &str) -> reqwest::Response {
+    app.http
+        .get(app.url("/api/v1/sync/events"))
+        .bearer_auth(&dev.token)
+        .header("last-event-id", last_event_id)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn deletions_make_room_and_an_older_cursor_must_resync() {
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| c.sync_max_documents = 3),
+        ..Options::default()
+    })
+    .await;
+    let (_, tokens) = app.link_device("tomb@example.com", SCOPE).await;
+    let tv = Dev::from_tokens(&tokens);
+    // seq 1-3: a, b, c; seq 4, 5: a and b deleted. Three rows: the limit.
+    let a = tv.create(&app, "prefs/a", json!(1)).await;
+    let b = tv.create(&app, "prefs/b", json!(2)).await;
+    tv.create(&app, "prefs/c", json!(3)).await;
+    for (key, tag) in [("a", &a), ("b", &b)] {
+        let r = tv.delete(&app, &format!("prefs/{key}"), tag).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    assert_eq!(feed(&tv, &app, 3).await, keys(&[("a", true), ("b", true)]));
+
+    // A new document needs room: a's tombstone (seq 4) goes, atomically.
+    assert_eq!(tv.create(&app, "prefs/d", json!(4)).await, "\"6\"");
+    assert_eq!(
+        feed(&tv, &app, 0).await,
+        keys(&[("c", false), ("b", true), ("d", false)])
+    );
+    // A device that had read up to seq 3 never heard of a's deletion.
+    assert_resync_required(tv.get(&app, "prefs?since=3").await).await;
+    assert_resync_required(stream_from(&tv, &app, "3").await).await;
+    // One that read seq 4 did, and goes on.
+    assert_eq!(feed(&tv, &app, 4).await, keys(&[("b", true), ("d", false)]));
+    assert_eq!(stream_from(&tv, &app, "4").await.status(), StatusCode::OK);
+
+    // Reviving b's tombstone reuses its row: nothing is purged.
+    assert_eq!(tv.create(&app, "prefs/b", json!(5)).await, "\"7\"");
+    assert_eq!(
+        feed(&tv, &app, 4).await,
+        keys(&[("d", false), ("b", false)])
+    );
+    // Three live documents: the limit refuses, tombstones or not.
+    let r = tv.put(&app, "prefs/e", ("if-none-match", "*"), "1").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_documents");
+
+    // Delete all three, then fill up again: each creation purges the
+    // oldest tombstone, so rows never pass the limit.
+    for (key, tag) in [("c", "\"3\""), ("d", "\"6\""), ("b", "\"7\"")] {
+        let r = tv.delete(&app, &format!("prefs/{key}"), tag).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{key}");
+    }
+    for key in ["x", "y"] {
+        tv.create(&app, &format!("prefs/{key}"), json!(key)).await;
+    }
+    // seq 8-10 deleted c, d, b; x (11) purged c, y (12) purged d.
+    assert_eq!(
+        feed(&tv, &app, 0).await,
+        keys(&[("b", true), ("x", false), ("y", false)])
+    );
+    assert_resync_required(tv.get(&app, "prefs?since=8").await).await;
+    assert_eq!(
+        feed(&tv, &app, 9).await,
+        keys(&[("b", true), ("x", false), ("y", false)])
+    );
+    // The person's page counts live documents only.
+    let usage = app
+        .state
+        .store
+        .sync_usage(jwt_claims(&tv.token)["sub"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(usage[0].documents, 2);
+}
+
+#[tokio::test]
+async fn old_tombstones_are_purged_and_the_device_library_resyncs() {
+    use tokio::io::AsyncBufReadExt;
+
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| c.sync_tombstone_retention = 100),
+        ..Options::default()
+    })
+    .await;
+    let (_, tokens) = app.link_device("old@example.com", SCOPE).await;
+    let tv = Dev::from_tokens(&tokens);
+    let a = tv.create(&app, "prefs/a", json!(1)).await;
+    let b = tv.create(&app, "prefs/b", json!(2)).await;
+    assert_eq!(
+        tv.delete(&app, "prefs/a", &a).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    app.clock.advance_secs(50);
+    assert_eq!(
+        tv.delete(&app, "prefs/b", &b).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    tv.create(&app, "prefs/c", json!(3)).await;
+
+    // Younger than the retention: kept.
+    linkd::jobs::purge_now(&app.state).await.unwrap();
+    assert_eq!(
+        feed(&tv, &app, 2).await,
+        keys(&[("a", true), ("b", true), ("c", false)])
+    );
+    // a's tombstone (seq 3) is 101 s old, b's (seq 4) 51 s.
+    app.clock.advance_secs(51);
+    linkd::jobs::purge_now(&app.state).await.unwrap();
+    assert_resync_required(tv.get(&app, "prefs?since=2").await).await;
+    assert_eq!(feed(&tv, &app, 3).await, keys(&[("b", true), ("c", false)]));
+    app.clock.advance_secs(50);
+    linkd::jobs::purge_now(&app.state).await.unwrap();
+    assert_resync_required(tv.get(&app, "prefs?since=3").await).await;
+    assert_resync_required(stream_from(&tv, &app, "3").await).await;
+    assert_eq!(feed(&tv, &app, 0).await, keys(&[("c", false)]));
+
+    // The device library: a typed error, and 0 works.
+    let device = linkd_device::Device::discover(&app.base, "demo-tv")
+        .await
+        .unwrap();
+    let token = tokens["access_token"].as_str().unwrap();
+    assert!(matches!(
+        device.sync_changes(token, "prefs", 3).await,
+        Err(linkd_device::Error::ResyncRequired)
+    ));
+    assert!(matches!(
+        device.sync_watch(token, Some(3)).await.err(),
+        Some(linkd_device::Error::ResyncRequired)
+    ));
+    let all = device.sync_changes(token, "prefs", 0).await.unwrap();
+    assert_eq!(all.changes.len(), 1);
+    assert_eq!(all.next, 5);
+
+    // The terminal device told to resync reads everything again from 0.
+    let (_dir, file) = token_file(&app, &tokens);
+    let mut watcher = tokio::process::Command::new(env!("CARGO_BIN_EXE_linkd"))
+        .args(["device", "--server", &app.base, "--token-file"])
+        .arg(&file)
+        .args(["sync", "watch", "--since", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(watcher.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("watch reads everything again")
+        .unwrap()
+        .unwrap();
+    let change: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (change["seq"].clone(), change["key"].clone()),
+        (json!(5), json!("c"))
     );
 }

@@ -49,6 +49,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "purge",
         include_str!("../../../migrations/sqlite/0005_purge.sql"),
     ),
+    (
+        6,
+        "sync tombstones",
+        include_str!("../../../migrations/sqlite/0006_sync_tombstones.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {
