@@ -147,11 +147,13 @@ pub(super) async fn write(db: &Db, w: &SyncWrite) -> StoreResult<SyncWriteOutcom
 /// silently missing those deletions.
 async fn purge_through(tx: &mut Tx<'_>, account_id: &str, through: i64) -> StoreResult<u64> {
     // The counter first, like every sync write: on PostgreSQL it takes the
-    // account's row lock, so a purge and a write of the account never
-    // interleave.
+    // account's row lock (whether or not the horizon rises, hence no
+    // condition in WHERE), so a purge never deletes a tombstone a write of
+    // the account has just read and is about to revive.
     tx.execute(q(
-        "UPDATE sync_counters SET purged_through = $2
-         WHERE account_id = $1 AND purged_through < $2",
+        "UPDATE sync_counters
+         SET purged_through = CASE WHEN purged_through < $2 THEN $2 ELSE purged_through END
+         WHERE account_id = $1",
         &[account_id.into(), through.into()],
     ))
     .await?;
