@@ -8,7 +8,8 @@ pub mod document;
 
 use serde_json::{Value, json};
 
-use crate::limits::{Limits, RetryAfter};
+use crate::ctx::Ctx;
+use crate::limits::RetryAfter;
 use crate::store::{
     Event, LinkedDevice, SHARED_NAMESPACE, Store, StoreError, SyncDocument, SyncPrecondition,
     SyncRows, SyncWrite, SyncWriteOutcome, Timestamp,
@@ -179,21 +180,23 @@ pub async fn get(
 }
 
 /// Writes (`body` given) or deletes a document if `precondition` holds,
-/// then wakes every stream of the account.
-#[allow(clippy::too_many_arguments)]
+/// then wakes every stream of the account. The device's write limit is
+/// taken before the document is parsed or the store is asked.
 pub async fn write(
-    store: &dyn Store,
-    limits: &Limits,
-    config: &crate::Config,
-    now: Timestamp,
+    ctx: &Ctx<'_>,
     device: &LinkedDevice,
     collection: &str,
     key: &str,
     body: Option<&[u8]>,
     precondition: SyncPrecondition,
 ) -> Result<SyncDocument, SyncError> {
+    let (store, config, now) = (ctx.store, ctx.config, ctx.now);
     check_collection(collection)?;
     check_key(key)?;
+    ctx.limits
+        .sync_writes_per_device
+        .hit(&device.id, now)
+        .map_err(SyncError::RateLimited)?;
     let body = match body {
         None => None,
         Some(bytes) => {
@@ -212,10 +215,6 @@ pub async fn write(
             Some(text.to_string())
         }
     };
-    limits
-        .sync_writes_per_device
-        .hit(&device.id, now)
-        .map_err(SyncError::RateLimited)?;
     let outcome = store
         .sync_write(&SyncWrite {
             account_id: device.account_id.clone(),

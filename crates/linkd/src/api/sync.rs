@@ -203,10 +203,7 @@ pub async fn put_document(
         .await
         .map_err(|_| SyncError::TooLarge { max })?;
     let doc = sync::write(
-        state.store.as_ref(),
-        &state.limits,
-        &state.config,
-        state.clock.now(),
+        &state.ctx(),
         device,
         &collection,
         &key,
@@ -236,18 +233,7 @@ pub async fn delete_document(
         Some(m) => sync::precondition(Some(m), None)?,
         None => return Err(SyncError::PreconditionRequired.into()),
     };
-    let doc = sync::write(
-        state.store.as_ref(),
-        &state.limits,
-        &state.config,
-        state.clock.now(),
-        device,
-        &collection,
-        &key,
-        None,
-        precondition,
-    )
-    .await?;
+    let doc = sync::write(&state.ctx(), device, &collection, &key, None, precondition).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = HeaderValue::from_str(&sync::etag(doc.seq)) {
         response.headers_mut().insert(header::ETAG, v);
