@@ -236,25 +236,30 @@ struct Requests {
     busy: Mutex<(usize, Option<Instant>)>,
 }
 
-/// One running request; ends when dropped.
-struct Busy(Arc<Requests>);
+/// One running HTTP/2 request; ends when dropped. HTTP/1 requests are
+/// not counted: only an HTTP/2 connection's idle time is the watchdog's
+/// (every poll is an HTTP/1 request, and this is on its path).
+struct Busy(Option<Arc<Requests>>);
 
 impl Requests {
     fn start(self: &Arc<Self>, http2: bool) -> Busy {
         self.started.store(true, Ordering::Relaxed);
-        if http2 {
-            self.http2.store(true, Ordering::Relaxed);
+        if !http2 {
+            return Busy(None);
         }
+        self.http2.store(true, Ordering::Relaxed);
         self.busy.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
-        Busy(self.clone())
+        Busy(Some(self.clone()))
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let mut busy = self.0.busy.lock().unwrap_or_else(|e| e.into_inner());
-        busy.0 -= 1;
-        busy.1 = Some(Instant::now());
+        if let Some(requests) = &self.0 {
+            let mut busy = requests.busy.lock().unwrap_or_else(|e| e.into_inner());
+            busy.0 -= 1;
+            busy.1 = Some(Instant::now());
+        }
     }
 }
 
@@ -450,10 +455,10 @@ impl AsyncRead for Lingering {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let activity = self.activity.clone();
-        let polled = Pin::new(self.stream()?).poll_read(cx, buf);
+        let this = &mut *self;
+        let polled = Pin::new(this.stream()?).poll_read(cx, buf);
         if buf.filled().len() > before {
-            activity.received.store(true, Ordering::Relaxed);
+            this.activity.received.store(true, Ordering::Relaxed);
         }
         polled
     }
