@@ -132,3 +132,13 @@ pub fn localize(state: &AppState, lang: Lang, response: &mut Response) {
 pub async fn not_found() -> PageError {
     PageError::NotFound
 }
+
+/// A "wait" page (429) with `Retry-After` (RFC 9110 §10.2.3), at least one
+/// second, so browsers and scripts alike hear how long to wait.
+pub fn with_retry_after(mut response: Response, secs: i64) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(secs.max(1)),
+    );
+    response
+}

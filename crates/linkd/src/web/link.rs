@@ -4,11 +4,11 @@
 use std::net::IpAddr;
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 
-use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in};
+use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in, with_retry_after};
 use crate::client_ip::ClientIp;
 use crate::code_entry::{Entry, EntryError};
 use crate::codes::{CodeError, UserCode};
@@ -92,7 +92,7 @@ fn too_many_codes(
     } else {
         lang.fmt("limits.codes.message", &[("minutes", &minutes.to_string())])
     };
-    let mut response = render(
+    let response = render(
         state,
         visitor,
         StatusCode::TOO_MANY_REQUESTS,
@@ -103,10 +103,7 @@ fn too_many_codes(
             message => message,
         },
     )?;
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
-    Ok(response)
+    Ok(with_retry_after(response, retry_after))
 }
 
 fn confirm_page(

@@ -15,7 +15,9 @@ mod forms;
 mod templates;
 mod visitor;
 
-pub use errors::{ErrorPage, PageError, localize, message_page, not_found, request_lang};
+pub use errors::{
+    ErrorPage, PageError, localize, message_page, not_found, request_lang, with_retry_after,
+};
 pub use forms::{PageForm, RecordId, query_param, safe_next, see_other, to_sign_in};
 pub use templates::{Templates, page_context, render};
 pub use visitor::{CSRF_COOKIE, CookieName, SESSION_COOKIE, Visitor, cookie, set_cookie};

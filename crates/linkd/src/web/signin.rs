@@ -1,13 +1,13 @@
 //! `/signin` and `/signout`.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use minijinja::context;
 
 use super::{
     PageError, PageForm, SESSION_COOKIE, Visitor, query_param, render, safe_next, see_other,
-    set_cookie,
+    set_cookie, with_retry_after,
 };
 use crate::accounts::{self, SignInError};
 use crate::client_ip::ClientIp;
@@ -91,7 +91,7 @@ fn wait_page(
     email: &str,
     secs: i64,
 ) -> Result<Response, PageError> {
-    let mut response = render(
+    let response = render(
         state,
         visitor,
         StatusCode::TOO_MANY_REQUESTS,
@@ -103,10 +103,7 @@ fn wait_page(
             error => visitor.lang.fmt("signin.error.too_many", &[("secs", &secs.to_string())]),
         },
     )?;
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-    Ok(response)
+    Ok(with_retry_after(response, secs))
 }
 
 /// Starts a session for `account_id` and sends the browser on to `next`.

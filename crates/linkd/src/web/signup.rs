@@ -1,12 +1,14 @@
 //! `/signup`: create an account, then continue where the person was going.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 
 use super::signin::signed_in_redirect;
-use super::{PageError, PageForm, Visitor, query_param, render, safe_next, see_other};
+use super::{
+    PageError, PageForm, Visitor, query_param, render, safe_next, see_other, with_retry_after,
+};
 use crate::accounts::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, SignUpError};
 use crate::client_ip::ClientIp;
 use crate::limits::{RetryAfter, network_key};
@@ -109,7 +111,7 @@ fn wait_page(
     message: String,
     secs: i64,
 ) -> Result<Response, PageError> {
-    let mut response = render(
+    let response = render(
         state,
         visitor,
         StatusCode::TOO_MANY_REQUESTS,
@@ -122,8 +124,5 @@ fn wait_page(
             error => message,
         },
     )?;
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-    Ok(response)
+    Ok(with_retry_after(response, secs))
 }
