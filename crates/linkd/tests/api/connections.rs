@@ -307,11 +307,7 @@ struct TlsApp {
 
 async fn spawn_tls(configure: impl FnOnce(&mut linkd::Config)) -> TlsApp {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (cert, cert_path, key_path) = self_signed_cert(dir.path());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
     let db = TestDatabase::new().await;
@@ -323,18 +319,9 @@ async fn spawn_tls(configure: impl FnOnce(&mut linkd::Config)) -> TlsApp {
     config.tls_key = Some(key_path.clone());
     configure(&mut config);
     linkd::telemetry::handle();
-    let tls = linkd::serve::tls_config(&cert_path, &key_path).unwrap();
-    let state = linkd::state::prepare(config, Arc::new(linkd::clock::SystemClock))
-        .await
-        .unwrap();
-    tokio::spawn(linkd::serve::serve_tls(
-        listener,
-        state,
-        tls,
-        std::future::pending(),
-    ));
+    serve_tls(listener, config).await;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
+    roots.add(cert.der().clone()).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -343,7 +330,7 @@ async fn spawn_tls(configure: impl FnOnce(&mut linkd::Config)) -> TlsApp {
     .with_root_certificates(roots)
     .with_no_client_auth();
     let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
         .resolve("localhost", server)
         .local_address(std::net::IpAddr::from([127, 0, 0, 33]))
         .build()

@@ -349,11 +349,7 @@ async fn sign_ups_are_limited_per_network() {
 #[tokio::test]
 async fn linkd_can_terminate_tls_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (cert, cert_path, key_path) = self_signed_cert(dir.path());
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -364,19 +360,10 @@ async fn linkd_can_terminate_tls_itself() {
     config.database_url = db.url().to_string();
     config.tls_cert = Some(cert_path.clone());
     config.tls_key = Some(key_path.clone());
-    let tls = linkd::serve::tls_config(&cert_path, &key_path).unwrap();
-    let state = linkd::state::prepare(config, std::sync::Arc::new(linkd::clock::SystemClock))
-        .await
-        .unwrap();
-    tokio::spawn(linkd::serve::serve_tls(
-        listener,
-        state,
-        tls,
-        std::future::pending(),
-    ));
+    serve_tls(listener, config).await;
 
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
         .resolve("localhost", ([127, 0, 0, 1], port).into())
         .redirect(reqwest::redirect::Policy::none())
         .build()

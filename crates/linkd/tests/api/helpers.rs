@@ -711,3 +711,30 @@ pub fn jwt_claims(token: &str) -> Value {
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
+
+/// A self-signed certificate for `localhost`, written as PEM files into
+/// `dir`: (the certificate, its file, its key's file).
+pub fn self_signed_cert(
+    dir: &std::path::Path,
+) -> (rcgen::Certificate, std::path::PathBuf, std::path::PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert.cert, cert_path, key_path)
+}
+
+/// Starts linkd terminating TLS itself on `listener` with the certificate
+/// and key `config` names.
+pub async fn serve_tls(listener: std::net::TcpListener, config: Config) {
+    let (cert, key) = (config.tls_cert.clone(), config.tls_key.clone());
+    let tls = linkd::serve::tls_config(&cert.unwrap(), &key.unwrap()).unwrap();
+    let state = state::prepare(config, Arc::new(SystemClock)).await.unwrap();
+    tokio::spawn(linkd::serve::serve_tls(
+        listener,
+        state,
+        tls,
+        std::future::pending(),
+    ));
+}
