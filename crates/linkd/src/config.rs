@@ -244,6 +244,19 @@ pub struct Config {
     /// Where people get help (https:// or mailto:), linked from every page.
     #[arg(long, env = "LINKD_SUPPORT_URL")]
     pub support_url: Option<String>,
+
+    /// The SMTP server mail goes through: `smtp://host:25` (no TLS),
+    /// `smtp://host:587?tls=required` (STARTTLS), `smtps://host:465`
+    /// (TLS from the start), with `user:password@` before the host for
+    /// servers that ask for a login. Without it linkd sends no mail: pages
+    /// say so, and `linkd user reset-link` hands out reset links.
+    #[arg(long, env = "LINKD_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of linkd's mail, `Name <address>` or a bare address.
+    /// Needed with --smtp-url.
+    #[arg(long, env = "LINKD_MAIL_FROM")]
+    pub mail_from: Option<String>,
 }
 
 /// The default theme's accent: a calm blue that passes WCAG AA on white.
@@ -295,6 +308,7 @@ impl Config {
         {
             return Err("the metrics token must be at least 16 visible ASCII characters".into());
         }
+        crate::mail::validate(self)?;
         crate::brand::validate(self)
     }
 
@@ -347,6 +361,8 @@ impl Config {
             logo: None,
             accent_color: HexColor([0x1f, 0x5f, 0xbf]),
             support_url: None,
+            smtp_url: None,
+            mail_from: None,
         }
     }
 }
@@ -524,6 +540,14 @@ pub fn describe(c: &Config) -> String {
             c.max_streams_per_account.to_string(),
         ),
         ("no_demo", c.no_demo.to_string()),
+        (
+            "smtp_url",
+            c.smtp_url
+                .as_deref()
+                .map(crate::store::redact_url)
+                .unwrap_or_default(),
+        ),
+        ("mail_from", c.mail_from.clone().unwrap_or_default()),
     ]
     .iter()
     .map(|(k, v)| format!("{k} = {v:?}\n"))

@@ -16,6 +16,8 @@ pub struct Ctx<'a> {
     pub keys: Arc<Keys>,
     pub config: &'a Config,
     pub limits: &'a Limits,
+    /// Woken after a write that enqueued messages.
+    pub outbox: &'a crate::outbox::Outbox,
     /// Seconds since the Unix epoch, from the server's clock.
     pub now: Timestamp,
     /// The same instant in milliseconds (the poll table's resolution).

@@ -448,11 +448,13 @@ mod tests {
     ) -> Result<PollOutcome, PollError> {
         let config = Config::defaults();
         let limits = crate::limits::Limits::new(&config);
+        let outbox = crate::outbox::Outbox::new(Vec::new());
         let ctx = Ctx {
             store,
             keys: keys.clone(),
             config: &config,
             limits: &limits,
+            outbox: &outbox,
             now: now_ms.div_euclid(1000),
             now_ms,
         };

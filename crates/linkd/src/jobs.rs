@@ -1,6 +1,6 @@
 //! Background jobs that live as long as the server: the poll-table sweep,
-//! signing-key reloads, store metrics, the long-poll relay and the purge of
-//! expired rows.
+//! signing-key reloads, store metrics, the long-poll relay, the purge of
+//! expired rows and the outbox's workers.
 
 use std::time::Duration;
 
@@ -13,13 +13,17 @@ pub(crate) struct Upkeep(Vec<tokio::task::JoinHandle<()>>);
 
 impl Upkeep {
     pub(crate) fn start(state: &AppState) -> Self {
-        Upkeep(vec![
+        let mut tasks = vec![
             tokio::spawn(sweep_polls(state.clone())),
             tokio::spawn(reload_keys(state.clone())),
             tokio::spawn(sample_store(state.clone())),
             tokio::spawn(state.waits.clone().relay(state.store.clone())),
             tokio::spawn(purge(state.clone())),
-        ])
+        ];
+        for sender in state.outbox.senders() {
+            tasks.push(tokio::spawn(send_outbox(state.clone(), sender.clone())));
+        }
+        Upkeep(tasks)
     }
 }
 
@@ -104,6 +108,34 @@ async fn reload_keys(state: AppState) {
         if let Err(e) = state.reload_keys().await {
             // Keep signing with the keys already loaded.
             tracing::warn!(error = %e, "could not reload signing keys");
+        }
+    }
+}
+
+/// How often a worker looks for due messages when nothing woke it: what
+/// another instance enqueued, and retries coming due.
+pub const OUTBOX_EVERY: Duration = Duration::from_secs(1);
+
+/// One kind's worker: sends what is due, then waits for a wake-up or the
+/// next tick. Its lease name is new per start, so a restarted instance
+/// never mistakes an old claim for its own.
+async fn send_outbox(state: AppState, sender: std::sync::Arc<dyn crate::outbox::Deliver>) {
+    let lease = crate::codes::random_secret(12);
+    let mut woken = state.outbox.woken();
+    loop {
+        if let Err(e) = crate::outbox::drain(
+            state.store.as_ref(),
+            state.clock.as_ref(),
+            sender.as_ref(),
+            &lease,
+        )
+        .await
+        {
+            tracing::warn!(kind = sender.kind().as_str(), error = %e, "outbox worker could not read the store");
+        }
+        tokio::select! {
+            _ = woken.changed() => {}
+            _ = tokio::time::sleep(OUTBOX_EVERY) => {}
         }
     }
 }

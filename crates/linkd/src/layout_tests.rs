@@ -15,6 +15,8 @@ const DOMAIN: &[&str] = &[
     "device_flow/",
     "devices.rs",
     "hashing.rs",
+    "mail.rs",
+    "outbox.rs",
     "scopes.rs",
     "sync.rs",
     "tokens.rs",

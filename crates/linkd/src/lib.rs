@@ -38,10 +38,14 @@ pub mod i18n;
 pub mod jobs;
 /// Rate limits and brute-force counters.
 pub mod limits;
+/// Mail to people: composing it, and sending it over SMTP.
+pub mod mail;
 /// The layer around every request: ids, logs, headers, metrics.
 pub mod middleware;
 /// OAuth and OpenID endpoints, with RFC 6749 JSON errors.
 pub mod oauth;
+/// The outbox's sending side: workers, retries with backoff, per-kind senders.
+pub mod outbox;
 /// The scopes linkd knows and their plain-words descriptions.
 pub mod scopes;
 /// Serving over plain HTTP or TLS, and graceful shutdown.

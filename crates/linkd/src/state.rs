@@ -39,6 +39,9 @@ pub struct Shared {
     /// Open settings event streams, per device and per account.
     pub streams: Arc<crate::streams::Streams>,
     pub templates: Arc<web::Templates>,
+    /// The outbox's senders (mail when SMTP is set up) and the wake-up of
+    /// its workers (jobs.rs).
+    pub outbox: Arc<crate::outbox::Outbox>,
     /// Flips to true when the server starts shutting down, so long polls
     /// and event streams end cleanly instead of holding the drain open.
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
@@ -77,6 +80,7 @@ impl AppState {
             keys: self.keys(),
             config: &self.config,
             limits: &self.limits,
+            outbox: &self.outbox,
             now: now_ms.div_euclid(1000),
             now_ms,
         }
@@ -131,6 +135,11 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
             Err(e) => return Err(e.into()),
         }
     }
+    let mut senders: Vec<Arc<dyn crate::outbox::Deliver>> = Vec::new();
+    if let Some(smtp) = crate::mail::SmtpSender::from_config(&config).map_err(anyhow::Error::msg)? {
+        senders.push(Arc::new(smtp));
+    }
+    let outbox = Arc::new(crate::outbox::Outbox::new(senders));
     let limits = Arc::new(Limits::new(&config));
     let inserter = Arc::new(crate::device_flow::Inserter::start(store.clone()));
     let polls = Arc::new(PollTracker::new(clock.now_ms()));
@@ -149,6 +158,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         streams,
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         templates: Arc::new(web::Templates::new()),
+        outbox,
         assets: Arc::new(web::assets::Assets::new(&brand)),
         brand: Arc::new(brand),
         keys: Arc::new(RwLock::new(Arc::new(keys))),

@@ -291,6 +291,9 @@ pub(crate) struct Dialect {
     /// `$1`: neither database has `DELETE ... LIMIT` (as built), so each
     /// picks the batch by its own physical row id.
     pub purge_batch: fn(table: &str) -> String,
+    /// Claims up to `$5` due outbox messages of kind `$3` for lease `$1`
+    /// until `$2` (`$4` is now) and returns them: the locking differs.
+    pub claim_outbox: &'static str,
 }
 
 impl Db {

@@ -18,6 +18,7 @@ mod clients;
 mod db;
 mod devices;
 mod keys;
+mod outbox;
 pub mod postgres;
 mod purge;
 mod rows;
@@ -227,6 +228,43 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_activity(&self, activity: &Activity) -> StoreResult<()>;
     /// The account's most recent activity, newest first.
     async fn list_activity(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Activity>>;
+
+    /// Adds messages to the outbox on their own, in one transaction. A
+    /// message caused by another write goes in with it instead, through
+    /// that write's method (docs/architecture.md, "The outbox").
+    async fn enqueue(&self, messages: &[OutboxMessage]) -> StoreResult<()>;
+    /// Claims up to `limit` messages of `kind` due at `now` for `lease`
+    /// until `lease_until`, counting an attempt on each. Of several
+    /// workers claiming at once, each message goes to one.
+    async fn claim_outbox(
+        &self,
+        kind: OutboxKind,
+        lease: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+    /// Deletes a delivered message; false when `lease` no longer holds it.
+    async fn outbox_delivered(&self, id: &str, lease: &str) -> StoreResult<bool>;
+    /// Gives a message back to be tried again at `next_attempt_at`.
+    async fn outbox_retry(
+        &self,
+        id: &str,
+        lease: &str,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// Marks a message failed for good; it stays until `keep_until`.
+    async fn outbox_failed(
+        &self,
+        id: &str,
+        lease: &str,
+        now: Timestamp,
+        keep_until: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// Every message still in the outbox (to send or failed), oldest first.
+    async fn list_outbox(&self) -> StoreResult<Vec<OutboxMessage>>;
 
     /// A document or its tombstone.
     async fn sync_get(

@@ -47,6 +47,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "sync tombstones",
         include_str!("../../migrations/postgres/0006_sync_tombstones.sql"),
     ),
+    (
+        8,
+        "outbox",
+        include_str!("../../migrations/postgres/0008_outbox.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {
@@ -66,6 +71,17 @@ pub(crate) const DIALECT: Dialect = Dialect {
                  SELECT ctid FROM {table} WHERE expires_at < $1 LIMIT $2))"
         )
     },
+    // Several instances claim at once: SKIP LOCKED lets each take rows the
+    // others have not locked instead of queueing behind them, and the
+    // outer condition is checked again on the locked row, so a row
+    // another claim just moved past `now` is not taken twice.
+    claim_outbox: "UPDATE outbox SET lease = $1, next_attempt_at = $2, attempts = attempts + 1
+         WHERE id IN (SELECT id FROM outbox
+                      WHERE kind = $3 AND failed_at IS NULL AND next_attempt_at <= $4
+                      ORDER BY next_attempt_at LIMIT $5
+                      FOR UPDATE SKIP LOCKED)
+           AND failed_at IS NULL AND next_attempt_at <= $4
+         RETURNING *",
 };
 
 /// The one NOTIFY channel every instance listens on. Channels are per

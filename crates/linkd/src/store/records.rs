@@ -198,6 +198,51 @@ pub struct Activity {
     pub at: Timestamp,
 }
 
+/// What an outbox message is, which decides who delivers it (outbox.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxKind {
+    /// A mail, sent over SMTP (mail.rs).
+    Mail,
+}
+
+impl OutboxKind {
+    pub const ALL: &'static [OutboxKind] = &[OutboxKind::Mail];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mail => "mail",
+        }
+    }
+
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "mail" => Self::Mail,
+            other => return Err(StoreError::Corrupt(format!("outbox kind {other:?}"))),
+        })
+    }
+}
+
+/// A message waiting in the outbox, written with what caused it and sent
+/// by the background worker (outbox.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub kind: OutboxKind,
+    /// What the kind's sender needs, as JSON (for mail: the rendered
+    /// message, `mail::MailPayload`).
+    pub payload: String,
+    /// Claims so far, the one in progress included.
+    pub attempts: i64,
+    /// Due from this time; while claimed, the lease's end.
+    pub next_attempt_at: Timestamp,
+    /// The claim that holds the message, if any.
+    pub lease: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    /// Set when the worker gave up on it.
+    pub failed_at: Option<Timestamp>,
+}
+
 /// Something other requests, possibly on other linkd instances, wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -228,9 +273,12 @@ pub struct PurgeBefore {
 impl PurgeBefore {
     /// Each purged table with the deadline its rows' `expires_at` is held
     /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005), so a batch reads only the rows it deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 4] {
+    /// 0005, 0008), so a batch reads only the rows it deletes.
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 5] {
         [
+            // Messages that failed for good, once the operator had time
+            // to look (migration 0008).
+            ("outbox", self.now),
             ("device_authorizations", self.codes),
             ("sessions", self.now),
             ("refresh_tokens", self.refresh_tokens),

@@ -255,3 +255,19 @@ impl FromRow for SyncUsage {
         })
     }
 }
+
+impl FromRow for OutboxMessage {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(OutboxMessage {
+            id: row.text("id")?,
+            kind: OutboxKind::parse(&row.text("kind")?)?,
+            payload: row.text("payload")?,
+            attempts: row.int("attempts")?,
+            next_attempt_at: row.int("next_attempt_at")?,
+            lease: row.text_or_null("lease")?,
+            last_error: row.text_or_null("last_error")?,
+            created_at: row.int("created_at")?,
+            failed_at: row.int_or_null("failed_at")?,
+        })
+    }
+}

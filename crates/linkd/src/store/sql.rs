@@ -269,6 +269,50 @@ impl Store for SqlStore {
         activity::list(&self.db, account_id, limit).await
     }
 
+    async fn enqueue(&self, messages: &[OutboxMessage]) -> StoreResult<()> {
+        outbox::enqueue(&self.db, messages).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        kind: OutboxKind,
+        lease: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        outbox::claim(&self.db, kind, lease, now, lease_until, limit).await
+    }
+
+    async fn outbox_delivered(&self, id: &str, lease: &str) -> StoreResult<bool> {
+        outbox::delivered(&self.db, id, lease).await
+    }
+
+    async fn outbox_retry(
+        &self,
+        id: &str,
+        lease: &str,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool> {
+        outbox::retry(&self.db, id, lease, next_attempt_at, error).await
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: &str,
+        lease: &str,
+        now: Timestamp,
+        keep_until: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool> {
+        outbox::failed(&self.db, id, lease, now, keep_until, error).await
+    }
+
+    async fn list_outbox(&self) -> StoreResult<Vec<OutboxMessage>> {
+        outbox::list(&self.db).await
+    }
+
     async fn sync_get(
         &self,
         account_id: &str,

@@ -25,6 +25,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The database; shared with other apps started on it.
     pub db: Arc<TestDatabase>,
+    /// Shuts the server down (see [`TestApp::stop`]).
+    stopper: Arc<tokio::sync::Notify>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 pub struct Options {
@@ -75,11 +78,11 @@ pub async fn spawn_on(db: Arc<TestDatabase>, options: Options) -> TestApp {
     // counts anything.
     linkd::telemetry::handle();
     let state = state::prepare(config, clock).await.expect("prepare app");
-    tokio::spawn(linkd::serve::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
+    let stopper = Arc::new(tokio::sync::Notify::new());
+    let stop = stopper.clone();
+    let server = tokio::spawn(linkd::serve::serve(listener, state.clone(), async move {
+        stop.notified().await
+    }));
     TestApp {
         base,
         clock: manual,
@@ -89,6 +92,8 @@ pub async fn spawn_on(db: Arc<TestDatabase>, options: Options) -> TestApp {
             .build()
             .expect("client"),
         db,
+        stopper,
+        server,
     }
 }
 
@@ -336,6 +341,13 @@ impl Reply {
 }
 
 impl TestApp {
+    /// Shuts the server down as a stopping linkd does (its background
+    /// jobs end with it) and waits until it has.
+    pub async fn stop(self) {
+        self.stopper.notify_one();
+        let _ = self.server.await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

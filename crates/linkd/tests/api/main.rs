@@ -22,6 +22,7 @@ mod input;
 mod instances;
 mod languages;
 mod lifecycle;
+mod mail;
 mod operations;
 mod outage;
 mod page_weight;

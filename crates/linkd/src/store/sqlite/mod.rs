@@ -54,6 +54,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "sync tombstones",
         include_str!("../../../migrations/sqlite/0006_sync_tombstones.sql"),
     ),
+    (
+        8,
+        "outbox",
+        include_str!("../../../migrations/sqlite/0008_outbox.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {
@@ -71,6 +76,13 @@ pub(crate) const DIALECT: Dialect = Dialect {
              (SELECT rowid FROM {table} WHERE expires_at < $1 LIMIT $2)"
         )
     },
+    // The one writer runs the select and the update as one statement
+    // that no other claim can interleave with.
+    claim_outbox: "UPDATE outbox SET lease = $1, next_attempt_at = $2, attempts = attempts + 1
+         WHERE id IN (SELECT id FROM outbox
+                      WHERE kind = $3 AND failed_at IS NULL AND next_attempt_at <= $4
+                      ORDER BY next_attempt_at LIMIT $5)
+         RETURNING *",
 };
 
 /// The SQLite database: its one writer, its readers, and the hot-path
