@@ -112,11 +112,12 @@ impl Device {
         let mut interval = auth.interval.unwrap_or(DEFAULT_INTERVAL_SECS).max(1);
         loop {
             tokio::time::sleep(Duration::from_secs(interval)).await;
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Expired);
-            }
+            // Polled once more after the deadline: a code approved in its
+            // last seconds is redeemed by the poll that follows.
+            let past_deadline = tokio::time::Instant::now() >= deadline;
             match self.poll_once(auth).await? {
                 Poll::Tokens(tokens) => return Ok(*tokens),
+                _ if past_deadline => return Err(Error::Expired),
                 Poll::Pending => {}
                 Poll::SlowDown => interval += SLOW_DOWN_STEP_SECS,
             }

@@ -29,6 +29,7 @@ pub struct Config {
     pub database_url: String,
 
     /// How long a device code and its user code stay valid, in seconds.
+    /// Devices are told the shorter of this and the maximum approval age.
     #[arg(long, env = "LINKD_CODE_LIFETIME", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(30..=86_400))]
     pub code_lifetime: u32,
@@ -263,6 +264,14 @@ pub struct Config {
 pub const DEFAULT_ACCENT: &str = "#1f5fbf";
 
 impl Config {
+    /// How long a person has to approve a new code: the code lifetime, cut
+    /// to the maximum approval age. This is the `expires_in` a device is
+    /// told (RFC 8628 §3.2), so the device never promises a code the
+    /// confirmation page would refuse as too old.
+    pub fn approval_window(&self) -> u32 {
+        self.code_lifetime.min(self.max_approval_age)
+    }
+
     /// The public URL without a trailing slash.
     pub fn issuer(&self) -> String {
         match &self.public_url {

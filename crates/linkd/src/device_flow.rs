@@ -82,7 +82,10 @@ pub async fn start(
     let (config, now) = (ctx.config, ctx.now);
     let scope = resolve_scope(client, request.scope).map_err(StartError::InvalidScope)?;
     let device_code = random_secret(32);
-    let expires_in = i64::from(config.code_lifetime);
+    // The window the person has to approve in, told to the device as
+    // `expires_in` and stored as the code's deadline; an approved code is
+    // redeemable a little longer (`REDEEM_GRACE_SECS`).
+    let expires_in = i64::from(config.approval_window());
     let interval = i64::from(config.poll_interval);
     let mut auth = DeviceAuthorization {
         id: crate::codes::sortable_id(now.saturating_mul(1000)),
@@ -113,6 +116,23 @@ pub async fn start(
         }
     }
     Err(StoreError::Unavailable("could not find a free user code".into()).into())
+}
+
+/// An approved code stays redeemable this long past its deadline (or two
+/// poll intervals, if longer): a person who approves in the window's last
+/// seconds still reaches a device whose next poll comes after it (RFC
+/// 8628 §3.5: the device waits `interval` seconds between polls).
+pub const REDEEM_GRACE_SECS: i64 = 60;
+
+/// When an authorization stops being usable: a pending or denied one at
+/// its deadline, an approved one after the redemption grace.
+fn usable_until(state: AuthorizationState, expires_at: i64, interval: i64) -> i64 {
+    match state {
+        AuthorizationState::Approved => {
+            expires_at.saturating_add(REDEEM_GRACE_SECS.max(interval.saturating_mul(2)))
+        }
+        _ => expires_at,
+    }
 }
 
 /// How a poll of the token endpoint ends (RFC 8628 §3.5).
@@ -159,7 +179,7 @@ pub async fn poll(
             "the device code has already been used",
         ));
     }
-    if auth.expires_at <= now {
+    if usable_until(auth.state, auth.expires_at, auth.interval) <= now {
         // Counted once: the first poll after the deadline.
         if polls.forget(&auth.id) {
             crate::telemetry::authorization("expired");
@@ -178,7 +198,7 @@ pub async fn poll(
         AuthorizationState::Redeemed => Ok(PollOutcome::InvalidGrant(
             "the device code has already been used",
         )),
-        AuthorizationState::Approved => redeem(ctx, polls, client, &auth.id).await,
+        AuthorizationState::Approved => redeem(ctx, polls, client, &auth).await,
     }
 }
 
@@ -190,13 +210,15 @@ async fn redeem(
     ctx: &Ctx<'_>,
     polls: &PollTracker,
     client: &Client,
-    id: &str,
+    polled: &PolledAuthorization,
 ) -> Result<PollOutcome, PollError> {
     let (store, now) = (ctx.store, ctx.now);
+    let id = polled.id.as_str();
+    let grace = usable_until(AuthorizationState::Approved, 0, polled.interval);
     let mut minted = None;
     let mut failed = None;
     let outcome = store
-        .redeem_device_authorization(id, now, &mut |auth, account| {
+        .redeem_device_authorization(id, now.saturating_sub(grace), &mut |auth, account| {
             let account = account.filter(|a| !a.disabled)?;
             match redemption(ctx, client, auth, account) {
                 Ok((redemption, tokens)) => {
@@ -236,7 +258,9 @@ async fn redeem(
                 // Another poll redeemed it between our read and our update.
                 PollOutcome::InvalidGrant("the device code has already been used")
             }
-            Some((_, expires_at)) if expires_at <= now => {
+            Some((state, expires_at))
+                if usable_until(state, expires_at, polled.interval) <= now =>
+            {
                 if polls.forget(id) {
                     crate::telemetry::authorization("expired");
                 }

@@ -298,6 +298,17 @@ fn host_of(url: &str) -> String {
         .to_string()
 }
 
+/// "45 seconds", "1 minute", "5 minutes": whole minutes rounded down, so
+/// the terminal never promises more time than the code has.
+fn duration_in_words(secs: u64) -> String {
+    match secs {
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "1 minute".into(),
+        s => format!("{} minutes", s / 60),
+    }
+}
+
 async fn device_link(
     args: &DeviceArgs,
     device: &linkd_device::Device,
@@ -329,8 +340,8 @@ async fn device_link(
         }
         writeln!(
             out,
-            "The code works for {} minutes. Waiting…",
-            auth.expires_in.div_ceil(60)
+            "The code works for {}. Waiting…",
+            duration_in_words(auth.expires_in)
         )?;
         if let Some(support) = brand.as_ref().and_then(|b| b.support_url.as_deref()) {
             writeln!(out, "Need help? {support}")?;
@@ -360,4 +371,19 @@ async fn device_link(
         }
     }
     bail!("no code was approved in time")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_terminal_says_how_long_a_code_works_in_words() {
+        assert_eq!(duration_in_words(1), "1 second");
+        assert_eq!(duration_in_words(45), "45 seconds");
+        assert_eq!(duration_in_words(60), "1 minute");
+        assert_eq!(duration_in_words(119), "1 minute");
+        assert_eq!(duration_in_words(300), "5 minutes");
+        assert_eq!(duration_in_words(599), "9 minutes");
+    }
 }

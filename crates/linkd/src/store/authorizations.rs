@@ -133,7 +133,7 @@ pub(super) async fn decide(
 pub(super) async fn redeem(
     db: &Db,
     id: &str,
-    now: Timestamp,
+    deadline_after: Timestamp,
     prepare: &mut PrepareRedemption<'_>,
 ) -> StoreResult<RedeemOutcome> {
     let mut tx = db.begin().await?;
@@ -144,7 +144,7 @@ pub(super) async fn redeem(
             "UPDATE device_authorizations SET state = 'redeemed'
              WHERE id = $1 AND state = 'approved' AND expires_at > $2
              RETURNING *",
-            &[id.into(), now.into()],
+            &[id.into(), deadline_after.into()],
         ))
         .await?;
     let Some(auth) = updated else {

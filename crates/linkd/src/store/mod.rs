@@ -176,7 +176,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<bool>;
     /// approved → redeemed, deciding on the row it updates: only while it
-    /// is approved and before its deadline, for the one caller that wins.
+    /// is approved and its deadline is after `deadline_after` (the caller
+    /// allows an approved code a grace period past its deadline), for the
+    /// one caller that wins.
     /// `prepare` is handed that row and its approving account (read in the
     /// same transaction) and answers what to write with it, the linked
     /// device and its first refresh token; `None` declines and leaves the
@@ -184,7 +186,7 @@ pub trait Store: Send + Sync + 'static {
     async fn redeem_device_authorization(
         &self,
         id: &str,
-        now: Timestamp,
+        deadline_after: Timestamp,
         prepare: &mut PrepareRedemption<'_>,
     ) -> StoreResult<RedeemOutcome>;
 

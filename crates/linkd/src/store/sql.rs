@@ -209,10 +209,10 @@ impl Store for SqlStore {
     async fn redeem_device_authorization(
         &self,
         id: &str,
-        now: Timestamp,
+        deadline_after: Timestamp,
         prepare: &mut PrepareRedemption<'_>,
     ) -> StoreResult<RedeemOutcome> {
-        authorizations::redeem(&self.db, id, now, prepare).await
+        authorizations::redeem(&self.db, id, deadline_after, prepare).await
     }
 
     async fn get_linked_device(&self, id: &str) -> StoreResult<Option<LinkedDevice>> {

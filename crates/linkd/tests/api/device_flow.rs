@@ -26,7 +26,9 @@ async fn a_device_links_end_to_end_and_its_tokens_verify_against_jwks() {
         auth.verification_uri_complete,
         app.url(&format!("/link?code={}", auth.user_code))
     );
-    assert_eq!(auth.expires_in, 600);
+    // The approval window: the 600 s code lifetime cut to the 300 s
+    // maximum approval age, so the device never outlives the page.
+    assert_eq!(auth.expires_in, 300);
     assert_eq!(auth.interval, 5);
     assert!(
         auth.device_code.len() >= 43,
@@ -217,6 +219,30 @@ async fn an_expired_code_answers_expired_token_and_cannot_be_approved() {
     assert_eq!(page.status, StatusCode::GONE);
     assert!(page.contains("This code has expired"));
     assert!(page.contains("Get a new code on your device"));
+}
+
+/// The lifetime a device is told is the window the person has: approved
+/// seconds before it ends, the device's next poll (after it) still gets
+/// its tokens; a code nobody approved is expired for the page and the
+/// device alike.
+#[tokio::test]
+async fn a_code_approved_at_the_end_of_its_advertised_lifetime_links() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let unused = app.start_device("openid").await;
+    let browser = app.signed_in_browser("last-second@example.com").await;
+    app.clock.advance_secs(auth.expires_in - 3);
+    let approved = browser.approve(&auth.user_code).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    app.clock.advance_secs(5);
+    let tokens = app.poll(&auth.device_code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.json);
+    assert_eq!(app.poll(&unused.device_code).await.error(), "expired_token");
+    let late = browser
+        .get(&format!("/link?code={}", unused.user_code))
+        .await;
+    assert_eq!(late.status, StatusCode::GONE);
+    assert!(late.contains("This code has expired"));
 }
 
 #[tokio::test]

@@ -159,12 +159,13 @@ async fn the_confirmation_page_warns_about_other_networks_and_old_codes() {
         old.body
     );
 
-    // Past the maximum approval age (300 s by default) it cannot be approved.
+    // Past the maximum approval age (300 s by default, and the lifetime
+    // the device was told) it cannot be approved.
     let csrf = old.csrf();
     app.clock.advance_secs(101);
     let late = browser.get_from(&code, "198.51.100.99").await;
     assert_eq!(late.status, StatusCode::GONE);
-    assert!(late.contains("This code is too old to approve"));
+    assert!(late.contains("This code has expired"));
     let decided = browser
         .post(
             "/link/decide",
@@ -176,10 +177,7 @@ async fn the_confirmation_page_warns_about_other_networks_and_old_codes() {
         )
         .await;
     assert_eq!(decided.status, StatusCode::GONE);
-    assert_eq!(
-        app.poll(&auth.device_code).await.error(),
-        "authorization_pending"
-    );
+    assert_eq!(app.poll(&auth.device_code).await.error(), "expired_token");
 }
 
 #[tokio::test]
