@@ -136,15 +136,58 @@ pub async fn open(url: &str) -> StoreResult<SqlStore> {
                 "PostgreSQL did not accept a connection within {} s",
                 ACQUIRE_TIMEOUT.as_secs()
             )),
-            e => map_sqlx(e),
+            e => connect_error(e, &options),
         })?;
-    let listener = listen(&options).await.map_err(map_sqlx)?;
+    let listener = listen(&options)
+        .await
+        .map_err(|e| connect_error(e, &options))?;
     let events = broadcast::channel(EVENT_BACKLOG).0;
     let relay = tokio::spawn(relay_events(options, listener, events.clone())).abort_handle();
     Ok(SqlStore {
         db: Db::Postgres(PgDb { pool, relay }),
         events,
     })
+}
+
+/// A failed first connection, said so that an operator knows what to
+/// fix: a refused certificate names the setting that decides it
+/// (`sslrootcert` for the CA, the URL's host for the name; libpq's
+/// `verify-full`, PostgreSQL manual §34.19.1).
+fn connect_error(err: sqlx::Error, options: &PgConnectOptions) -> StoreError {
+    // A refused certificate comes back from the handshake as an I/O error
+    // wrapping rustls's, or as sqlx's own TLS error.
+    let cause: Option<&(dyn std::error::Error + 'static)> = match &err {
+        sqlx::Error::Io(io) => io.get_ref().map(|e| e as _),
+        sqlx::Error::Tls(tls) => Some(tls.as_ref() as _),
+        _ => None,
+    };
+    let rustls_error = cause.and_then(|e| {
+        e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        })
+    });
+    let Some(rustls_error) = rustls_error else {
+        return map_sqlx(err);
+    };
+    let host = options.get_host();
+    let why = match rustls_error {
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature,
+        ) => "its certificate is not signed by a CA in the file sslrootcert names \
+               (or, without sslrootcert, by a well-known CA)"
+            .to_string(),
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "its certificate is not valid for the host name {host:?} in the URL \
+             (sslmode=verify-full checks it; connect by a name the certificate holds)"
+        ),
+        other => format!("TLS failed: {other}"),
+    };
+    StoreError::Unavailable(format!("refused the PostgreSQL server at {host}: {why}"))
 }
 
 async fn listen(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {

@@ -27,6 +27,7 @@ mod operations;
 mod outage;
 mod page_weight;
 mod pages;
+mod postgres_tls;
 mod store;
 mod streams;
 mod sync;
