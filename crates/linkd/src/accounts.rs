@@ -94,7 +94,7 @@ pub fn normalize_email(email: &str) -> Result<String, SignUpError> {
 }
 
 pub fn new_account_id() -> String {
-    random_secret(16)
+    crate::codes::random_id()
 }
 
 pub async fn sign_up(

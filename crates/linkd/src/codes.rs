@@ -115,6 +115,16 @@ pub fn sortable_id(now_ms: i64) -> String {
     format!("{:012x}{}", now_ms.max(0), URL_SAFE_NO_PAD.encode(random))
 }
 
+/// A random record id: 128 bits as 32 lowercase hex digits. Account and
+/// device ids appear in addresses, in `linkd devices unlink ID` and in
+/// tokens' `sub` and `sid`; base64url could start one with `-`, which a
+/// command line reads as an option, so ids use a plain alphabet instead.
+pub fn random_id() -> String {
+    let mut random = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut random);
+    format!("{:032x}", u128::from_be_bytes(random))
+}
+
 /// SHA-256 of a high-entropy secret, base64url. Secrets with ≥128 bits of
 /// randomness need no salt or slow hash; the hash is the lookup key.
 pub fn secret_hash(secret: &str) -> String {
@@ -124,6 +134,19 @@ pub fn secret_hash(secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_ids_are_hex_and_differ() {
+        let (a, b) = (random_id(), random_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+    }
 
     #[test]
     fn sortable_ids_sort_by_time_and_differ() {

@@ -292,7 +292,7 @@ fn redemption(
 ) -> Result<(Redemption, TokenSet), jsonwebtoken::errors::Error> {
     let (config, now) = (ctx.config, ctx.now);
     let device = LinkedDevice {
-        id: random_secret(16),
+        id: crate::codes::random_id(),
         account_id: account.id.clone(),
         client_id: client.client_id.clone(),
         app_name: client.name.clone(),

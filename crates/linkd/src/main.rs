@@ -95,7 +95,11 @@ enum DevicesCommand {
         user: String,
     },
     /// Unlink a device (its tokens stop working at once).
-    Unlink { id: String },
+    Unlink {
+        /// Ids stored by earlier releases may start with `-`; take them as they are.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]

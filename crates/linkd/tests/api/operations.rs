@@ -72,6 +72,10 @@ async fn operators_unlink_single_devices_and_rotate_secrets() {
     assert_eq!(app.introspect(access).await["active"], false);
     let (ok, _, err) = linkd(&app.db, &["devices", "unlink", &device_id]).await;
     assert!(!ok && err.contains("no linked device"), "{err}");
+    // Earlier releases made ids that could start with `-`; the command
+    // still takes one as an id, not as an option.
+    let (ok, _, err) = linkd(&app.db, &["devices", "unlink", "-RxY2"]).await;
+    assert!(!ok && err.contains("no linked device"), "{err}");
 
     app.add_client("tv-pro", "openid", Some("old-secret")).await;
     let (ok, out, err) = linkd(&app.db, &["client", "rotate-secret", "tv-pro"]).await;
