@@ -115,10 +115,17 @@ pub struct Config {
     pub sign_in_failing_networks: u32,
 
     /// Password hashes (Argon2id, 19 MiB each) run at once, server-wide;
-    /// further sign-ins and sign-ups wait up to 2 s, then get 429.
+    /// further sign-ins and sign-ups wait up to `password_hash_wait_ms`,
+    /// then get 429.
     #[arg(long, env = "LINKD_PASSWORD_HASHES_AT_ONCE", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub password_hashes_at_once: u32,
+
+    /// Milliseconds a sign-in or sign-up waits for a free hashing slot
+    /// before it is turned away with 429.
+    #[arg(long, env = "LINKD_PASSWORD_HASH_WAIT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub password_hash_wait_ms: u64,
 
     /// Accounts one network may create per hour.
     #[arg(long, env = "LINKD_SIGN_UPS_PER_NETWORK", default_value_t = 10)]
@@ -345,6 +352,7 @@ impl Config {
             sign_in_free_failures: 3,
             sign_in_failing_networks: 5,
             password_hashes_at_once: 2,
+            password_hash_wait_ms: 2000,
             sign_ups_per_network: 10,
             sync_max_document_bytes: 64 * 1024,
             sync_max_documents: 1000,
@@ -514,6 +522,7 @@ pub fn describe(c: &Config) -> String {
             "password_hashes_at_once",
             c.password_hashes_at_once.to_string(),
         ),
+        ("password_hash_wait_ms", c.password_hash_wait_ms.to_string()),
         ("sign_ups_per_network", c.sign_ups_per_network.to_string()),
         ("trusted_proxies", proxies.join(",")),
         ("client_ip_header", c.client_ip_header.clone()),

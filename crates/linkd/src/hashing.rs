@@ -1,7 +1,7 @@
 //! The password-hashing pool: at most N Argon2 hashes run at once on the
 //! whole server, whatever arrives, so memory stays below N × Argon2's
 //! memory cost (19 MiB each) plus the rest. A request that cannot start
-//! its hash within [`HASH_WAIT`] is turned away (429) rather than queued
+//! its hash within the configured wait (by default [`HASH_WAIT`]) is turned away (429) rather than queued
 //! without end.
 
 use std::sync::Arc;

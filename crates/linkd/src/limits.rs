@@ -379,7 +379,10 @@ impl Limits {
             sign_in_known_networks: Mutex::new(HashMap::new()),
             sign_ups_per_network: Counter::new(Limit::new(c.sign_ups_per_network, 3600)),
             sync_writes_per_device: Counter::new(Limit::new(c.sync_writes_per_device, 60)),
-            hashing: crate::hashing::HashPool::new(c.password_hashes_at_once),
+            hashing: crate::hashing::HashPool::with_wait(
+                c.password_hashes_at_once,
+                std::time::Duration::from_millis(c.password_hash_wait_ms),
+            ),
             code_lookups: std::sync::atomic::AtomicU64::new(0),
         }
     }

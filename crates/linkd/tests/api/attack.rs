@@ -283,6 +283,7 @@ async fn a_burst_of_wrong_passwords_with_the_right_one_last_gets_no_session() {
 async fn a_burst_of_sign_ins_for_unknown_emails_hashes_at_most_n_at_once() {
     let app = spawn_app_with(with(|c| {
         c.password_hashes_at_once = 2;
+        c.password_hash_wait_ms = 2000;
         c.sign_in_free_failures = 1000;
     }))
     .await;

@@ -88,12 +88,15 @@ async fn thousands_of_half_sent_heads_are_closed_by_the_timeout_while_others_are
     // its head, each watched for the moment the server closes it.
     let watchers: Vec<_> = futures::stream::iter(0..3000)
         .map(|_| async move {
+            // The server's timer starts when it accepts, which cannot be
+            // before the connect began; on a loaded machine the write may
+            // come long after.
+            let opened = Instant::now();
             let mut stream = connect_from([127, 0, 0, 2], server).await;
             stream.write_all(HALF_A_HEAD).await.expect("write");
-            let sent = Instant::now();
             tokio::spawn(async move {
                 let closed = read_until_closed(&mut stream, Duration::from_secs(30)).await;
-                closed.map(|(bytes, at)| (bytes, at - sent))
+                closed.map(|(bytes, at)| (bytes, at - opened))
             })
         })
         .buffer_unordered(200)
@@ -104,6 +107,7 @@ async fn thousands_of_half_sent_heads_are_closed_by_the_timeout_while_others_are
     // hyper has no timer for either, the connection's watchdog closes them.
     let mut silent = Vec::new();
     for i in 0..400 {
+        let opened = Instant::now();
         let mut stream = connect_from([127, 0, 0, 4], server).await;
         if i % 4 == 0 {
             stream
@@ -111,7 +115,6 @@ async fn thousands_of_half_sent_heads_are_closed_by_the_timeout_while_others_are
                 .await
                 .unwrap();
         }
-        let opened = Instant::now();
         silent.push(tokio::spawn(async move {
             let closed = read_until_closed(&mut stream, Duration::from_secs(30)).await;
             closed.map(|(_, at)| at - opened)
@@ -362,15 +365,17 @@ async fn under_tls_silent_handshakes_and_half_sent_heads_are_closed_too() {
         .map(|_| {
             let connector = connector.clone();
             async move {
+                // Measured from before the connect: the server's timers
+                // cannot start earlier, whatever the load.
+                let opened = Instant::now();
                 let tcp = connect_from([127, 0, 0, 30], server).await;
                 let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
                 let mut tls = connector.connect(name, tcp).await.expect("handshake");
                 tls.write_all(HALF_A_HEAD).await.unwrap();
                 tls.flush().await.unwrap();
-                let sent = Instant::now();
                 tokio::spawn(async move {
                     let closed = read_until_closed(&mut tls, Duration::from_secs(30)).await;
-                    closed.map(|(_, at)| at - sent)
+                    closed.map(|(_, at)| at - opened)
                 })
             }
         })
@@ -380,8 +385,8 @@ async fn under_tls_silent_handshakes_and_half_sent_heads_are_closed_too() {
     // 200 more never start their handshake.
     let mut silent = Vec::new();
     for _ in 0..200 {
-        let mut tcp = connect_from([127, 0, 0, 31], server).await;
         let opened = Instant::now();
+        let mut tcp = connect_from([127, 0, 0, 31], server).await;
         silent.push(tokio::spawn(async move {
             let closed = read_until_closed(&mut tcp, Duration::from_secs(30)).await;
             closed.map(|(_, at)| at - opened)
