@@ -41,8 +41,16 @@ pub(crate) async fn around_request(
     );
     let timer = telemetry::RequestTimer::start(&req);
     let lang = web::request_lang(req.headers());
+    // Kept for an error page's header (who is signed in); devices send no
+    // cookie, so the hot path copies nothing.
+    let cookies = req.headers().get(axum::http::header::COOKIE).cloned();
+    let is_page =
+        !(req.uri().path().starts_with("/oauth/") || req.uri().path().starts_with("/api/"));
     let mut response = next.run(req).instrument(span.clone()).await;
-    web::localize(&state, lang, &mut response);
+    if is_page && response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        web::method_not_allowed(&mut response);
+    }
+    web::localize(&state, lang, cookies.as_ref(), &mut response).await;
     web::headers::secure(&state, &mut response);
     let status = response.status();
     let latency_ms = timer.finish(status);

@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use minijinja::context;
+use minijinja::{Value, context};
 
 use super::templates::page_context;
 use crate::i18n::{Lang, Text};
@@ -100,13 +100,24 @@ pub fn request_lang(headers: &HeaderMap) -> Lang {
 /// Renders error pages in the visitor's language and marks every page as
 /// depending on `Accept-Language`, so caches keep the languages apart.
 /// Part of the one response layer (`middleware::around_request`).
-pub fn localize(state: &AppState, lang: Lang, response: &mut Response) {
+pub async fn localize(
+    state: &AppState,
+    lang: Lang,
+    cookies: Option<&HeaderValue>,
+    response: &mut Response,
+) {
     if let Some(page) = response.extensions_mut().remove::<ErrorPage>() {
         let title = page.title.in_lang(lang);
+        // The header the person had on every other page: who is signed in.
+        let account = match signed_in_email(state, cookies).await {
+            Some(email) => Value::from(email),
+            None => Value::from(()),
+        };
         let ctx = context! {
             title => &title,
             heading => &title,
             message => page.message.in_lang(lang),
+            account => account,
             ..page_context(state, lang)
         };
         if let Ok(body) = state.templates.render("message.html", ctx) {
@@ -127,6 +138,34 @@ pub fn localize(state: &AppState, lang: Lang, response: &mut Response) {
             HeaderValue::from_static(lang.tag()),
         );
     }
+}
+
+/// The email of the person signed in with these cookies, if any. A store
+/// error leaves the header signed out: the error page still shows.
+async fn signed_in_email(state: &AppState, cookies: Option<&HeaderValue>) -> Option<String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::COOKIE, cookies?.clone());
+    let token = super::visitor::cookie(&headers, super::visitor::SESSION_COOKIE.get(state))?;
+    let found = crate::accounts::resolve_session(state.store.as_ref(), token, state.clock.now());
+    found.await.ok().flatten().map(|(_, account)| account.email)
+}
+
+/// The router's bare 405 (a page's form address opened as a link, say)
+/// becomes a readable page; the `Allow` header stays (RFC 9110 §15.5.6).
+pub fn method_not_allowed(response: &mut Response) {
+    if response.extensions().get::<ErrorPage>().is_some()
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return;
+    }
+    response.extensions_mut().insert(ErrorPage {
+        title: Text::key("error.method.title"),
+        message: Text::key("error.method.message"),
+    });
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
 }
 
 pub async fn not_found() -> PageError {

@@ -59,7 +59,7 @@ pub async fn page(
         Ok(pending) => confirm_page(&state, &visitor, ip, &pending),
         Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
         Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
-        Err(EntryError::Lookup(e)) => lookup_error_page(&state, &visitor, &code, e),
+        Err(EntryError::Lookup(e)) => lookup_error_page(&state, &visitor, &code, e, None).await,
     }
 }
 
@@ -158,11 +158,13 @@ fn confirm_page(
 /// from a screen in front of them within a minute or two.
 const STALE_CODE_SECS: i64 = 180;
 
-fn lookup_error_page(
+/// `asked`: the decision this request sent, if it sent one.
+async fn lookup_error_page(
     state: &AppState,
     visitor: &Visitor,
     typed: &str,
     err: LookupError,
+    asked: Option<bool>,
 ) -> Result<Response, PageError> {
     let lang = visitor.lang;
     let (status, message) = match err {
@@ -181,7 +183,7 @@ fn lookup_error_page(
             return gone_page(state, visitor, StatusCode::FORBIDDEN, "code.app_disabled");
         }
         LookupError::AlreadyUsed => {
-            return gone_page(state, visitor, StatusCode::CONFLICT, "code.used");
+            return used_code_page(state, visitor, typed, asked).await;
         }
         LookupError::Store(e) => return Err(e.into()),
     };
@@ -195,6 +197,68 @@ fn lookup_error_page(
             code => typed.chars().take(32).collect::<String>(),
             error => message,
         },
+    )
+}
+
+/// A used code. For the person who decided it (a reload of the result,
+/// the link opened again) it says what they decided, not that something
+/// failed; anyone else learns only that it was used. A decision sent
+/// against the one that won (approve and deny racing) is a conflict.
+async fn used_code_page(
+    state: &AppState,
+    visitor: &Visitor,
+    typed: &str,
+    asked: Option<bool>,
+) -> Result<Response, PageError> {
+    if let (Some(account), Ok(code)) = (visitor.account(), UserCode::parse(typed)) {
+        let store = state.store.as_ref();
+        let found = store
+            .get_device_authorization_by_user_code(code.as_str())
+            .await?;
+        if let Some(auth) = found.filter(|a| a.account_id.as_deref() == Some(account.id.as_str())) {
+            let app = match store.get_client(&auth.client_id).await? {
+                Some(client) => client.name,
+                None => auth.client_id.clone(),
+            };
+            let approve = auth.state != crate::store::AuthorizationState::Denied;
+            let status = if asked.is_some_and(|a| a != approve) {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::OK
+            };
+            return result_page(state, visitor, status, &app, approve);
+        }
+    }
+    gone_page(state, visitor, StatusCode::CONFLICT, "code.used")
+}
+
+/// "Your Demo TV is now linked" or "Demo TV was not linked".
+fn result_page(
+    state: &AppState,
+    visitor: &Visitor,
+    status: StatusCode,
+    app: &str,
+    approve: bool,
+) -> Result<Response, PageError> {
+    let lang = visitor.lang;
+    let app = [("app", app)];
+    let (heading, message) = if approve {
+        (
+            lang.fmt("result.approved.heading", &app),
+            lang.t("result.approved.message"),
+        )
+    } else {
+        (
+            lang.fmt("result.denied.heading", &app),
+            lang.t("result.denied.message"),
+        )
+    };
+    render(
+        state,
+        visitor,
+        status,
+        "result.html",
+        context! { title => heading.clone(), heading => heading, message => message, approved => approve },
     )
 }
 
@@ -243,31 +307,18 @@ pub async fn decide(
         .decide(&code, approve, &account.id)
         .await
     {
-        Ok(pending) => {
-            let lang = visitor.lang;
-            let app = [("app", pending.client.name.as_str())];
-            let (heading, message) = if approve {
-                (
-                    lang.fmt("result.approved.heading", &app),
-                    lang.t("result.approved.message"),
-                )
-            } else {
-                (
-                    lang.fmt("result.denied.heading", &app),
-                    lang.t("result.denied.message"),
-                )
-            };
-            render(
-                &state,
-                &visitor,
-                StatusCode::OK,
-                "result.html",
-                context! { title => heading.clone(), heading => heading, message => message, approved => approve },
-            )
-        }
+        Ok(pending) => result_page(
+            &state,
+            &visitor,
+            StatusCode::OK,
+            &pending.client.name,
+            approve,
+        ),
         Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
         Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
-        Err(EntryError::Lookup(e)) => lookup_error_page(&state, &visitor, &code, e),
+        Err(EntryError::Lookup(e)) => {
+            lookup_error_page(&state, &visitor, &code, e, Some(approve)).await
+        }
     }
 }
 

@@ -28,7 +28,11 @@ pub async fn page(
         &visitor,
         StatusCode::OK,
         "signin.html",
-        context! { title => visitor.lang.t("signin.title"), next => next },
+        context! {
+            title => visitor.lang.t("signin.title"),
+            next => next,
+            signed_out => query_param(query.as_deref(), "signed_out").is_some(),
+        },
     )
 }
 
@@ -100,10 +104,19 @@ fn wait_page(
             title => visitor.lang.t("signin.title"),
             next => next,
             email => email.chars().take(254).collect::<String>(),
-            error => visitor.lang.fmt("signin.error.too_many", &[("secs", &secs.to_string())]),
+            error => too_many_attempts(visitor.lang, secs),
         },
     )?;
     Ok(with_retry_after(response, secs))
+}
+
+/// "Too many attempts. Wait 5 seconds…", with "a second" for one.
+pub fn too_many_attempts(lang: crate::i18n::Lang, secs: i64) -> String {
+    if secs <= 1 {
+        lang.t("signin.error.too_many_one").to_string()
+    } else {
+        lang.fmt("signin.error.too_many", &[("secs", &secs.to_string())])
+    }
 }
 
 /// Starts a session for `account_id` and sends the browser on to `next`.
@@ -140,11 +153,12 @@ pub async fn sign_out(
     form: PageForm,
 ) -> Result<Response, PageError> {
     let next = safe_next(form.get("next"));
+    // The sign-in page then says "You're signed out".
     let target = if next == "/" {
-        "/signin".to_string()
+        "/signin?signed_out=1".to_string()
     } else {
         let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
-        format!("/signin?next={encoded}")
+        format!("/signin?signed_out=1&next={encoded}")
     };
     let Some((session, _)) = &visitor.signed_in else {
         return Ok(see_other(&target));

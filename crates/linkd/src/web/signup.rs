@@ -52,7 +52,7 @@ pub async fn submit(
         );
         return wait_page(&state, &visitor, &next, "", message, secs);
     }
-    let (status, error) = match accounts::sign_up(
+    let (status, error, taken) = match accounts::sign_up(
         state.store.as_ref(),
         &state.limits.hashing,
         email,
@@ -65,16 +65,18 @@ pub async fn submit(
         Err(SignUpError::Store(e)) => return Err(e.into()),
         Err(SignUpError::Busy) => {
             crate::telemetry::rate_limited("password_hashes_at_once");
-            let message = lang.fmt("signin.error.too_many", &[("secs", "1")]);
+            let message = super::signin::too_many_attempts(lang, 1);
             return wait_page(&state, &visitor, &next, email, message, 1);
         }
         Err(SignUpError::Taken) => (
             StatusCode::CONFLICT,
             lang.t("signup.error.taken").to_string(),
+            true,
         ),
         Err(SignUpError::InvalidEmail) => (
             StatusCode::BAD_REQUEST,
             lang.t("signup.error.email").to_string(),
+            false,
         ),
         Err(SignUpError::BadPassword) => (
             StatusCode::BAD_REQUEST,
@@ -85,6 +87,7 @@ pub async fn submit(
                     ("max", &MAX_PASSWORD_LEN.to_string()),
                 ],
             ),
+            false,
         ),
     };
     render(
@@ -98,6 +101,7 @@ pub async fn submit(
             min_password => MIN_PASSWORD_LEN,
             email => email.chars().take(254).collect::<String>(),
             error => error,
+            taken => taken,
         },
     )
 }

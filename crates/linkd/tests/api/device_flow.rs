@@ -232,12 +232,30 @@ async fn a_code_approved_at_the_end_of_its_advertised_lifetime_links() {
     let unused = app.start_device("openid").await;
     let browser = app.signed_in_browser("last-second@example.com").await;
     app.clock.advance_secs(auth.expires_in - 3);
-    let approved = browser.approve(&auth.user_code).await;
+    let confirm = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let form = [
+        ("csrf", confirm.csrf()),
+        ("code", auth.user_code.clone()),
+        ("decision", "approve".into()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let approved = browser.post("/link/decide", &form).await;
     assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
     app.clock.advance_secs(5);
     let tokens = app.poll(&auth.device_code).await;
     assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.json);
     assert_eq!(app.poll(&unused.device_code).await.error(), "expired_token");
+    // The result sent again (a reload) says it is linked; to another
+    // person the code is only used.
+    let again = browser.post("/link/decide", &form).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(again.contains("is now linked"), "{}", again.body);
+    let reopened = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    assert!(reopened.contains("is now linked"), "{}", reopened.body);
+    let other = app.signed_in_browser("someone-else@example.com").await;
+    let used = other.get(&format!("/link?code={}", auth.user_code)).await;
+    assert_eq!(used.status, StatusCode::CONFLICT);
+    assert!(!used.contains("is now linked"));
     let late = browser
         .get(&format!("/link?code={}", unused.user_code))
         .await;
@@ -496,11 +514,18 @@ async fn concurrent_decisions_on_one_code_have_one_winner() {
         });
     }
     let pages = futures::future::join_all(futures).await;
-    let ok: Vec<_> = pages
-        .iter()
-        .filter(|p| p.status == StatusCode::OK)
+    // One decision wins. The winner's own repeats are told that decision
+    // (as a reload would be); the other account only that the code is used.
+    let ok: Vec<usize> = (0..pages.len())
+        .filter(|&i| pages[i].status == StatusCode::OK)
         .collect();
-    assert_eq!(ok.len(), 1);
+    assert!(!ok.is_empty());
+    assert!(ok.iter().all(|i| i % 2 == ok[0] % 2), "one account's pages");
+    let linked = pages[ok[0]].contains("is now linked");
+    assert!(
+        ok.iter()
+            .all(|&i| pages[i].contains("is now linked") == linked)
+    );
     assert!(
         pages
             .iter()
@@ -508,7 +533,7 @@ async fn concurrent_decisions_on_one_code_have_one_winner() {
             .all(|p| p.status == StatusCode::CONFLICT)
     );
     let outcome = app.poll(&auth.device_code).await;
-    if ok[0].contains("is now linked") {
+    if linked {
         assert_eq!(outcome.status, StatusCode::OK);
     } else {
         assert_eq!(outcome.error(), "access_denied");

@@ -305,7 +305,7 @@ async fn failed_sign_ins_wait_longer_and_longer_without_revealing_accounts() {
         let waiting = browser.sign_in(email, "correct horse battery", "/").await;
         assert_eq!(waiting.status, StatusCode::TOO_MANY_REQUESTS, "{email}");
         assert!(
-            waiting.contains("Too many attempts. Wait 1 seconds"),
+            waiting.contains("Too many attempts. Wait a second, then try again."),
             "{}",
             waiting.body
         );

@@ -87,9 +87,11 @@ async fn every_page_stays_under_30_kb_with_what_it_loads() {
     weighed.push(weigh(&person, "confirm", &confirm).await);
     let result = person.approve(&auth.user_code).await;
     weighed.push(weigh(&person, "result", &result).await);
-    let used = person.get(&format!("/link?code={}", auth.user_code)).await;
+    // Used, to someone other than the person who approved it.
+    let other = app.signed_in_browser("weigher-too@example.com").await;
+    let used = other.get(&format!("/link?code={}", auth.user_code)).await;
     assert_eq!(used.status, StatusCode::CONFLICT);
-    weighed.push(weigh(&person, "used code", &used).await);
+    weighed.push(weigh(&other, "used code", &used).await);
     let devices = person.get("/devices").await;
     weighed.push(weigh(&person, "/devices", &devices).await);
     let account = person.get("/account").await;

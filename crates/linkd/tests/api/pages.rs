@@ -39,7 +39,12 @@ async fn a_code_link_sends_a_stranger_to_sign_in_and_back_to_the_same_code() {
         .post("/signout", &[("csrf", &csrf), ("next", &next)])
         .await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
-    assert_eq!(out.location(), format!("/signin?next={}", urlencode(&next)));
+    assert_eq!(
+        out.location(),
+        format!("/signin?signed_out=1&next={}", urlencode(&next))
+    );
+    let signed_out = browser.get(out.location()).await;
+    assert!(signed_out.contains("You're signed out."));
     let back = browser
         .sign_in("hana@example.com", "long enough password", &next)
         .await;
@@ -114,7 +119,13 @@ async fn wrong_malformed_and_used_codes_each_get_their_own_page() {
 
     let auth = app.start_device("openid").await;
     browser.approve(&auth.user_code).await;
-    let used = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    // The person who approved it is told it is linked; anyone else that
+    // the code is used.
+    let again = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(again.contains("Your Demo TV is now linked"));
+    let other = app.signed_in_browser("used-other@example.com").await;
+    let used = other.get(&format!("/link?code={}", auth.user_code)).await;
     assert_eq!(used.status, StatusCode::CONFLICT);
     assert!(used.contains("This code has already been used"));
 }

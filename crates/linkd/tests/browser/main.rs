@@ -244,12 +244,37 @@ impl Visit<'_> {
         let png = self.chrome().screenshot().await.unwrap();
         std::fs::write(&file, png).unwrap();
 
+        if self.suite.viewport.get().mobile {
+            self.tap_targets_are_big_enough(&label).await;
+        }
         let axe = self.check_accessibility(&label, page).await;
         let path = self.path().await;
         self.suite
             .report
             .borrow_mut()
             .push(format!("{label}: {path} {traffic}{axe}"));
+    }
+
+    /// Every link, button and field a finger can reach is at least 44 by
+    /// 44 CSS pixels, measured as laid out (WCAG 2.5.5).
+    async fn tap_targets_are_big_enough(&self, label: &str) {
+        let small = self
+            .chrome()
+            .execute(
+                "return [...document.querySelectorAll('a[href], button, input, select, textarea')]\n\
+                   .map(e => [e, e.getBoundingClientRect()])\n\
+                   .filter(([e, r]) => r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== 'hidden')\n\
+                   .filter(([e, r]) => r.width < 44 || r.height < 44)\n\
+                   .map(([e, r]) => e.tagName + ' ' + (e.id || e.getAttribute('href') || e.textContent.trim().slice(0, 30))\n\
+                        + ' ' + Math.round(r.width) + 'x' + Math.round(r.height));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        for target in small.as_array().cloned().unwrap_or_default() {
+            self.suite
+                .problem(format!("{label}: tap target under 44 px: {target}"));
+        }
     }
 
     /// Reads the DevTools network events since the last page: the page
@@ -588,7 +613,8 @@ async fn sign_in_then_back_to_the_code(v: Visit<'_>) {
     v.click_to("form button[type=submit]", "confirm", 200).await;
     assert_eq!(v.text(".code").await, auth.user_code);
     v.click_to("form.switch button", "sign-in-again", 200).await;
-    assert!(v.path().await.starts_with("/signin?next="));
+    assert!(v.path().await.starts_with("/signin?signed_out=1&next="));
+    assert_eq!(v.text("[role=status]").await, "You're signed out.");
     v.fill("#email", "fay@example.com").await;
     v.fill("#password", PASSWORD).await;
     v.click_to("form button[type=submit]", "confirm-other", 200)
@@ -619,6 +645,38 @@ async fn unlink_from_the_devices_page(v: Visit<'_>) {
     v.click_to("header a[href='/account']", "account", 200)
         .await;
     assert!(v.text("main").await.contains("Unlinked Demo TV"));
+}
+
+/// The lifetime a device is told is the window to approve in: approved
+/// three seconds before it ends, the device still links. Opening the
+/// link again says it is linked, not that the code failed; a form's
+/// address opened as a link is a branded page that keeps the header.
+async fn no_dead_ends(v: Visit<'_>) {
+    let auth = v.app.start_device("openid").await;
+    assert_eq!(auth.expires_in, 300, "the approval window");
+    v.sign_up_from_the_device_link(&auth, "ida@example.com")
+        .await;
+    v.app.clock.advance_secs(auth.expires_in - 3);
+    v.click_to("button[value=approve]", "approved-last-second", 200)
+        .await;
+    v.app.clock.advance_secs(5);
+    let tokens = v.app.poll(&auth.device_code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.json);
+    v.open(&auth.verification_uri_complete, "approved-again", 200)
+        .await;
+    assert!(v.heading().await.contains("is now linked"));
+    for (path, page) in [
+        ("/link/decide", "decide-as-link"),
+        ("/signout", "signout-as-link"),
+    ] {
+        v.open(path, page, 405).await;
+        assert_eq!(v.heading().await, "This page can't be opened this way");
+        assert!(v.text("header").await.contains("ida@example.com"));
+        v.click_to("main a[href='/link']", "link-from-405", 200)
+            .await;
+    }
+    v.open("/nowhere", "not-found-signed-in", 404).await;
+    assert!(v.text("header").await.contains("ida@example.com"));
 }
 
 /// Runs one scenario against its own server, collecting its failure.
@@ -740,6 +798,7 @@ async fn the_pages_in_a_real_browser() {
         run(&suite, "deny", &app, deny).await;
         run(&suite, "sign-in", &app, sign_in_then_back_to_the_code).await;
         run(&suite, "unlink", &app, unlink_from_the_devices_page).await;
+        run(&suite, "no-dead-ends", &app, no_dead_ends).await;
         // Last on this server: it moves the server's clock past expiry.
         run(&suite, "bad-codes", &app, wrong_and_expired_codes).await;
 
