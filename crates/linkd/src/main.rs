@@ -157,8 +157,20 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Make a new signing key; it signs from now on, older keys keep verifying.
+    /// Make a new signing key: published now, it signs once every server and
+    /// verifier has had time to fetch it (6 minutes); older keys keep
+    /// verifying their tokens.
     Rotate,
+    /// Revoke a compromised signing key: it leaves the JWKS, its tokens are
+    /// refused, and signing moves at once to the newest key left (made now
+    /// if there is none). Running servers follow within 30 s.
+    Revoke {
+        /// The key's id (`kid`), as `linkd keys list` shows it.
+        kid: String,
+        /// The servers' access token lifetime, in seconds.
+        #[arg(long, env = "LINKD_ACCESS_TOKEN_LIFETIME", default_value_t = 3600)]
+        access_token_lifetime: u32,
+    },
     /// List signing keys, newest first, with what each does now.
     List {
         /// The servers' access token lifetime, in seconds.
@@ -245,6 +257,13 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Keys { db, command } => match command {
             KeysCommand::Rotate => cli::keys_rotate(&db.database_url).await,
+            KeysCommand::Revoke {
+                kid,
+                access_token_lifetime,
+            } => {
+                let lifetime = i64::from(access_token_lifetime);
+                cli::keys_revoke(&db.database_url, &kid, lifetime).await
+            }
             KeysCommand::List {
                 access_token_lifetime,
             } => cli::keys_list(&db.database_url, i64::from(access_token_lifetime)).await,

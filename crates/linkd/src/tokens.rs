@@ -36,6 +36,8 @@ pub enum KeyError {
     Bad { kid: String, message: String },
     #[error("no signing key")]
     Missing,
+    #[error("no unrevoked signing key {0}")]
+    Unknown(String),
 }
 
 struct PublicKey {
@@ -64,27 +66,44 @@ pub enum KeyRole {
     },
     /// Every token it signed has expired; no longer published.
     Retired,
+    /// Taken out of use by `linkd keys revoke`: not published, its tokens
+    /// refused.
+    Revoked,
 }
 
 /// The role of each stored key (newest first) at `now`. The newest key
 /// that has been published for [`KEY_PUBLISH_AHEAD_SECS`] signs; the very
 /// first key signs at once, since nothing else could. An older key stays
 /// published until tokens it signed can no longer be valid.
+///
+/// A revoked key is never published, trusted or signed with again. A
+/// revocation also ends the wait of every key made before it: signing
+/// moves at once to the newest key left, the one exception to publishing
+/// ahead (a verifier that cached the JWKS may miss the new key for its
+/// max-age; trusting a stolen key longer would be worse).
 pub fn key_roles(stored: &[SigningKey], now: Timestamp, token_lifetime: i64) -> Vec<KeyRole> {
-    let active = |k: &SigningKey| k.created_at + KEY_PUBLISH_AHEAD_SECS;
+    let active = |k: &SigningKey| {
+        let revoked_later = stored
+            .iter()
+            .filter_map(|r| r.revoked_at)
+            .filter(|&at| at >= k.created_at)
+            .min();
+        let ahead = k.created_at + KEY_PUBLISH_AHEAD_SECS;
+        revoked_later.map_or(ahead, |at| at.min(ahead))
+    };
+    let usable = |k: &SigningKey| k.revoked_at.is_none();
     let signing = stored
         .iter()
-        .position(|k| active(k) <= now)
-        .unwrap_or(stored.len().saturating_sub(1));
+        .position(|k| usable(k) && active(k) <= now)
+        .or_else(|| stored.iter().rposition(usable));
     stored
         .iter()
         .enumerate()
-        .map(|(i, k)| {
-            if i < signing {
-                KeyRole::Next { since: active(k) }
-            } else if i == signing {
-                KeyRole::Signing
-            } else {
+        .map(|(i, k)| match signing {
+            _ if !usable(k) => KeyRole::Revoked,
+            Some(s) if i < s => KeyRole::Next { since: active(k) },
+            Some(s) if i == s => KeyRole::Signing,
+            _ => {
                 // It stopped signing when its successor started.
                 let until = active(&stored[i - 1]) + token_lifetime;
                 if now < until {
@@ -159,6 +178,7 @@ pub fn generate_signing_key(now: Timestamp) -> Result<SigningKey, KeyError> {
         kid,
         private_pem: pem.to_string(),
         created_at: now,
+        revoked_at: None,
     })
 }
 
@@ -185,7 +205,7 @@ impl Keys {
         let mut public = Vec::with_capacity(stored.len());
         let mut by_kid = HashMap::new();
         for (key, role) in stored.iter().zip(&roles) {
-            if *role == KeyRole::Retired {
+            if matches!(role, KeyRole::Retired | KeyRole::Revoked) {
                 continue;
             }
             let private =
@@ -220,6 +240,35 @@ impl Keys {
             stored = store.list_signing_keys().await?;
         }
         Self::from_stored(&stored, now, token_lifetime)
+    }
+
+    /// Revokes the stored key `kid` (a compromised key) at `now`. When no
+    /// unrevoked key newer than it is left to sign, a new one is made
+    /// first, so that signing moves at once (see [`key_roles`]). Returns
+    /// the key that now signs.
+    pub async fn revoke(
+        store: &dyn Store,
+        kid: &str,
+        now: Timestamp,
+        token_lifetime: i64,
+    ) -> Result<String, KeyError> {
+        let stored = store.list_signing_keys().await?;
+        let Some(at) = stored.iter().position(|k| k.kid == kid) else {
+            return Err(KeyError::Unknown(kid.to_string()));
+        };
+        if stored[at].revoked_at.is_some() {
+            return Err(KeyError::Unknown(kid.to_string()));
+        }
+        if !stored[..at].iter().any(|k| k.revoked_at.is_none()) {
+            store
+                .insert_signing_key(&generate_signing_key(now)?)
+                .await?;
+        }
+        if !store.revoke_signing_key(kid, now).await? {
+            return Err(KeyError::Unknown(kid.to_string()));
+        }
+        let stored = store.list_signing_keys().await?;
+        Ok(Self::from_stored(&stored, now, token_lifetime)?.signing_kid)
     }
 
     pub fn signing_kid(&self) -> &str {
@@ -424,6 +473,49 @@ mod tests {
         assert_eq!(after.jwks().keys.len(), 1);
         // A lone new key signs at once.
         assert_eq!(key_roles(&[new], 10_000, lifetime), [KeyRole::Signing]);
+    }
+
+    #[test]
+    fn a_revoked_key_is_dropped_and_the_newest_key_left_signs_at_once() {
+        let old = generate_signing_key(0).unwrap();
+        let mut signing = generate_signing_key(10_000).unwrap();
+        let next = generate_signing_key(20_000).unwrap();
+        let lifetime = 3600;
+        let stored = [next.clone(), signing.clone(), old.clone()];
+        assert_eq!(
+            key_roles(&stored, 20_001, lifetime)[..2],
+            [
+                KeyRole::Next {
+                    since: 20_000 + KEY_PUBLISH_AHEAD_SECS
+                },
+                KeyRole::Signing
+            ]
+        );
+        // The signing key is revoked before the next one's time: the next
+        // signs from the revocation on, and the old key's window is still
+        // counted from when the revoked key started signing.
+        signing.revoked_at = Some(20_001);
+        let stored = [next.clone(), signing.clone(), old.clone()];
+        assert_eq!(
+            key_roles(&stored, 20_001, lifetime),
+            [KeyRole::Signing, KeyRole::Revoked, KeyRole::Retired]
+        );
+        let keys = Keys::from_stored(&stored, 20_001, lifetime).unwrap();
+        assert_eq!(keys.signing_kid(), next.kid);
+        assert!(keys.jwks().keys.iter().all(|k| k.kid != signing.kid));
+        // A token the revoked key signed names a key no longer known.
+        let before = Keys::from_stored(&[signing.clone()][..], 20_000, lifetime);
+        assert!(before.is_err(), "a lone revoked key signs nothing");
+        let mut unrevoked = signing.clone();
+        unrevoked.revoked_at = None;
+        let token = Keys::from_stored(&[unrevoked], 20_000, lifetime)
+            .unwrap()
+            .sign_access_token(&claims(20_000))
+            .unwrap();
+        assert_eq!(
+            keys.verify_access_token(&token, "http://issuer", "http://issuer", 20_000),
+            Err(TokenError::UnknownKey)
+        );
     }
 
     #[test]

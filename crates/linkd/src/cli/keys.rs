@@ -19,6 +19,19 @@ pub async fn keys_rotate(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Revokes a compromised key: out of the JWKS and refused by every
+/// server at its next key reload, and signing moves to the newest key left
+/// (made now if there is none).
+pub async fn keys_revoke(database_url: &str, kid: &str, token_lifetime: i64) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let signing = tokens::Keys::revoke(&*store, kid, SystemClock.now(), token_lifetime).await?;
+    println!(
+        "signing key {kid} revoked: running servers stop publishing and trusting it and sign with {signing} within {} s",
+        tokens::KEY_RELOAD_SECS
+    );
+    Ok(())
+}
+
 /// Lists keys newest first with what each does now. `token_lifetime` is
 /// the servers' access token lifetime (it decides when old keys retire).
 pub async fn keys_list(database_url: &str, token_lifetime: i64) -> anyhow::Result<()> {
@@ -32,6 +45,10 @@ pub async fn keys_list(database_url: &str, token_lifetime: i64) -> anyhow::Resul
             tokens::KeyRole::Signing => "signing".to_string(),
             tokens::KeyRole::Verifying { until } => format!("verifying until {}", at(until)),
             tokens::KeyRole::Retired => "retired".to_string(),
+            tokens::KeyRole::Revoked => match key.revoked_at {
+                Some(when) => format!("revoked {}", at(when)),
+                None => "revoked".to_string(),
+            },
         };
         println!("{}\t{}\t{role}", key.kid, at(key.created_at));
     }

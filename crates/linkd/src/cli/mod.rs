@@ -17,7 +17,7 @@ mod user;
 pub use client::{client_add, client_list, client_remove, client_rotate_secret, client_update};
 pub use device::{DeviceArgs, DeviceCommand, SyncCommand, device, qr_text};
 pub use devices::{devices_list, devices_unlink};
-pub use keys::{keys_list, keys_rotate};
+pub use keys::{keys_list, keys_revoke, keys_rotate};
 pub use server::serve;
 pub use user::{user_add, user_delete, user_list, user_set_disabled};
 

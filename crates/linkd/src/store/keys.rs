@@ -1,7 +1,7 @@
 //! The signing keys every instance signs with.
 
 use super::db::{Db, Tx, q};
-use super::{SigningKey, StoreResult};
+use super::{SigningKey, StoreResult, Timestamp};
 
 pub(super) async fn insert(db: &Db, k: &SigningKey) -> StoreResult<()> {
     db.execute(q(
@@ -51,6 +51,16 @@ async fn lock_for_first_key(tx: &mut Tx<'_>) -> StoreResult<()> {
             .await
             .map(drop),
     }
+}
+
+pub(super) async fn revoke(db: &Db, kid: &str, now: Timestamp) -> StoreResult<bool> {
+    let done = db
+        .execute(q(
+            "UPDATE signing_keys SET revoked_at = $2 WHERE kid = $1 AND revoked_at IS NULL",
+            &[kid.into(), now.into()],
+        ))
+        .await?;
+    Ok(done == 1)
 }
 
 pub(super) async fn list(db: &Db) -> StoreResult<Vec<SigningKey>> {

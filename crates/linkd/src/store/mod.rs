@@ -134,6 +134,9 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_first_signing_key(&self, key: &SigningKey) -> StoreResult<bool>;
     /// All signing keys, newest first.
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    /// Marks the key revoked at `now`; false when no unrevoked key has
+    /// that id.
+    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool>;
 
     /// Fails with `Conflict` when the user code is taken. A group of one.
     async fn insert_device_authorization(&self, auth: &DeviceAuthorization) -> StoreResult<()> {

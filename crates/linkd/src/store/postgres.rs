@@ -52,6 +52,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "outbox",
         include_str!("../../migrations/postgres/0008_outbox.sql"),
     ),
+    (
+        12,
+        "key revocation",
+        include_str!("../../migrations/postgres/0012_key_revocation.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {

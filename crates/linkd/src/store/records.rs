@@ -52,6 +52,8 @@ pub struct SigningKey {
     /// PKCS#8 PEM of the RSA private key.
     pub private_pem: String,
     pub created_at: Timestamp,
+    /// When `linkd keys revoke` took it out of use (a compromised key).
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// Where a device authorization is in its life (DESIGN.md: pending →

@@ -139,6 +139,7 @@ impl FromRow for SigningKey {
             kid: row.text("kid")?,
             private_pem: row.text("private_pem")?,
             created_at: row.int("created_at")?,
+            revoked_at: row.int_or_null("revoked_at")?,
         })
     }
 }

@@ -168,6 +168,10 @@ impl Store for SqlStore {
         keys::list(&self.db).await
     }
 
+    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool> {
+        keys::revoke(&self.db, kid, now).await
+    }
+
     async fn insert_device_authorizations(
         &self,
         auths: &[DeviceAuthorization],

@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
@@ -162,6 +163,97 @@ async fn keys_rotate_adds_a_signing_key() {
         "{list}"
     );
     assert!(out.contains("published now, signs from"), "{out}");
+}
+
+#[tokio::test]
+async fn keys_revoke_drops_a_key_everywhere_and_signing_moves_at_once() {
+    let db = TestDatabase::new().await;
+    let app = spawn_on(db.clone(), Options::default()).await;
+    // A second instance behind the same public address: one issuer.
+    let public = app.base.clone();
+    let other = spawn_on(
+        db.clone(),
+        Options {
+            configure: Box::new(move |c| c.public_url = Some(public)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (_, tokens) = app
+        .link_device("keys@example.com", "openid offline_access")
+        .await;
+    let stolen = app.state.keys().signing_kid().to_string();
+    let old_token = tokens["access_token"].as_str().unwrap();
+    let kid_of = |jwt: &str| jsonwebtoken::decode_header(jwt).unwrap().kid.unwrap();
+    assert_eq!(kid_of(old_token), stolen);
+    // A rotation had published the next key, which would sign only later.
+    let (ok, _, err) = run(&db, &["keys", "rotate"], "").await;
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = run(&db, &["keys", "revoke", &stolen], "").await;
+    assert!(ok, "{err}");
+    let (ok, list, _) = run(&db, &["keys", "list"], "").await;
+    assert!(ok);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let next = lines[0].split('\t').next().unwrap();
+    assert!(
+        lines[0].ends_with("signing"),
+        "at once, not in minutes: {list}"
+    );
+    assert!(
+        lines[1].starts_with(&stolen) && lines[1].contains("revoked"),
+        "{list}"
+    );
+    assert!(out.contains(&format!("sign with {next}")), "{out}");
+
+    // Every instance, at its next key reload (every 30 s).
+    for instance in [&app, &other] {
+        instance.state.reload_keys().await.unwrap();
+        let jwks: Value = instance
+            .http
+            .get(instance.url("/oauth/jwks"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids, [next], "only the key left is published");
+        let refused = instance.get_bearer("/api/v1/device", old_token).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(instance.introspect(old_token).await["active"], false);
+    }
+    // The device's refresh token still works (it is not signed); its new
+    // access token is signed with the key left.
+    let refreshed = other
+        .refresh(tokens["refresh_token"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.json);
+    let new_token = refreshed.json["access_token"].as_str().unwrap();
+    assert_eq!(kid_of(new_token), next);
+    let fine = app.get_bearer("/api/v1/device", new_token).await;
+    assert_eq!(fine.status(), StatusCode::OK);
+
+    // Revoking the only key left makes a new one first.
+    let (ok, _, err) = run(&db, &["keys", "revoke", next], "").await;
+    assert!(ok, "{err}");
+    app.state.reload_keys().await.unwrap();
+    assert_ne!(app.state.keys().signing_kid(), next);
+    assert_ne!(app.state.keys().signing_kid(), stolen);
+    // An unknown or already revoked id is an error that says so.
+    let (ok, _, err) = run(&db, &["keys", "revoke", &stolen], "").await;
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("no unrevoked signing key {stolen}")),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -85,6 +85,7 @@ async fn signing_keys_made_in_the_same_second_list_newest_first() {
                 kid: kid.into(),
                 private_pem: "pem".into(),
                 created_at: 100,
+                revoked_at: None,
             })
             .await
             .unwrap();
@@ -94,6 +95,7 @@ async fn signing_keys_made_in_the_same_second_list_newest_first() {
             kid: "older".into(),
             private_pem: "pem".into(),
             created_at: 99,
+            revoked_at: None,
         })
         .await
         .unwrap();

@@ -59,6 +59,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "outbox",
         include_str!("../../../migrations/sqlite/0008_outbox.sql"),
     ),
+    (
+        12,
+        "key revocation",
+        include_str!("../../../migrations/sqlite/0012_key_revocation.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {
