@@ -111,6 +111,9 @@ pub async fn seed(database_url: &str, n: usize) -> anyhow::Result<DeviceCodes> {
             secret_hash: None,
             scopes: CLIENT_SCOPES.into(),
             device_flow_enabled: true,
+            redirect_uris: String::new(),
+            code_flow_enabled: true,
+            refresh_enabled: true,
             created_at: now,
         })
         .await

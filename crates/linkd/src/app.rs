@@ -18,6 +18,11 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::home::page))
         .route("/link", get(web::link::page))
         .route("/link/decide", post(web::link::decide))
+        .route(
+            "/oauth/authorize",
+            get(web::authorize::get).post(web::authorize::post),
+        )
+        .route("/oauth/authorize/decide", post(web::authorize::decide))
         .route("/signin", get(web::signin::page).post(web::signin::submit))
         .route("/signup", get(web::signup::page).post(web::signup::submit))
         .route("/signout", post(web::signin::sign_out))

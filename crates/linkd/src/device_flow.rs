@@ -306,7 +306,9 @@ fn redemption(
         last_refresh_at: None,
         revoked_at: None,
     };
-    let refresh_secret = scopes::contains(&auth.scope, "offline_access").then(|| random_secret(32));
+    let refresh_secret = (client.refresh_enabled
+        && scopes::contains(&auth.scope, "offline_access"))
+    .then(|| random_secret(32));
     let refresh_token = refresh_secret.as_ref().map(|secret| RefreshToken {
         token_hash: secret_hash(secret),
         device_id: device.id.clone(),
@@ -320,6 +322,7 @@ fn redemption(
         device: &device,
         scope: &auth.scope,
         auth_time: auth.decided_at.unwrap_or(now),
+        nonce: None,
     };
     let tokens = mint(&ctx.keys, ctx.config, now, &grant, refresh_secret)?;
     Ok((

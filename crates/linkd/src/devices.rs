@@ -45,8 +45,8 @@ pub async fn unlink_own(
     Ok(())
 }
 
-/// Unlinks a device and notes it in the person's activity. False when it
-/// was already unlinked.
+/// Unlinks a device, withdraws the consent given to its app, and notes
+/// it in the person's activity. False when it was already unlinked.
 pub async fn unlink(
     store: &dyn Store,
     device: &LinkedDevice,
@@ -56,6 +56,11 @@ pub async fn unlink(
     let unlinked = store.revoke_linked_device(&device.id, now).await?;
     if unlinked {
         record(store, device, ActivityKind::Unlinked, ip, now).await?;
+        // Unlinking an app withdraws the consent given to it: its next
+        // authorization request shows the confirmation page again.
+        store
+            .withdraw_consents(&device.account_id, &device.client_id)
+            .await?;
         // Wakes the account's sync streams, which re-check their device.
         crate::sync::wake(store, &device.account_id).await;
     }

@@ -9,6 +9,7 @@ const DOMAIN: &[&str] = &[
     "accounts.rs",
     "clock.rs",
     "code_entry.rs",
+    "code_flow.rs",
     "codes.rs",
     "ctx.rs",
     "device_flow.rs",

@@ -18,6 +18,8 @@ pub mod client_ip;
 pub mod clock;
 /// Code entry on `/link`: the limits taken around each code lookup.
 pub mod code_entry;
+/// The authorization code grant with PKCE: requests, codes, redemption.
+pub mod code_flow;
 /// User codes, device codes and hashes of stored secrets.
 pub mod codes;
 /// Server configuration from flags and `LINKD_*` variables.

@@ -118,17 +118,36 @@ enum ClientCommand {
         /// Give the app a secret (printed once) it must present at the token endpoint.
         #[arg(long)]
         confidential: bool,
+        /// An exact address authorization codes may be sent to (repeat
+        /// the flag); http only on 127.0.0.1 or [::1], where any port is
+        /// accepted (RFC 8252 §7.3).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
     },
-    /// Change an app: turn its device flow off or on, or change its scopes.
+    /// Change an app: its grants, scopes and redirect URIs.
     Update {
         id: String,
         /// Whether the app may start device authorizations (on/off).
         #[arg(long, value_parser = parse_switch)]
         device_flow: Option<bool>,
+        /// Whether the app may use the authorization code grant (on/off).
+        #[arg(long, value_parser = parse_switch)]
+        code_flow: Option<bool>,
+        /// Whether the app gets and may use refresh tokens (on/off).
+        #[arg(long, value_parser = parse_switch)]
+        refresh: Option<bool>,
         /// Replace the scopes the app may ask for (repeat the flag).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// Replace the redirect URIs (repeat the flag).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Remove every redirect URI.
+        #[arg(long)]
+        no_redirect_uris: bool,
     },
+    /// Show one app: its kind, grants, scopes and redirect URIs.
+    Show { id: String },
     /// Give a confidential app a new secret; the old one stops working.
     RotateSecret { id: String },
     /// List registered apps.
@@ -232,12 +251,37 @@ async fn main() -> std::process::ExitCode {
                 name,
                 scopes,
                 confidential,
-            } => cli::client_add(&db.database_url, &id, &name, &scopes, confidential).await,
+                redirect_uris,
+            } => {
+                let new = cli::NewClient {
+                    id: &id,
+                    name: &name,
+                    scopes: &scopes,
+                    confidential,
+                    redirect_uris: &redirect_uris,
+                };
+                cli::client_add(&db.database_url, &new).await
+            }
             ClientCommand::Update {
                 id,
                 device_flow,
+                code_flow,
+                refresh,
                 scopes,
-            } => cli::client_update(&db.database_url, &id, device_flow, &scopes).await,
+                redirect_uris,
+                no_redirect_uris,
+            } => {
+                let update = cli::ClientUpdate {
+                    device_flow,
+                    code_flow,
+                    refresh,
+                    scopes: &scopes,
+                    redirect_uris: &redirect_uris,
+                    no_redirect_uris,
+                };
+                cli::client_update(&db.database_url, &id, &update).await
+            }
+            ClientCommand::Show { id } => cli::client_show(&db.database_url, &id).await,
             ClientCommand::RotateSecret { id } => {
                 cli::client_rotate_secret(&db.database_url, &id).await
             }

@@ -128,6 +128,9 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
             secret_hash: None,
             scopes: scopes::DEFAULT_CLIENT_SCOPES.into(),
             device_flow_enabled: true,
+            redirect_uris: String::new(),
+            code_flow_enabled: true,
+            refresh_enabled: true,
             created_at: now,
         };
         match store.insert_client(&demo).await {

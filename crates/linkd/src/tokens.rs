@@ -385,6 +385,8 @@ pub struct IdClaims {
     pub email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 #[cfg(test)]
@@ -531,6 +533,7 @@ mod tests {
                 auth_time: 0,
                 email: None,
                 sid: None,
+                nonce: None,
             })
             .unwrap();
         assert_eq!(

@@ -7,15 +7,59 @@ use super::open;
 use crate::clock::{Clock, SystemClock};
 use crate::codes::{random_secret, secret_hash};
 use crate::scopes;
-use crate::store::{self, Client};
+use crate::store::{self, Client, ClientChanges};
 
-pub async fn client_add(
-    database_url: &str,
-    id: &str,
-    name: &str,
-    requested_scopes: &[String],
-    confidential: bool,
-) -> anyhow::Result<()> {
+/// What `linkd client add` registers.
+pub struct NewClient<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub scopes: &'a [String],
+    pub confidential: bool,
+    /// Where authorization codes may be sent (`--redirect-uri`).
+    pub redirect_uris: &'a [String],
+}
+
+/// The redirect URIs named on the command line, checked and joined;
+/// `None` when none were.
+fn redirect_uris(given: &[String]) -> anyhow::Result<Option<String>> {
+    let uris: Vec<&str> = given.iter().flat_map(|g| g.split_whitespace()).collect();
+    if uris.is_empty() {
+        return Ok(None);
+    }
+    for uri in &uris {
+        crate::code_flow::check_redirect_uri(uri).map_err(anyhow::Error::msg)?;
+    }
+    Ok(Some(uris.join(" ")))
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// One line on what an app may do.
+fn describe(c: &Client) -> String {
+    let uris = if c.redirect_uris.is_empty() {
+        "none"
+    } else {
+        c.redirect_uris.as_str()
+    };
+    format!(
+        "device flow {}, authorization code {}, refresh {}, scopes: {}, redirect URIs: {uris}",
+        on_off(c.device_flow_enabled),
+        on_off(c.code_flow_enabled),
+        on_off(c.refresh_enabled),
+        c.scopes
+    )
+}
+
+pub async fn client_add(database_url: &str, new: &NewClient<'_>) -> anyhow::Result<()> {
+    let NewClient {
+        id,
+        name,
+        scopes: requested_scopes,
+        confidential,
+        ..
+    } = *new;
     if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
         bail!("the client id must be 1 to 128 visible ASCII characters");
     }
@@ -25,6 +69,7 @@ pub async fn client_add(
     }
     let scope_list = client_scopes(requested_scopes)?
         .unwrap_or_else(|| scopes::DEFAULT_CLIENT_SCOPES.to_string());
+    let redirect_uris = redirect_uris(new.redirect_uris)?.unwrap_or_default();
     let secret = confidential.then(|| random_secret(32));
     let store = open(database_url).await?;
     let client = Client {
@@ -33,13 +78,16 @@ pub async fn client_add(
         secret_hash: secret.as_deref().map(secret_hash),
         scopes: scope_list,
         device_flow_enabled: true,
+        redirect_uris,
+        code_flow_enabled: true,
+        refresh_enabled: true,
         created_at: SystemClock.now(),
     };
     match store.insert_client(&client).await {
         Err(store::StoreError::Conflict) => bail!("a client with id {id:?} already exists"),
         other => other?,
     }
-    println!("added client {id} ({name}), scopes: {}", client.scopes);
+    println!("added client {id} ({name}): {}", describe(&client));
     if let Some(secret) = secret {
         println!("client secret (shown once, store it now): {secret}");
     }
@@ -64,30 +112,81 @@ fn client_scopes(requested: &[String]) -> anyhow::Result<Option<String>> {
     Ok(Some(parsed.join(" ")))
 }
 
+/// What `linkd client update` changes; `None` leaves a setting alone.
+pub struct ClientUpdate<'a> {
+    pub device_flow: Option<bool>,
+    pub code_flow: Option<bool>,
+    pub refresh: Option<bool>,
+    pub scopes: &'a [String],
+    pub redirect_uris: &'a [String],
+    /// Remove every redirect URI.
+    pub no_redirect_uris: bool,
+}
+
 pub async fn client_update(
     database_url: &str,
     id: &str,
-    device_flow: Option<bool>,
-    requested_scopes: &[String],
+    update: &ClientUpdate<'_>,
 ) -> anyhow::Result<()> {
-    let scope_list = client_scopes(requested_scopes)?;
-    if device_flow.is_none() && scope_list.is_none() {
-        bail!("nothing to change: give --device-flow on|off and/or --scope");
+    let scope_list = client_scopes(update.scopes)?;
+    let uris = match (
+        redirect_uris(update.redirect_uris)?,
+        update.no_redirect_uris,
+    ) {
+        (Some(_), true) => bail!("give --redirect-uri or --no-redirect-uris, not both"),
+        (Some(uris), false) => Some(uris),
+        (None, true) => Some(String::new()),
+        (None, false) => None,
+    };
+    let changes = ClientChanges {
+        scopes: scope_list.as_deref(),
+        device_flow_enabled: update.device_flow,
+        code_flow_enabled: update.code_flow,
+        refresh_enabled: update.refresh,
+        redirect_uris: uris.as_deref(),
+    };
+    if changes.scopes.is_none()
+        && changes.device_flow_enabled.is_none()
+        && changes.code_flow_enabled.is_none()
+        && changes.refresh_enabled.is_none()
+        && changes.redirect_uris.is_none()
+    {
+        bail!(
+            "nothing to change: give --device-flow, --code-flow or --refresh on|off, \
+             --scope, --redirect-uri or --no-redirect-uris"
+        );
     }
     let store = open(database_url).await?;
-    if !store
-        .update_client(id, scope_list.as_deref(), device_flow)
-        .await?
-    {
+    if !store.update_client(id, &changes).await? {
         bail!("no client with id {id:?}");
     }
     let client = store.get_client(id).await?.context("client vanished")?;
-    let flow = if client.device_flow_enabled {
-        "on"
+    println!("client {id}: {}", describe(&client));
+    Ok(())
+}
+
+/// `linkd client show ID`: everything about one app but its secret.
+pub async fn client_show(database_url: &str, id: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let c = store
+        .get_client(id)
+        .await?
+        .with_context(|| format!("no client with id {id:?}"))?;
+    let kind = if c.is_confidential() {
+        "confidential"
     } else {
-        "off"
+        "public"
     };
-    println!("client {id}: device flow {flow}, scopes: {}", client.scopes);
+    println!("client id:              {}", c.client_id);
+    println!("name:                   {}", c.name);
+    println!("kind:                   {kind}");
+    println!("scopes:                 {}", c.scopes);
+    println!("device flow:            {}", on_off(c.device_flow_enabled));
+    println!("authorization code:     {}", on_off(c.code_flow_enabled));
+    println!("refresh tokens:         {}", on_off(c.refresh_enabled));
+    for uri in c.redirect_uri_list() {
+        println!("redirect URI:           {uri}");
+    }
     Ok(())
 }
 
@@ -108,7 +207,15 @@ pub async fn client_list(database_url: &str) -> anyhow::Result<()> {
         } else {
             "\tdevice flow off"
         };
-        println!("{}\t{}\t{kind}\t{}{flow}", c.client_id, c.name, c.scopes);
+        let uris = if c.redirect_uris.is_empty() {
+            String::new()
+        } else {
+            format!("\tredirect URIs: {}", c.redirect_uris)
+        };
+        println!(
+            "{}\t{}\t{kind}\t{}{flow}{uris}",
+            c.client_id, c.name, c.scopes
+        );
     }
     Ok(())
 }

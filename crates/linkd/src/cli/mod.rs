@@ -14,7 +14,10 @@ mod server;
 /// `linkd user`: people's accounts.
 mod user;
 
-pub use client::{client_add, client_list, client_remove, client_rotate_secret, client_update};
+pub use client::{
+    ClientUpdate, NewClient, client_add, client_list, client_remove, client_rotate_secret,
+    client_show, client_update,
+};
 pub use device::{DeviceArgs, DeviceCommand, SyncCommand, device, qr_text};
 pub use devices::{devices_list, devices_unlink};
 pub use keys::{keys_list, keys_revoke, keys_rotate};

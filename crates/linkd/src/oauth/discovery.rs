@@ -10,11 +10,12 @@ use serde_json::{Value, json};
 use crate::scopes;
 use crate::state::AppState;
 
-use super::token::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
+use super::token::{AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 
 pub fn metadata(issuer: &str) -> Value {
     json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
         "device_authorization_endpoint": format!("{issuer}/oauth/device_authorization"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "jwks_uri": format!("{issuer}/oauth/jwks"),
@@ -24,18 +25,24 @@ pub fn metadata(issuer: &str) -> Value {
         // linkd's long poll (oauth/device_wait.rs); RFC 8414 §2 allows
         // additional metadata, and clients that do not know it ignore it.
         "linkd_device_wait_endpoint": format!("{issuer}/oauth/device/wait"),
-        "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
+        "grant_types_supported": [AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
         "scopes_supported": scopes::KNOWN,
-        // linkd issues no tokens from an authorization endpoint; "none" is
-        // the one response type that describes that (OAuth 2.0 Multiple
-        // Response Type Encoding Practices §4).
-        "response_types_supported": ["none"],
+        // The authorization code flow only (RFC 9700 §2.1.2: no implicit).
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        // RFC 7636 §4.2: plain gives no protection against a stolen code.
+        "code_challenge_methods_supported": ["S256"],
+        // RFC 9207 §3: every authorization response carries `iss`.
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "subject_types_supported": ["public"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "email", "sid"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "email", "sid", "nonce"],
     })
 }
 

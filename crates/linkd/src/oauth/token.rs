@@ -1,5 +1,6 @@
 //! `POST /oauth/token` (RFC 6749 §3.2, §5): the device_code grant
-//! (RFC 8628 §3.4-3.5) and the refresh_token grant (RFC 6749 §6).
+//! (RFC 8628 §3.4-3.5), the authorization_code grant (RFC 6749 §4.1.3,
+//! RFC 7636 §4.5) and the refresh_token grant (RFC 6749 §6).
 
 use axum::Json;
 use axum::extract::State;
@@ -10,6 +11,7 @@ use super::OAuthError;
 use super::client_auth::{self, authenticate};
 use super::form::OAuthRequest;
 use crate::client_ip::ClientIp;
+use crate::code_flow::{self, CodeGrant, CodeGrantOutcome};
 use crate::codes::secret_hash;
 use crate::device_flow::{self, PollError, PollOutcome};
 use crate::limits::{RetryAfter, network_key};
@@ -19,6 +21,7 @@ use crate::tokens::refresh::{self, RefreshOutcome};
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
+pub const AUTHORIZATION_CODE_GRANT: &str = "authorization_code";
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -43,6 +46,7 @@ pub async fn handle(
             device_code(&state, &req).await
         }
         REFRESH_TOKEN_GRANT => refresh_token(&state, &req, &ip.to_string()).await,
+        AUTHORIZATION_CODE_GRANT => authorization_code(&state, &req).await,
         _ => Err(OAuthError::unsupported_grant_type(format!(
             "linkd does not support the grant type {:?}",
             grant_type.chars().take(100).collect::<String>()
@@ -97,12 +101,43 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
     }
 }
 
+/// RFC 6749 §4.1.3: a code from `/oauth/authorize`, with its PKCE
+/// verifier (RFC 7636 §4.5).
+async fn authorization_code(state: &AppState, req: &OAuthRequest) -> Result<Response, OAuthError> {
+    let client = authenticate(state.store.as_ref(), req).await?;
+    if !client.code_flow_enabled {
+        return Err(OAuthError::unauthorized_client(
+            "this app may not use the authorization code grant",
+        ));
+    }
+    let grant = CodeGrant {
+        code: req.form.require("code")?,
+        redirect_uri: req.form.get("redirect_uri"),
+        code_verifier: req.form.get("code_verifier"),
+    };
+    let outcome = code_flow::redeem(&state.ctx(), &client, &grant)
+        .await
+        .map_err(poll_error)?;
+    match outcome {
+        CodeGrantOutcome::Tokens(tokens) => {
+            crate::telemetry::tokens_issued("authorization_code");
+            Ok(token_response(&tokens))
+        }
+        CodeGrantOutcome::InvalidGrant(why) => Err(OAuthError::invalid_grant(why)),
+    }
+}
+
 async fn refresh_token(
     state: &AppState,
     req: &OAuthRequest,
     ip: &str,
 ) -> Result<Response, OAuthError> {
     let client = authenticate(state.store.as_ref(), req).await?;
+    if !client.refresh_enabled {
+        return Err(OAuthError::unauthorized_client(
+            "this app may not use refresh tokens",
+        ));
+    }
     let presented = req.form.require("refresh_token")?;
     let outcome = refresh::refresh(&state.ctx(), &client, presented, req.form.get("scope"), ip)
         .await

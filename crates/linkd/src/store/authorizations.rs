@@ -29,7 +29,9 @@ const POLL: &str = concat!(
     super::rows::polled_columns!("a."),
     ", c.name AS c_name,
      c.secret_hash AS c_secret_hash, c.scopes AS c_scopes,
-     c.device_flow_enabled AS c_device_flow_enabled, c.created_at AS c_created_at
+     c.device_flow_enabled AS c_device_flow_enabled, c.redirect_uris AS c_redirect_uris,
+     c.code_flow_enabled AS c_code_flow_enabled, c.refresh_enabled AS c_refresh_enabled,
+     c.created_at AS c_created_at
      FROM device_authorizations a JOIN clients c ON c.client_id = a.client_id
      WHERE a.device_code_hash = $1"
 );

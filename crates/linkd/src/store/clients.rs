@@ -1,7 +1,7 @@
 //! The apps registered to link devices (`linkd client ...`).
 
 use super::db::{Db, q};
-use super::{Client, StoreResult};
+use super::{Client, ClientChanges, StoreResult};
 
 /// One app by id; also what the SQLite hot-path readers run.
 pub(crate) const BY_ID: &str = "SELECT * FROM clients WHERE client_id = $1";
@@ -9,14 +9,17 @@ pub(crate) const BY_ID: &str = "SELECT * FROM clients WHERE client_id = $1";
 pub(super) async fn insert(db: &Db, c: &Client) -> StoreResult<()> {
     db.execute(q(
         "INSERT INTO clients (client_id, name, secret_hash, scopes, device_flow_enabled,
-             created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+             redirect_uris, code_flow_enabled, refresh_enabled, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             (&c.client_id).into(),
             (&c.name).into(),
             (&c.secret_hash).into(),
             (&c.scopes).into(),
             c.device_flow_enabled.into(),
+            (&c.redirect_uris).into(),
+            c.code_flow_enabled.into(),
+            c.refresh_enabled.into(),
             c.created_at.into(),
         ],
     ))
@@ -39,15 +42,24 @@ pub(super) async fn list(db: &Db) -> StoreResult<Vec<Client>> {
 pub(super) async fn update(
     db: &Db,
     client_id: &str,
-    scopes: Option<&str>,
-    device_flow_enabled: Option<bool>,
+    changes: &ClientChanges<'_>,
 ) -> StoreResult<bool> {
     let done = db
         .execute(q(
             "UPDATE clients SET scopes = COALESCE($1, scopes),
-                 device_flow_enabled = COALESCE($2, device_flow_enabled)
-             WHERE client_id = $3",
-            &[scopes.into(), device_flow_enabled.into(), client_id.into()],
+                 device_flow_enabled = COALESCE($2, device_flow_enabled),
+                 code_flow_enabled = COALESCE($3, code_flow_enabled),
+                 refresh_enabled = COALESCE($4, refresh_enabled),
+                 redirect_uris = COALESCE($5, redirect_uris)
+             WHERE client_id = $6",
+            &[
+                changes.scopes.into(),
+                changes.device_flow_enabled.into(),
+                changes.code_flow_enabled.into(),
+                changes.refresh_enabled.into(),
+                changes.redirect_uris.into(),
+                client_id.into(),
+            ],
         ))
         .await?;
     Ok(done == 1)

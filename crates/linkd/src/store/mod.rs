@@ -13,6 +13,7 @@
 
 mod accounts;
 mod activity;
+mod authorization_codes;
 mod authorizations;
 mod clients;
 mod db;
@@ -101,8 +102,7 @@ pub trait Store: Send + Sync + 'static {
     async fn update_client(
         &self,
         client_id: &str,
-        scopes: Option<&str>,
-        device_flow_enabled: Option<bool>,
+        changes: &ClientChanges<'_>,
     ) -> StoreResult<bool>;
     /// Removes a client; true when it existed.
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
@@ -192,6 +192,38 @@ pub trait Store: Send + Sync + 'static {
         deadline_after: Timestamp,
         prepare: &mut PrepareRedemption<'_>,
     ) -> StoreResult<RedeemOutcome>;
+
+    async fn insert_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    /// issued → redeemed, deciding on the row it updates: only for this
+    /// app, while not redeemed and before its deadline, for the one caller
+    /// that wins. `prepare` is handed the code and its account and answers
+    /// what to write (the linked device and its first refresh token, whose
+    /// id is noted on the code); `None` declines and leaves the code as it
+    /// was. Otherwise it reports the row it found instead, if any.
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        client_id: &str,
+        now: Timestamp,
+        prepare: &mut PrepareCodeRedemption<'_>,
+    ) -> StoreResult<CodeRedeemOutcome>;
+    /// Whether the person consented to this app asking for exactly this
+    /// scope set (sorted, space-separated).
+    async fn has_consent(
+        &self,
+        account_id: &str,
+        client_id: &str,
+        scope: &str,
+    ) -> StoreResult<bool>;
+    async fn grant_consent(
+        &self,
+        account_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Withdraws every consent the person gave the app; how many there were.
+    async fn withdraw_consents(&self, account_id: &str, client_id: &str) -> StoreResult<u64>;
 
     async fn get_linked_device(&self, id: &str) -> StoreResult<Option<LinkedDevice>>;
     /// The account's devices that are still linked, newest first.

@@ -48,6 +48,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../migrations/postgres/0006_sync_tombstones.sql"),
     ),
     (
+        7,
+        "authorization code",
+        include_str!("../../migrations/postgres/0007_authorization_code.sql"),
+    ),
+    (
         8,
         "outbox",
         include_str!("../../migrations/postgres/0008_outbox.sql"),

@@ -14,6 +14,13 @@ pub struct Client {
     /// Off: the app may not start device authorizations, and pending ones
     /// cannot be approved.
     pub device_flow_enabled: bool,
+    /// The exact addresses authorization codes may be sent to,
+    /// space-separated (RFC 6749 §3.1.2); empty for a device-only app.
+    pub redirect_uris: String,
+    /// Off: the app may not use the authorization code grant.
+    pub code_flow_enabled: bool,
+    /// Off: the app is given no refresh tokens and may not use them.
+    pub refresh_enabled: bool,
     pub created_at: Timestamp,
 }
 
@@ -24,7 +31,68 @@ impl Client {
     pub fn is_confidential(&self) -> bool {
         self.secret_hash.is_some()
     }
+    /// The registered redirect URIs.
+    pub fn redirect_uri_list(&self) -> impl Iterator<Item = &str> {
+        self.redirect_uris.split(' ').filter(|u| !u.is_empty())
+    }
 }
+
+/// Which of an app's grants to switch on or off, and its redirect URIs
+/// (`linkd client update`); `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ClientChanges<'a> {
+    pub scopes: Option<&'a str>,
+    pub device_flow_enabled: Option<bool>,
+    pub code_flow_enabled: Option<bool>,
+    pub refresh_enabled: Option<bool>,
+    /// Space-separated, replacing the list.
+    pub redirect_uris: Option<&'a str>,
+}
+
+/// A code handed to an app's redirect URI (RFC 6749 §4.1.2): single-use,
+/// bound to its app, redirect URI and PKCE challenge (RFC 7636).
+#[derive(Debug, Clone)]
+pub struct AuthorizationCode {
+    /// SHA-256 of the code.
+    pub code_hash: String,
+    pub client_id: String,
+    pub account_id: String,
+    /// The redirect URI the request named, `None` when it named none and
+    /// the app's one registered URI was used.
+    pub redirect_uri: Option<String>,
+    pub scope: String,
+    /// OpenID Connect Core §3.1.2.1: repeated in the ID token.
+    pub nonce: Option<String>,
+    /// BASE64URL(SHA-256(code_verifier)) (RFC 7636 §4.2, S256 only).
+    pub code_challenge: Option<String>,
+    /// When the person signed in (OpenID Connect Core §2 `auth_time`).
+    pub auth_time: Timestamp,
+    /// The network address of the browser that approved.
+    pub ip: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub redeemed_at: Option<Timestamp>,
+    /// The linked device the redemption made.
+    pub device_id: Option<String>,
+}
+
+/// What redeeming an authorization code found.
+#[derive(Debug, Clone)]
+pub enum CodeRedeemOutcome {
+    /// Redeemed: the device and its refresh token are stored.
+    Redeemed,
+    /// The domain declined (wrong verifier or redirect URI, a disabled
+    /// account); the code is left as it was.
+    Declined,
+    /// The code is unknown, another app's, expired or already redeemed:
+    /// the row as the writer saw it.
+    NotRedeemable(Option<Box<AuthorizationCode>>),
+}
+
+/// What `redeem_authorization_code` asks the domain inside its
+/// transaction: given the code and its account, what to write, or `None`.
+pub type PrepareCodeRedemption<'a> =
+    dyn FnMut(&AuthorizationCode, Option<&Account>) -> Option<Redemption> + Send + 'a;
 
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -275,13 +343,16 @@ pub struct PurgeBefore {
 impl PurgeBefore {
     /// Each purged table with the deadline its rows' `expires_at` is held
     /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005, 0008), so a batch reads only the rows it deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 5] {
+    /// 0005, 0007, 0008), so a batch reads only the rows it deletes.
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 6] {
         [
             // Messages that failed for good, once the operator had time
             // to look (migration 0008).
             ("outbox", self.now),
             ("device_authorizations", self.codes),
+            // Kept past redemption until they expire (migration 0007), so
+            // that a second use is still recognised.
+            ("authorization_codes", self.now),
             ("sessions", self.now),
             ("refresh_tokens", self.refresh_tokens),
             ("revoked_access_tokens", self.now),

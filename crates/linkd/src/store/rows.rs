@@ -90,6 +90,9 @@ impl FromRow for (PolledAuthorization, std::sync::Arc<Client>) {
             secret_hash: row.text_or_null("c_secret_hash")?,
             scopes: row.text("c_scopes")?,
             device_flow_enabled: row.flag("c_device_flow_enabled")?,
+            redirect_uris: row.text("c_redirect_uris")?,
+            code_flow_enabled: row.flag("c_code_flow_enabled")?,
+            refresh_enabled: row.flag("c_refresh_enabled")?,
             created_at: row.int("c_created_at")?,
         };
         Ok((auth, std::sync::Arc::new(client)))
@@ -104,6 +107,9 @@ impl FromRow for Client {
             secret_hash: row.text_or_null("secret_hash")?,
             scopes: row.text("scopes")?,
             device_flow_enabled: row.flag("device_flow_enabled")?,
+            redirect_uris: row.text("redirect_uris")?,
+            code_flow_enabled: row.flag("code_flow_enabled")?,
+            refresh_enabled: row.flag("refresh_enabled")?,
             created_at: row.int("created_at")?,
         })
     }
@@ -178,6 +184,26 @@ impl FromRow for LinkedDevice {
             linked_ip: row.text("linked_ip")?,
             last_refresh_at: row.int_or_null("last_refresh_at")?,
             revoked_at: row.int_or_null("revoked_at")?,
+        })
+    }
+}
+
+impl FromRow for AuthorizationCode {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(AuthorizationCode {
+            code_hash: row.text("code_hash")?,
+            client_id: row.text("client_id")?,
+            account_id: row.text("account_id")?,
+            redirect_uri: row.text_or_null("redirect_uri")?,
+            scope: row.text("scope")?,
+            nonce: row.text_or_null("nonce")?,
+            code_challenge: row.text_or_null("code_challenge")?,
+            auth_time: row.int("auth_time")?,
+            ip: row.text("ip")?,
+            created_at: row.int("created_at")?,
+            expires_at: row.int("expires_at")?,
+            redeemed_at: row.int_or_null("redeemed_at")?,
+            device_id: row.text_or_null("device_id")?,
         })
     }
 }

@@ -102,10 +102,9 @@ impl Store for SqlStore {
     async fn update_client(
         &self,
         client_id: &str,
-        scopes: Option<&str>,
-        device_flow_enabled: Option<bool>,
+        changes: &ClientChanges<'_>,
     ) -> StoreResult<bool> {
-        clients::update(&self.db, client_id, scopes, device_flow_enabled).await
+        clients::update(&self.db, client_id, changes).await
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
@@ -234,6 +233,43 @@ impl Store for SqlStore {
         label: &str,
     ) -> StoreResult<bool> {
         devices::rename(&self.db, id, account_id, label).await
+    }
+
+    async fn insert_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
+        authorization_codes::insert(&self.db, code).await
+    }
+
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        client_id: &str,
+        now: Timestamp,
+        prepare: &mut PrepareCodeRedemption<'_>,
+    ) -> StoreResult<CodeRedeemOutcome> {
+        authorization_codes::redeem(&self.db, code_hash, client_id, now, prepare).await
+    }
+
+    async fn has_consent(
+        &self,
+        account_id: &str,
+        client_id: &str,
+        scope: &str,
+    ) -> StoreResult<bool> {
+        authorization_codes::has_consent(&self.db, account_id, client_id, scope).await
+    }
+
+    async fn grant_consent(
+        &self,
+        account_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        authorization_codes::grant_consent(&self.db, account_id, client_id, scope, now).await
+    }
+
+    async fn withdraw_consents(&self, account_id: &str, client_id: &str) -> StoreResult<u64> {
+        authorization_codes::withdraw_consents(&self.db, account_id, client_id).await
     }
 
     async fn revoke_linked_device(&self, id: &str, now: Timestamp) -> StoreResult<bool> {

@@ -27,6 +27,9 @@ pub struct Grant<'a> {
     pub scope: &'a str,
     /// When the person approved (OpenID Connect Core §2 `auth_time`).
     pub auth_time: Timestamp,
+    /// The authorization request's `nonce`, repeated in the ID token
+    /// (OpenID Connect Core §3.1.2.1).
+    pub nonce: Option<&'a str>,
 }
 
 /// Mints the access token and, when the scope calls for it, the ID token.
@@ -42,6 +45,7 @@ pub fn mint(
         device,
         scope,
         auth_time,
+        nonce,
     } = *grant;
     let issuer = config.issuer();
     let lifetime = i64::from(config.access_token_lifetime);
@@ -66,6 +70,7 @@ pub fn mint(
             auth_time,
             email: scopes::contains(scope, "email").then(|| account.email.clone()),
             sid: Some(device.id.clone()),
+            nonce: nonce.map(str::to_string),
         })?)
     } else {
         None

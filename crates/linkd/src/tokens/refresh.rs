@@ -107,6 +107,7 @@ pub async fn refresh(
         device: &device,
         scope: &scope,
         auth_time: device.linked_at,
+        nonce: None,
     };
     let tokens = mint(&ctx.keys, config, now, &grant, Some(secret))?;
     if !store.rotate_refresh_token(&hash, &next, now).await? {

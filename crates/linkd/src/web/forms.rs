@@ -17,7 +17,7 @@ pub fn safe_next(next: Option<&str>) -> String {
             if n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.starts_with("/\\")
-                && n.len() <= 512
+                && n.len() <= 2560
                 && !n.chars().any(|c| c.is_control() || c == '\\') =>
         {
             n.to_string()
@@ -44,6 +44,11 @@ pub struct PageForm(std::collections::HashMap<String, String>);
 impl PageForm {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
+    }
+
+    /// Every field, in no particular order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod assets;
+pub mod authorize;
 pub mod devices;
 pub mod headers;
 pub mod home;

@@ -20,9 +20,16 @@ pub async fn page(
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
     let next = safe_next(query_param(query.as_deref(), "next").as_deref());
-    if visitor.account().is_some() {
+    // `reauth`: an app asked for a fresh sign-in (OpenID Connect Core
+    // §3.1.2.1 prompt=login, max_age), so the form is shown even to a
+    // signed-in person.
+    let reauth = query_param(query.as_deref(), "reauth").is_some_and(|v| v == "1");
+    if visitor.account().is_some() && !reauth {
         return Ok(see_other(&next));
     }
+    // An app's login_hint fills in the email.
+    let hint = query_param(query.as_deref(), "login_hint")
+        .map(|h| h.chars().take(254).collect::<String>());
     render(
         &state,
         &visitor,
@@ -32,6 +39,7 @@ pub async fn page(
             title => visitor.lang.t("signin.title"),
             next => next,
             signed_out => query_param(query.as_deref(), "signed_out").is_some(),
+            email => hint,
         },
     )
 }

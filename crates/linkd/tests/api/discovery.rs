@@ -45,7 +45,23 @@ async fn both_metadata_documents_describe_the_endpoints() {
                 "{scope}"
             );
         }
-        assert!(meta["response_types_supported"].is_array());
+        // What MSAL and OpenID Discovery §3 require for the code flow.
+        assert_eq!(meta["authorization_endpoint"], app.url("/oauth/authorize"));
+        assert_eq!(
+            meta["response_types_supported"],
+            serde_json::json!(["code"])
+        );
+        assert_eq!(
+            meta["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+        assert!(
+            meta["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&"authorization_code".into())
+        );
         let auth = meta["token_endpoint_auth_methods_supported"]
             .as_array()
             .unwrap();

@@ -207,7 +207,13 @@ async fn an_app_can_be_barred_from_the_device_flow() {
     let auth = app.start_device("openid").await;
     app.state
         .store
-        .update_client("demo-tv", None, Some(false))
+        .update_client(
+            "demo-tv",
+            &linkd::store::ClientChanges {
+                device_flow_enabled: Some(false),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let refused = app.device_authorization(&[("client_id", "demo-tv")]).await;
@@ -221,7 +227,13 @@ async fn an_app_can_be_barred_from_the_device_flow() {
     assert!(page.contains("turned off linking for this app"));
     app.state
         .store
-        .update_client("demo-tv", None, Some(true))
+        .update_client(
+            "demo-tv",
+            &linkd::store::ClientChanges {
+                device_flow_enabled: Some(true),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(

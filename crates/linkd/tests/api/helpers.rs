@@ -484,6 +484,9 @@ impl TestApp {
                 secret_hash: secret.map(linkd::codes::secret_hash),
                 scopes: scopes.into(),
                 device_flow_enabled: true,
+                redirect_uris: String::new(),
+                code_flow_enabled: true,
+                refresh_enabled: true,
                 created_at: self.clock.now(),
             })
             .await

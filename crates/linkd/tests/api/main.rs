@@ -7,6 +7,7 @@ mod burst;
 mod helpers;
 
 mod attack;
+mod authorize;
 mod branding;
 mod cli;
 mod clients;

@@ -167,6 +167,9 @@ async fn with_demo_client(store: &DynStore) {
             secret_hash: None,
             scopes: "openid".into(),
             device_flow_enabled: true,
+            redirect_uris: String::new(),
+            code_flow_enabled: true,
+            refresh_enabled: true,
             created_at: 0,
         })
         .await

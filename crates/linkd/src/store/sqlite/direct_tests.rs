@@ -38,7 +38,13 @@ async fn direct_reads_see_every_committed_write() {
         );
         let scopes = format!("openid s{n}");
         store
-            .update_client("tv", Some(&scopes), None)
+            .update_client(
+                "tv",
+                &crate::store::ClientChanges {
+                    scopes: Some(&scopes),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -127,7 +133,16 @@ async fn polls_share_their_app_within_a_snapshot() {
         assert_eq!(auth.id, format!("id-{n}"));
         assert_eq!(client, read.1);
     }
-    store.update_client("tv", None, Some(false)).await.unwrap();
+    store
+        .update_client(
+            "tv",
+            &crate::store::ClientChanges {
+                device_flow_enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let (_, client) = store
         .poll_device_authorization("hash-1")
         .await

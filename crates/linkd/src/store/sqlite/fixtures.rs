@@ -15,6 +15,9 @@ pub(crate) fn client(scopes: &str) -> Client {
         secret_hash: None,
         scopes: scopes.into(),
         device_flow_enabled: true,
+        redirect_uris: String::new(),
+        code_flow_enabled: true,
+        refresh_enabled: true,
         created_at: 0,
     }
 }

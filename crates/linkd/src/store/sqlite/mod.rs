@@ -55,6 +55,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../../migrations/sqlite/0006_sync_tombstones.sql"),
     ),
     (
+        7,
+        "authorization code",
+        include_str!("../../../migrations/sqlite/0007_authorization_code.sql"),
+    ),
+    (
         8,
         "outbox",
         include_str!("../../../migrations/sqlite/0008_outbox.sql"),
