@@ -24,6 +24,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/oauth/authorize/decide", post(web::authorize::decide))
         .route("/signin", get(web::signin::page).post(web::signin::submit))
+        .route(
+            "/signin/forgot",
+            get(web::reset::forgot_page).post(web::reset::forgot_submit),
+        )
+        .route(
+            "/reset",
+            get(web::reset::reset_page).post(web::reset::reset_submit),
+        )
         .route("/signup", get(web::signup::page).post(web::signup::submit))
         .route("/signout", post(web::signin::sign_out))
         .route("/static/linkd.css", get(web::assets::stylesheet))

@@ -131,6 +131,14 @@ pub struct Config {
     #[arg(long, env = "LINKD_SIGN_UPS_PER_NETWORK", default_value_t = 10)]
     pub sign_ups_per_network: u32,
 
+    /// Password-reset mails asked for one address per hour (0: no limit).
+    #[arg(long, env = "LINKD_PASSWORD_RESETS_PER_EMAIL", default_value_t = 3)]
+    pub password_resets_per_email: u32,
+
+    /// Password-reset requests from one network per hour (0: no limit).
+    #[arg(long, env = "LINKD_PASSWORD_RESETS_PER_NETWORK", default_value_t = 10)]
+    pub password_resets_per_network: u32,
+
     /// Largest settings document a device may store, in bytes (64 KiB).
     #[arg(long, env = "LINKD_SYNC_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024,
           value_parser = clap::value_parser!(u32).range(16..=16 * 1024 * 1024))]
@@ -354,6 +362,8 @@ impl Config {
             password_hashes_at_once: 2,
             password_hash_wait_ms: 2000,
             sign_ups_per_network: 10,
+            password_resets_per_email: 3,
+            password_resets_per_network: 10,
             sync_max_document_bytes: 64 * 1024,
             sync_max_documents: 1000,
             sync_tombstone_retention: 30 * 86_400,
@@ -524,6 +534,14 @@ pub fn describe(c: &Config) -> String {
         ),
         ("password_hash_wait_ms", c.password_hash_wait_ms.to_string()),
         ("sign_ups_per_network", c.sign_ups_per_network.to_string()),
+        (
+            "password_resets_per_email",
+            c.password_resets_per_email.to_string(),
+        ),
+        (
+            "password_resets_per_network",
+            c.password_resets_per_network.to_string(),
+        ),
         ("trusted_proxies", proxies.join(",")),
         ("client_ip_header", c.client_ip_header.clone()),
         ("tls_cert", opt(&c.tls_cert)),

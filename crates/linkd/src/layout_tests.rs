@@ -18,6 +18,7 @@ const DOMAIN: &[&str] = &[
     "hashing.rs",
     "mail.rs",
     "outbox.rs",
+    "recovery.rs",
     "scopes.rs",
     "sync.rs",
     "tokens.rs",

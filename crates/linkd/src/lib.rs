@@ -48,6 +48,8 @@ pub mod middleware;
 pub mod oauth;
 /// The outbox's sending side: workers, retries with backoff, per-kind senders.
 pub mod outbox;
+/// Password-reset links and the reset itself.
+pub mod recovery;
 /// The scopes linkd knows and their plain-words descriptions.
 pub mod scopes;
 /// Serving over plain HTTP or TLS, and graceful shutdown.

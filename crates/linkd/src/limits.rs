@@ -343,6 +343,9 @@ pub struct Limits {
     /// Networks each account signed in from, with when.
     sign_in_known_networks: Mutex<HashMap<(String, IpAddr), Timestamp>>,
     pub sign_ups_per_network: Counter<IpAddr>,
+    /// Reset mails asked for per address (lower case) and per network.
+    pub password_resets_per_email: Counter<String>,
+    pub password_resets_per_network: Counter<IpAddr>,
     /// Settings writes per linked device.
     pub sync_writes_per_device: Counter<String>,
     /// At most N password hashes at once, server-wide.
@@ -378,6 +381,11 @@ impl Limits {
             },
             sign_in_known_networks: Mutex::new(HashMap::new()),
             sign_ups_per_network: Counter::new(Limit::new(c.sign_ups_per_network, 3600)),
+            password_resets_per_email: Counter::new(Limit::new(c.password_resets_per_email, 3600)),
+            password_resets_per_network: Counter::new(Limit::new(
+                c.password_resets_per_network,
+                3600,
+            )),
             sync_writes_per_device: Counter::new(Limit::new(c.sync_writes_per_device, 60)),
             hashing: crate::hashing::HashPool::with_wait(
                 c.password_hashes_at_once,

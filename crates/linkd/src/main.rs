@@ -172,6 +172,14 @@ enum UserCommand {
     Enable { email: String },
     /// Delete an account with its devices, tokens and activity.
     Delete { email: String },
+    /// Print a one-time link that sets a new password (valid 30 minutes),
+    /// for the operator to hand over when linkd sends no mail.
+    ResetLink {
+        email: String,
+        /// The address people reach linkd at, as `linkd serve` has it.
+        #[arg(long, env = "LINKD_PUBLIC_URL")]
+        public_url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -298,6 +306,9 @@ async fn main() -> std::process::ExitCode {
                 cli::user_set_disabled(&db.database_url, &email, false).await
             }
             UserCommand::Delete { email } => cli::user_delete(&db.database_url, &email).await,
+            UserCommand::ResetLink { email, public_url } => {
+                cli::user_reset_link(&db.database_url, &email, &public_url).await
+            }
         },
         Command::Keys { db, command } => match command {
             KeysCommand::Rotate => cli::keys_rotate(&db.database_url).await,

@@ -1,5 +1,5 @@
 //! `linkd user`: create, list, disable, enable and delete people's
-//! accounts.
+//! accounts, and hand out password-reset links.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -82,6 +82,33 @@ pub async fn user_delete(database_url: &str, email: &str) -> anyhow::Result<()> 
     store.delete_account(&account.id).await?;
     println!(
         "{} deleted with its devices, tokens and activity",
+        account.email
+    );
+    Ok(())
+}
+
+/// Prints a reset link for the operator to hand over (no mail is sent).
+pub async fn user_reset_link(
+    database_url: &str,
+    email: &str,
+    public_url: &str,
+) -> anyhow::Result<()> {
+    let base = public_url.trim_end_matches('/');
+    if !(base.starts_with("https://") || base.starts_with("http://")) {
+        bail!("--public-url must start with https:// or http://");
+    }
+    let store = open(database_url).await?;
+    let account = account_by_email(store.as_ref(), email).await?;
+    if account.disabled {
+        bail!("{} is disabled; enable it first", account.email);
+    }
+    let link =
+        crate::recovery::create_reset_link(store.as_ref(), &account, SystemClock.now(), base, None)
+            .await?;
+    println!("{link}");
+    eprintln!(
+        "valid for {} minutes, once; hand it to {} only",
+        crate::recovery::RESET_LINK_SECS / 60,
         account.email
     );
     Ok(())

@@ -19,6 +19,7 @@ mod clients;
 mod db;
 mod devices;
 mod keys;
+mod links;
 mod outbox;
 pub mod postgres;
 mod purge;
@@ -265,6 +266,34 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_activity(&self, activity: &Activity) -> StoreResult<()>;
     /// The account's most recent activity, newest first.
     async fn list_activity(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Activity>>;
+
+    /// Stores a mailed single-use link with the mail that carries it, in
+    /// one transaction.
+    async fn insert_account_link(
+        &self,
+        link: &AccountLink,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()>;
+    /// A link of `purpose` by the hash of its secret, if unused and
+    /// unexpired at `now`.
+    async fn get_account_link(
+        &self,
+        token_hash: &str,
+        purpose: LinkPurpose,
+        now: Timestamp,
+    ) -> StoreResult<Option<AccountLink>>;
+    /// Uses a password-reset link of `activity.account_id` (at
+    /// `activity.at`) and, in the same transaction, sets the new password
+    /// hash, ends every session of the account, voids its other reset
+    /// links, records `activity` and queues `outbox`. True for the one
+    /// caller that used the link; false changes nothing.
+    async fn reset_password(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        activity: &Activity,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<bool>;
 
     /// Adds messages to the outbox on their own, in one transaction. A
     /// message caused by another write goes in with it instead, through

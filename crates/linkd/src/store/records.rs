@@ -233,6 +233,11 @@ pub enum ActivityKind {
     /// A rotated refresh token came back: the device's tokens were revoked
     /// (RFC 9700 §4.14.2).
     RefreshReuse,
+    /// The password was set anew through a reset link.
+    PasswordReset,
+    /// The person said a device linked to their account was not theirs;
+    /// it was unlinked.
+    NotMe,
 }
 
 impl ActivityKind {
@@ -242,6 +247,8 @@ impl ActivityKind {
             Self::Denied => "denied",
             Self::Unlinked => "unlinked",
             Self::RefreshReuse => "refresh_reuse",
+            Self::PasswordReset => "password_reset",
+            Self::NotMe => "not_me",
         }
     }
 
@@ -251,6 +258,8 @@ impl ActivityKind {
             "denied" => Self::Denied,
             "unlinked" => Self::Unlinked,
             "refresh_reuse" => Self::RefreshReuse,
+            "password_reset" => Self::PasswordReset,
+            "not_me" => Self::NotMe,
             other => return Err(StoreError::Corrupt(format!("activity kind {other:?}"))),
         })
     }
@@ -266,6 +275,46 @@ pub struct Activity {
     pub device: Option<String>,
     pub ip: String,
     pub at: Timestamp,
+}
+
+/// What a mailed single-use link does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkPurpose {
+    /// Sets a new password.
+    PasswordReset,
+    /// "This wasn't me": unlinks the device named in `subject`.
+    NotMe,
+}
+
+impl LinkPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password_reset",
+            Self::NotMe => "not_me",
+        }
+    }
+
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "password_reset" => Self::PasswordReset,
+            "not_me" => Self::NotMe,
+            other => return Err(StoreError::Corrupt(format!("link purpose {other:?}"))),
+        })
+    }
+}
+
+/// A single-use link mailed to a person (migration 0014).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLink {
+    /// SHA-256 of the secret in the link.
+    pub token_hash: String,
+    pub account_id: String,
+    pub purpose: LinkPurpose,
+    /// What the link acts on (a linked device's id), if anything.
+    pub subject: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
 }
 
 /// What an outbox message is, which decides who delivers it (outbox.rs).
@@ -343,9 +392,11 @@ pub struct PurgeBefore {
 impl PurgeBefore {
     /// Each purged table with the deadline its rows' `expires_at` is held
     /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005, 0007, 0008), so a batch reads only the rows it deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 6] {
+    /// 0005, 0007, 0008, 0014), so a batch reads only the rows it deletes.
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 7] {
         [
+            // Mailed links, used or not, once they expired (0014).
+            ("account_links", self.now),
             // Messages that failed for good, once the operator had time
             // to look (migration 0008).
             ("outbox", self.now),

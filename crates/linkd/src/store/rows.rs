@@ -298,3 +298,17 @@ impl FromRow for OutboxMessage {
         })
     }
 }
+
+impl FromRow for AccountLink {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(AccountLink {
+            token_hash: row.text("token_hash")?,
+            account_id: row.text("account_id")?,
+            purpose: LinkPurpose::parse(&row.text("purpose")?)?,
+            subject: row.text_or_null("subject")?,
+            created_at: row.int("created_at")?,
+            expires_at: row.int("expires_at")?,
+            used_at: row.int_or_null("used_at")?,
+        })
+    }
+}

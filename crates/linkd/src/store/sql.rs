@@ -309,6 +309,33 @@ impl Store for SqlStore {
         activity::list(&self.db, account_id, limit).await
     }
 
+    async fn insert_account_link(
+        &self,
+        link: &AccountLink,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        links::insert(&self.db, link, outbox).await
+    }
+
+    async fn get_account_link(
+        &self,
+        token_hash: &str,
+        purpose: LinkPurpose,
+        now: Timestamp,
+    ) -> StoreResult<Option<AccountLink>> {
+        links::get_usable(&self.db, token_hash, purpose, now).await
+    }
+
+    async fn reset_password(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        activity: &Activity,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<bool> {
+        links::reset_password(&self.db, token_hash, password_hash, activity, outbox).await
+    }
+
     async fn enqueue(&self, messages: &[OutboxMessage]) -> StoreResult<()> {
         outbox::enqueue(&self.db, messages).await
     }

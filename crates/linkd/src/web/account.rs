@@ -66,6 +66,8 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
                 ActivityKind::Denied => "activity.denied",
                 ActivityKind::Unlinked => "activity.unlinked",
                 ActivityKind::RefreshReuse => "activity.refresh_reuse",
+                ActivityKind::PasswordReset => "activity.password_reset",
+                ActivityKind::NotMe => "activity.not_me",
             };
             EventView {
                 what: lang.fmt(key, &[("app", &app)]),
@@ -78,7 +80,10 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
                     ],
                 ),
                 ip: a.ip,
-                warning: a.kind == ActivityKind::RefreshReuse,
+                warning: matches!(
+                    a.kind,
+                    ActivityKind::RefreshReuse | ActivityKind::PasswordReset | ActivityKind::NotMe
+                ),
             }
         })
         .collect();

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod headers;
 pub mod home;
 pub mod link;
+pub mod reset;
 pub mod signin;
 pub mod signup;
 

@@ -40,6 +40,8 @@ pub async fn page(
             next => next,
             signed_out => query_param(query.as_deref(), "signed_out").is_some(),
             email => hint,
+            notice => (query_param(query.as_deref(), "reset").as_deref() == Some("1"))
+                .then(|| visitor.lang.t("signin.reset_done")),
         },
     )
 }

@@ -22,6 +22,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signup.html", include_str!("../../templates/signup.html")),
     ("devices.html", include_str!("../../templates/devices.html")),
     ("account.html", include_str!("../../templates/account.html")),
+    ("forgot.html", include_str!("../../templates/forgot.html")),
+    ("reset.html", include_str!("../../templates/reset.html")),
 ];
 
 /// The page templates, parsed once at start-up.

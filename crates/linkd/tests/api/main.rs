@@ -29,6 +29,7 @@ mod outage;
 mod page_weight;
 mod pages;
 mod postgres_tls;
+mod recovery;
 mod store;
 mod streams;
 mod sync;

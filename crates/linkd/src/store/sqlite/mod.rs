@@ -69,6 +69,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "key revocation",
         include_str!("../../../migrations/sqlite/0012_key_revocation.sql"),
     ),
+    (
+        14,
+        "account links",
+        include_str!("../../../migrations/sqlite/0014_account_links.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {

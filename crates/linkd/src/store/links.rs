@@ -1,0 +1,123 @@
+//! Single-use links mailed to people (password reset, "this wasn't me"),
+//! each stored by its hash and written in one transaction with the mail
+//! that carries it; using one is a conditional update, so a link works
+//! once.
+
+use super::db::{Db, Tx, q};
+use super::{AccountLink, Activity, LinkPurpose, OutboxMessage, StoreResult, Timestamp};
+
+/// Stores `link` and the mail that carries it, in one transaction.
+pub(super) async fn insert(
+    db: &Db,
+    link: &AccountLink,
+    outbox: &[OutboxMessage],
+) -> StoreResult<()> {
+    let mut tx = db.begin().await?;
+    tx.execute(q(
+        "INSERT INTO account_links (token_hash, account_id, purpose, subject, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            (&link.token_hash).into(),
+            (&link.account_id).into(),
+            link.purpose.as_str().into(),
+            (&link.subject).into(),
+            link.created_at.into(),
+            link.expires_at.into(),
+        ],
+    ))
+    .await?;
+    super::outbox::insert(&mut tx, outbox).await?;
+    tx.commit().await
+}
+
+/// A link of `purpose` that is unused and unexpired at `now`.
+pub(super) async fn get_usable(
+    db: &Db,
+    token_hash: &str,
+    purpose: LinkPurpose,
+    now: Timestamp,
+) -> StoreResult<Option<AccountLink>> {
+    db.fetch_optional(q(
+        "SELECT * FROM account_links
+         WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+        &[token_hash.into(), purpose.as_str().into(), now.into()],
+    ))
+    .await
+}
+
+/// Marks the link used, only if it still is usable and belongs to
+/// `account_id`. True for the one caller that used it.
+async fn use_link(
+    tx: &mut Tx<'_>,
+    token_hash: &str,
+    purpose: LinkPurpose,
+    account_id: &str,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    let done = tx
+        .execute(q(
+            "UPDATE account_links SET used_at = $4
+             WHERE token_hash = $1 AND purpose = $2 AND account_id = $3
+               AND used_at IS NULL AND expires_at > $4",
+            &[
+                token_hash.into(),
+                purpose.as_str().into(),
+                account_id.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    Ok(done == 1)
+}
+
+/// Uses a reset link and, in the same transaction, sets the password,
+/// ends every session, voids the account's other reset links, records
+/// the activity and queues the notice. False (nothing changed) when the
+/// link was used, expired or is not the account's.
+pub(super) async fn reset_password(
+    db: &Db,
+    token_hash: &str,
+    password_hash: &str,
+    activity: &Activity,
+    outbox: &[OutboxMessage],
+) -> StoreResult<bool> {
+    let now = activity.at;
+    let account_id = activity.account_id.as_str();
+    let mut tx = db.begin().await?;
+    if !use_link(
+        &mut tx,
+        token_hash,
+        LinkPurpose::PasswordReset,
+        account_id,
+        now,
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    tx.execute(q(
+        "UPDATE accounts SET password_hash = $2 WHERE id = $1",
+        &[account_id.into(), password_hash.into()],
+    ))
+    .await?;
+    tx.execute(q(
+        "DELETE FROM sessions WHERE account_id = $1",
+        &[account_id.into()],
+    ))
+    .await?;
+    // A link sent before the password changed opens nothing after it.
+    tx.execute(q(
+        "UPDATE account_links SET used_at = $3
+         WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL",
+        &[
+            account_id.into(),
+            LinkPurpose::PasswordReset.as_str().into(),
+            now.into(),
+        ],
+    ))
+    .await?;
+    super::activity::insert_in(&mut tx, activity).await?;
+    super::outbox::insert(&mut tx, outbox).await?;
+    tx.commit().await?;
+    Ok(true)
+}
