@@ -3,6 +3,7 @@
 //! code once the person approved, and redeeming it at the token endpoint.
 //! It ends in the same linked device and tokens as the device grant.
 
+use crate::webhooks::{Event, UnlinkReason};
 use url::Url;
 
 use crate::codes::{random_secret, secret_hash};
@@ -522,6 +523,7 @@ pub async fn redeem(
     match outcome {
         CodeRedeemOutcome::Redeemed => match minted {
             Some(tokens) => {
+                ctx.outbox.wake();
                 crate::telemetry::authorization("redeemed");
                 Ok(CodeGrantOutcome::Tokens(Box::new(tokens)))
             }
@@ -543,8 +545,22 @@ pub async fn redeem(
             None => InvalidGrant("the authorization code is not known"),
             Some(code) if code.redeemed_at.is_some() => {
                 if let Some(device_id) = &code.device_id
-                    && store.revoke_linked_device(device_id, now).await?
+                    && let Some(device) = store.get_linked_device(device_id).await?
+                    && store
+                        .revoke_linked_device(
+                            device_id,
+                            now,
+                            &[Event::device_unlinked(
+                                &device,
+                                UnlinkReason::AuthorizationCodeReuse,
+                                &code.ip,
+                                now,
+                            )
+                            .to_outbox()],
+                        )
+                        .await?
                 {
+                    ctx.outbox.wake();
                     tracing::warn!(
                         client_id = %client.client_id,
                         "an authorization code was used twice: its tokens are revoked"
@@ -656,6 +672,7 @@ fn redemption(
     .map_err(Decline::Signing)?;
     Ok((
         Redemption {
+            outbox: vec![Event::device_linked(&device, now).to_outbox()],
             device,
             refresh_token,
         },

@@ -273,6 +273,12 @@ pub struct Config {
     /// Needed with --smtp-url.
     #[arg(long, env = "LINKD_MAIL_FROM")]
     pub mail_from: Option<String>,
+
+    /// Webhook endpoints: the config file's `[[webhooks]]` tables (url,
+    /// secret, events), read by [`Config::read_file_tables`]; a list of
+    /// tables has no flag.
+    #[arg(skip)]
+    pub webhooks: Vec<crate::webhooks::WebhookEndpoint>,
 }
 
 /// The default theme's accent: a calm blue that passes WCAG AA on white.
@@ -333,6 +339,7 @@ impl Config {
             return Err("the metrics token must be at least 16 visible ASCII characters".into());
         }
         crate::mail::validate(self)?;
+        crate::webhooks::validate(&self.webhooks)?;
         crate::brand::validate(self)
     }
 
@@ -390,8 +397,32 @@ impl Config {
             support_url: None,
             smtp_url: None,
             mail_from: None,
+            webhooks: Vec::new(),
         }
     }
+
+    /// Reads what the config file holds beyond flags (its `[[webhooks]]`
+    /// tables); nothing without `--config`.
+    pub fn read_file_tables(&mut self) -> Result<(), String> {
+        let Some(path) = &self.config else {
+            return Ok(());
+        };
+        let table = read_table(path)?;
+        if let Some(value) = table.get(TABLES[0]) {
+            self.webhooks = crate::webhooks::from_toml(value)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Keys of the config file that are lists of tables rather than flags.
+const TABLES: &[&str] = &["webhooks"];
+
+fn read_table(path: &std::path::Path) -> Result<toml::Table, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A trusted proxy: a single address (`127.0.0.1`, `::1`, taken as a /32
@@ -412,11 +443,12 @@ pub fn apply_file(
     path: &std::path::Path,
     subcommands: &[&[&str]],
 ) -> Result<clap::Command, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table = read_table(path)?;
     for (key, value) in &table {
+        if TABLES.contains(&key.as_str()) {
+            // Read by `Config::read_file_tables`.
+            continue;
+        }
         let id = key.replace('-', "_");
         if id == "config" {
             return Err(format!(
@@ -584,6 +616,14 @@ pub fn describe(c: &Config) -> String {
                 .unwrap_or_default(),
         ),
         ("mail_from", c.mail_from.clone().unwrap_or_default()),
+        (
+            "webhooks",
+            c.webhooks
+                .iter()
+                .map(crate::webhooks::WebhookEndpoint::describe)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
     ]
     .iter()
     .map(|(k, v)| format!("{k} = {v:?}\n"))

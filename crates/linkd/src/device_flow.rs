@@ -235,6 +235,7 @@ async fn redeem(
     match outcome {
         RedeemOutcome::Redeemed => {
             polls.forget(id);
+            ctx.outbox.wake();
             crate::telemetry::authorization("redeemed");
             // Set whenever the store redeemed: it wrote what `redemption`
             // made along with these tokens.
@@ -327,6 +328,7 @@ fn redemption(
     let tokens = mint(&ctx.keys, ctx.config, now, &grant, refresh_secret)?;
     Ok((
         Redemption {
+            outbox: vec![crate::webhooks::Event::device_linked(&device, now).to_outbox()],
             device,
             refresh_token,
         },

@@ -3,6 +3,7 @@
 
 use crate::device_flow::{self, clean_device_name};
 use crate::store::{Activity, ActivityKind, LinkedDevice, Store, StoreError, Timestamp};
+use crate::webhooks::{Event, UnlinkReason};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -41,19 +42,25 @@ pub async fn unlink_own(
     now: Timestamp,
 ) -> Result<(), DeviceError> {
     let device = own_device(store, account_id, device_id).await?;
-    unlink(store, &device, ip, now).await?;
+    unlink(store, &device, UnlinkReason::Person, ip, now).await?;
     Ok(())
 }
 
 /// Unlinks a device, withdraws the consent given to its app, and notes
-/// it in the person's activity. False when it was already unlinked.
+/// it in the person's activity and in a `device.unlinked` webhook event
+/// (written with the unlink; the outbox's workers find it within a
+/// second). False when it was already unlinked.
 pub async fn unlink(
     store: &dyn Store,
     device: &LinkedDevice,
+    reason: UnlinkReason,
     ip: &str,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let unlinked = store.revoke_linked_device(&device.id, now).await?;
+    let event = Event::device_unlinked(device, reason, ip, now).to_outbox();
+    let unlinked = store
+        .revoke_linked_device(&device.id, now, std::slice::from_ref(&event))
+        .await?;
     if unlinked {
         record(store, device, ActivityKind::Unlinked, ip, now).await?;
         // Unlinking an app withdraws the consent given to it: its next
@@ -77,7 +84,7 @@ pub async fn unlink_all(
 ) -> Result<usize, StoreError> {
     let mut count = 0;
     for device in store.list_linked_devices(account_id).await? {
-        if unlink(store, &device, ip, now).await? {
+        if unlink(store, &device, UnlinkReason::AccountDisabled, ip, now).await? {
             count += 1;
         }
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::state::AppState;
-use crate::store::{self, StoreError};
+use crate::store::{self, OutboxKind, StoreError};
 use crate::telemetry;
 
 /// Background tasks that live as long as the server.
@@ -123,7 +123,7 @@ async fn send_outbox(state: AppState, sender: std::sync::Arc<dyn crate::outbox::
     let lease = crate::codes::random_secret(12);
     let mut woken = state.outbox.woken();
     loop {
-        if let Err(e) = crate::outbox::drain(
+        match crate::outbox::drain(
             state.store.as_ref(),
             state.clock.as_ref(),
             sender.as_ref(),
@@ -131,7 +131,16 @@ async fn send_outbox(state: AppState, sender: std::sync::Arc<dyn crate::outbox::
         )
         .await
         {
-            tracing::warn!(kind = sender.kind().as_str(), error = %e, "outbox worker could not read the store");
+            // A worker may have made messages for another (webhook events
+            // become one message per endpoint): wake them now rather than
+            // at their next tick.
+            Ok(handled) if handled > 0 && sender.kind() == OutboxKind::WebhookEvent => {
+                state.outbox.wake();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(kind = sender.kind().as_str(), error = %e, "outbox worker could not read the store");
+            }
         }
         tokio::select! {
             _ = woken.changed() => {}

@@ -72,6 +72,8 @@ pub mod tokens;
 pub mod waits;
 /// The person's pages, with HTML errors, CSRF and security headers.
 pub mod web;
+/// Webhooks to the operator: events, their fan-out to endpoints, signed delivery.
+pub mod webhooks;
 
 pub use config::Config;
 

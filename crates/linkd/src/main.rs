@@ -251,7 +251,10 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(config) => cli::serve(*config).await,
+        Command::Serve(mut config) => match config.read_file_tables() {
+            Ok(()) => cli::serve(*config).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
         Command::Migrate(db) => cli::migrate(&db.database_url).await,
         Command::Client { db, command } => match command {
             ClientCommand::Add {
@@ -329,8 +332,8 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Backup { db, file } => cli::backup(&db.database_url, &file).await,
         Command::Config {
-            command: ConfigCommand::Check(config),
-        } => match config.validate() {
+            command: ConfigCommand::Check(mut config),
+        } => match config.read_file_tables().and_then(|()| config.validate()) {
             Ok(()) => {
                 print!("{}", linkd::config::describe(&config));
                 Ok(())

@@ -61,6 +61,9 @@ pub enum Delivery {
     /// The message can never be delivered as it is (a bad address, a
     /// permanent 5xx): give up now.
     Rejected(String),
+    /// Done by replacing it with these messages, in one transaction (a
+    /// webhook event becomes one message per endpoint).
+    Expand(Vec<OutboxMessage>),
 }
 
 /// Delivers the messages of one kind.
@@ -147,6 +150,10 @@ async fn settle(
         Delivery::Sent => {
             metrics::counter!("linkd_outbox_sent_total", "kind" => kind).increment(1);
             store.outbox_delivered(&message.id, lease).await?;
+        }
+        Delivery::Expand(messages) => {
+            metrics::counter!("linkd_outbox_sent_total", "kind" => kind).increment(1);
+            store.outbox_expand(&message.id, lease, &messages).await?;
         }
         Delivery::Retry(error) if message.attempts < MAX_ATTEMPTS => {
             metrics::counter!("linkd_outbox_retried_total", "kind" => kind).increment(1);

@@ -142,6 +142,15 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
     if let Some(smtp) = crate::mail::SmtpSender::from_config(&config).map_err(anyhow::Error::msg)? {
         senders.push(Arc::new(smtp));
     }
+    // Every instance turns webhook events into messages per endpoint, even
+    // with none configured (the events are then done), so they never pile
+    // up; only one with endpoints sends.
+    senders.push(Arc::new(crate::webhooks::FanOut::new(&config.webhooks)));
+    if let Some(webhooks) = crate::webhooks::WebhookSender::new(&config.webhooks, clock.clone())
+        .map_err(anyhow::Error::msg)?
+    {
+        senders.push(Arc::new(webhooks));
+    }
     let outbox = Arc::new(crate::outbox::Outbox::new(senders));
     let limits = Arc::new(Limits::new(&config));
     let inserter = Arc::new(crate::device_flow::Inserter::start(store.clone()));

@@ -47,6 +47,7 @@ pub async fn delete(
     devices::unlink(
         state.store.as_ref(),
         &bearer.device,
+        crate::webhooks::UnlinkReason::Device,
         &ip.to_string(),
         state.clock.now(),
     )

@@ -34,7 +34,14 @@ pub async fn devices_unlink(database_url: &str, id: &str) -> anyhow::Result<()> 
         .await?
         .filter(|d| d.revoked_at.is_none())
         .with_context(|| format!("no linked device with id {id:?}"))?;
-    crate::devices::unlink(store.as_ref(), &device, ADMIN, SystemClock.now()).await?;
+    crate::devices::unlink(
+        store.as_ref(),
+        &device,
+        crate::webhooks::UnlinkReason::Operator,
+        ADMIN,
+        SystemClock.now(),
+    )
+    .await?;
     println!("unlinked {} ({})", device.label, device.app_name);
     Ok(())
 }

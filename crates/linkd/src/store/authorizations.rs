@@ -178,6 +178,7 @@ pub(super) async fn redeem(
     if let Some(t) = &redemption.refresh_token {
         super::devices::insert_refresh_token(&mut tx, t).await?;
     }
+    super::outbox::insert(&mut tx, &redemption.outbox).await?;
     tx.commit().await?;
     Ok(RedeemOutcome::Redeemed)
 }

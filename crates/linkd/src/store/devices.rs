@@ -2,7 +2,7 @@
 //! family per device) and revoked access-token ids.
 
 use super::db::{Db, Tx, q};
-use super::{LinkedDevice, RefreshToken, StoreResult, Timestamp};
+use super::{LinkedDevice, OutboxMessage, RefreshToken, StoreResult, Timestamp};
 
 /// Every read of a linked device brings its app's name along.
 macro_rules! device_select {
@@ -80,7 +80,12 @@ pub(super) async fn rename(db: &Db, id: &str, account_id: &str, label: &str) -> 
     Ok(done == 1)
 }
 
-pub(super) async fn revoke(db: &Db, id: &str, now: Timestamp) -> StoreResult<bool> {
+pub(super) async fn revoke(
+    db: &Db,
+    id: &str,
+    now: Timestamp,
+    outbox: &[OutboxMessage],
+) -> StoreResult<bool> {
     // The device row first, then its tokens: the order `rotate` keeps too,
     // so on PostgreSQL the two cannot deadlock.
     let mut tx = db.begin().await?;
@@ -95,6 +100,10 @@ pub(super) async fn revoke(db: &Db, id: &str, now: Timestamp) -> StoreResult<boo
         &[id.into()],
     ))
     .await?;
+    // Only the caller that unlinked it tells anyone.
+    if done == 1 {
+        super::outbox::insert(&mut tx, outbox).await?;
+    }
     tx.commit().await?;
     Ok(done == 1)
 }

@@ -238,8 +238,14 @@ pub trait Store: Send + Sync + 'static {
         label: &str,
     ) -> StoreResult<bool>;
     /// Unlinks a device: marks it revoked and deletes its refresh tokens,
-    /// in one transaction. True for the one caller that unlinked it.
-    async fn revoke_linked_device(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// in one transaction, with `outbox` (what the unlink causes) added
+    /// only if this caller unlinked it. True for the one caller that did.
+    async fn revoke_linked_device(
+        &self,
+        id: &str,
+        now: Timestamp,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<bool>;
     /// The linked device behind an access token, if the device is still
     /// linked and the token (by `jti`) was not revoked: the check every
     /// Bearer request makes.
@@ -312,6 +318,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<OutboxMessage>>;
     /// Deletes a delivered message; false when `lease` no longer holds it.
     async fn outbox_delivered(&self, id: &str, lease: &str) -> StoreResult<bool>;
+    /// Replaces a message `lease` holds with `messages`, in one
+    /// transaction (a webhook event becomes one message per endpoint).
+    async fn outbox_expand(
+        &self,
+        id: &str,
+        lease: &str,
+        messages: &[OutboxMessage],
+    ) -> StoreResult<bool>;
     /// Gives a message back to be tried again at `next_attempt_at`.
     async fn outbox_retry(
         &self,

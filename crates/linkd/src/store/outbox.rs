@@ -73,6 +73,30 @@ pub(super) async fn delivered(db: &Db, id: &str, lease: &str) -> StoreResult<boo
     Ok(done == 1)
 }
 
+/// Replaces a claimed message with `messages` in one transaction, while
+/// `lease` still holds it: a crash leaves either the one or the others.
+pub(super) async fn expand(
+    db: &Db,
+    id: &str,
+    lease: &str,
+    messages: &[OutboxMessage],
+) -> StoreResult<bool> {
+    let mut tx = db.begin().await?;
+    let done = tx
+        .execute(q(
+            "DELETE FROM outbox WHERE id = $1 AND lease = $2",
+            &[id.into(), lease.into()],
+        ))
+        .await?;
+    if done != 1 {
+        // Another worker holds it now; the rollback leaves it to that one.
+        return Ok(false);
+    }
+    insert(&mut tx, messages).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 pub(super) async fn retry(
     db: &Db,
     id: &str,

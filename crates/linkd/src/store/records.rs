@@ -322,20 +322,34 @@ pub struct AccountLink {
 pub enum OutboxKind {
     /// A mail, sent over SMTP (mail.rs).
     Mail,
+    /// A webhook event as it happened, before it is addressed: the worker
+    /// replaces it with one `Webhook` per endpoint that wants it
+    /// (webhooks.rs), so writers need not know the endpoints.
+    WebhookEvent,
+    /// One webhook event for one endpoint, POSTed and signed (webhooks.rs).
+    Webhook,
 }
 
 impl OutboxKind {
-    pub const ALL: &'static [OutboxKind] = &[OutboxKind::Mail];
+    pub const ALL: &'static [OutboxKind] = &[
+        OutboxKind::Mail,
+        OutboxKind::WebhookEvent,
+        OutboxKind::Webhook,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Mail => "mail",
+            Self::WebhookEvent => "webhook_event",
+            Self::Webhook => "webhook",
         }
     }
 
     pub fn parse(s: &str) -> StoreResult<Self> {
         Ok(match s {
             "mail" => Self::Mail,
+            "webhook_event" => Self::WebhookEvent,
+            "webhook" => Self::Webhook,
             other => return Err(StoreError::Corrupt(format!("outbox kind {other:?}"))),
         })
     }
@@ -506,6 +520,8 @@ pub struct SyncUsage {
 pub struct Redemption {
     pub device: LinkedDevice,
     pub refresh_token: Option<RefreshToken>,
+    /// Messages the link causes (the `device.linked` webhook event).
+    pub outbox: Vec<OutboxMessage>,
 }
 
 /// What redeeming found on the row it tried to update.

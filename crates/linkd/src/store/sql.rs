@@ -272,8 +272,13 @@ impl Store for SqlStore {
         authorization_codes::withdraw_consents(&self.db, account_id, client_id).await
     }
 
-    async fn revoke_linked_device(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        devices::revoke(&self.db, id, now).await
+    async fn revoke_linked_device(
+        &self,
+        id: &str,
+        now: Timestamp,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<bool> {
+        devices::revoke(&self.db, id, now, outbox).await
     }
 
     async fn active_device_for_token(
@@ -353,6 +358,15 @@ impl Store for SqlStore {
 
     async fn outbox_delivered(&self, id: &str, lease: &str) -> StoreResult<bool> {
         outbox::delivered(&self.db, id, lease).await
+    }
+
+    async fn outbox_expand(
+        &self,
+        id: &str,
+        lease: &str,
+        messages: &[OutboxMessage],
+    ) -> StoreResult<bool> {
+        outbox::expand(&self.db, id, lease, messages).await
     }
 
     async fn outbox_retry(

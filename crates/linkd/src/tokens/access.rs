@@ -8,6 +8,7 @@ use crate::ctx::Ctx;
 use crate::devices::unlink;
 use crate::store::{Client, LinkedDevice, StoreError};
 use crate::tokens::{AccessClaims, TokenError};
+use crate::webhooks::UnlinkReason;
 
 /// A verified access token and the still-linked device it belongs to.
 #[derive(Debug)]
@@ -69,7 +70,7 @@ pub async fn revoke(
         if let Some(device) = store.get_linked_device(&refresh.device_id).await?
             && device.client_id == client.client_id
         {
-            unlink(store, &device, ip, now).await?;
+            unlink(store, &device, UnlinkReason::TokenRevoked, ip, now).await?;
         }
         return Ok(());
     }

@@ -9,6 +9,7 @@ use crate::devices::record;
 use crate::scopes;
 use crate::store::{ActivityKind, Client, LinkedDevice, RefreshToken, StoreError};
 use crate::tokens::issue::{Grant, TokenSet, mint};
+use crate::webhooks::{Event, UnlinkReason};
 
 /// How a refresh request ends.
 #[derive(Debug)]
@@ -125,7 +126,13 @@ async fn revoke_family(ctx: &Ctx<'_>, device: &LinkedDevice, ip: &str) -> Result
     let (store, now) = (ctx.store, ctx.now);
     tracing::warn!(device = %device.id, client = %device.client_id, "refresh token reuse: revoking the device's tokens");
     crate::telemetry::refresh_reuse();
-    if store.revoke_linked_device(&device.id, now).await? {
+    // The operator hears of both: the leak, and the unlink it caused.
+    let events = [
+        Event::refresh_token_reused(device, ip, now).to_outbox(),
+        Event::device_unlinked(device, UnlinkReason::RefreshTokenReuse, ip, now).to_outbox(),
+    ];
+    if store.revoke_linked_device(&device.id, now, &events).await? {
+        ctx.outbox.wake();
         record(store, device, ActivityKind::RefreshReuse, ip, now).await?;
         crate::sync::wake(store, &device.account_id).await;
     }

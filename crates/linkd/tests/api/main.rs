@@ -34,3 +34,4 @@ mod store;
 mod streams;
 mod sync;
 mod telemetry;
+mod webhooks;
