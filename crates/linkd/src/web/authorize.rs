@@ -202,7 +202,7 @@ fn confirm_page(
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| valid.reply.redirect_uri.clone());
     let fields: Vec<(&str, &str)> = request.pairs();
-    render(
+    let mut page = render(
         state,
         visitor,
         StatusCode::OK,
@@ -217,7 +217,14 @@ fn confirm_page(
             fields => fields,
             switch_next => request_path(request, false),
         },
-    )
+    )?;
+    // Approve and Deny end in a redirect to the app; browsers hold a form
+    // submission's redirects to the page's form-action (CSP 3 §6.3.1), so
+    // this page allows the app's redirect URI, checked above, and no more.
+    if let Ok(uri) = url::Url::parse(&valid.reply.redirect_uri) {
+        super::headers::allow_form_target(&mut page, &uri);
+    }
+    Ok(page)
 }
 
 /// `POST /oauth/authorize/decide`: Approve or Deny. The request travels

@@ -11,16 +11,38 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
                    base-uri 'none'";
 
+/// Lets this page's forms lead to `target`'s origin as well as linkd's: a
+/// form whose answer redirects to an app or an OpenID provider. Set by
+/// the page; [`secure`] keeps it.
+pub fn allow_form_target(response: &mut Response, target: &url::Url) {
+    let origin = target.origin();
+    if !origin.is_tuple() {
+        return;
+    }
+    let policy = CSP.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {}", origin.ascii_serialization()),
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
 /// Part of the one response layer (`middleware::around_request`).
 pub fn secure(state: &AppState, response: &mut Response) {
     let headers = response.headers_mut();
     // Room for these and the request id at once, rather than growing the
     // map insert by insert (~2% of a poll, BENCH.md).
     headers.reserve(7);
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // A page that widened its form-action keeps its own policy.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

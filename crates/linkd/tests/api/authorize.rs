@@ -19,7 +19,12 @@ const REDIRECT: &str = "https://app.example/cb";
 const SCOPE: &str = "openid email offline_access";
 
 /// Registers a web app with these redirect URIs.
-async fn add_web_app(app: &TestApp, id: &str, redirect_uris: &str, secret: Option<&str>) {
+pub(crate) async fn add_web_app(
+    app: &TestApp,
+    id: &str,
+    redirect_uris: &str,
+    secret: Option<&str>,
+) {
     app.state
         .store
         .insert_client(&linkd::store::Client {
@@ -78,7 +83,7 @@ fn redirect_params(page: &Page, to: &str) -> HashMap<String, String> {
 }
 
 /// Every hidden field of the confirmation page's decide form.
-fn decide_fields(page: &Page) -> Vec<(String, String)> {
+pub(crate) fn decide_fields(page: &Page) -> Vec<(String, String)> {
     let body = html_unescape(&page.body);
     let start = body
         .find("action=\"/oauth/authorize/decide\"")
@@ -100,7 +105,7 @@ fn decide_fields(page: &Page) -> Vec<(String, String)> {
 }
 
 /// Presses Approve or Deny on an authorization confirmation page.
-async fn decide(browser: &Browser, confirm: &Page, decision: &str) -> Page {
+pub(crate) async fn decide(browser: &Browser, confirm: &Page, decision: &str) -> Page {
     assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
     let mut form = decide_fields(confirm);
     form.push(("decision".into(), decision.into()));

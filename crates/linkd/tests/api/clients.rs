@@ -1,6 +1,7 @@
 //! Client libraries nobody on this team wrote, used the way their authors
-//! document them, run the device flow against linkd unchanged: the `oauth2`
-//! crate, and `openid-client` (npm) driven by node.
+//! document them, run against linkd unchanged: the device flow with the
+//! `oauth2` crate and with `openid-client` (npm) driven by node, and the
+//! authorization code flow with PKCE with `openid-client`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -13,8 +14,8 @@ use oauth2::{
 };
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
 use crate::helpers::*;
@@ -106,8 +107,8 @@ async fn the_oauth2_crate_links_a_device() {
     assert_eq!(claims["scope"], SCOPES.join(" "));
 }
 
-#[tokio::test]
-async fn openid_client_links_a_device_and_validates_the_id_token() {
+/// tests/clients/openid-client, with its packages installed.
+fn openid_client_dir() -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/openid-client");
     let dir = dir.canonicalize().unwrap_or(dir);
     assert!(
@@ -116,8 +117,14 @@ async fn openid_client_links_a_device_and_validates_the_id_token() {
         "openid-client is not installed: run `npm ci` in {}",
         dir.display()
     );
+    dir
+}
+
+#[tokio::test]
+async fn openid_client_links_a_device_and_validates_the_id_token() {
+    let dir = openid_client_dir();
     let app = spawn_app_for_real_clients().await;
-    let mut node = NodeScript::start(&dir, &[&app.base, "demo-tv"]);
+    let mut node = NodeScript::start(&dir, "device.mjs", &[&app.base, "demo-tv"]);
 
     let run = async {
         let issued = node.next_line().await;
@@ -154,26 +161,101 @@ async fn openid_client_links_a_device_and_validates_the_id_token() {
     assert_eq!(linked["refresh_token"], true, "{linked}");
 }
 
-/// `node device.mjs ARGS` with its stdout read line by line and its stderr
-/// collected for failure messages.
+/// A native app on the person's computer (RFC 8252): openid-client sends
+/// the browser to linkd with PKCE, `state` and `nonce`, receives it back at
+/// a loopback address, checks `state` and `iss`, redeems the code and
+/// validates the ID token; a second redemption of the code is refused.
+#[tokio::test]
+async fn openid_client_links_an_app_with_a_code_and_pkce() {
+    let dir = openid_client_dir();
+    let app = spawn_app().await;
+    crate::authorize::add_web_app(&app, "desktop", "http://127.0.0.1/callback", None).await;
+    // RFC 8252 §7.3: the app listens on a port of its choosing.
+    let redirect_uri = "http://127.0.0.1:49321/callback";
+    let mut node = NodeScript::start(&dir, "code.mjs", &[&app.base, "desktop", redirect_uri]);
+    let browser = app.signed_in_browser("native@example.com").await;
+
+    let run = async {
+        let started = node.next_line().await;
+        let url = started["authorization_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no authorization_url: {started}"));
+        let path = url
+            .strip_prefix(app.base.as_str())
+            .unwrap_or_else(|| panic!("not linkd's address: {url}"));
+        assert!(path.starts_with("/oauth/authorize?"), "{url}");
+        let confirm = browser.get(path).await;
+        assert!(confirm.contains("Link App desktop?"), "{}", confirm.body);
+        let back = crate::authorize::decide(&browser, &confirm, "approve").await;
+        assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
+        assert!(
+            back.location().starts_with(&format!("{redirect_uri}?")),
+            "{}",
+            back.location()
+        );
+        node.send_line(back.location()).await;
+        let linked = node.next_line().await;
+        let reuse = node.next_line().await;
+        let status = node.child.wait().await.expect("wait for node");
+        (linked, reuse, status)
+    };
+    let Ok((linked, reuse, status)) = tokio::time::timeout(Duration::from_secs(60), run).await
+    else {
+        node.fail("did not finish within 60 s").await
+    };
+    if !status.success() {
+        node.fail(&format!("exited with {status}")).await
+    }
+
+    // openid-client checked the ID token's signature against the JWKS,
+    // iss, aud, exp, iat and the nonce it sent before handing these over.
+    let claims = &linked["claims"];
+    assert_eq!(claims["email"], "native@example.com", "{linked}");
+    assert_eq!(claims["iss"], app.base.as_str(), "{linked}");
+    assert_eq!(claims["aud"], "desktop", "{linked}");
+    assert!(
+        claims["nonce"].as_str().is_some_and(|n| n.len() >= 32),
+        "{linked}"
+    );
+    // RFC 6749 §3.3: a scope is a set; its order carries nothing.
+    let mut granted: Vec<&str> = linked["scope"].as_str().unwrap_or("").split(' ').collect();
+    granted.sort_unstable();
+    let mut asked = SCOPES.to_vec();
+    asked.sort_unstable();
+    assert_eq!(granted, asked, "{linked}");
+    assert_eq!(linked["refresh_token"], true, "{linked}");
+    assert_eq!(reuse["reuse_error"], "invalid_grant", "{reuse}");
+    // RFC 6749 §4.1.2: the second use revoked what the first issued, and
+    // the app is no longer among the person's devices.
+    let access = linked["access_token"].as_str().unwrap_or_default();
+    assert_eq!(app.introspect(access).await["active"], false, "{linked}");
+    let devices = browser.get("/devices").await;
+    assert!(!devices.contains("App desktop"), "{}", devices.body);
+}
+
+/// `node SCRIPT ARGS` with its stdout read line by line, lines written to
+/// its stdin, and its stderr collected for failure messages.
 struct NodeScript {
     child: Child,
+    stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
     stderr: JoinHandle<String>,
+    script: String,
 }
 
 impl NodeScript {
-    fn start(dir: &Path, args: &[&str]) -> Self {
+    fn start(dir: &Path, script: &str, args: &[&str]) -> Self {
         let mut child = Command::new("node")
-            .arg("device.mjs")
+            .arg(script)
             .args(args)
             .current_dir(dir)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run node (is it on PATH?): {e}"));
+        let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let mut stderr = child.stderr.take().expect("piped stderr");
         let stderr = tokio::spawn(async move {
@@ -183,9 +265,20 @@ impl NodeScript {
         });
         NodeScript {
             child,
+            stdin,
             stdout,
             stderr,
+            script: script.to_string(),
         }
+    }
+
+    async fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write to node");
+        stdin.flush().await.expect("flush node stdin");
     }
 
     /// The next JSON line on stdout; fails the test with node's stderr when
@@ -209,6 +302,6 @@ impl NodeScript {
         // Already exited, or killed here so that its stderr ends.
         let _ = self.child.kill().await;
         let stderr = (&mut self.stderr).await.unwrap_or_default();
-        panic!("node device.mjs {what}; stderr:\n{stderr}")
+        panic!("node {} {what}; stderr:\n{stderr}", self.script)
     }
 }

@@ -679,6 +679,113 @@ async fn no_dead_ends(v: Visit<'_>) {
     assert!(v.text("header").await.contains("ida@example.com"));
 }
 
+/// The app's side of the authorization code flow: a page at a loopback
+/// address (RFC 8252 §7.3) that answers every request, as a native app's
+/// listener does, so the browser has somewhere real to land.
+async fn app_callback_listener() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        const PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+            <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+            <title>Desktop app</title></head><body><main><h1>You can close this tab</h1>\
+            </main></body></html>";
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 8192];
+                let _ = stream.read(&mut head).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{PAGE}",
+                    PAGE.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{port}/callback"), task)
+}
+
+/// An app with a browser links by the authorization code flow with PKCE
+/// (RFC 6749 §4.1, RFC 7636): from the app's request to sign-up, the same
+/// confirmation page as for devices, and back to the app's loopback
+/// address with the code, `state` and `iss`; the app redeems the code.
+async fn app_links_with_a_code(v: Visit<'_>) {
+    // A verifier and its S256 challenge (RFC 7636 §4.2), computed outside
+    // linkd (Python's hashlib and base64).
+    const VERIFIER: &str = "dBjftJeZ4CVP-mJ92IljmwWU5gzaKqg6ZkPHyAlUjH8";
+    const CHALLENGE: &str = "IIIWBh3-J_sM1hp3ro4G6TSLlrRB56slFCGklDIbRzc";
+    v.app
+        .state
+        .store
+        .insert_client(&linkd::store::Client {
+            client_id: "desktop".into(),
+            name: "Desktop App".into(),
+            secret_hash: None,
+            scopes: "openid email offline_access".into(),
+            device_flow_enabled: false,
+            redirect_uris: "http://127.0.0.1/callback".into(),
+            code_flow_enabled: true,
+            refresh_enabled: true,
+            created_at: linkd::clock::Clock::now(v.app.clock.as_ref()),
+        })
+        .await
+        .unwrap();
+    let (redirect_uri, listener) = app_callback_listener().await;
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "desktop"),
+            ("response_type", "code"),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("scope", "openid email offline_access"),
+            ("state", "state-in-the-browser"),
+            ("nonce", "nonce-in-the-browser"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    v.open(
+        &format!("/oauth/authorize?{query}"),
+        "authorize-sign-in",
+        200,
+    )
+    .await;
+    assert!(v.path().await.starts_with("/signin?next="));
+    v.click_to("a[href^='/signup']", "authorize-sign-up", 200)
+        .await;
+    v.sign_up_here("app@example.com", "authorize-confirm").await;
+    assert!(v.heading().await.contains("Desktop App"));
+    assert!(v.text("main").await.contains("app@example.com"));
+    v.focus_is_visible("authorize-confirm").await;
+    v.click_to("button[value=approve]", "authorize-back-at-the-app", 200)
+        .await;
+    let url = v.chrome().current_url().await.unwrap();
+    listener.abort();
+    let back = url::Url::parse(&url).unwrap();
+    assert!(url.starts_with(&format!("{redirect_uri}?")), "{url}");
+    let params: HashMap<String, String> = back.query_pairs().into_owned().collect();
+    assert_eq!(params["state"], "state-in-the-browser");
+    assert_eq!(params["iss"], v.app.base);
+    let tokens = v
+        .app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "desktop"),
+                ("code", &params["code"]),
+                ("redirect_uri", &redirect_uri),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.json);
+    let claims = jwt_claims(tokens.json["id_token"].as_str().unwrap());
+    assert_eq!(claims["nonce"], "nonce-in-the-browser");
+    assert_eq!(claims["email"], "app@example.com");
+}
+
 /// Runs one scenario against its own server, collecting its failure.
 async fn run<'a, F, Fut>(suite: &'a Suite, name: &'static str, app: &'a TestApp, scenario: F)
 where
@@ -799,6 +906,9 @@ async fn the_pages_in_a_real_browser() {
         run(&suite, "sign-in", &app, sign_in_then_back_to_the_code).await;
         run(&suite, "unlink", &app, unlink_from_the_devices_page).await;
         run(&suite, "no-dead-ends", &app, no_dead_ends).await;
+        if viewport.mobile {
+            run(&suite, "app-code", &app, app_links_with_a_code).await;
+        }
         // Last on this server: it moves the server's clock past expiry.
         run(&suite, "bad-codes", &app, wrong_and_expired_codes).await;
 
