@@ -90,7 +90,7 @@ pub fn router(state: AppState) -> Router {
         router
     };
     router
-        .fallback(web::not_found)
+        .fallback(web::short_link::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -44,14 +44,17 @@ impl UserCode {
 
     /// Accepts what a person types: any case, with or without dashes and
     /// spaces (RFC 8628 §6.1 recommends ignoring punctuation and case).
-    /// Anything else, including non-ASCII look-alikes such as full-width
-    /// letters, is rejected rather than guessed at.
+    /// Characters that look like a code's letters ([`look_alike`]: a phone
+    /// keyboard in full-width or Cyrillic mode, an en dash a mail client
+    /// put in) are read as the letters they look like; anything else is
+    /// rejected rather than guessed at.
     pub fn parse(input: &str) -> Result<Self, CodeError> {
         if input.len() > MAX_INPUT_LEN {
             return Err(CodeError::TooLong);
         }
         let mut code = String::with_capacity(USER_CODE_LEN);
         for c in input.chars() {
+            let c = look_alike(c);
             if c == '-' || c == ' ' || c == '\t' {
                 continue;
             }
@@ -93,6 +96,60 @@ impl fmt::Debug for UserCode {
     // A live user code is a secret until it is used; keep it out of logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UserCode(..)")
+    }
+}
+
+/// The ASCII character `c` looks like, for reading a typed code: '-' for
+/// every dash, ' ' for every space (and the invisible ones pasting
+/// brings along), the ASCII letter or digit for a full-width one, and the
+/// Latin letter for a Cyrillic or Greek capital drawn the same. Codes
+/// ignore case, so a Cyrillic or Greek keyboard's lower-case form of such
+/// a capital counts as the capital. Other characters come back unchanged
+/// (and a code refuses them).
+pub fn look_alike(c: char) -> char {
+    match c {
+        // Full-width forms (U+FF01..U+FF5E) sit at a fixed offset from
+        // ASCII: what a CJK or full-width keyboard mode types.
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        // Hyphen, non-breaking hyphen, figure dash, en dash, em dash,
+        // horizontal bar, minus sign, small hyphen-minus, soft hyphen.
+        '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{00AD}' => '-',
+        // No-break, en/em and other typographic spaces, the ideographic
+        // space, and the zero-width characters pasted text carries.
+        '\u{00A0}'
+        | '\u{2000}'..='\u{200D}'
+        | '\u{202F}'
+        | '\u{205F}'
+        | '\u{2060}'
+        | '\u{3000}'
+        | '\u{FEFF}' => ' ',
+        // Cyrillic capitals drawn like Latin ones, and their lower case.
+        'А' | 'а' => 'A',
+        'В' | 'в' => 'B',
+        'С' | 'с' => 'C',
+        'Е' | 'е' => 'E',
+        'Н' | 'н' => 'H',
+        'К' | 'к' => 'K',
+        'М' | 'м' => 'M',
+        'О' | 'о' => 'O',
+        'Р' | 'р' => 'P',
+        'Т' | 'т' => 'T',
+        'Х' | 'х' => 'X',
+        // Greek capitals drawn like Latin ones, and their lower case.
+        'Α' | 'α' => 'A',
+        'Β' | 'β' => 'B',
+        'Ε' | 'ε' => 'E',
+        'Ζ' | 'ζ' => 'Z',
+        'Η' | 'η' => 'H',
+        'Ι' | 'ι' => 'I',
+        'Κ' | 'κ' => 'K',
+        'Μ' | 'μ' => 'M',
+        'Ν' | 'ν' => 'N',
+        'Ο' | 'ο' => 'O',
+        'Ρ' | 'ρ' => 'P',
+        'Τ' | 'τ' => 'T',
+        'Χ' | 'χ' => 'X',
+        _ => c,
     }
 }
 
@@ -185,10 +242,71 @@ mod tests {
         // Vowels and digits are not in the alphabet.
         assert_eq!(UserCode::parse("BCDFGHJA"), Err(CodeError::BadCharacter));
         assert_eq!(UserCode::parse("BCDFGHJ1"), Err(CodeError::BadCharacter));
-        // Full-width and Cyrillic look-alikes are refused, not folded.
-        assert_eq!(UserCode::parse("ＢCDFGHJK"), Err(CodeError::BadCharacter));
-        assert_eq!(UserCode::parse("BCDFGHJК"), Err(CodeError::BadCharacter));
+        // A look-alike of a letter codes never use is still refused.
+        assert_eq!(UserCode::parse("BCDFGHJＡ"), Err(CodeError::BadCharacter));
+        assert_eq!(UserCode::parse("BCDFGHJО"), Err(CodeError::BadCharacter));
+        assert_eq!(UserCode::parse("BCDFGHJ１"), Err(CodeError::BadCharacter));
+        assert_eq!(UserCode::parse("BCDFGHJЖ"), Err(CodeError::BadCharacter));
         assert_eq!(UserCode::parse("BCDF\0GHJK"), Err(CodeError::BadCharacter));
+    }
+
+    #[test]
+    fn full_width_letters_and_digits_read_as_ascii() {
+        assert_eq!(
+            UserCode::parse("ＢＣＤＦ－ＧＨＪＫ").unwrap().as_str(),
+            "BCDFGHJK"
+        );
+        assert_eq!(
+            UserCode::parse("ｂｃｄｆｇｈｊｋ").unwrap().as_str(),
+            "BCDFGHJK"
+        );
+        assert_eq!(look_alike('１'), '1');
+        assert_eq!(look_alike('０'), '0');
+    }
+
+    #[test]
+    fn cyrillic_capitals_read_as_the_latin_they_look_like() {
+        // В, С, Н, К, М, Р, Т, Х: every Cyrillic capital a code's letters share.
+        assert_eq!(UserCode::parse("ВСНК-МРТХ").unwrap().as_str(), "BCHKMPTX");
+        assert_eq!(UserCode::parse("bcdf-ghjк").unwrap().as_str(), "BCDFGHJK");
+        assert_eq!(UserCode::parse("сррх-хссх").unwrap().as_str(), "CPPXXCCX");
+    }
+
+    #[test]
+    fn greek_capitals_read_as_the_latin_they_look_like() {
+        // Β, Ζ, Η, Κ, Μ, Ν, Ρ, Τ, Χ.
+        assert_eq!(UserCode::parse("ΒΖΗΚ-ΜΝΡΤ").unwrap().as_str(), "BZHKMNPT");
+        assert_eq!(UserCode::parse("βζηκ-μνρτ").unwrap().as_str(), "BZHKMNPT");
+        assert_eq!(UserCode::parse("BCDFGHJΧ").unwrap().as_str(), "BCDFGHJX");
+    }
+
+    #[test]
+    fn every_dash_reads_as_a_dash() {
+        for dash in [
+            '‐', '‑', '‒', '–', '—', '―', '−', '﹘', '﹣', '－', '\u{00AD}',
+        ] {
+            let typed = format!("BCDF{dash}GHJK");
+            assert_eq!(
+                UserCode::parse(&typed).unwrap().as_str(),
+                "BCDFGHJK",
+                "{dash:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_space_reads_as_a_space() {
+        for space in [
+            '\u{00A0}', '\u{2002}', '\u{2003}', '\u{2009}', '\u{200B}', '\u{202F}', '\u{3000}',
+            '\u{FEFF}',
+        ] {
+            let typed = format!("{space}BCDF{space}GHJK{space}");
+            assert_eq!(
+                UserCode::parse(&typed).unwrap().as_str(),
+                "BCDFGHJK",
+                "{space:?}"
+            );
+        }
     }
 
     #[test]
@@ -293,9 +411,10 @@ mod tests {
 
             #[test]
             fn a_character_outside_the_alphabet_is_refused(code in code(), at in 0..USER_CODE_LEN, c in any::<char>()) {
-                let upper = c.to_ascii_uppercase();
-                prop_assume!(!(c.is_ascii() && USER_CODE_ALPHABET.contains(&(upper as u8))));
-                prop_assume!(![' ', '-', '\t'].contains(&c));
+                let read = look_alike(c);
+                let upper = read.to_ascii_uppercase();
+                prop_assume!(!(read.is_ascii() && USER_CODE_ALPHABET.contains(&(upper as u8))));
+                prop_assume!(![' ', '-', '\t'].contains(&read));
                 let mut chars: Vec<char> = code.chars().collect();
                 chars[at] = c;
                 let input: String = chars.into_iter().collect();

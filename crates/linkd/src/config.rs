@@ -238,6 +238,13 @@ pub struct Config {
     #[arg(long, env = "LINKD_MAX_STREAMS_PER_ACCOUNT", default_value_t = 64)]
     pub max_streams_per_account: u32,
 
+    /// More names for the link page, besides `link` and its common typos
+    /// (comma-separated path segments, e.g. `tv,activate`): `/tv` and
+    /// `/tv/BCDF-GHJK` then lead to `/link` as `/link/...` does.
+    #[arg(long, env = "LINKD_LINK_ALIASES", value_delimiter = ',',
+          value_parser = crate::web::short_link::parse_alias)]
+    pub link_aliases: Vec<String>,
+
     /// Do not register the `demo-tv` app on an empty database.
     #[arg(long, env = "LINKD_NO_DEMO")]
     pub no_demo: bool,
@@ -390,6 +397,7 @@ impl Config {
             max_streams_per_device: 4,
             max_streams_per_account: 64,
             tls_key: None,
+            link_aliases: Vec::new(),
             no_demo: false,
             product_name: "linkd".into(),
             logo: None,
@@ -607,6 +615,7 @@ pub fn describe(c: &Config) -> String {
             "max_streams_per_account",
             c.max_streams_per_account.to_string(),
         ),
+        ("link_aliases", c.link_aliases.join(",")),
         ("no_demo", c.no_demo.to_string()),
         (
             "smtp_url",

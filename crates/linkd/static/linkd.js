@@ -12,7 +12,7 @@
   // there to help reading, so keep everything else as typed (the server
   // explains characters that codes never use) and show XXXX-XXXX.
   function significant(text) {
-    return text.replace(/[\s\-\u2010-\u2015]/g, "").toUpperCase();
+    return text.replace(/[\s\-\u2010-\u2015\u2212\uFE58\uFE63\uFF0D]/g, "").toUpperCase();
   }
 
   function format(chars) {

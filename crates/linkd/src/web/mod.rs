@@ -9,6 +9,7 @@ pub mod headers;
 pub mod home;
 pub mod link;
 pub mod reset;
+pub mod short_link;
 pub mod signin;
 pub mod signup;
 

@@ -340,6 +340,8 @@ async fn hostile_input_gets_exact_answers_and_changes_nothing() {
         .signed_in()
         .expect("character codes never use")
         .reject("<script>alert(1)"),
+        // Look-alikes are read as the letters they look like: a code
+        // nobody asked for, not a malformed one.
         case(
             "full-width look-alike code",
             Method::GET,
@@ -347,11 +349,21 @@ async fn hostile_input_gets_exact_answers_and_changes_nothing() {
             "",
         )
         .signed_in()
-        .expect("character codes never use"),
+        .status(StatusCode::NOT_FOUND)
+        .expect("find that code"),
         case(
             "Cyrillic look-alike code",
             Method::GET,
             "/link?code=BCDF-GHJ%D0%9A",
+            "",
+        )
+        .signed_in()
+        .status(StatusCode::NOT_FOUND)
+        .expect("find that code"),
+        case(
+            "look-alike of a letter codes never use",
+            Method::GET,
+            "/link?code=BCDF-GHJ%D0%90",
             "",
         )
         .signed_in()

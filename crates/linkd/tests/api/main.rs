@@ -28,6 +28,7 @@ mod operations;
 mod outage;
 mod page_weight;
 mod pages;
+mod phishing;
 mod postgres_tls;
 mod recovery;
 mod store;
