@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
             "/reset",
             get(web::reset::reset_page).post(web::reset::reset_submit),
         )
+        .route("/not-me", get(web::not_me::page).post(web::not_me::submit))
         .route("/signup", get(web::signup::page).post(web::signup::submit))
         .route("/signout", post(web::signin::sign_out))
         .route("/static/linkd.css", get(web::assets::stylesheet))

@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 use crate::codes::UserCode;
 use crate::ctx::Ctx;
 use crate::device_flow::{self, LookupError, PendingAuthorization};
+use crate::i18n::Lang;
 use crate::limits::{CodeAttempt, RetryAfter, network_key};
+use crate::store::Account;
 
 #[derive(Debug)]
 pub enum EntryError {
@@ -50,7 +52,8 @@ impl Entry<'_> {
         &self,
         input: &str,
         approve: bool,
-        account_id: &str,
+        account: &Account,
+        lang: Lang,
     ) -> Result<PendingAuthorization, EntryError> {
         let attempt = self.begin(input)?;
         self.count_lookup();
@@ -60,8 +63,15 @@ impl Entry<'_> {
                 return self.settle(attempt, found);
             }
         }
-        let decided =
-            device_flow::decide(&self.ctx, input, approve, account_id, &self.ip.to_string()).await;
+        let decided = device_flow::decide(
+            &self.ctx,
+            input,
+            approve,
+            account,
+            lang,
+            &self.ip.to_string(),
+        )
+        .await;
         self.settle(attempt, decided)
     }
 

@@ -9,12 +9,13 @@ use url::Url;
 use crate::codes::{random_secret, secret_hash};
 use crate::ctx::Ctx;
 use crate::device_flow::{PollError, resolve_scope};
-use crate::scopes;
+use crate::i18n::Lang;
 use crate::store::{
-    Account, Activity, ActivityKind, AuthorizationCode, Client, CodeRedeemOutcome, LinkedDevice,
-    Redemption, RefreshToken, StoreError,
+    Account, Activity, ActivityKind, AuthorizationCode, Client, CodeRedeemOutcome, GrantRef,
+    LinkedDevice, Redemption, RefreshToken, StoreError,
 };
 use crate::tokens::issue::{Grant, TokenSet, mint};
+use crate::{link_notice, scopes};
 
 /// RFC 6749 §4.1.2 asks for a short life, at most 10 minutes; the app is
 /// waiting at its redirect URI and redeems at once.
@@ -420,44 +421,56 @@ pub fn needs_fresh_sign_in(request: &ValidRequest, signed_in_at: i64, now: i64) 
 }
 
 /// Issues a code for an approved request, notes the approval in the
-/// person's activity, and answers where to send the browser.
+/// person's activity and sends the "a new device was linked" notice,
+/// written with the code (`link_notice`), and answers where to send the
+/// browser.
 pub async fn issue_code(
     ctx: &Ctx<'_>,
     request: &ValidRequest,
     account: &Account,
+    lang: Lang,
     auth_time: i64,
     ip: &str,
 ) -> Result<String, StoreError> {
     let (store, now) = (ctx.store, ctx.now);
     let code = random_secret(32);
+    let code_hash = secret_hash(&code);
+    let record = link_notice::approval_record(
+        ctx,
+        &link_notice::Approval {
+            account,
+            lang,
+            client_id: &request.client.client_id,
+            app: &request.client.name,
+            device_name: None,
+            requested_from: ip,
+            approved_from: ip,
+            grant: GrantRef::AuthorizationCode(&code_hash),
+        },
+    );
     store
-        .insert_authorization_code(&AuthorizationCode {
-            code_hash: secret_hash(&code),
-            client_id: request.client.client_id.clone(),
-            account_id: account.id.clone(),
-            redirect_uri: request.named_redirect_uri.clone(),
-            scope: request.scope.clone(),
-            nonce: request.nonce.clone(),
-            code_challenge: request.code_challenge.clone(),
-            auth_time,
-            ip: ip.to_string(),
-            created_at: now,
-            expires_at: now + CODE_LIFETIME_SECS,
-            redeemed_at: None,
-            device_id: None,
-        })
+        .insert_authorization_code_recorded(
+            &AuthorizationCode {
+                code_hash: code_hash.clone(),
+                client_id: request.client.client_id.clone(),
+                account_id: account.id.clone(),
+                redirect_uri: request.named_redirect_uri.clone(),
+                scope: request.scope.clone(),
+                nonce: request.nonce.clone(),
+                code_challenge: request.code_challenge.clone(),
+                auth_time,
+                ip: ip.to_string(),
+                created_at: now,
+                expires_at: now + CODE_LIFETIME_SECS,
+                redeemed_at: None,
+                device_id: None,
+            },
+            &record,
+        )
         .await?;
-    store
-        .insert_activity(&Activity {
-            account_id: account.id.clone(),
-            kind: ActivityKind::Linked,
-            client_id: request.client.client_id.clone(),
-            app_name: request.client.name.clone(),
-            device: None,
-            ip: ip.to_string(),
-            at: now,
-        })
-        .await?;
+    if !record.outbox.is_empty() {
+        ctx.outbox.wake();
+    }
     crate::telemetry::authorization("approved");
     Ok(request
         .reply
@@ -634,7 +647,8 @@ fn redemption(
         return Err(Decline::Reason("the account is not active"));
     };
     let device = LinkedDevice {
-        id: random_secret(16),
+        // Fixed at approval: the notice's "This wasn't me" link names it.
+        id: link_notice::device_id(GrantRef::AuthorizationCode(&code.code_hash)),
         account_id: account.id.clone(),
         client_id: client.client_id.clone(),
         app_name: client.name.clone(),

@@ -249,6 +249,11 @@ pub struct Config {
     #[arg(long, env = "LINKD_NO_DEMO")]
     pub no_demo: bool,
 
+    /// Do not mail people "a new device was linked" after each approval
+    /// (with mail set up, they get one by default).
+    #[arg(long, env = "LINKD_NO_LINK_NOTICE")]
+    pub no_link_notice: bool,
+
     /// The product name people see on every page and on their devices.
     #[arg(long, env = "LINKD_PRODUCT_NAME", default_value = "linkd")]
     pub product_name: String,
@@ -399,6 +404,7 @@ impl Config {
             tls_key: None,
             link_aliases: Vec::new(),
             no_demo: false,
+            no_link_notice: false,
             product_name: "linkd".into(),
             logo: None,
             accent_color: HexColor([0x1f, 0x5f, 0xbf]),
@@ -617,6 +623,7 @@ pub fn describe(c: &Config) -> String {
         ),
         ("link_aliases", c.link_aliases.join(",")),
         ("no_demo", c.no_demo.to_string()),
+        ("no_link_notice", c.no_link_notice.to_string()),
         (
             "smtp_url",
             c.smtp_url

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::Config;
+use crate::brand::Brand;
 use crate::limits::Limits;
 use crate::store::{Store, Timestamp};
 use crate::tokens::Keys;
@@ -15,6 +16,8 @@ pub struct Ctx<'a> {
     /// applies from the next request on.
     pub keys: Arc<Keys>,
     pub config: &'a Config,
+    /// The operator's brand, for the mail a domain function writes.
+    pub brand: &'a Brand,
     pub limits: &'a Limits,
     /// Woken after a write that enqueued messages.
     pub outbox: &'a crate::outbox::Outbox,

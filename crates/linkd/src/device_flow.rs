@@ -10,12 +10,14 @@ pub use poll_table::{PollTracker, SLOW_DOWN_STEP_SECS};
 
 use crate::codes::{CodeError, UserCode, random_secret, secret_hash};
 use crate::ctx::Ctx;
-use crate::scopes;
+use crate::i18n::Lang;
 use crate::store::{
-    Account, Activity, ActivityKind, AuthorizationState, Client, DeviceAuthorization, Event,
-    LinkedDevice, PolledAuthorization, RedeemOutcome, Redemption, RefreshToken, StoreError,
+    Account, Activity, ActivityKind, AuthorizationState, Client, DecisionRecord,
+    DeviceAuthorization, Event, GrantRef, LinkedDevice, PolledAuthorization, RedeemOutcome,
+    Redemption, RefreshToken, StoreError,
 };
 use crate::tokens::issue::{Grant, TokenSet, mint};
+use crate::{link_notice, scopes};
 
 /// Longest `device_name` kept; longer names are cut.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
@@ -293,7 +295,8 @@ fn redemption(
 ) -> Result<(Redemption, TokenSet), jsonwebtoken::errors::Error> {
     let (config, now) = (ctx.config, ctx.now);
     let device = LinkedDevice {
-        id: crate::codes::random_id(),
+        // Fixed at approval: the notice's "This wasn't me" link names it.
+        id: link_notice::device_id(GrantRef::DeviceAuthorization(&auth.id)),
         account_id: account.id.clone(),
         client_id: client.client_id.clone(),
         app_name: client.name.clone(),
@@ -399,37 +402,56 @@ pub async fn find_pending(ctx: &Ctx<'_>, input: &str) -> Result<PendingAuthoriza
     })
 }
 
-/// Records the person's decision, and notes it in their activity. Exactly
-/// one decision wins; a second one, or one after the deadline, finds the
-/// code no longer pending.
+/// Records the person's decision, and notes it in their activity; an
+/// approval is followed by the "a new device was linked" notice, written
+/// with it (`link_notice`). Exactly one decision wins; a second one, or
+/// one after the deadline, finds the code no longer pending.
 pub async fn decide(
     ctx: &Ctx<'_>,
     input: &str,
     approve: bool,
-    account_id: &str,
+    account: &Account,
+    lang: Lang,
     ip: &str,
 ) -> Result<PendingAuthorization, LookupError> {
     let (store, now) = (ctx.store, ctx.now);
     let pending = find_pending(ctx, input).await?;
-    if store
-        .decide_device_authorization(&pending.auth.id, approve, account_id, now)
-        .await?
-    {
-        store
-            .insert_activity(&Activity {
-                account_id: account_id.to_string(),
-                kind: if approve {
-                    ActivityKind::Linked
-                } else {
-                    ActivityKind::Denied
-                },
+    let record = if approve {
+        link_notice::approval_record(
+            ctx,
+            &link_notice::Approval {
+                account,
+                lang,
+                client_id: &pending.client.client_id,
+                app: &pending.client.name,
+                device_name: pending.auth.device_name.as_deref(),
+                requested_from: &pending.auth.requested_ip,
+                approved_from: ip,
+                grant: GrantRef::DeviceAuthorization(&pending.auth.id),
+            },
+        )
+    } else {
+        DecisionRecord {
+            activity: Activity {
+                account_id: account.id.clone(),
+                kind: ActivityKind::Denied,
                 client_id: pending.client.client_id.clone(),
                 app_name: pending.client.name.clone(),
                 device: pending.auth.device_name.clone(),
                 ip: ip.to_string(),
                 at: now,
-            })
-            .await?;
+            },
+            link: None,
+            outbox: Vec::new(),
+        }
+    };
+    if store
+        .decide_device_authorization_recorded(&pending.auth.id, approve, &account.id, now, &record)
+        .await?
+    {
+        if !record.outbox.is_empty() {
+            ctx.outbox.wake();
+        }
         crate::telemetry::authorization(if approve { "approved" } else { "denied" });
         // The decision is committed. Events only wake waiters up, so a lost
         // one delays the device to its next poll and must not turn the
@@ -478,10 +500,12 @@ mod tests {
         let config = Config::defaults();
         let limits = crate::limits::Limits::new(&config);
         let outbox = crate::outbox::Outbox::new(Vec::new());
+        let brand = crate::brand::Brand::from_config(&config).unwrap().0;
         let ctx = Ctx {
             store,
             keys: keys.clone(),
             config: &config,
+            brand: &brand,
             limits: &limits,
             outbox: &outbox,
             now: now_ms.div_euclid(1000),

@@ -40,6 +40,8 @@ pub mod i18n;
 pub mod jobs;
 /// Rate limits and brute-force counters.
 pub mod limits;
+/// "A new device was linked" mails and their "This wasn't me" links.
+pub mod link_notice;
 /// Mail to people: composing it, and sending it over SMTP.
 pub mod mail;
 /// The layer around every request: ids, logs, headers, metrics.

@@ -79,6 +79,7 @@ impl AppState {
             store: self.store.as_ref(),
             keys: self.keys(),
             config: &self.config,
+            brand: &self.brand,
             limits: &self.limits,
             outbox: &self.outbox,
             now: now_ms.div_euclid(1000),

@@ -93,6 +93,9 @@ pub enum UnlinkReason {
     /// The authorization code that linked it was used twice (RFC 6749
     /// §4.1.2).
     AuthorizationCodeReuse,
+    /// The person reported it with "This wasn't me" from the mail that
+    /// told them it was linked.
+    NotMe,
 }
 
 impl UnlinkReason {
@@ -105,6 +108,7 @@ impl UnlinkReason {
             Self::TokenRevoked => "token_revoked",
             Self::RefreshTokenReuse => "refresh_token_reuse",
             Self::AuthorizationCodeReuse => "authorization_code_reuse",
+            Self::NotMe => "not_me",
         }
     }
 }

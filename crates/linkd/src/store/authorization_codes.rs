@@ -2,32 +2,47 @@
 //! conditional update; and the consents that let a person skip the
 //! confirmation page for an app and scope set they approved before.
 
-use super::db::{Db, q};
+use super::db::{Arg, Db, q};
 use super::{
-    Account, AuthorizationCode, CodeRedeemOutcome, PrepareCodeRedemption, StoreResult, Timestamp,
+    Account, AuthorizationCode, CodeRedeemOutcome, DecisionRecord, PrepareCodeRedemption,
+    StoreResult, Timestamp,
 };
 
+const INSERT: &str = "INSERT INTO authorization_codes (code_hash, client_id, account_id,
+         redirect_uri, scope, nonce, code_challenge, auth_time, ip, created_at, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
 pub(super) async fn insert(db: &Db, c: &AuthorizationCode) -> StoreResult<()> {
-    db.execute(q(
-        "INSERT INTO authorization_codes (code_hash, client_id, account_id, redirect_uri,
-             scope, nonce, code_challenge, auth_time, ip, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        &[
-            (&c.code_hash).into(),
-            (&c.client_id).into(),
-            (&c.account_id).into(),
-            (&c.redirect_uri).into(),
-            (&c.scope).into(),
-            (&c.nonce).into(),
-            (&c.code_challenge).into(),
-            c.auth_time.into(),
-            (&c.ip).into(),
-            c.created_at.into(),
-            c.expires_at.into(),
-        ],
-    ))
-    .await?;
+    db.execute(q(INSERT, &insert_args(c))).await?;
     Ok(())
+}
+
+/// The code and what its approval causes, in one transaction.
+pub(super) async fn insert_recorded(
+    db: &Db,
+    c: &AuthorizationCode,
+    record: &DecisionRecord,
+) -> StoreResult<()> {
+    let mut tx = db.begin().await?;
+    tx.execute(q(INSERT, &insert_args(c))).await?;
+    super::links::write_record(&mut tx, record).await?;
+    tx.commit().await
+}
+
+fn insert_args(c: &AuthorizationCode) -> [Arg<'_>; 11] {
+    [
+        (&c.code_hash).into(),
+        (&c.client_id).into(),
+        (&c.account_id).into(),
+        (&c.redirect_uri).into(),
+        (&c.scope).into(),
+        (&c.nonce).into(),
+        (&c.code_challenge).into(),
+        c.auth_time.into(),
+        (&c.ip).into(),
+        c.created_at.into(),
+        c.expires_at.into(),
+    ]
 }
 
 pub(super) async fn redeem(

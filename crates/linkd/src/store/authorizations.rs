@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::db::{Db, q};
 use super::{
-    Account, AuthorizationState, Client, DeviceAuthorization, PolledAuthorization,
+    Account, AuthorizationState, Client, DecisionRecord, DeviceAuthorization, PolledAuthorization,
     PrepareRedemption, RedeemOutcome, StoreResult, Timestamp, postgres, sqlite,
 };
 
@@ -109,27 +109,57 @@ pub(super) async fn decide(
     account_id: &str,
     now: Timestamp,
 ) -> StoreResult<bool> {
+    // One statement: SQLite's one writer runs it alone; under PostgreSQL's
+    // READ COMMITTED a racing update waits for the row lock, then re-checks
+    // the WHERE clause against the committed row. One winner either way.
+    let done = db
+        .execute(q(DECIDE, &decide_args(id, approve, account_id, &now)))
+        .await?;
+    Ok(done == 1)
+}
+
+const DECIDE: &str = "UPDATE device_authorizations SET state = $1, account_id = $2, decided_at = $3
+     WHERE id = $4 AND state = 'pending' AND expires_at > $3";
+
+fn decide_args<'a>(
+    id: &'a str,
+    approve: bool,
+    account_id: &'a str,
+    now: &Timestamp,
+) -> [super::db::Arg<'a>; 4] {
     let state = if approve {
         AuthorizationState::Approved
     } else {
         AuthorizationState::Denied
     };
-    // One statement: SQLite's one writer runs it alone; under PostgreSQL's
-    // READ COMMITTED a racing update waits for the row lock, then re-checks
-    // the WHERE clause against the committed row. One winner either way.
-    let done = db
-        .execute(q(
-            "UPDATE device_authorizations SET state = $1, account_id = $2, decided_at = $3
-             WHERE id = $4 AND state = 'pending' AND expires_at > $3",
-            &[
-                state.as_str().into(),
-                account_id.into(),
-                now.into(),
-                id.into(),
-            ],
-        ))
+    [
+        state.as_str().into(),
+        account_id.into(),
+        (*now).into(),
+        id.into(),
+    ]
+}
+
+/// The decision and what it causes, in one transaction: the update
+/// decides as in [`decide`], and only its winner writes `record`.
+pub(super) async fn decide_recorded(
+    db: &Db,
+    id: &str,
+    approve: bool,
+    account_id: &str,
+    now: Timestamp,
+    record: &DecisionRecord,
+) -> StoreResult<bool> {
+    let mut tx = db.begin().await?;
+    let done = tx
+        .execute(q(DECIDE, &decide_args(id, approve, account_id, &now)))
         .await?;
-    Ok(done == 1)
+    if done != 1 {
+        return Ok(false);
+    }
+    super::links::write_record(&mut tx, record).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub(super) async fn redeem(

@@ -89,22 +89,39 @@ pub(super) async fn revoke(
     // The device row first, then its tokens: the order `rotate` keeps too,
     // so on PostgreSQL the two cannot deadlock.
     let mut tx = db.begin().await?;
-    let done = tx
-        .execute(q(
-            "UPDATE linked_devices SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-            &[now.into(), id.into()],
-        ))
-        .await?;
-    tx.execute(q(
-        "DELETE FROM refresh_tokens WHERE device_id = $1",
-        &[id.into()],
-    ))
-    .await?;
+    let done = revoke_in(&mut tx, id, None, now).await?;
     // Only the caller that unlinked it tells anyone.
-    if done == 1 {
+    if done {
         super::outbox::insert(&mut tx, outbox).await?;
     }
     tx.commit().await?;
+    Ok(done)
+}
+
+/// The same inside a caller's transaction, for the device of `account_id`
+/// only when one is given. True when it unlinked the device.
+pub(super) async fn revoke_in(
+    tx: &mut Tx<'_>,
+    id: &str,
+    account_id: Option<&str>,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    let done = tx
+        .execute(q(
+            "UPDATE linked_devices SET revoked_at = $1
+             WHERE id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR account_id = $3)",
+            &[now.into(), id.into(), account_id.into()],
+        ))
+        .await?;
+    // Someone else's device keeps its tokens; a device revoked before has
+    // none left.
+    if account_id.is_none() || done == 1 {
+        tx.execute(q(
+            "DELETE FROM refresh_tokens WHERE device_id = $1",
+            &[id.into()],
+        ))
+        .await?;
+    }
     Ok(done == 1)
 }
 

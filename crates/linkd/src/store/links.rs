@@ -4,7 +4,10 @@
 //! once.
 
 use super::db::{Db, Tx, q};
-use super::{AccountLink, Activity, LinkPurpose, OutboxMessage, StoreResult, Timestamp};
+use super::{
+    AccountLink, Activity, DecisionRecord, GrantRef, LinkPurpose, NotMeReport, OutboxMessage,
+    StoreResult, Timestamp,
+};
 
 /// Stores `link` and the mail that carries it, in one transaction.
 pub(super) async fn insert(
@@ -13,6 +16,21 @@ pub(super) async fn insert(
     outbox: &[OutboxMessage],
 ) -> StoreResult<()> {
     let mut tx = db.begin().await?;
+    insert_in(&mut tx, link).await?;
+    super::outbox::insert(&mut tx, outbox).await?;
+    tx.commit().await
+}
+
+/// What a decision causes, inside the decision's transaction.
+pub(super) async fn write_record(tx: &mut Tx<'_>, record: &DecisionRecord) -> StoreResult<()> {
+    super::activity::insert_in(tx, &record.activity).await?;
+    if let Some(link) = &record.link {
+        insert_in(tx, link).await?;
+    }
+    super::outbox::insert(tx, &record.outbox).await
+}
+
+async fn insert_in(tx: &mut Tx<'_>, link: &AccountLink) -> StoreResult<()> {
     tx.execute(q(
         "INSERT INTO account_links (token_hash, account_id, purpose, subject, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -26,8 +44,7 @@ pub(super) async fn insert(
         ],
     ))
     .await?;
-    super::outbox::insert(&mut tx, outbox).await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// A link of `purpose` that is unused and unexpired at `now`.
@@ -118,6 +135,59 @@ pub(super) async fn reset_password(
     .await?;
     super::activity::insert_in(&mut tx, activity).await?;
     super::outbox::insert(&mut tx, outbox).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// "This wasn't me" in one transaction: the link is used; the grant is
+/// stopped if the device has not collected its tokens yet (an approved
+/// device code becomes denied, an unredeemed authorization code is spent);
+/// the device is unlinked and its refresh tokens deleted; the app's
+/// remembered consent is withdrawn, so it cannot come back without the
+/// confirmation page; the report is recorded. False (nothing changed)
+/// when the link was used, expired or is not the account's.
+pub(super) async fn report_not_me(db: &Db, report: &NotMeReport<'_>) -> StoreResult<bool> {
+    let activity = report.activity;
+    let (now, account_id) = (activity.at, activity.account_id.as_str());
+    let mut tx = db.begin().await?;
+    if !use_link(
+        &mut tx,
+        report.token_hash,
+        LinkPurpose::NotMe,
+        account_id,
+        now,
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    match report.grant {
+        GrantRef::DeviceAuthorization(id) => {
+            tx.execute(q(
+                "UPDATE device_authorizations SET state = 'denied'
+                 WHERE id = $1 AND account_id = $2 AND state = 'approved'",
+                &[id.into(), account_id.into()],
+            ))
+            .await?;
+        }
+        GrantRef::AuthorizationCode(code_hash) => {
+            tx.execute(q(
+                "UPDATE authorization_codes SET redeemed_at = $3
+                 WHERE code_hash = $1 AND account_id = $2 AND redeemed_at IS NULL",
+                &[code_hash.into(), account_id.into(), now.into()],
+            ))
+            .await?;
+        }
+    }
+    if super::devices::revoke_in(&mut tx, report.device_id, Some(account_id), now).await? {
+        super::outbox::insert(&mut tx, report.outbox).await?;
+    }
+    tx.execute(q(
+        "DELETE FROM consents WHERE account_id = $1 AND client_id = $2",
+        &[account_id.into(), (&activity.client_id).into()],
+    ))
+    .await?;
+    super::activity::insert_in(&mut tx, activity).await?;
     tx.commit().await?;
     Ok(true)
 }

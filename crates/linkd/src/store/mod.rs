@@ -179,6 +179,18 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         now: Timestamp,
     ) -> StoreResult<bool>;
+    /// The same decision, written in one transaction with what it causes
+    /// (`record`: the activity entry, and after an approval the "This
+    /// wasn't me" link and its notice). Nothing of `record` is written
+    /// for a caller that did not make the change.
+    async fn decide_device_authorization_recorded(
+        &self,
+        id: &str,
+        approve: bool,
+        account_id: &str,
+        now: Timestamp,
+        record: &DecisionRecord,
+    ) -> StoreResult<bool>;
     /// approved → redeemed, deciding on the row it updates: only while it
     /// is approved and its deadline is after `deadline_after` (the caller
     /// allows an approved code a grace period past its deadline), for the
@@ -195,6 +207,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RedeemOutcome>;
 
     async fn insert_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    /// Stores a code with what its approval causes (`record`), in one
+    /// transaction.
+    async fn insert_authorization_code_recorded(
+        &self,
+        code: &AuthorizationCode,
+        record: &DecisionRecord,
+    ) -> StoreResult<()>;
     /// issued → redeemed, deciding on the row it updates: only for this
     /// app, while not redeemed and before its deadline, for the one caller
     /// that wins. `prepare` is handed the code and its account and answers
@@ -300,6 +319,10 @@ pub trait Store: Send + Sync + 'static {
         activity: &Activity,
         outbox: &[OutboxMessage],
     ) -> StoreResult<bool>;
+
+    /// Carries out "This wasn't me" (see [`NotMeReport`]). True for the
+    /// one caller that used the link; false changes nothing.
+    async fn report_not_me(&self, report: &NotMeReport<'_>) -> StoreResult<bool>;
 
     /// Adds messages to the outbox on their own, in one transaction. A
     /// message caused by another write goes in with it instead, through

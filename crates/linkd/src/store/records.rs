@@ -317,6 +317,43 @@ pub struct AccountLink {
     pub used_at: Option<Timestamp>,
 }
 
+/// What a person's decision writes beside itself, in the same
+/// transaction: its activity entry and, after an approval, the "This
+/// wasn't me" link with the notice mail that carries it
+/// (`link_notice.rs`).
+#[derive(Debug, Clone)]
+pub struct DecisionRecord {
+    pub activity: Activity,
+    pub link: Option<AccountLink>,
+    pub outbox: Vec<OutboxMessage>,
+}
+
+/// The grant an approval made: what a "This wasn't me" link stops if the
+/// device has not collected its tokens yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantRef<'a> {
+    /// A device authorization, by id.
+    DeviceAuthorization(&'a str),
+    /// An authorization code, by the hash of the code.
+    AuthorizationCode(&'a str),
+}
+
+/// "This wasn't me", as the store carries it out in one transaction: the
+/// link is used, the grant stopped, the device unlinked with its tokens,
+/// the app's remembered consent withdrawn and the report recorded.
+#[derive(Debug, Clone)]
+pub struct NotMeReport<'a> {
+    pub token_hash: &'a str,
+    pub grant: GrantRef<'a>,
+    /// The linked device the grant makes (or made) when redeemed.
+    pub device_id: &'a str,
+    /// Its account, client and time; `kind` is `NotMe`.
+    pub activity: &'a Activity,
+    /// Written only if the device was linked until now (the
+    /// `device.unlinked` webhook event).
+    pub outbox: &'a [OutboxMessage],
+}
+
 /// What an outbox message is, which decides who delivers it (outbox.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutboxKind {

@@ -209,6 +209,17 @@ impl Store for SqlStore {
         authorizations::decide(&self.db, id, approve, account_id, now).await
     }
 
+    async fn decide_device_authorization_recorded(
+        &self,
+        id: &str,
+        approve: bool,
+        account_id: &str,
+        now: Timestamp,
+        record: &DecisionRecord,
+    ) -> StoreResult<bool> {
+        authorizations::decide_recorded(&self.db, id, approve, account_id, now, record).await
+    }
+
     async fn redeem_device_authorization(
         &self,
         id: &str,
@@ -237,6 +248,14 @@ impl Store for SqlStore {
 
     async fn insert_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
         authorization_codes::insert(&self.db, code).await
+    }
+
+    async fn insert_authorization_code_recorded(
+        &self,
+        code: &AuthorizationCode,
+        record: &DecisionRecord,
+    ) -> StoreResult<()> {
+        authorization_codes::insert_recorded(&self.db, code, record).await
     }
 
     async fn redeem_authorization_code(
@@ -339,6 +358,10 @@ impl Store for SqlStore {
         outbox: &[OutboxMessage],
     ) -> StoreResult<bool> {
         links::reset_password(&self.db, token_hash, password_hash, activity, outbox).await
+    }
+
+    async fn report_not_me(&self, report: &NotMeReport<'_>) -> StoreResult<bool> {
+        links::report_not_me(&self.db, report).await
     }
 
     async fn enqueue(&self, messages: &[OutboxMessage]) -> StoreResult<()> {

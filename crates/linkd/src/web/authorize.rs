@@ -105,8 +105,15 @@ async fn authorize(
             .has_consent(&account.id, &valid.client.client_id, &valid.scope)
             .await?;
     if remembered {
-        let to =
-            code_flow::issue_code(&state.ctx(), &valid, account, session.created_at, ip).await?;
+        let to = code_flow::issue_code(
+            &state.ctx(),
+            &valid,
+            account,
+            visitor.lang,
+            session.created_at,
+            ip,
+        )
+        .await?;
         return Ok(see_other(&to));
     }
     if valid.prompt.none {
@@ -252,9 +259,15 @@ pub async fn decide(
                 .store
                 .grant_consent(&account.id, &valid.client.client_id, &valid.scope, ctx.now)
                 .await?;
-            let to =
-                code_flow::issue_code(&ctx, &valid, account, session.created_at, &ip.to_string())
-                    .await?;
+            let to = code_flow::issue_code(
+                &ctx,
+                &valid,
+                account,
+                visitor.lang,
+                session.created_at,
+                &ip.to_string(),
+            )
+            .await?;
             Ok(see_other(&to))
         }
         Some("deny") => {

@@ -304,7 +304,7 @@ pub async fn decide(
         _ => return Err(PageError::BadRequest(Text::key("confirm.choose"))),
     };
     match entry(&state, &session.id_hash, ip)
-        .decide(&code, approve, &account.id)
+        .decide(&code, approve, account, visitor.lang)
         .await
     {
         Ok(pending) => result_page(

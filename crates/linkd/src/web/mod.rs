@@ -8,6 +8,7 @@ pub mod devices;
 pub mod headers;
 pub mod home;
 pub mod link;
+pub mod not_me;
 pub mod reset;
 pub mod short_link;
 pub mod signin;

@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("account.html", include_str!("../../templates/account.html")),
     ("forgot.html", include_str!("../../templates/forgot.html")),
     ("reset.html", include_str!("../../templates/reset.html")),
+    ("not_me.html", include_str!("../../templates/not_me.html")),
 ];
 
 /// The page templates, parsed once at start-up.

@@ -15,7 +15,7 @@ use crate::helpers::*;
 /// linkd: `base64.urlsafe_b64encode(hashlib.sha256(v).digest())` in Python.
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92IljmwWU5gzaKqg6ZkPHyAlUjH8";
 const CHALLENGE: &str = "IIIWBh3-J_sM1hp3ro4G6TSLlrRB56slFCGklDIbRzc";
-const REDIRECT: &str = "https://app.example/cb";
+pub(crate) const REDIRECT: &str = "https://app.example/cb";
 const SCOPE: &str = "openid email offline_access";
 
 /// Registers a web app with these redirect URIs.
@@ -114,7 +114,7 @@ pub(crate) async fn decide(browser: &Browser, confirm: &Page, decision: &str) ->
 }
 
 /// A signed-in person approves the standard request; returns the code.
-async fn approved_code(app: &TestApp, browser: &Browser) -> String {
+pub(crate) async fn approved_code(app: &TestApp, browser: &Browser) -> String {
     let confirm = browser.get(&authorize_path(&[])).await;
     // Once approved, the consent is remembered and the code comes at once.
     let back = if confirm.status == StatusCode::SEE_OTHER {
@@ -128,7 +128,12 @@ async fn approved_code(app: &TestApp, browser: &Browser) -> String {
     params["code"].clone()
 }
 
-async fn redeem(app: &TestApp, client_id: &str, code: &str, extra: &[(&str, &str)]) -> Reply {
+pub(crate) async fn redeem(
+    app: &TestApp,
+    client_id: &str,
+    code: &str,
+    extra: &[(&str, &str)],
+) -> Reply {
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "authorization_code"),
         ("client_id", client_id),

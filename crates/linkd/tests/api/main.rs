@@ -23,6 +23,7 @@ mod input;
 mod instances;
 mod languages;
 mod lifecycle;
+mod link_notice;
 mod mail;
 mod operations;
 mod outage;
