@@ -34,7 +34,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/not-me", get(web::not_me::page).post(web::not_me::submit))
         .route("/signup", get(web::signup::page).post(web::signup::submit))
-        .route("/signout", post(web::signin::sign_out))
+        .route(
+            "/signout",
+            get(web::signin::confirm_sign_out).post(web::signin::sign_out),
+        )
+        .route("/help", get(web::help::page))
         .route("/static/linkd.css", get(web::assets::stylesheet))
         .route("/static/linkd.js", get(web::assets::script))
         .route("/static/logo", get(web::assets::logo))

@@ -18,6 +18,16 @@ pub const USER_CODE_LEN: usize = 8;
 /// normalisation so hostile input costs nothing.
 const MAX_INPUT_LEN: usize = 64;
 
+/// Longest pasted text [`UserCode::find_in`] looks through.
+const MAX_PASTE_LEN: usize = 256;
+
+/// Characters that only help reading: spaces of any kind, the dash and its
+/// typographic cousins (an en dash from a phone's keyboard or a pasted
+/// message), the minus sign.
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || c == '-' || ('\u{2010}'..='\u{2015}').contains(&c) || c == '\u{2212}'
+}
+
 /// A normalised user code: eight characters from [`USER_CODE_ALPHABET`].
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct UserCode(String);
@@ -55,7 +65,7 @@ impl UserCode {
         let mut code = String::with_capacity(USER_CODE_LEN);
         for c in input.chars() {
             let c = look_alike(c);
-            if c == '-' || c == ' ' || c == '\t' {
+            if is_separator(c) {
                 continue;
             }
             if !c.is_ascii() {
@@ -73,6 +83,65 @@ impl UserCode {
             n if n > USER_CODE_LEN => Err(CodeError::TooLong),
             _ => Ok(UserCode(code)),
         }
+    }
+
+    /// Finds the one code in pasted text ("Code: MFJT-LWZM", "your code is
+    /// mfjt lwzm."): eight alphabet letters standing alone, or two groups
+    /// of four with one dash or space between, set off from other letters
+    /// and digits. `None` when the text holds no such code or more than
+    /// one, so nothing is guessed at (RFC 8628 §6.1 asks entry to be
+    /// forgiving, not to pick among candidates).
+    pub fn find_in(text: &str) -> Option<Self> {
+        if text.len() > MAX_PASTE_LEN {
+            return None;
+        }
+        // Runs of letters and digits, each with the text that follows it.
+        let mut runs: Vec<(&str, &str)> = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find(char::is_alphanumeric) {
+            let word = &rest[start..];
+            let end = word
+                .find(|c: char| !c.is_alphanumeric())
+                .unwrap_or(word.len());
+            let after = &word[end..];
+            let gap_end = after.find(char::is_alphanumeric).unwrap_or(after.len());
+            runs.push((&word[..end], &after[..gap_end]));
+            rest = after;
+        }
+        let letters = |w: &str| {
+            w.bytes()
+                .all(|b| USER_CODE_ALPHABET.contains(&b.to_ascii_uppercase()))
+        };
+        let mut found: Option<UserCode> = None;
+        let mut offer = |candidate: String| -> bool {
+            let Ok(code) = UserCode::parse(&candidate) else {
+                return true;
+            };
+            match &found {
+                Some(f) if *f != code => false,
+                _ => {
+                    found = Some(code);
+                    true
+                }
+            }
+        };
+        for (i, (word, gap)) in runs.iter().enumerate() {
+            let whole = word.len() == USER_CODE_LEN && letters(word);
+            let halves = word.len() == USER_CODE_LEN / 2
+                && letters(word)
+                && gap.chars().count() == 1
+                && gap.chars().all(is_separator)
+                && runs
+                    .get(i + 1)
+                    .is_some_and(|(next, _)| next.len() == USER_CODE_LEN / 2 && letters(next));
+            if whole && !offer(word.to_string()) {
+                return None;
+            }
+            if halves && !offer(format!("{word}{}", runs[i + 1].0)) {
+                return None;
+            }
+        }
+        found
     }
 
     /// The form stored and compared: eight letters, no dash.
@@ -229,6 +298,51 @@ mod tests {
             let code = UserCode::parse(input).unwrap();
             assert_eq!(code.as_str(), "BCDFGHJK");
             assert_eq!(code.display(), "BCDF-GHJK");
+        }
+    }
+
+    #[test]
+    fn typographic_dashes_and_spaces_separate_too() {
+        for input in [
+            "BCDF\u{2013}GHJK",
+            "BCDF\u{2014}GHJK",
+            "BCDF\u{a0}GHJK",
+            "BCDF\u{2212}GHJK",
+        ] {
+            assert_eq!(
+                UserCode::parse(input).unwrap().as_str(),
+                "BCDFGHJK",
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_code_is_found_in_pasted_text() {
+        for text in [
+            "Code: MFJT-LWZM",
+            "CODE-:MFJTLWZM",
+            "Your code is mfjt lwzm.",
+            "Enter MFJT\u{2013}LWZM at example.com/link",
+            "(MFJTLWZM)",
+            "MFJT-LWZM and again MFJT-LWZM",
+        ] {
+            assert_eq!(
+                UserCode::find_in(text).map(|c| c.display()).as_deref(),
+                Some("MFJT-LWZM"),
+                "{text:?}"
+            );
+        }
+        for text in [
+            "",
+            "Code: MFJT-LWZ",
+            "MFJT-LWZM or BCDF-GHJK",
+            "MFJTLWZM1",
+            "BCDF GHJK LMNP",
+            "Code: MFJT--LWZM",
+            &"B".repeat(300),
+        ] {
+            assert_eq!(UserCode::find_in(text), None, "{text:?}");
         }
     }
 

@@ -177,6 +177,23 @@ impl Lang {
     }
 }
 
+impl Lang {
+    /// "14:52 UTC": a time within the next hour or so, such as when a
+    /// pause ends.
+    pub fn clock(self, ts: i64) -> String {
+        let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ts) else {
+            return String::new();
+        };
+        self.fmt(
+            "time.clock",
+            &[
+                ("hour", &format!("{:02}", t.hour())),
+                ("minute", &format!("{:02}", t.minute())),
+            ],
+        )
+    }
+}
+
 /// `q=0.8` → 800. `None` for a malformed weight, which drops the entry.
 fn parse_weight<'a>(params: impl Iterator<Item = &'a str>) -> Option<u16> {
     let mut weight = 1000;

@@ -149,6 +149,22 @@ impl<K: Hash + Eq + Clone> Counter<K> {
             .remove(key);
     }
 
+    /// Events still allowed for `key` in its current window, and when that
+    /// window ends; `None` when the limit is off.
+    pub fn remaining(&self, key: &K, now: Timestamp) -> Option<(u32, Timestamp)> {
+        if self.limit.is_off() {
+            return None;
+        }
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match windows.get(key) {
+            Some(w) if now < w.start + self.limit.window => (
+                self.limit.max.saturating_sub(w.count),
+                w.start + self.limit.window,
+            ),
+            _ => (self.limit.max, now + self.limit.window),
+        })
+    }
+
     /// Events counted for `key` in its current window.
     pub fn count(&self, key: &K, now: Timestamp) -> u32 {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
@@ -422,6 +438,27 @@ impl Limits {
             at: now,
             paused,
         })
+    }
+
+    /// Wrong codes this session may still enter from this network before
+    /// code entry pauses, and when the pause would end; `None` while
+    /// neither limit is on.
+    pub fn code_tries_left(
+        &self,
+        session: &str,
+        ip: IpAddr,
+        now: Timestamp,
+    ) -> Option<(u32, Timestamp)> {
+        let by_session = self
+            .code_failures_per_session
+            .remaining(&session.to_string(), now);
+        let by_network = self
+            .code_failures_per_network
+            .remaining(&network_key(ip), now);
+        match (by_session, by_network) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The attempt was no wrong guess (a live code, a malformed one, an

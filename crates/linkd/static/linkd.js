@@ -35,6 +35,37 @@
 
   var previous = input.value;
 
+  // Pasted text often holds more than the code ("Code: MFJT-LWZM"): take
+  // the one code out of it, as the server does for a form sent without
+  // this script. Eight code letters, or two groups of four with one dash
+  // or space between, set off from other letters and digits.
+  var CODE = /(^|[^0-9A-Za-z])([BCDFGHJ-NP-TV-XZ]{4})[\s\-\u2010-\u2015]?([BCDFGHJ-NP-TV-XZ]{4})(?![0-9A-Za-z])/gi;
+  function codeIn(text) {
+    var found = null;
+    var match;
+    CODE.lastIndex = 0;
+    while ((match = CODE.exec(text)) !== null) {
+      var code = (match[2] + match[3]).toUpperCase();
+      if (found !== null && found !== code) {
+        return null;
+      }
+      found = code;
+    }
+    return found;
+  }
+
+  input.addEventListener("paste", function (event) {
+    var text = event.clipboardData ? event.clipboardData.getData("text") : "";
+    var code = codeIn(text);
+    if (code === null || significant(text) === code) {
+      return;
+    }
+    event.preventDefault();
+    input.value = format(code);
+    input.setSelectionRange(input.value.length, input.value.length);
+    previous = input.value;
+  });
+
   // A code sent back with an error is selected, so typing replaces it.
   if (input.value && document.activeElement === input) {
     input.select();

@@ -32,6 +32,16 @@ fn code_for_url(input: &str) -> String {
     }
 }
 
+/// The code in what the person entered: as typed when it parses, else
+/// the one code found in pasted text ("Code: MFJT-LWZM"), else as typed,
+/// so the error says what was wrong with it.
+fn read_code(typed: &str) -> String {
+    match UserCode::parse(typed) {
+        Ok(_) => typed.to_string(),
+        Err(_) => UserCode::find_in(typed).map_or_else(|| typed.to_string(), |c| c.display()),
+    }
+}
+
 pub async fn page(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -41,7 +51,7 @@ pub async fn page(
     let code = query_param(query.as_deref(), "code")
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty());
-    let Some(code) = code else {
+    let Some(typed) = code else {
         return render(
             &state,
             &visitor,
@@ -50,17 +60,47 @@ pub async fn page(
             context! { title => visitor.lang.t("link.title") },
         );
     };
-    // Codes are looked up only for signed-in people, which keeps anonymous
-    // guessing off the table (RFC 8628 §5.1).
-    let Some((session, _)) = &visitor.signed_in else {
-        return Ok(to_sign_in(&link_path(&code_for_url(&code))));
-    };
-    match entry(&state, &session.id_hash, ip).look_up(&code).await {
-        Ok(pending) => confirm_page(&state, &visitor, ip, &pending),
+    let code = read_code(&typed);
+    // Signed in or not, the code is checked first, so nobody signs in or
+    // creates an account for a code that could never work. A stranger's
+    // lookups take the same wrong-code limits as a signed-in person's
+    // (RFC 8628 §5.1; SECURITY.md's bound rests on the network and server
+    // limits) and learn no more than that the code is real: the
+    // confirmation page waits for sign-in.
+    let key = visitor.entry_key();
+    let signed_in = visitor.signed_in.is_some();
+    match entry(&state, &key, ip).look_up(&code).await {
+        Ok(pending) if signed_in => confirm_page(&state, &visitor, ip, &pending),
+        Ok(_) => Ok(to_sign_in(&link_path(&code_for_url(&code)))),
         Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
         Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
-        Err(EntryError::Lookup(e)) => lookup_error_page(&state, &visitor, &code, e, None).await,
+        Err(EntryError::Lookup(e)) => {
+            let tries = matches!(e, LookupError::NotFound)
+                .then(|| state.limits.code_tries_left(&key, ip, state.clock.now()))
+                .flatten();
+            lookup_error_page(&state, &visitor, &code, e, None, tries).await
+        }
     }
+}
+
+/// What the sign-in and sign-up pages say they are for when the person
+/// is on their way to a code: the code, and the app asking when the code
+/// is pending. The lookup takes the same limits as the link page's, so
+/// these pages are no way around them.
+pub async fn code_on_the_way(
+    state: &AppState,
+    visitor: &Visitor,
+    ip: IpAddr,
+    next: &str,
+) -> Option<minijinja::Value> {
+    let query = next.strip_prefix("/link?")?;
+    let code = UserCode::parse(&query_param(Some(query), "code")?).ok()?;
+    let key = visitor.entry_key();
+    let app = match entry(state, &key, ip).look_up(code.as_str()).await {
+        Ok(pending) => Some(pending.client.name),
+        Err(_) => None,
+    };
+    Some(context! { code => code.display(), app => app })
 }
 
 /// Code entry for this session and address, now.
@@ -85,12 +125,18 @@ fn too_many_codes(
     crate::telemetry::rate_limited("code_entry");
     let lang = visitor.lang;
     let minutes = (retry_after + 59) / 60;
+    // The clock time as well as the wait: a person who comes back later
+    // (or scans the device's QR code again) knows whether it is over.
+    let at = visitor.time(state.clock.now() + retry_after);
     let message = if paused {
         lang.t("limits.codes.paused").to_string()
     } else if minutes <= 1 {
-        lang.t("limits.codes.message_minute").to_string()
+        lang.fmt("limits.codes.message_minute", &[("at", &at)])
     } else {
-        lang.fmt("limits.codes.message", &[("minutes", &minutes.to_string())])
+        lang.fmt(
+            "limits.codes.message",
+            &[("minutes", &minutes.to_string()), ("at", &at)],
+        )
     };
     let response = render(
         state,
@@ -101,6 +147,8 @@ fn too_many_codes(
             title => lang.t("limits.codes.title"),
             heading => lang.t("limits.codes.title"),
             message => message,
+            // Not the link page: it would lead back here.
+            help => true,
         },
     )?;
     Ok(with_retry_after(response, retry_after))
@@ -158,13 +206,15 @@ fn confirm_page(
 /// from a screen in front of them within a minute or two.
 const STALE_CODE_SECS: i64 = 180;
 
-/// `asked`: the decision this request sent, if it sent one.
+/// `asked`: the decision this request sent, if it sent one; `tries`: the
+/// wrong codes left before code entry pauses, and when such a pause ends.
 async fn lookup_error_page(
     state: &AppState,
     visitor: &Visitor,
     typed: &str,
     err: LookupError,
     asked: Option<bool>,
+    tries: Option<(u32, i64)>,
 ) -> Result<Response, PageError> {
     let lang = visitor.lang;
     let (status, message) = match err {
@@ -194,10 +244,29 @@ async fn lookup_error_page(
         "link.html",
         context! {
             title => lang.t("link.title"),
-            code => typed.chars().take(32).collect::<String>(),
+            code => typed.chars().take(100).collect::<String>(),
             error => message,
+            tries => tries.and_then(|t| tries_left(visitor, t)),
         },
     )
+}
+
+/// Wrong codes get fewer tries left; the last few are counted down, so a
+/// pause never comes as a surprise.
+const TRIES_SHOWN: u32 = 3;
+
+fn tries_left(visitor: &Visitor, (left, until): (u32, i64)) -> Option<String> {
+    let lang = visitor.lang;
+    let until = visitor.time(until);
+    match left {
+        0 => Some(lang.fmt("code.tries.none", &[("until", &until)])),
+        1 => Some(lang.fmt("code.tries.one", &[("until", &until)])),
+        n if n <= TRIES_SHOWN => Some(lang.fmt(
+            "code.tries.some",
+            &[("n", &n.to_string()), ("until", &until)],
+        )),
+        _ => None,
+    }
 }
 
 /// A used code. For the person who decided it (a reload of the result,
@@ -226,30 +295,39 @@ async fn used_code_page(
             } else {
                 StatusCode::OK
             };
-            return result_page(state, visitor, status, &app, approve);
+            let device = crate::device_flow::clean_device_name(auth.device_name.as_deref());
+            return result_page(state, visitor, status, &app, device.as_deref(), approve);
         }
     }
     gone_page(state, visitor, StatusCode::CONFLICT, "code.used")
 }
 
-/// "Your Demo TV is now linked" or "Demo TV was not linked".
+/// "Your Demo TV is now linked" or "Demo TV was not linked"; a device
+/// that gave itself a name ("Office TV") is called by it, with the app
+/// beside it, so the person knows which app they let in.
 fn result_page(
     state: &AppState,
     visitor: &Visitor,
     status: StatusCode,
     app: &str,
+    device: Option<&str>,
     approve: bool,
 ) -> Result<Response, PageError> {
     let lang = visitor.lang;
-    let app = [("app", app)];
+    let named = device.filter(|d| *d != app);
+    let args = [("app", app), ("device", named.unwrap_or(app))];
+    let key = |outcome: &str| match named {
+        Some(_) => format!("result.{outcome}.heading_named"),
+        None => format!("result.{outcome}.heading"),
+    };
     let (heading, message) = if approve {
         (
-            lang.fmt("result.approved.heading", &app),
+            lang.fmt(&key("approved"), &args),
             lang.t("result.approved.message"),
         )
     } else {
         (
-            lang.fmt("result.denied.heading", &app),
+            lang.fmt(&key("denied"), &args),
             lang.t("result.denied.message"),
         )
     };
@@ -307,17 +385,27 @@ pub async fn decide(
         .decide(&code, approve, account, visitor.lang)
         .await
     {
-        Ok(pending) => result_page(
-            &state,
-            &visitor,
-            StatusCode::OK,
-            &pending.client.name,
-            approve,
-        ),
+        Ok(pending) => {
+            let device = crate::device_flow::clean_device_name(pending.auth.device_name.as_deref());
+            result_page(
+                &state,
+                &visitor,
+                StatusCode::OK,
+                &pending.client.name,
+                device.as_deref(),
+                approve,
+            )
+        }
         Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
         Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
         Err(EntryError::Lookup(e)) => {
-            lookup_error_page(&state, &visitor, &code, e, Some(approve)).await
+            let tries = matches!(e, LookupError::NotFound)
+                .then(|| {
+                    let key = visitor.entry_key();
+                    state.limits.code_tries_left(&key, ip, state.clock.now())
+                })
+                .flatten();
+            lookup_error_page(&state, &visitor, &code, e, Some(approve), tries).await
         }
     }
 }

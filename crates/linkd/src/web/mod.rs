@@ -6,6 +6,7 @@ pub mod assets;
 pub mod authorize;
 pub mod devices;
 pub mod headers;
+pub mod help;
 pub mod home;
 pub mod link;
 pub mod not_me;

@@ -5,6 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 use minijinja::context;
 
+use super::link::code_on_the_way;
 use super::{
     PageError, PageForm, SESSION_COOKIE, Visitor, query_param, render, safe_next, see_other,
     set_cookie, with_retry_after,
@@ -16,6 +17,7 @@ use crate::state::AppState;
 
 pub async fn page(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     visitor: Visitor,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
@@ -30,6 +32,7 @@ pub async fn page(
     // An app's login_hint fills in the email.
     let hint = query_param(query.as_deref(), "login_hint")
         .map(|h| h.chars().take(254).collect::<String>());
+    let linking = code_on_the_way(&state, &visitor, ip, &next).await;
     render(
         &state,
         &visitor,
@@ -40,6 +43,7 @@ pub async fn page(
             next => next,
             signed_out => query_param(query.as_deref(), "signed_out").is_some(),
             email => hint,
+            linking => linking,
             notice => (query_param(query.as_deref(), "reset").as_deref() == Some("1"))
                 .then(|| visitor.lang.t("signin.reset_done")),
         },
@@ -73,18 +77,22 @@ pub async fn submit(
             signed_in_redirect(&state, &visitor, &account.id, &next).await
         }
         // The failure was counted when the attempt began.
-        Err(SignInError::Invalid) => render(
-            &state,
-            &visitor,
-            StatusCode::UNAUTHORIZED,
-            "signin.html",
-            context! {
-                title => visitor.lang.t("signin.title"),
-                next => next,
-                email => email.chars().take(254).collect::<String>(),
-                error => visitor.lang.t("signin.error"),
-            },
-        ),
+        Err(SignInError::Invalid) => {
+            let linking = code_on_the_way(&state, &visitor, ip, &next).await;
+            render(
+                &state,
+                &visitor,
+                StatusCode::UNAUTHORIZED,
+                "signin.html",
+                context! {
+                    title => visitor.lang.t("signin.title"),
+                    next => next,
+                    email => email.chars().take(254).collect::<String>(),
+                    error => visitor.lang.t("signin.error"),
+                    linking => linking,
+                },
+            )
+        }
         Err(SignInError::Busy) => {
             limits.sign_in_not_tried(attempt);
             crate::telemetry::rate_limited("password_hashes_at_once");
@@ -155,6 +163,22 @@ pub async fn signed_in_redirect(
         set_cookie(state, &SESSION_COOKIE, &token, lifetime),
     );
     Ok(response)
+}
+
+/// `GET /signout` (a bookmarked or typed address): asks first, since a
+/// GET must not change anything (RFC 9110 §9.2.1); the button sends the
+/// form below.
+pub async fn confirm_sign_out(
+    State(state): State<AppState>,
+    visitor: Visitor,
+) -> Result<Response, PageError> {
+    render(
+        &state,
+        &visitor,
+        StatusCode::OK,
+        "signout.html",
+        context! { title => visitor.lang.t("signout.title") },
+    )
 }
 
 pub async fn sign_out(

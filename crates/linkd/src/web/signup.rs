@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 
+use super::link::code_on_the_way;
 use super::signin::signed_in_redirect;
 use super::{
     PageError, PageForm, Visitor, query_param, render, safe_next, see_other, with_retry_after,
@@ -16,6 +17,7 @@ use crate::state::AppState;
 
 pub async fn page(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     visitor: Visitor,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
@@ -23,12 +25,18 @@ pub async fn page(
     if visitor.account().is_some() {
         return Ok(see_other(&next));
     }
+    let linking = code_on_the_way(&state, &visitor, ip, &next).await;
     render(
         &state,
         &visitor,
         StatusCode::OK,
         "signup.html",
-        context! { title => visitor.lang.t("signup.title"), next => next, min_password => MIN_PASSWORD_LEN },
+        context! {
+            title => visitor.lang.t("signup.title"),
+            next => next,
+            min_password => MIN_PASSWORD_LEN,
+            linking => linking,
+        },
     )
 }
 
@@ -90,12 +98,14 @@ pub async fn submit(
             false,
         ),
     };
+    let linking = code_on_the_way(&state, &visitor, ip, &next).await;
     render(
         &state,
         &visitor,
         status,
         "signup.html",
         context! {
+            linking => linking,
             title => lang.t("signup.title"),
             next => next,
             min_password => MIN_PASSWORD_LEN,

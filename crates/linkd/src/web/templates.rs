@@ -25,6 +25,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("forgot.html", include_str!("../../templates/forgot.html")),
     ("reset.html", include_str!("../../templates/reset.html")),
     ("not_me.html", include_str!("../../templates/not_me.html")),
+    ("help.html", include_str!("../../templates/help.html")),
+    ("signout.html", include_str!("../../templates/signout.html")),
 ];
 
 /// The page templates, parsed once at start-up.
@@ -98,6 +100,9 @@ pub fn page_context(state: &AppState, lang: Lang) -> Value {
             name => &brand.product_name,
             accent => brand.accent.to_string(),
             support_url => &brand.support_url,
+            // Without the operator's own support address, the built-in
+            // help page.
+            help_url => brand.support_url.as_deref().unwrap_or("/help"),
             logo_url => state.assets.logo.url(),
         },
         assets => context! {

@@ -109,6 +109,24 @@ impl Visitor {
         self.signed_in.as_ref().map(|(_, a)| a)
     }
 
+    /// The key code entry counts this visitor's wrong codes under
+    /// (RFC 8628 §5.1): the session's, else the anonymous form cookie's.
+    /// A browser that drops its cookies gets a fresh key each time and so
+    /// meets only the network and server limits, which are what the
+    /// guessing bound in SECURITY.md rests on.
+    pub fn entry_key(&self) -> String {
+        match (&self.signed_in, &self.anonymous_csrf) {
+            (Some((session, _)), _) => session.id_hash.clone(),
+            (None, Some(csrf)) => format!("anonymous:{csrf}"),
+            (None, None) => format!("anonymous:{}", random_secret(16)),
+        }
+    }
+
+    /// A clock time as this visitor reads it.
+    pub fn time(&self, ts: i64) -> String {
+        self.lang.clock(ts)
+    }
+
     pub fn email(&self) -> Option<&str> {
         self.account().map(|a| a.email.as_str())
     }

@@ -78,7 +78,8 @@ async fn a_device_links_end_to_end_and_its_tokens_verify_against_jwks() {
     let result = browser.approve(&auth.user_code).await;
     assert_eq!(result.status, StatusCode::OK);
     assert!(
-        result.contains("Your Demo TV is now linked"),
+        // The device's own name, and the app it runs.
+        result.contains("Your Living room TV (Demo TV) is now linked"),
         "{}",
         result.body
     );

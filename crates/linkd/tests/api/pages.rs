@@ -449,3 +449,168 @@ async fn fields_tell_phones_and_password_managers_what_they_hold() {
     let csp = link.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'"), "{csp}");
 }
+
+/// Issue 23 item 2: signed out, a code is checked before sign-in: its
+/// form at once, its existence under the wrong-code limits; a real code
+/// goes on to sign-in and sign-up pages that say what they are for. The
+/// code is found in pasted text and behind a typographic dash.
+#[tokio::test]
+async fn a_stranger_learns_at_once_that_a_code_cannot_work() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let stranger = app.browser();
+    let shown = &auth.user_code;
+    let next = format!("/link?code={shown}");
+
+    let vowel = stranger.get("/link?code=BCDA-GHJK").await;
+    assert_eq!(vowel.status, StatusCode::BAD_REQUEST);
+    assert!(
+        vowel.contains("a character codes never use"),
+        "{}",
+        vowel.body
+    );
+    let short = stranger.get("/link?code=AAAA").await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST);
+    let wrong = if shown == "BCDF-GHJK" {
+        "ZXWV-TSRQ"
+    } else {
+        "BCDF-GHJK"
+    };
+    let unknown = stranger.get(&format!("/link?code={wrong}")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.contains("couldn't find that code"));
+
+    let plain = shown.replace('-', "").to_lowercase();
+    let en_dash = shown.replace('-', "\u{2013}");
+    for typed in [
+        plain.clone(),
+        format!("Code: {shown}"),
+        format!("Your code is {plain}."),
+        en_dash,
+    ] {
+        let found = stranger
+            .get(&format!("/link?code={}", urlencode(&typed)))
+            .await;
+        assert_eq!(
+            found.status,
+            StatusCode::SEE_OTHER,
+            "{typed}: {}",
+            found.body
+        );
+        assert_eq!(
+            found.location(),
+            format!("/signin?next={}", urlencode(&next)),
+            "{typed}"
+        );
+    }
+    let signin = stranger
+        .get(&format!("/signin?next={}", urlencode(&next)))
+        .await;
+    assert!(
+        signin.contains(&format!("Linking code {shown}: sign in to continue."))
+            && signin.contains("Demo TV is asking to be linked to your account."),
+        "{}",
+        signin.body
+    );
+    let signup = stranger
+        .get(&format!("/signup?next={}", urlencode(&next)))
+        .await;
+    assert!(signup.contains(&format!(
+        "Linking code {shown}: create an account to continue."
+    )));
+    assert!(signup.contains("Demo TV is asking"));
+    // A page for the code only: a wrong code names no app.
+    let other = stranger
+        .get(&format!(
+            "/signin?next={}",
+            urlencode(&format!("/link?code={wrong}"))
+        ))
+        .await;
+    assert!(other.contains(&format!("Linking code {wrong}")));
+    assert!(!other.contains("is asking"));
+
+    let created = stranger
+        .sign_up("stranger@example.com", "long enough password", &next)
+        .await;
+    assert_eq!(created.location(), next);
+    let approved = stranger.approve(shown).await;
+    assert_eq!(approved.status, StatusCode::OK);
+}
+
+/// Issue 23 items 3 and 7: the last wrong codes are counted down; the
+/// lockout says until when, never leads back to itself (the device's QR
+/// link during it lands on it), and points to the built-in help page;
+/// `GET /signout` asks first.
+#[tokio::test]
+async fn tries_are_counted_down_and_the_lockout_points_to_help() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let stranger = app.browser();
+    // The form cookie keeps this browser's count.
+    assert_eq!(stranger.get("/link").await.status, StatusCode::OK);
+    let wrong = [
+        "BCDF-GHJK",
+        "BCDF-GHJL",
+        "BCDF-GHJM",
+        "BCDF-GHJN",
+        "BCDF-GHJP",
+        "BCDF-GHJQ",
+    ];
+    let mut said = Vec::new();
+    for code in wrong.iter().filter(|c| **c != auth.user_code).take(5) {
+        let page = stranger.get(&format!("/link?code={code}")).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+        let tries = [
+            "3 tries left",
+            "2 tries left",
+            "1 try left",
+            "That was the last try",
+        ]
+        .into_iter()
+        .find(|t| page.contains(t));
+        said.push(tries.unwrap_or("-"));
+    }
+    assert_eq!(said.len(), 5);
+    assert_eq!(
+        said,
+        [
+            "-",
+            "3 tries left",
+            "2 tries left",
+            "1 try left",
+            "That was the last try"
+        ]
+    );
+    let locked = stranger.get(&auth.verification_uri_complete).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        locked.contains("Try again in 10 minutes (at ") && locked.contains(" UTC)"),
+        "{}",
+        locked.body
+    );
+    assert!(locked.contains("href=\"/help\""));
+    assert!(
+        !locked.contains("href=\"/link\""),
+        "no way back to the wall"
+    );
+
+    let help = stranger.get("/help").await;
+    assert_eq!(help.status, StatusCode::OK);
+    for heading in [
+        "The page won't load",
+        "I can't sign in",
+        "The code expired or was already used",
+        "There's a device I don't recognise",
+    ] {
+        assert!(help.contains(heading), "{heading}: {}", help.body);
+    }
+
+    let person = app.signed_in_browser("leaving@example.com").await;
+    let ask = person.get("/signout").await;
+    assert_eq!(ask.status, StatusCode::OK);
+    assert!(ask.contains("Sign out?") && ask.contains("leaving@example.com"));
+    let out = person.post("/signout", &[("csrf", &ask.csrf())]).await;
+    assert_eq!(out.location(), "/signin?signed_out=1");
+    let gone = person.get("/signout").await;
+    assert!(gone.contains("You're not signed in."));
+}

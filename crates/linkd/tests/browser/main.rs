@@ -665,18 +665,107 @@ async fn no_dead_ends(v: Visit<'_>) {
     v.open(&auth.verification_uri_complete, "approved-again", 200)
         .await;
     assert!(v.heading().await.contains("is now linked"));
-    for (path, page) in [
-        ("/link/decide", "decide-as-link"),
-        ("/signout", "signout-as-link"),
-    ] {
-        v.open(path, page, 405).await;
-        assert_eq!(v.heading().await, "This page can't be opened this way");
-        assert!(v.text("header").await.contains("ida@example.com"));
-        v.click_to("main a[href='/link']", "link-from-405", 200)
-            .await;
-    }
+    v.open("/link/decide", "decide-as-link", 405).await;
+    assert_eq!(v.heading().await, "This page can't be opened this way");
+    assert!(v.text("header").await.contains("ida@example.com"));
+    v.click_to("main a[href='/link']", "link-from-405", 200)
+        .await;
     v.open("/nowhere", "not-found-signed-in", 404).await;
     assert!(v.text("header").await.contains("ida@example.com"));
+    // Signing out by its address asks first, with the button.
+    v.open("/signout", "signout-as-link", 200).await;
+    assert_eq!(v.heading().await, "Sign out?");
+    v.click_to("main form button", "signed-out", 200).await;
+    assert_eq!(v.text("[role=status]").await, "You're signed out.");
+}
+
+/// Signed out, a code is checked before sign-in: a code with a vowel at
+/// once, wrong codes by lookup with the last tries counted down. The
+/// lockout says until when and points to help, and the device's QR link
+/// during it lands there too. Then, as a new visitor, a code pasted with
+/// the words around it (with JavaScript) or typed with an en dash
+/// (without) goes on to a sign-in page that says what it is for, and the
+/// result names the device and its app.
+async fn codes_checked_before_sign_in(v: Visit<'_>) {
+    let no_js = v.suite.variant.get() == "no-js";
+    let auth = v.app.start_device("openid").await;
+    v.open("/link", "link-signed-out", 200).await;
+    v.fill("#code", "BCDA-GHJK").await;
+    v.click_to("form button[type=submit]", "vowel-code", 400)
+        .await;
+    v.alert_says("character codes never use").await;
+    if !no_js {
+        let wrong = [
+            "BCDF-GHJK",
+            "BCDF-GHJL",
+            "BCDF-GHJM",
+            "BCDF-GHJN",
+            "BCDF-GHJP",
+            "BCDF-GHJQ",
+        ];
+        let wrong: Vec<_> = wrong
+            .iter()
+            .filter(|c| **c != auth.user_code)
+            .take(5)
+            .collect();
+        for (i, code) in wrong.iter().enumerate() {
+            v.fill("#code", code).await;
+            v.click_to("form button[type=submit]", &format!("wrong-{i}"), 404)
+                .await;
+        }
+        v.alert_says("That was the last try: code entry is paused until ")
+            .await;
+        v.open(&auth.verification_uri_complete, "locked-qr", 429)
+            .await;
+        assert_eq!(v.heading().await, "Too many wrong codes");
+        assert!(
+            v.text("main")
+                .await
+                .contains("Try again in 10 minutes (at ")
+        );
+        v.click_to("main a[href='/help']", "help", 200).await;
+        assert_eq!(v.heading().await, "Help with linking a device");
+        v.suite.chrome.delete_cookies().await.unwrap();
+    }
+    let named = v
+        .app
+        .device_authorization(&[("client_id", "demo-tv"), ("device_name", "Office TV")])
+        .await;
+    let code = named.json["user_code"].as_str().unwrap().to_string();
+    v.open("/link", "link-new-visitor", 200).await;
+    if no_js {
+        v.fill("#code", &code.replace('-', "\u{2013}")).await;
+    } else {
+        let field = v.chrome().find("#code").await.unwrap();
+        v.chrome()
+            .execute(
+                "const data = new DataTransfer(); data.setData('text/plain', arguments[1]);\n\
+                 arguments[0].focus();\n\
+                 arguments[0].dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));",
+                vec![field.to_json(), json!(format!("Code: {code}"))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            v.value("#code").await,
+            code,
+            "the script takes the code out"
+        );
+    }
+    v.click_to("form button[type=submit]", "sign-in-for-code", 200)
+        .await;
+    assert_eq!(
+        v.text(".for-code").await,
+        format!("Linking code {code}: sign in to continue.")
+    );
+    assert!(v.text("main").await.contains("Demo TV is asking"));
+    v.click_to("a[href^='/signup']", "sign-up-for-code", 200)
+        .await;
+    assert!(v.text(".for-code").await.contains(&code));
+    v.sign_up_here("jo@example.com", "confirm").await;
+    v.click_to("button[value=approve]", "approved-named", 200)
+        .await;
+    assert_eq!(v.heading().await, "Your Office TV (Demo TV) is now linked");
 }
 
 /// The app's side of the authorization code flow: a page at a loopback
@@ -908,6 +997,7 @@ async fn the_pages_in_a_real_browser() {
         run(&suite, "no-dead-ends", &app, no_dead_ends).await;
         if viewport.mobile {
             run(&suite, "app-code", &app, app_links_with_a_code).await;
+            run(&suite, "codes-first", &app, codes_checked_before_sign_in).await;
         }
         // Last on this server: it moves the server's clock past expiry.
         run(&suite, "bad-codes", &app, wrong_and_expired_codes).await;
@@ -920,6 +1010,7 @@ async fn the_pages_in_a_real_browser() {
             let app = spawn_app().await;
             run(&suite, "typed-code", &app, code_typed_by_hand).await;
             run(&suite, "deny", &app, deny).await;
+            run(&suite, "codes-first", &app, codes_checked_before_sign_in).await;
             suite.set_javascript(true).await;
         }
 

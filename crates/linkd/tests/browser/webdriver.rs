@@ -33,6 +33,13 @@ fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
 #[derive(Debug, Clone)]
 pub struct Element(String);
 
+impl Element {
+    /// The element as a script argument (`arguments[i]` in the page).
+    pub fn to_json(&self) -> Value {
+        json!({ ELEMENT_KEY: self.0 })
+    }
+}
+
 /// chromedriver, the Chromium it started, and one session.
 pub struct Chrome {
     http: reqwest::Client,
