@@ -114,6 +114,7 @@ pub async fn seed(database_url: &str, n: usize) -> anyhow::Result<DeviceCodes> {
             redirect_uris: String::new(),
             code_flow_enabled: true,
             refresh_enabled: true,
+            require_dpop: false,
             created_at: now,
         })
         .await

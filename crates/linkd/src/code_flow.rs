@@ -490,6 +490,9 @@ pub struct CodeGrant<'a> {
     pub code: &'a str,
     pub redirect_uri: Option<&'a str>,
     pub code_verifier: Option<&'a str>,
+    /// The thumbprint of the request's DPoP key (RFC 9449 §5), which the
+    /// device and its tokens are bound to.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// Why the domain declined a code it could redeem.
@@ -658,6 +661,7 @@ fn redemption(
         linked_ip: code.ip.clone(),
         last_refresh_at: None,
         revoked_at: None,
+        dpop_jkt: grant.dpop_jkt.map(str::to_string),
     };
     let refresh_secret = (client.refresh_enabled
         && scopes::contains(&code.scope, "offline_access"))
@@ -680,6 +684,7 @@ fn redemption(
             scope: &code.scope,
             auth_time: code.auth_time,
             nonce: code.nonce.as_deref(),
+            dpop_jkt: grant.dpop_jkt,
         },
         refresh_secret,
     )

@@ -162,11 +162,15 @@ pub enum PollError {
 /// authorization its device code names (`None`: no such code). A pending
 /// code costs no store access at all beyond the caller's read, and no
 /// write.
+/// `dpop_jkt`: the thumbprint of the key the poll's DPoP proof was signed
+/// with (RFC 9449), which the device and its tokens are bound to if this
+/// poll redeems the code.
 pub async fn poll(
     ctx: &Ctx<'_>,
     polls: &PollTracker,
     client: &Client,
     polled: Option<PolledAuthorization>,
+    dpop_jkt: Option<&str>,
 ) -> Result<PollOutcome, PollError> {
     let (now, now_ms) = (ctx.now, ctx.now_ms);
     let Some(auth) = polled else {
@@ -200,7 +204,7 @@ pub async fn poll(
         AuthorizationState::Redeemed => Ok(PollOutcome::InvalidGrant(
             "the device code has already been used",
         )),
-        AuthorizationState::Approved => redeem(ctx, polls, client, &auth).await,
+        AuthorizationState::Approved => redeem(ctx, polls, client, &auth, dpop_jkt).await,
     }
 }
 
@@ -213,6 +217,7 @@ async fn redeem(
     polls: &PollTracker,
     client: &Client,
     polled: &PolledAuthorization,
+    dpop_jkt: Option<&str>,
 ) -> Result<PollOutcome, PollError> {
     let (store, now) = (ctx.store, ctx.now);
     let id = polled.id.as_str();
@@ -222,7 +227,7 @@ async fn redeem(
     let outcome = store
         .redeem_device_authorization(id, now.saturating_sub(grace), &mut |auth, account| {
             let account = account.filter(|a| !a.disabled)?;
-            match redemption(ctx, client, auth, account) {
+            match redemption(ctx, client, auth, account, dpop_jkt) {
                 Ok((redemption, tokens)) => {
                     minted = Some(tokens);
                     Some(redemption)
@@ -292,6 +297,7 @@ fn redemption(
     client: &Client,
     auth: &DeviceAuthorization,
     account: &Account,
+    dpop_jkt: Option<&str>,
 ) -> Result<(Redemption, TokenSet), jsonwebtoken::errors::Error> {
     let (config, now) = (ctx.config, ctx.now);
     let device = LinkedDevice {
@@ -309,6 +315,7 @@ fn redemption(
         linked_ip: auth.requested_ip.clone(),
         last_refresh_at: None,
         revoked_at: None,
+        dpop_jkt: dpop_jkt.map(str::to_string),
     };
     let refresh_secret = (client.refresh_enabled
         && scopes::contains(&auth.scope, "offline_access"))
@@ -327,6 +334,7 @@ fn redemption(
         scope: &auth.scope,
         auth_time: auth.decided_at.unwrap_or(now),
         nonce: None,
+        dpop_jkt,
     };
     let tokens = mint(&ctx.keys, ctx.config, now, &grant, refresh_secret)?;
     Ok((
@@ -516,7 +524,7 @@ mod tests {
             ..crate::store::sqlite::fixtures::polled(id, 5)
         };
         let client = crate::store::sqlite::fixtures::client("openid");
-        poll(&ctx, polls, &client, Some(polled)).await
+        poll(&ctx, polls, &client, Some(polled), None).await
     }
 
     /// A poll's read saw the approval, but the row the store would redeem

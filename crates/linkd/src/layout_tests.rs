@@ -15,6 +15,7 @@ const DOMAIN: &[&str] = &[
     "device_flow.rs",
     "device_flow/",
     "devices.rs",
+    "dpop.rs",
     "hashing.rs",
     "mail.rs",
     "outbox.rs",

@@ -32,6 +32,8 @@ pub mod ctx;
 pub mod device_flow;
 /// Linked devices: ownership, renaming, unlinking, their activity.
 pub mod devices;
+/// DPoP (RFC 9449): proofs of the key a device's tokens are bound to.
+pub mod dpop;
 /// At most N password hashes at once, server-wide.
 pub mod hashing;
 /// The words people read, per language, and the choice of language.

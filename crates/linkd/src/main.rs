@@ -123,6 +123,10 @@ enum ClientCommand {
         /// accepted (RFC 8252 §7.3).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
+        /// Require a DPoP proof (RFC 9449) on every token request, so the
+        /// app's tokens are always bound to its devices' keys.
+        #[arg(long)]
+        require_dpop: bool,
     },
     /// Change an app: its grants, scopes and redirect URIs.
     Update {
@@ -136,6 +140,9 @@ enum ClientCommand {
         /// Whether the app gets and may use refresh tokens (on/off).
         #[arg(long, value_parser = parse_switch)]
         refresh: Option<bool>,
+        /// Whether every token request must carry a DPoP proof (on/off).
+        #[arg(long, value_parser = parse_switch)]
+        require_dpop: Option<bool>,
         /// Replace the scopes the app may ask for (repeat the flag).
         #[arg(long = "scope")]
         scopes: Vec<String>,
@@ -263,6 +270,7 @@ async fn main() -> std::process::ExitCode {
                 scopes,
                 confidential,
                 redirect_uris,
+                require_dpop,
             } => {
                 let new = cli::NewClient {
                     id: &id,
@@ -270,6 +278,7 @@ async fn main() -> std::process::ExitCode {
                     scopes: &scopes,
                     confidential,
                     redirect_uris: &redirect_uris,
+                    require_dpop,
                 };
                 cli::client_add(&db.database_url, &new).await
             }
@@ -278,6 +287,7 @@ async fn main() -> std::process::ExitCode {
                 device_flow,
                 code_flow,
                 refresh,
+                require_dpop,
                 scopes,
                 redirect_uris,
                 no_redirect_uris,
@@ -286,6 +296,7 @@ async fn main() -> std::process::ExitCode {
                     device_flow,
                     code_flow,
                     refresh,
+                    require_dpop,
                     scopes: &scopes,
                     redirect_uris: &redirect_uris,
                     no_redirect_uris,

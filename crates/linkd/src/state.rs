@@ -132,6 +132,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
             redirect_uris: String::new(),
             code_flow_enabled: true,
             refresh_enabled: true,
+            require_dpop: false,
             created_at: now,
         };
         match store.insert_client(&demo).await {

@@ -370,6 +370,17 @@ pub struct AccessClaims {
     pub scope: String,
     pub client_id: String,
     pub sid: String,
+    /// RFC 9449 §6.1: the DPoP key the token is bound to, for tokens of a
+    /// device that proved one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 §3.1 confirmation, with the JWK SHA-256 thumbprint member of
+/// RFC 9449 §6.1.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 /// OpenID Connect Core §2 ID token claims.
@@ -404,6 +415,7 @@ mod tests {
             scope: "openid".into(),
             client_id: "c".into(),
             sid: "d".into(),
+            cnf: None,
         }
     }
 

@@ -17,6 +17,8 @@ pub struct NewClient<'a> {
     pub confidential: bool,
     /// Where authorization codes may be sent (`--redirect-uri`).
     pub redirect_uris: &'a [String],
+    /// Token requests must carry a DPoP proof (`--require-dpop`).
+    pub require_dpop: bool,
 }
 
 /// The redirect URIs named on the command line, checked and joined;
@@ -44,10 +46,12 @@ fn describe(c: &Client) -> String {
         c.redirect_uris.as_str()
     };
     format!(
-        "device flow {}, authorization code {}, refresh {}, scopes: {}, redirect URIs: {uris}",
+        "device flow {}, authorization code {}, refresh {}, DPoP required {}, scopes: {}, \
+         redirect URIs: {uris}",
         on_off(c.device_flow_enabled),
         on_off(c.code_flow_enabled),
         on_off(c.refresh_enabled),
+        on_off(c.require_dpop),
         c.scopes
     )
 }
@@ -81,6 +85,7 @@ pub async fn client_add(database_url: &str, new: &NewClient<'_>) -> anyhow::Resu
         redirect_uris,
         code_flow_enabled: true,
         refresh_enabled: true,
+        require_dpop: new.require_dpop,
         created_at: SystemClock.now(),
     };
     match store.insert_client(&client).await {
@@ -117,6 +122,7 @@ pub struct ClientUpdate<'a> {
     pub device_flow: Option<bool>,
     pub code_flow: Option<bool>,
     pub refresh: Option<bool>,
+    pub require_dpop: Option<bool>,
     pub scopes: &'a [String],
     pub redirect_uris: &'a [String],
     /// Remove every redirect URI.
@@ -143,16 +149,18 @@ pub async fn client_update(
         device_flow_enabled: update.device_flow,
         code_flow_enabled: update.code_flow,
         refresh_enabled: update.refresh,
+        require_dpop: update.require_dpop,
         redirect_uris: uris.as_deref(),
     };
     if changes.scopes.is_none()
         && changes.device_flow_enabled.is_none()
         && changes.code_flow_enabled.is_none()
         && changes.refresh_enabled.is_none()
+        && changes.require_dpop.is_none()
         && changes.redirect_uris.is_none()
     {
         bail!(
-            "nothing to change: give --device-flow, --code-flow or --refresh on|off, \
+            "nothing to change: give --device-flow, --code-flow, --refresh or --require-dpop on|off, \
              --scope, --redirect-uri or --no-redirect-uris"
         );
     }

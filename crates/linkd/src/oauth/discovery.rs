@@ -41,6 +41,11 @@ pub fn metadata(issuer: &str) -> Value {
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "id_token_signing_alg_values_supported": ["RS256"],
+        // RFC 9449 §5.1: the token endpoint takes DPoP proofs signed so.
+        "dpop_signing_alg_values_supported": crate::dpop::ALGORITHMS
+            .iter()
+            .map(|(_, name)| *name)
+            .collect::<Vec<_>>(),
         "subject_types_supported": ["public"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "email", "sid", "nonce"],
     })

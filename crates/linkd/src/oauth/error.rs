@@ -70,6 +70,10 @@ impl OAuthError {
     pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
     }
+    /// RFC 9449 §5: the token request's DPoP proof is missing or wrong.
+    pub fn invalid_dpop_proof(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d)
+    }
     pub fn authorization_pending() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

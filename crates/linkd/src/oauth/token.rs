@@ -1,6 +1,8 @@
 //! `POST /oauth/token` (RFC 6749 §3.2, §5): the device_code grant
 //! (RFC 8628 §3.4-3.5), the authorization_code grant (RFC 6749 §4.1.3,
-//! RFC 7636 §4.5) and the refresh_token grant (RFC 6749 §6).
+//! RFC 7636 §4.5) and the refresh_token grant (RFC 6749 §6), each with an
+//! optional DPoP proof that binds the tokens to the device's key (RFC 9449
+//! §5), required for apps set to `--require-dpop`.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,8 +16,10 @@ use crate::client_ip::ClientIp;
 use crate::code_flow::{self, CodeGrant, CodeGrantOutcome};
 use crate::codes::secret_hash;
 use crate::device_flow::{self, PollError, PollOutcome};
+use crate::dpop::{self, DpopError, Proof};
 use crate::limits::{RetryAfter, network_key};
 use crate::state::AppState;
+use crate::store::{AuthorizationState, Client};
 use crate::tokens::issue::TokenSet;
 use crate::tokens::refresh::{self, RefreshOutcome};
 
@@ -85,7 +89,14 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
         // Present but longer than any code linkd issues.
         return Err(OAuthError::invalid_grant("the device code is not known"));
     }
-    let outcome = device_flow::poll(&state.ctx(), &state.polls, &client, auth)
+    // A proof's jti is noted only by the poll that can redeem: a pending
+    // poll hands out nothing a replayed proof could win, and must cost no
+    // write (the hot path).
+    let may_redeem = auth
+        .as_ref()
+        .is_some_and(|a| a.state == AuthorizationState::Approved);
+    let proof = dpop_proof(state, req, &client, may_redeem).await?;
+    let outcome = device_flow::poll(&state.ctx(), &state.polls, &client, auth, jkt(&proof))
         .await
         .map_err(poll_error)?;
     match outcome {
@@ -110,10 +121,12 @@ async fn authorization_code(state: &AppState, req: &OAuthRequest) -> Result<Resp
             "this app may not use the authorization code grant",
         ));
     }
+    let proof = dpop_proof(state, req, &client, true).await?;
     let grant = CodeGrant {
         code: req.form.require("code")?,
         redirect_uri: req.form.get("redirect_uri"),
         code_verifier: req.form.get("code_verifier"),
+        dpop_jkt: jkt(&proof),
     };
     let outcome = code_flow::redeem(&state.ctx(), &client, &grant)
         .await
@@ -139,9 +152,17 @@ async fn refresh_token(
         ));
     }
     let presented = req.form.require("refresh_token")?;
-    let outcome = refresh::refresh(&state.ctx(), &client, presented, req.form.get("scope"), ip)
-        .await
-        .map_err(poll_error)?;
+    let proof = dpop_proof(state, req, &client, true).await?;
+    let outcome = refresh::refresh(
+        &state.ctx(),
+        &client,
+        presented,
+        req.form.get("scope"),
+        ip,
+        jkt(&proof),
+    )
+    .await
+    .map_err(poll_error)?;
     match outcome {
         RefreshOutcome::Tokens(tokens) => {
             crate::telemetry::tokens_issued("refresh_token");
@@ -149,6 +170,51 @@ async fn refresh_token(
         }
         RefreshOutcome::InvalidGrant(why) => Err(OAuthError::invalid_grant(why)),
         RefreshOutcome::InvalidScope(why) => Err(OAuthError::invalid_scope(why)),
+        RefreshOutcome::InvalidDpop(why) => Err(OAuthError::invalid_dpop_proof(why)),
+    }
+}
+
+/// RFC 9449 §5: the request's DPoP proof, checked against this request
+/// (§4.3); `None` without one, unless the app requires DPoP. `note`
+/// records its jti, so a second use is refused on every instance.
+async fn dpop_proof(
+    state: &AppState,
+    req: &OAuthRequest,
+    client: &Client,
+    note: bool,
+) -> Result<Option<Proof>, OAuthError> {
+    let Some(header) = super::bearer::dpop_header(&req.headers).map_err(dpop_error)? else {
+        if client.require_dpop {
+            return Err(OAuthError::invalid_dpop_proof(
+                "this app requires DPoP: send a DPoP proof (RFC 9449)",
+            ));
+        }
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let uri = format!("{}/oauth/token", state.config.issuer());
+    let expect = dpop::Expect {
+        method: "POST",
+        uri: &uri,
+        access_token: None,
+    };
+    let proof = dpop::check(header, &expect, now).map_err(dpop_error)?;
+    if note {
+        dpop::note(state.store.as_ref(), &proof, now)
+            .await
+            .map_err(dpop_error)?;
+    }
+    Ok(Some(proof))
+}
+
+fn jkt(proof: &Option<Proof>) -> Option<&str> {
+    proof.as_ref().map(|p| p.jkt.as_str())
+}
+
+fn dpop_error(e: DpopError) -> OAuthError {
+    match e {
+        DpopError::Store(e) => e.into(),
+        e => OAuthError::invalid_dpop_proof(e.to_string()),
     }
 }
 

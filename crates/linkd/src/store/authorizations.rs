@@ -31,6 +31,7 @@ const POLL: &str = concat!(
      c.secret_hash AS c_secret_hash, c.scopes AS c_scopes,
      c.device_flow_enabled AS c_device_flow_enabled, c.redirect_uris AS c_redirect_uris,
      c.code_flow_enabled AS c_code_flow_enabled, c.refresh_enabled AS c_refresh_enabled,
+     c.require_dpop AS c_require_dpop,
      c.created_at AS c_created_at
      FROM device_authorizations a JOIN clients c ON c.client_id = a.client_id
      WHERE a.device_code_hash = $1"

@@ -9,8 +9,8 @@ pub(crate) const BY_ID: &str = "SELECT * FROM clients WHERE client_id = $1";
 pub(super) async fn insert(db: &Db, c: &Client) -> StoreResult<()> {
     db.execute(q(
         "INSERT INTO clients (client_id, name, secret_hash, scopes, device_flow_enabled,
-             redirect_uris, code_flow_enabled, refresh_enabled, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             redirect_uris, code_flow_enabled, refresh_enabled, created_at, require_dpop)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         &[
             (&c.client_id).into(),
             (&c.name).into(),
@@ -21,6 +21,7 @@ pub(super) async fn insert(db: &Db, c: &Client) -> StoreResult<()> {
             c.code_flow_enabled.into(),
             c.refresh_enabled.into(),
             c.created_at.into(),
+            c.require_dpop.into(),
         ],
     ))
     .await?;
@@ -50,7 +51,8 @@ pub(super) async fn update(
                  device_flow_enabled = COALESCE($2, device_flow_enabled),
                  code_flow_enabled = COALESCE($3, code_flow_enabled),
                  refresh_enabled = COALESCE($4, refresh_enabled),
-                 redirect_uris = COALESCE($5, redirect_uris)
+                 redirect_uris = COALESCE($5, redirect_uris),
+                 require_dpop = COALESCE($7, require_dpop)
              WHERE client_id = $6",
             &[
                 changes.scopes.into(),
@@ -59,6 +61,7 @@ pub(super) async fn update(
                 changes.refresh_enabled.into(),
                 changes.redirect_uris.into(),
                 client_id.into(),
+                changes.require_dpop.into(),
             ],
         ))
         .await?;

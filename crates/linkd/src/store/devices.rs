@@ -18,8 +18,8 @@ macro_rules! device_select {
 pub(super) async fn insert(tx: &mut Tx<'_>, d: &LinkedDevice) -> StoreResult<()> {
     tx.execute(q(
         "INSERT INTO linked_devices (id, account_id, client_id, label, scope, linked_at,
-             linked_ip, last_refresh_at, revoked_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             linked_ip, last_refresh_at, revoked_at, dpop_jkt)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         &[
             (&d.id).into(),
             (&d.account_id).into(),
@@ -30,6 +30,7 @@ pub(super) async fn insert(tx: &mut Tx<'_>, d: &LinkedDevice) -> StoreResult<()>
             (&d.linked_ip).into(),
             d.last_refresh_at.into(),
             d.revoked_at.into(),
+            (&d.dpop_jkt).into(),
         ],
     ))
     .await?;
@@ -195,4 +196,17 @@ pub(super) async fn revoke_access_token(
     ))
     .await?;
     Ok(())
+}
+
+/// Notes a DPoP proof (by a hash of its key and `jti`) until `expires_at`:
+/// false when it was seen already, on any instance (RFC 9449 §11.1).
+pub(super) async fn note_dpop_proof(db: &Db, id: &str, expires_at: Timestamp) -> StoreResult<bool> {
+    let done = db
+        .execute(q(
+            "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2)
+             ON CONFLICT (id) DO NOTHING",
+            &[id.into(), expires_at.into()],
+        ))
+        .await?;
+    Ok(done == 1)
 }

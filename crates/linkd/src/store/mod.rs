@@ -265,6 +265,10 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         outbox: &[OutboxMessage],
     ) -> StoreResult<bool>;
+    /// Notes a DPoP proof's id (a hash of its key and `jti`) until
+    /// `expires_at`; false when it was noted already (a replay, RFC 9449
+    /// §11.1), by this instance or another.
+    async fn note_dpop_proof(&self, id: &str, expires_at: Timestamp) -> StoreResult<bool>;
     /// The linked device behind an access token, if the device is still
     /// linked and the token (by `jti`) was not revoked: the check every
     /// Bearer request makes.

@@ -67,6 +67,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "account links",
         include_str!("../../migrations/postgres/0014_account_links.sql"),
     ),
+    (
+        21,
+        "dpop",
+        include_str!("../../migrations/postgres/0021_dpop.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {

@@ -21,6 +21,9 @@ pub struct Client {
     pub code_flow_enabled: bool,
     /// Off: the app is given no refresh tokens and may not use them.
     pub refresh_enabled: bool,
+    /// On: every token request must carry a DPoP proof (RFC 9449 §5), so
+    /// the app's tokens are bound to its devices' keys.
+    pub require_dpop: bool,
     pub created_at: Timestamp,
 }
 
@@ -45,6 +48,7 @@ pub struct ClientChanges<'a> {
     pub device_flow_enabled: Option<bool>,
     pub code_flow_enabled: Option<bool>,
     pub refresh_enabled: Option<bool>,
+    pub require_dpop: Option<bool>,
     /// Space-separated, replacing the list.
     pub redirect_uris: Option<&'a str>,
 }
@@ -210,6 +214,9 @@ pub struct LinkedDevice {
     pub linked_ip: String,
     pub last_refresh_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    /// The thumbprint (RFC 7638) of the DPoP key the device proved when it
+    /// was linked: its tokens are bound to it (RFC 9449 §5, §6).
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -443,8 +450,9 @@ pub struct PurgeBefore {
 impl PurgeBefore {
     /// Each purged table with the deadline its rows' `expires_at` is held
     /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005, 0007, 0008, 0014), so a batch reads only the rows it deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 7] {
+    /// 0005, 0007, 0008, 0014, 0021), so a batch reads only the rows it
+    /// deletes.
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 8] {
         [
             // Mailed links, used or not, once they expired (0014).
             ("account_links", self.now),
@@ -458,6 +466,8 @@ impl PurgeBefore {
             ("sessions", self.now),
             ("refresh_tokens", self.refresh_tokens),
             ("revoked_access_tokens", self.now),
+            // DPoP proofs past their acceptable `iat` (0021).
+            ("dpop_proofs", self.now),
         ]
     }
 }

@@ -93,6 +93,7 @@ impl FromRow for (PolledAuthorization, std::sync::Arc<Client>) {
             redirect_uris: row.text("c_redirect_uris")?,
             code_flow_enabled: row.flag("c_code_flow_enabled")?,
             refresh_enabled: row.flag("c_refresh_enabled")?,
+            require_dpop: row.flag("c_require_dpop")?,
             created_at: row.int("c_created_at")?,
         };
         Ok((auth, std::sync::Arc::new(client)))
@@ -110,6 +111,7 @@ impl FromRow for Client {
             redirect_uris: row.text("redirect_uris")?,
             code_flow_enabled: row.flag("code_flow_enabled")?,
             refresh_enabled: row.flag("refresh_enabled")?,
+            require_dpop: row.flag("require_dpop")?,
             created_at: row.int("created_at")?,
         })
     }
@@ -184,6 +186,7 @@ impl FromRow for LinkedDevice {
             linked_ip: row.text("linked_ip")?,
             last_refresh_at: row.int_or_null("last_refresh_at")?,
             revoked_at: row.int_or_null("revoked_at")?,
+            dpop_jkt: row.text_or_null("dpop_jkt")?,
         })
     }
 }

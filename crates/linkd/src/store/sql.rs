@@ -300,6 +300,10 @@ impl Store for SqlStore {
         devices::revoke(&self.db, id, now, outbox).await
     }
 
+    async fn note_dpop_proof(&self, id: &str, expires_at: Timestamp) -> StoreResult<bool> {
+        devices::note_dpop_proof(&self.db, id, expires_at).await
+    }
+
     async fn active_device_for_token(
         &self,
         device_id: &str,

@@ -25,6 +25,14 @@ pub enum BearerError {
     Invalid(#[from] TokenError),
     #[error("the access token was revoked or its device unlinked")]
     Revoked,
+    /// RFC 9449 §7.1: a DPoP-bound token without a good proof, or an
+    /// unbound one sent under the DPoP scheme.
+    #[error(transparent)]
+    Dpop(#[from] crate::dpop::DpopError),
+    #[error("this access token is bound to a DPoP key: send it as DPoP with a proof")]
+    BoundTokenAsBearer,
+    #[error("this access token is not bound to a DPoP key: send it as Bearer")]
+    UnboundTokenAsDpop,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -50,6 +58,53 @@ pub async fn authenticate_bearer(ctx: &Ctx<'_>, token: &str) -> Result<Bearer, B
         .filter(|d| d.account_id == claims.sub)
         .ok_or(BearerError::Revoked)?;
     Ok(Bearer { claims, device })
+}
+
+/// An access token as a request presented it (RFC 6750 §2.1, RFC 9449
+/// §7.1).
+pub struct Presented<'a> {
+    pub token: &'a str,
+    /// Sent as `Authorization: DPoP` rather than `Bearer`.
+    pub dpop_scheme: bool,
+    /// The request's `DPoP` header.
+    pub proof: Option<&'a str>,
+    pub method: &'a str,
+    /// The request's path, after linkd's public URL.
+    pub path: &'a str,
+}
+
+/// The check linkd's own APIs make: [`authenticate_bearer`], and for a
+/// token bound to a DPoP key (`cnf.jkt`), a proof by that key for this
+/// request and this token, used once (RFC 9449 §7.1, §4.3).
+pub async fn authenticate(ctx: &Ctx<'_>, presented: &Presented<'_>) -> Result<Bearer, BearerError> {
+    let bearer = authenticate_bearer(ctx, presented.token).await?;
+    let Some(cnf) = &bearer.claims.cnf else {
+        if presented.dpop_scheme {
+            return Err(BearerError::UnboundTokenAsDpop);
+        }
+        return Ok(bearer);
+    };
+    // §7.1: a bound token under the Bearer scheme is refused, or a copy
+    // would work without the key.
+    if !presented.dpop_scheme {
+        return Err(BearerError::BoundTokenAsBearer);
+    }
+    let proof = presented.proof.ok_or(crate::dpop::DpopError::Missing)?;
+    let uri = format!("{}{}", ctx.config.issuer(), presented.path);
+    let proof = crate::dpop::check(
+        proof,
+        &crate::dpop::Expect {
+            method: presented.method,
+            uri: &uri,
+            access_token: Some(presented.token),
+        },
+        ctx.now,
+    )?;
+    if proof.jkt != cnf.jkt {
+        return Err(crate::dpop::DpopError::WrongKey.into());
+    }
+    crate::dpop::note(ctx.store, &proof, ctx.now).await?;
+    Ok(bearer)
 }
 
 /// RFC 7009 revocation. A refresh token ends its device's link, and with it
@@ -96,7 +151,7 @@ pub async fn introspect(ctx: &Ctx<'_>, token: &str) -> Result<Value, StoreError>
     }
     match authenticate_bearer(ctx, token).await {
         Ok(Bearer { claims, .. }) => {
-            return Ok(json!({
+            let mut answer = json!({
                 "active": true,
                 "token_type": "Bearer",
                 "scope": claims.scope,
@@ -108,7 +163,14 @@ pub async fn introspect(ctx: &Ctx<'_>, token: &str) -> Result<Value, StoreError>
                 "iat": claims.iat,
                 "jti": claims.jti,
                 "sid": claims.sid,
-            }));
+            });
+            // RFC 9449 §6.2: the binding, for the resource server to
+            // check the proof against.
+            if let Some(cnf) = claims.cnf {
+                answer["token_type"] = "DPoP".into();
+                answer["cnf"] = json!({ "jkt": cnf.jkt });
+            }
+            return Ok(answer);
         }
         Err(BearerError::Store(e)) => return Err(e),
         Err(_) => {}
@@ -120,17 +182,23 @@ pub async fn introspect(ctx: &Ctx<'_>, token: &str) -> Result<Value, StoreError>
         return Ok(inactive);
     }
     match store.get_linked_device(&refresh.device_id).await? {
-        Some(device) if device.revoked_at.is_none() => Ok(json!({
-            "active": true,
-            "token_type": "refresh_token",
-            "scope": refresh.scope,
-            "client_id": device.client_id,
-            "sub": device.account_id,
-            "iss": ctx.config.issuer(),
-            "exp": refresh.expires_at,
-            "iat": refresh.created_at,
-            "sid": device.id,
-        })),
+        Some(device) if device.revoked_at.is_none() => {
+            let mut answer = json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "scope": refresh.scope,
+                "client_id": device.client_id,
+                "sub": device.account_id,
+                "iss": ctx.config.issuer(),
+                "exp": refresh.expires_at,
+                "iat": refresh.created_at,
+                "sid": device.id,
+            });
+            if let Some(jkt) = device.dpop_jkt {
+                answer["cnf"] = json!({ "jkt": jkt });
+            }
+            Ok(answer)
+        }
         _ => Ok(inactive),
     }
 }

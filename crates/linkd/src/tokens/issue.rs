@@ -30,6 +30,8 @@ pub struct Grant<'a> {
     /// The authorization request's `nonce`, repeated in the ID token
     /// (OpenID Connect Core §3.1.2.1).
     pub nonce: Option<&'a str>,
+    /// The thumbprint of the DPoP key the tokens are bound to (RFC 9449).
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// Mints the access token and, when the scope calls for it, the ID token.
@@ -46,6 +48,7 @@ pub fn mint(
         scope,
         auth_time,
         nonce,
+        dpop_jkt,
     } = *grant;
     let issuer = config.issuer();
     let lifetime = i64::from(config.access_token_lifetime);
@@ -59,6 +62,9 @@ pub fn mint(
         scope: scope.to_string(),
         client_id: device.client_id.clone(),
         sid: device.id.clone(),
+        cnf: dpop_jkt.map(|jkt| crate::tokens::Confirmation {
+            jkt: jkt.to_string(),
+        }),
     })?;
     let id_token = if scopes::contains(scope, "openid") {
         Some(keys.sign_id_token(&IdClaims {
@@ -77,7 +83,8 @@ pub fn mint(
     };
     Ok(TokenSet {
         access_token,
-        token_type: "Bearer",
+        // RFC 9449 §5: a bound access token is of type DPoP.
+        token_type: if dpop_jkt.is_some() { "DPoP" } else { "Bearer" },
         expires_in: lifetime,
         scope: scope.to_string(),
         refresh_token,

@@ -18,6 +18,9 @@ pub enum RefreshOutcome {
     /// RFC 6749 §5.2 invalid_grant, with the reason for the description.
     InvalidGrant(&'static str),
     InvalidScope(String),
+    /// RFC 9449 §5: the refresh token is bound to a DPoP key the request
+    /// did not prove.
+    InvalidDpop(&'static str),
 }
 
 /// The refresh_token grant (RFC 6749 §6). Each use rotates the token; a
@@ -30,6 +33,7 @@ pub async fn refresh(
     presented: &str,
     requested_scope: Option<&str>,
     ip: &str,
+    dpop_jkt: Option<&str>,
 ) -> Result<RefreshOutcome, PollError> {
     let (store, config, now) = (ctx.store, ctx.config, ctx.now);
     use RefreshOutcome::InvalidGrant;
@@ -49,6 +53,24 @@ pub async fn refresh(
     }
     if device.revoked_at.is_some() {
         return Ok(InvalidGrant("this device was unlinked"));
+    }
+    // RFC 9449 §5: a bound refresh token is refused without its key.
+    // Checked before reuse: someone holding a copied token but not the
+    // key cannot make linkd unlink the real device.
+    if let Some(bound) = &device.dpop_jkt {
+        match dpop_jkt {
+            None => {
+                return Ok(RefreshOutcome::InvalidDpop(
+                    "this refresh token is bound to a DPoP key: send a DPoP proof",
+                ));
+            }
+            Some(jkt) if jkt != bound => {
+                return Ok(RefreshOutcome::InvalidDpop(
+                    "the DPoP proof is signed with another key than this refresh token is bound to",
+                ));
+            }
+            Some(_) => {}
+        }
     }
     if token.rotated_at.is_some() {
         revoke_family(ctx, &device, ip).await?;
@@ -109,6 +131,9 @@ pub async fn refresh(
         scope: &scope,
         auth_time: device.linked_at,
         nonce: None,
+        // A bound device's tokens stay bound to its key; an unbound one's
+        // new access token is bound to the key this request proved, if any.
+        dpop_jkt: device.dpop_jkt.as_deref().or(dpop_jkt),
     };
     let tokens = mint(&ctx.keys, config, now, &grant, Some(secret))?;
     if !store.rotate_refresh_token(&hash, &next, now).await? {

@@ -36,6 +36,7 @@ pub(crate) async fn add_web_app(
             redirect_uris: redirect_uris.into(),
             code_flow_enabled: true,
             refresh_enabled: true,
+            require_dpop: false,
             created_at: app.clock.now(),
         })
         .await

@@ -487,6 +487,7 @@ impl TestApp {
                 redirect_uris: String::new(),
                 code_flow_enabled: true,
                 refresh_enabled: true,
+                require_dpop: false,
                 created_at: self.clock.now(),
             })
             .await

@@ -15,6 +15,7 @@ mod connections;
 mod device_flow;
 mod device_wait;
 mod discovery;
+mod dpop;
 mod forwarded;
 mod hardening;
 mod hostile;

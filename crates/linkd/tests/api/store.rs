@@ -170,6 +170,7 @@ async fn with_demo_client(store: &DynStore) {
             redirect_uris: String::new(),
             code_flow_enabled: true,
             refresh_enabled: true,
+            require_dpop: false,
             created_at: 0,
         })
         .await

@@ -817,6 +817,7 @@ async fn app_links_with_a_code(v: Visit<'_>) {
             redirect_uris: "http://127.0.0.1/callback".into(),
             code_flow_enabled: true,
             refresh_enabled: true,
+            require_dpop: false,
             created_at: linkd::clock::Clock::now(v.app.clock.as_ref()),
         })
         .await

@@ -18,6 +18,7 @@ pub(crate) fn client(scopes: &str) -> Client {
         redirect_uris: String::new(),
         code_flow_enabled: true,
         refresh_enabled: true,
+        require_dpop: false,
         created_at: 0,
     }
 }

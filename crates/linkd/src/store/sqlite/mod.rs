@@ -74,6 +74,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "account links",
         include_str!("../../../migrations/sqlite/0014_account_links.sql"),
     ),
+    (
+        21,
+        "dpop",
+        include_str!("../../../migrations/sqlite/0021_dpop.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {
