@@ -191,9 +191,16 @@ async fn seed_people(url: &str, attackers: usize) -> anyhow::Result<Vec<String>>
         .unwrap_or_default();
     // One hash at a time, as `linkd user add` does.
     let hashing = linkd::hashing::HashPool::new(1);
-    linkd::accounts::sign_up(store.as_ref(), &hashing, OWNER_EMAIL, OWNER_PASSWORD, now)
-        .await
-        .map_err(|e| anyhow::anyhow!("seeding the owner: {e:?}"))?;
+    linkd::accounts::sign_up(
+        store.as_ref(),
+        &hashing,
+        OWNER_EMAIL,
+        OWNER_PASSWORD,
+        now,
+        None,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("seeding the owner: {e:?}"))?;
     let mut sessions = Vec::with_capacity(attackers);
     for i in 0..attackers {
         let email = format!("attacker-{i}@example.com");
@@ -203,6 +210,7 @@ async fn seed_people(url: &str, attackers: usize) -> anyhow::Result<Vec<String>>
             &email,
             "an attacker's password",
             now,
+            None,
         )
         .await
         .map_err(|e| anyhow::anyhow!("seeding an attacker: {e:?}"))?;

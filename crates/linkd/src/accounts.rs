@@ -97,12 +97,15 @@ pub fn new_account_id() -> String {
     crate::codes::random_id()
 }
 
+/// Creates an account. With `verify` (mail is set up), a verification
+/// link for the address is mailed, written with the account.
 pub async fn sign_up(
     store: &dyn Store,
     hashing: &HashPool,
     email: &str,
     password: &str,
     now: Timestamp,
+    verify: Option<&crate::recovery::MailContext<'_>>,
 ) -> Result<Account, SignUpError> {
     let email = normalize_email(email)?;
     let chars = password.chars().count();
@@ -120,8 +123,19 @@ pub async fn sign_up(
         password_hash,
         created_at: now,
         disabled: false,
+        email_verified_at: None,
     };
-    match store.insert_account(&account).await {
+    let stored = match verify {
+        Some(mail) => {
+            let (link, message) =
+                crate::verification::link_for(&account, &account.email, now, mail);
+            store
+                .insert_account_with_link(&account, &link, &[message])
+                .await
+        }
+        None => store.insert_account(&account).await,
+    };
+    match stored {
         Ok(()) => Ok(account),
         Err(StoreError::Conflict) => Err(SignUpError::Taken),
         Err(e) => Err(e.into()),

@@ -33,6 +33,8 @@ pub fn router(state: AppState) -> Router {
             get(web::reset::reset_page).post(web::reset::reset_submit),
         )
         .route("/not-me", get(web::not_me::page).post(web::not_me::submit))
+        .route("/verify", get(web::verify::page).post(web::verify::submit))
+        .route("/verify/send", post(web::verify::send_again))
         .route("/signup", get(web::signup::page).post(web::signup::submit))
         .route(
             "/signout",
@@ -75,6 +77,13 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/{id}/unlink", post(web::devices::unlink))
         .route("/account", get(web::account::page))
         .route("/account/sync/delete", post(web::account::delete_sync))
+        .route("/account/password", post(web::account::change_password))
+        .route("/account/email", post(web::account::change_email))
+        .route("/account/sessions", post(web::account::sign_out_others))
+        .route(
+            "/account/delete",
+            get(web::account::delete_page).post(web::account::delete),
+        )
         .route("/oauth/jwks", get(oauth::discovery::jwks))
         .route(
             "/.well-known/openid-configuration",

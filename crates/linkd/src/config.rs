@@ -135,6 +135,15 @@ pub struct Config {
     #[arg(long, env = "LINKD_PASSWORD_RESETS_PER_EMAIL", default_value_t = 3)]
     pub password_resets_per_email: u32,
 
+    /// Verification mails ("send again", a change of address) one account
+    /// may ask for per hour (0: no limit).
+    #[arg(
+        long,
+        env = "LINKD_VERIFICATION_MAILS_PER_ACCOUNT",
+        default_value_t = 3
+    )]
+    pub verification_mails_per_account: u32,
+
     /// Password-reset requests from one network per hour (0: no limit).
     #[arg(long, env = "LINKD_PASSWORD_RESETS_PER_NETWORK", default_value_t = 10)]
     pub password_resets_per_network: u32,
@@ -249,6 +258,11 @@ pub struct Config {
     #[arg(long, env = "LINKD_NO_DEMO")]
     pub no_demo: bool,
 
+    /// Only accounts whose address was confirmed (a mailed link opened)
+    /// may approve devices and apps. Needs --smtp-url.
+    #[arg(long, env = "LINKD_REQUIRE_VERIFIED_EMAIL")]
+    pub require_verified_email: bool,
+
     /// Do not mail people "a new device was linked" after each approval
     /// (with mail set up, they get one by default).
     #[arg(long, env = "LINKD_NO_LINK_NOTICE")]
@@ -351,6 +365,12 @@ impl Config {
             return Err("the metrics token must be at least 16 visible ASCII characters".into());
         }
         crate::mail::validate(self)?;
+        if self.require_verified_email && self.smtp_url.is_none() {
+            return Err(
+                "--require-verified-email needs --smtp-url: without mail no address can be confirmed"
+                    .into(),
+            );
+        }
         crate::webhooks::validate(&self.webhooks)?;
         crate::brand::validate(self)
     }
@@ -383,6 +403,7 @@ impl Config {
             sign_ups_per_network: 10,
             password_resets_per_email: 3,
             password_resets_per_network: 10,
+            verification_mails_per_account: 3,
             sync_max_document_bytes: 64 * 1024,
             sync_max_documents: 1000,
             sync_tombstone_retention: 30 * 86_400,
@@ -405,6 +426,7 @@ impl Config {
             link_aliases: Vec::new(),
             no_demo: false,
             no_link_notice: false,
+            require_verified_email: false,
             product_name: "linkd".into(),
             logo: None,
             accent_color: HexColor([0x1f, 0x5f, 0xbf]),
@@ -588,6 +610,10 @@ pub fn describe(c: &Config) -> String {
             "password_resets_per_network",
             c.password_resets_per_network.to_string(),
         ),
+        (
+            "verification_mails_per_account",
+            c.verification_mails_per_account.to_string(),
+        ),
         ("trusted_proxies", proxies.join(",")),
         ("client_ip_header", c.client_ip_header.clone()),
         ("tls_cert", opt(&c.tls_cert)),
@@ -624,6 +650,10 @@ pub fn describe(c: &Config) -> String {
         ("link_aliases", c.link_aliases.join(",")),
         ("no_demo", c.no_demo.to_string()),
         ("no_link_notice", c.no_link_notice.to_string()),
+        (
+            "require_verified_email",
+            c.require_verified_email.to_string(),
+        ),
         (
             "smtp_url",
             c.smtp_url

@@ -2,6 +2,8 @@
 //! shows a code; a person enters it on `/link`, approves, and the device
 //! gets tokens (OAuth 2.0 Device Authorization Grant, RFC 8628).
 
+/// What a person changes on /account: password, address, sessions, deletion.
+pub mod account_changes;
 /// People: accounts, password hashes, browser sessions.
 pub mod accounts;
 /// The JSON API linked devices call with their access tokens.
@@ -72,6 +74,8 @@ pub mod telemetry;
 pub mod text;
 /// Every token rule: keys, minting, Bearer checks, revocation, refresh.
 pub mod tokens;
+/// Verified addresses: links mailed to confirm an address.
+pub mod verification;
 /// Devices waiting for a decision (the long poll).
 pub mod waits;
 /// The person's pages, with HTML errors, CSRF and security headers.

@@ -362,6 +362,8 @@ pub struct Limits {
     /// Reset mails asked for per address (lower case) and per network.
     pub password_resets_per_email: Counter<String>,
     pub password_resets_per_network: Counter<IpAddr>,
+    /// Verification mails asked for per account.
+    pub verification_mails_per_account: Counter<String>,
     /// Settings writes per linked device.
     pub sync_writes_per_device: Counter<String>,
     /// At most N password hashes at once, server-wide.
@@ -400,6 +402,10 @@ impl Limits {
             password_resets_per_email: Counter::new(Limit::new(c.password_resets_per_email, 3600)),
             password_resets_per_network: Counter::new(Limit::new(
                 c.password_resets_per_network,
+                3600,
+            )),
+            verification_mails_per_account: Counter::new(Limit::new(
+                c.verification_mails_per_account,
                 3600,
             )),
             sync_writes_per_device: Counter::new(Limit::new(c.sync_writes_per_device, 60)),

@@ -35,6 +35,9 @@ pub async fn user_add(database_url: &str, email: &str) -> anyhow::Result<()> {
         email,
         &password,
         SystemClock.now(),
+        // The operator hands the account over; the person confirms the
+        // address later ("send again" on the account page).
+        None,
     )
     .await?;
     println!("added account {} ({})", account.email, account.id);

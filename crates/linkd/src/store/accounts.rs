@@ -1,22 +1,92 @@
 //! People's accounts and their sign-in sessions.
 
-use super::db::{Db, q};
-use super::{Account, Session, StoreResult, Timestamp};
+use super::db::{Arg, Db, Tx, q};
+use super::{Account, AccountLink, Activity, OutboxMessage, Session, StoreResult, Timestamp};
+
+const INSERT: &str = "INSERT INTO accounts (id, email, password_hash, created_at, disabled,
+         email_verified_at)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+fn insert_args(a: &Account) -> [Arg<'_>; 6] {
+    [
+        (&a.id).into(),
+        (&a.email).into(),
+        (&a.password_hash).into(),
+        a.created_at.into(),
+        a.disabled.into(),
+        a.email_verified_at.into(),
+    ]
+}
 
 pub(super) async fn insert(db: &Db, a: &Account) -> StoreResult<()> {
-    db.execute(q(
-        "INSERT INTO accounts (id, email, password_hash, created_at, disabled)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[
-            (&a.id).into(),
-            (&a.email).into(),
-            (&a.password_hash).into(),
-            a.created_at.into(),
-            a.disabled.into(),
-        ],
+    db.execute(q(INSERT, &insert_args(a))).await?;
+    Ok(())
+}
+
+/// A new account with its verification link and the mail that carries
+/// it, in one transaction.
+pub(super) async fn insert_with_link(
+    db: &Db,
+    a: &Account,
+    link: &AccountLink,
+    outbox: &[OutboxMessage],
+) -> StoreResult<()> {
+    let mut tx = db.begin().await?;
+    tx.execute(q(INSERT, &insert_args(a))).await?;
+    super::links::insert_in(&mut tx, link).await?;
+    super::outbox::insert(&mut tx, outbox).await?;
+    tx.commit().await
+}
+
+/// A new password hash, the given session kept and every other ended,
+/// the account's unused reset links voided, the change recorded and its
+/// notice queued, in one transaction.
+pub(super) async fn change_password(
+    db: &Db,
+    password_hash: &str,
+    keep_session: &str,
+    activity: &Activity,
+    outbox: &[OutboxMessage],
+) -> StoreResult<()> {
+    let account_id = activity.account_id.as_str();
+    let mut tx = db.begin().await?;
+    tx.execute(q(
+        "UPDATE accounts SET password_hash = $2 WHERE id = $1",
+        &[account_id.into(), password_hash.into()],
     ))
     .await?;
-    Ok(())
+    end_other_sessions(&mut tx, account_id, keep_session).await?;
+    // A reset link mailed before the change opens nothing after it.
+    tx.execute(q(
+        "UPDATE account_links SET used_at = $2
+         WHERE account_id = $1 AND purpose = 'password_reset' AND used_at IS NULL",
+        &[account_id.into(), activity.at.into()],
+    ))
+    .await?;
+    super::activity::insert_in(&mut tx, activity).await?;
+    super::outbox::insert(&mut tx, outbox).await?;
+    tx.commit().await
+}
+
+async fn end_other_sessions(tx: &mut Tx<'_>, account_id: &str, keep: &str) -> StoreResult<u64> {
+    tx.execute(q(
+        "DELETE FROM sessions WHERE account_id = $1 AND id_hash <> $2",
+        &[account_id.into(), keep.into()],
+    ))
+    .await
+}
+
+/// Ends every session of the account but `keep`, and records it.
+pub(super) async fn delete_other_sessions(
+    db: &Db,
+    keep: &str,
+    activity: &Activity,
+) -> StoreResult<u64> {
+    let mut tx = db.begin().await?;
+    let ended = end_other_sessions(&mut tx, &activity.account_id, keep).await?;
+    super::activity::insert_in(&mut tx, activity).await?;
+    tx.commit().await?;
+    Ok(ended)
 }
 
 pub(super) async fn by_email(db: &Db, email: &str) -> StoreResult<Option<Account>> {

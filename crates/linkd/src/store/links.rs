@@ -30,7 +30,7 @@ pub(super) async fn write_record(tx: &mut Tx<'_>, record: &DecisionRecord) -> St
     super::outbox::insert(tx, &record.outbox).await
 }
 
-async fn insert_in(tx: &mut Tx<'_>, link: &AccountLink) -> StoreResult<()> {
+pub(super) async fn insert_in(tx: &mut Tx<'_>, link: &AccountLink) -> StoreResult<()> {
     tx.execute(q(
         "INSERT INTO account_links (token_hash, account_id, purpose, subject, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -190,4 +190,55 @@ pub(super) async fn report_not_me(db: &Db, report: &NotMeReport<'_>) -> StoreRes
     super::activity::insert_in(&mut tx, activity).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Confirms an address: the link is used, the address becomes the
+/// account's (verified at `activity.at`), the account's other
+/// verification links are voided and the activity recorded. False when
+/// the link was used or expired; `Conflict` when another account has the
+/// address.
+pub(super) async fn verify_email(
+    db: &Db,
+    token_hash: &str,
+    address: &str,
+    activity: &Activity,
+) -> StoreResult<bool> {
+    let (now, account_id) = (activity.at, activity.account_id.as_str());
+    let mut tx = db.begin().await?;
+    if !use_link(
+        &mut tx,
+        token_hash,
+        LinkPurpose::VerifyEmail,
+        account_id,
+        now,
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    tx.execute(q(
+        "UPDATE accounts SET email = $2, email_verified_at = $3 WHERE id = $1",
+        &[account_id.into(), address.into(), now.into()],
+    ))
+    .await?;
+    tx.execute(q(
+        "UPDATE account_links SET used_at = $3
+         WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL",
+        &[
+            account_id.into(),
+            LinkPurpose::VerifyEmail.as_str().into(),
+            now.into(),
+        ],
+    ))
+    .await?;
+    super::activity::insert_in(&mut tx, activity).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// An activity entry with its link and mail, in one transaction.
+pub(super) async fn insert_record(db: &Db, record: &DecisionRecord) -> StoreResult<()> {
+    let mut tx = db.begin().await?;
+    write_record(&mut tx, record).await?;
+    tx.commit().await
 }

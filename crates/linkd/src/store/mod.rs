@@ -109,6 +109,27 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
 
     async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    /// A new account with its verification link and the mail that carries
+    /// it, in one transaction (`Conflict` when the address is taken).
+    async fn insert_account_with_link(
+        &self,
+        account: &Account,
+        link: &AccountLink,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()>;
+    /// Sets a new password hash (`activity.account_id`), ends every
+    /// session but `keep_session`, voids unused reset links, records
+    /// `activity` and queues `outbox`, in one transaction.
+    async fn change_password(
+        &self,
+        password_hash: &str,
+        keep_session: &str,
+        activity: &Activity,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()>;
+    /// Ends every session of `activity.account_id` but `keep` and records
+    /// it; how many ended.
+    async fn delete_other_sessions(&self, keep: &str, activity: &Activity) -> StoreResult<u64>;
     /// Looks an account up by email, ignoring ASCII case.
     async fn get_account_by_email(&self, email: &str) -> StoreResult<Option<Account>>;
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
@@ -324,6 +345,19 @@ pub trait Store: Send + Sync + 'static {
         outbox: &[OutboxMessage],
     ) -> StoreResult<bool>;
 
+    /// Uses a verification link of `activity.account_id` and, in the same
+    /// transaction, makes `address` the account's verified address, voids
+    /// its other verification links and records `activity`. True for the
+    /// one caller that used the link; `Conflict` when another account has
+    /// the address.
+    async fn verify_email(
+        &self,
+        token_hash: &str,
+        address: &str,
+        activity: &Activity,
+    ) -> StoreResult<bool>;
+    /// Writes an activity entry with its link and mail in one transaction.
+    async fn insert_record(&self, record: &DecisionRecord) -> StoreResult<()>;
     /// Carries out "This wasn't me" (see [`NotMeReport`]). True for the
     /// one caller that used the link; false changes nothing.
     async fn report_not_me(&self, report: &NotMeReport<'_>) -> StoreResult<bool>;

@@ -105,6 +105,9 @@ pub struct Account {
     pub password_hash: String,
     pub created_at: Timestamp,
     pub disabled: bool,
+    /// When a link mailed to `email` was last confirmed; `None` while the
+    /// address is not shown to be the person's (migration 0014).
+    pub email_verified_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +248,18 @@ pub enum ActivityKind {
     /// The person said a device linked to their account was not theirs;
     /// it was unlinked.
     NotMe,
+    /// A sign-in with the password.
+    SignIn,
+    /// The password was changed on the account page.
+    PasswordChanged,
+    /// A change of address was asked for; `app_name` holds the new one.
+    EmailChangeRequested,
+    /// The address changed to `app_name` (its link was confirmed).
+    EmailChanged,
+    /// The address `app_name` was confirmed.
+    EmailVerified,
+    /// Every other browser was signed out.
+    SignedOutElsewhere,
 }
 
 impl ActivityKind {
@@ -256,6 +271,12 @@ impl ActivityKind {
             Self::RefreshReuse => "refresh_reuse",
             Self::PasswordReset => "password_reset",
             Self::NotMe => "not_me",
+            Self::SignIn => "sign_in",
+            Self::PasswordChanged => "password_changed",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailChanged => "email_changed",
+            Self::EmailVerified => "email_verified",
+            Self::SignedOutElsewhere => "signed_out_elsewhere",
         }
     }
 
@@ -267,6 +288,12 @@ impl ActivityKind {
             "refresh_reuse" => Self::RefreshReuse,
             "password_reset" => Self::PasswordReset,
             "not_me" => Self::NotMe,
+            "sign_in" => Self::SignIn,
+            "password_changed" => Self::PasswordChanged,
+            "email_change_requested" => Self::EmailChangeRequested,
+            "email_changed" => Self::EmailChanged,
+            "email_verified" => Self::EmailVerified,
+            "signed_out_elsewhere" => Self::SignedOutElsewhere,
             other => return Err(StoreError::Corrupt(format!("activity kind {other:?}"))),
         })
     }
@@ -291,6 +318,8 @@ pub enum LinkPurpose {
     PasswordReset,
     /// "This wasn't me": unlinks the device named in `subject`.
     NotMe,
+    /// Confirms the address in `subject` as the account's.
+    VerifyEmail,
 }
 
 impl LinkPurpose {
@@ -298,6 +327,7 @@ impl LinkPurpose {
         match self {
             Self::PasswordReset => "password_reset",
             Self::NotMe => "not_me",
+            Self::VerifyEmail => "verify_email",
         }
     }
 
@@ -305,6 +335,7 @@ impl LinkPurpose {
         Ok(match s {
             "password_reset" => Self::PasswordReset,
             "not_me" => Self::NotMe,
+            "verify_email" => Self::VerifyEmail,
             other => return Err(StoreError::Corrupt(format!("link purpose {other:?}"))),
         })
     }

@@ -125,6 +125,7 @@ impl FromRow for Account {
             password_hash: row.text("password_hash")?,
             created_at: row.int("created_at")?,
             disabled: row.flag("disabled")?,
+            email_verified_at: row.int_or_null("email_verified_at")?,
         })
     }
 }

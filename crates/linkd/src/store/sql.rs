@@ -119,6 +119,29 @@ impl Store for SqlStore {
         accounts::insert(&self.db, account).await
     }
 
+    async fn insert_account_with_link(
+        &self,
+        account: &Account,
+        link: &AccountLink,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        accounts::insert_with_link(&self.db, account, link, outbox).await
+    }
+
+    async fn change_password(
+        &self,
+        password_hash: &str,
+        keep_session: &str,
+        activity: &Activity,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        accounts::change_password(&self.db, password_hash, keep_session, activity, outbox).await
+    }
+
+    async fn delete_other_sessions(&self, keep: &str, activity: &Activity) -> StoreResult<u64> {
+        accounts::delete_other_sessions(&self.db, keep, activity).await
+    }
+
     async fn get_account_by_email(&self, email: &str) -> StoreResult<Option<Account>> {
         accounts::by_email(&self.db, email).await
     }
@@ -362,6 +385,19 @@ impl Store for SqlStore {
         outbox: &[OutboxMessage],
     ) -> StoreResult<bool> {
         links::reset_password(&self.db, token_hash, password_hash, activity, outbox).await
+    }
+
+    async fn verify_email(
+        &self,
+        token_hash: &str,
+        address: &str,
+        activity: &Activity,
+    ) -> StoreResult<bool> {
+        links::verify_email(&self.db, token_hash, address, activity).await
+    }
+
+    async fn insert_record(&self, record: &DecisionRecord) -> StoreResult<()> {
+        links::insert_record(&self.db, record).await
     }
 
     async fn report_not_me(&self, report: &NotMeReport<'_>) -> StoreResult<bool> {

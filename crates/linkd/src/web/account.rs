@@ -1,15 +1,25 @@
-//! `/account`: who is signed in, what recently happened to their devices,
-//! and what each app keeps in sync for them (with Delete).
+//! `/account`: who is signed in and whether their address is confirmed,
+//! what recently happened to their account and devices, what each app
+//! keeps in sync for them (with Delete), and the forms that change the
+//! password and the address, sign out other browsers and delete the
+//! account (after a confirmation page).
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
-use minijinja::context;
+use minijinja::{Value, context};
 use serde::Serialize;
 
-use super::{PageError, PageForm, Visitor, render, see_other, to_sign_in};
+use super::{
+    PageError, PageForm, SESSION_COOKIE, Visitor, query_param, render, see_other, set_cookie,
+    to_sign_in, with_retry_after,
+};
+use crate::account_changes::{self, ChangeError};
+use crate::accounts::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+use crate::client_ip::ClientIp;
+use crate::recovery::MailContext;
 use crate::state::AppState;
-use crate::store::{ActivityKind, SHARED_NAMESPACE};
+use crate::store::{Account, ActivityKind, OutboxKind, SHARED_NAMESPACE};
 use crate::sync;
 
 /// How many recent events the account page shows.
@@ -44,10 +54,40 @@ fn human_size(bytes: i64) -> String {
     }
 }
 
-pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Response, PageError> {
+pub async fn page(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PageError> {
     let Some(account) = visitor.account() else {
         return Ok(to_sign_in("/account"));
     };
+    let lang = visitor.lang;
+    // What the last form did, said once after its redirect.
+    let done = match query_param(query.as_deref(), "done").as_deref() {
+        Some("password") => Some(lang.t("account.done.password").to_string()),
+        Some("sessions") => Some(lang.t("account.done.sessions").to_string()),
+        Some("email") => Some(lang.t("account.done.email").to_string()),
+        _ => None,
+    };
+    account_page(
+        &state,
+        &visitor,
+        account,
+        StatusCode::OK,
+        context! { done => done },
+    )
+    .await
+}
+
+/// The account page, with `extra` (a form's error, what a form did).
+async fn account_page(
+    state: &AppState,
+    visitor: &Visitor,
+    account: &Account,
+    status: StatusCode,
+    extra: Value,
+) -> Result<Response, PageError> {
     let now = state.clock.now();
     let lang = visitor.lang;
     let events: Vec<EventView> = state
@@ -68,9 +108,17 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
                 ActivityKind::RefreshReuse => "activity.refresh_reuse",
                 ActivityKind::PasswordReset => "activity.password_reset",
                 ActivityKind::NotMe => "activity.not_me",
+                ActivityKind::SignIn => "activity.sign_in",
+                ActivityKind::PasswordChanged => "activity.password_changed",
+                ActivityKind::EmailChangeRequested => "activity.email_change_requested",
+                ActivityKind::EmailChanged => "activity.email_changed",
+                ActivityKind::EmailVerified => "activity.email_verified",
+                ActivityKind::SignedOutElsewhere => "activity.signed_out_elsewhere",
             };
             EventView {
-                what: lang.fmt(key, &[("app", &app)]),
+                // Account events keep their detail (an address) where
+                // device events keep the app.
+                what: lang.fmt(key, &[("app", &app), ("email", &a.app_name)]),
                 when: lang.fmt(
                     "activity.when",
                     &[
@@ -82,7 +130,12 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
                 ip: a.ip,
                 warning: matches!(
                     a.kind,
-                    ActivityKind::RefreshReuse | ActivityKind::PasswordReset | ActivityKind::NotMe
+                    ActivityKind::RefreshReuse
+                        | ActivityKind::PasswordReset
+                        | ActivityKind::NotMe
+                        | ActivityKind::PasswordChanged
+                        | ActivityKind::EmailChangeRequested
+                        | ActivityKind::EmailChanged
                 ),
             }
         })
@@ -113,17 +166,237 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor) -> Result<Res
         })
         .collect();
     render(
-        &state,
-        &visitor,
-        StatusCode::OK,
+        state,
+        visitor,
+        status,
         "account.html",
         context! {
             title => lang.t("account.title"),
             email => &account.email,
+            verified => account.email_verified_at.is_some(),
+            mail_ready => state.outbox.sends(OutboxKind::Mail),
+            min_password => MIN_PASSWORD_LEN,
             events => events,
             synced => synced,
+            ..extra
         },
     )
+}
+
+/// The account page again with a form's error: `form` names the form
+/// (`password`, `email`, `delete`), `status` says why.
+async fn form_error(
+    state: &AppState,
+    visitor: &Visitor,
+    account: &Account,
+    form: &str,
+    error: ChangeError,
+) -> Result<Response, PageError> {
+    let lang = visitor.lang;
+    let (status, message, wait) = match error {
+        ChangeError::Store(e) => return Err(e.into()),
+        ChangeError::WrongPassword => (
+            StatusCode::UNAUTHORIZED,
+            lang.t("account.error.wrong_password").to_string(),
+            None,
+        ),
+        ChangeError::Limited(wait) | ChangeError::TooManyMails(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            super::signin::too_many_attempts(lang, wait.0),
+            Some(wait.0),
+        ),
+        ChangeError::Busy => (
+            StatusCode::TOO_MANY_REQUESTS,
+            super::signin::too_many_attempts(lang, 1),
+            Some(1),
+        ),
+        ChangeError::BadPassword => (
+            StatusCode::BAD_REQUEST,
+            lang.fmt(
+                "signup.error.password",
+                &[
+                    ("min", &MIN_PASSWORD_LEN.to_string()),
+                    ("max", &MAX_PASSWORD_LEN.to_string()),
+                ],
+            ),
+            None,
+        ),
+        ChangeError::InvalidEmail => (
+            StatusCode::BAD_REQUEST,
+            lang.t("signup.error.email").to_string(),
+            None,
+        ),
+        ChangeError::SameEmail => (
+            StatusCode::BAD_REQUEST,
+            lang.t("account.error.same_email").to_string(),
+            None,
+        ),
+        ChangeError::Taken => (
+            StatusCode::CONFLICT,
+            lang.t("account.error.email_taken").to_string(),
+            None,
+        ),
+        ChangeError::NoMail => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            lang.t("account.error.no_mail").to_string(),
+            None,
+        ),
+    };
+    let response = if form == "delete" {
+        render(
+            state,
+            visitor,
+            status,
+            "account_delete.html",
+            context! { title => lang.t("account.delete.title"), error => message },
+        )?
+    } else {
+        account_page(
+            state,
+            visitor,
+            account,
+            status,
+            context! { form_error => form, error => message },
+        )
+        .await?
+    };
+    Ok(match wait {
+        Some(secs) => with_retry_after(response, secs),
+        None => response,
+    })
+}
+
+fn mail_context<'a>(state: &'a AppState, visitor: &Visitor, base: &'a str) -> MailContext<'a> {
+    MailContext {
+        brand: &state.brand,
+        base,
+        lang: visitor.lang,
+    }
+}
+
+/// `POST /account/password`: a new password, the current one given.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    visitor: Visitor,
+    form: PageForm,
+) -> Result<Response, PageError> {
+    let Some((session, account)) = &visitor.signed_in else {
+        return Ok(to_sign_in("/account"));
+    };
+    visitor.check_csrf(form.get("csrf"))?;
+    let base = state.config.issuer();
+    let result = account_changes::change_password(
+        &state.ctx(),
+        account,
+        &session.id_hash,
+        form.get("current_password").unwrap_or(""),
+        form.get("new_password").unwrap_or(""),
+        ip,
+        &mail_context(&state, &visitor, &base),
+    )
+    .await;
+    match result {
+        Ok(()) => Ok(see_other("/account?done=password")),
+        Err(e) => form_error(&state, &visitor, account, "password", e).await,
+    }
+}
+
+/// `POST /account/email`: asks to move to a new address, the password
+/// given; the new address gets a link, the old one a notice.
+pub async fn change_email(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    visitor: Visitor,
+    form: PageForm,
+) -> Result<Response, PageError> {
+    let Some(account) = visitor.account() else {
+        return Ok(to_sign_in("/account"));
+    };
+    visitor.check_csrf(form.get("csrf"))?;
+    let base = state.config.issuer();
+    let result = account_changes::change_email(
+        &state.ctx(),
+        account,
+        form.get("new_email").unwrap_or(""),
+        form.get("password").unwrap_or(""),
+        ip,
+        &mail_context(&state, &visitor, &base),
+    )
+    .await;
+    match result {
+        Ok(_) => Ok(see_other("/account?done=email")),
+        Err(e) => form_error(&state, &visitor, account, "email", e).await,
+    }
+}
+
+/// `POST /account/sessions`: signs out every other browser.
+pub async fn sign_out_others(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    visitor: Visitor,
+    form: PageForm,
+) -> Result<Response, PageError> {
+    let Some((session, account)) = &visitor.signed_in else {
+        return Ok(to_sign_in("/account"));
+    };
+    visitor.check_csrf(form.get("csrf"))?;
+    account_changes::sign_out_others(&state.ctx(), account, &session.id_hash, ip).await?;
+    Ok(see_other("/account?done=sessions"))
+}
+
+/// `GET /account/delete`: what deleting means, and the password to do it.
+/// After the deletion (`?done=1`, signed out) it says it is done.
+pub async fn delete_page(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PageError> {
+    let lang = visitor.lang;
+    if visitor.account().is_none() {
+        if query_param(query.as_deref(), "done").as_deref() == Some("1") {
+            return render(
+                &state,
+                &visitor,
+                StatusCode::OK,
+                "account_delete.html",
+                context! { title => lang.t("account.deleted.title"), deleted => true },
+            );
+        }
+        return Ok(to_sign_in("/account/delete"));
+    }
+    render(
+        &state,
+        &visitor,
+        StatusCode::OK,
+        "account_delete.html",
+        context! { title => lang.t("account.delete.title") },
+    )
+}
+
+/// `POST /account/delete`: deletes the account, the password given.
+pub async fn delete(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    visitor: Visitor,
+    form: PageForm,
+) -> Result<Response, PageError> {
+    let Some(account) = visitor.account() else {
+        return Ok(to_sign_in("/account/delete"));
+    };
+    visitor.check_csrf(form.get("csrf"))?;
+    let password = form.get("password").unwrap_or("");
+    match account_changes::delete(&state.ctx(), account, password, ip).await {
+        Ok(()) => {
+            let mut response = see_other("/account/delete?done=1");
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(&state, &SESSION_COOKIE, "", 0),
+            );
+            Ok(response)
+        }
+        Err(e) => form_error(&state, &visitor, account, "delete", e).await,
+    }
 }
 
 /// Deletes one app's collection. Devices see the deletions in their change

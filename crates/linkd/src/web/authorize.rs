@@ -99,6 +99,16 @@ async fn authorize(
         }
         return Ok(to_sign_in(request, &valid, true));
     }
+    if !crate::verification::may_approve(&state.config, account) {
+        if valid.prompt.none {
+            // OpenID Connect Core §3.1.2.6: the person must act first.
+            return back(
+                "interaction_required",
+                "the person must confirm their email address first",
+            );
+        }
+        return super::verify::verify_first(state, visitor, account, &request_path(request, false));
+    }
     let remembered = !valid.prompt.consent
         && state
             .store
@@ -253,6 +263,9 @@ pub async fn decide(
     visitor.check_csrf(form.get("csrf"))?;
     let issuer = state.config.issuer();
     match form.get("decision") {
+        Some("approve") if !crate::verification::may_approve(&state.config, account) => {
+            super::verify::verify_first(&state, &visitor, account, &request_path(&request, false))
+        }
         Some("approve") => {
             let ctx = state.ctx();
             state

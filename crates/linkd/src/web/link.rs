@@ -70,7 +70,13 @@ pub async fn page(
     let key = visitor.entry_key();
     let signed_in = visitor.signed_in.is_some();
     match entry(&state, &key, ip).look_up(&code).await {
-        Ok(pending) if signed_in => confirm_page(&state, &visitor, ip, &pending),
+        Ok(pending) if signed_in => match visitor.account() {
+            Some(account) if !crate::verification::may_approve(&state.config, account) => {
+                let next = link_path(&code_for_url(&code));
+                super::verify::verify_first(&state, &visitor, account, &next)
+            }
+            _ => confirm_page(&state, &visitor, ip, &pending),
+        },
         Ok(_) => Ok(to_sign_in(&link_path(&code_for_url(&code)))),
         Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
         Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
@@ -381,6 +387,10 @@ pub async fn decide(
         Some("deny") => false,
         _ => return Err(PageError::BadRequest(Text::key("confirm.choose"))),
     };
+    if approve && !crate::verification::may_approve(&state.config, account) {
+        let next = link_path(&code_for_url(&code));
+        return super::verify::verify_first(&state, &visitor, account, &next);
+    }
     match entry(&state, &session.id_hash, ip)
         .decide(&code, approve, account, visitor.lang)
         .await

@@ -74,6 +74,19 @@ pub async fn submit(
     match accounts::sign_in(state.store.as_ref(), &limits.hashing, email, password).await {
         Ok(account) => {
             limits.sign_in_succeeded(attempt, now);
+            // For the account page's activity: who signed in, from where.
+            state
+                .store
+                .insert_activity(&crate::store::Activity {
+                    account_id: account.id.clone(),
+                    kind: crate::store::ActivityKind::SignIn,
+                    client_id: String::new(),
+                    app_name: String::new(),
+                    device: None,
+                    ip: ip.to_string(),
+                    at: now,
+                })
+                .await?;
             signed_in_redirect(&state, &visitor, &account.id, &next).await
         }
         // The failure was counted when the attempt began.

@@ -13,7 +13,9 @@ use super::{
 use crate::accounts::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, SignUpError};
 use crate::client_ip::ClientIp;
 use crate::limits::{RetryAfter, network_key};
+use crate::recovery::MailContext;
 use crate::state::AppState;
+use crate::store::OutboxKind;
 
 pub async fn page(
     State(state): State<AppState>,
@@ -60,16 +62,26 @@ pub async fn submit(
         );
         return wait_page(&state, &visitor, &next, "", message, secs);
     }
+    let base = state.config.issuer();
+    let mail = MailContext {
+        brand: &state.brand,
+        base: &base,
+        lang,
+    };
     let (status, error, taken) = match accounts::sign_up(
         state.store.as_ref(),
         &state.limits.hashing,
         email,
         password,
         now,
+        state.outbox.sends(OutboxKind::Mail).then_some(&mail),
     )
     .await
     {
-        Ok(account) => return signed_in_redirect(&state, &visitor, &account.id, &next).await,
+        Ok(account) => {
+            state.outbox.wake();
+            return signed_in_redirect(&state, &visitor, &account.id, &next).await;
+        }
         Err(SignUpError::Store(e)) => return Err(e.into()),
         Err(SignUpError::Busy) => {
             crate::telemetry::rate_limited("password_hashes_at_once");

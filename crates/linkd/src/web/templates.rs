@@ -27,6 +27,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("not_me.html", include_str!("../../templates/not_me.html")),
     ("help.html", include_str!("../../templates/help.html")),
     ("signout.html", include_str!("../../templates/signout.html")),
+    ("verify.html", include_str!("../../templates/verify.html")),
+    (
+        "account_delete.html",
+        include_str!("../../templates/account_delete.html"),
+    ),
 ];
 
 /// The page templates, parsed once at start-up.

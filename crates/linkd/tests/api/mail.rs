@@ -99,6 +99,31 @@ impl SmtpServer {
             .collect()
     }
 
+    /// The messages whose subject starts with `subject`, oldest first
+    /// (accounts made by signing up get a verification mail too).
+    pub fn messages_about(&self, subject: &str) -> Vec<Value> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m["subject"].as_str().unwrap_or("").starts_with(subject))
+            .collect()
+    }
+
+    /// Waits (10 s at most) until at least `n` messages whose subject
+    /// starts with `subject` arrived; returns those.
+    pub async fn wait_for_about(&self, n: usize, subject: &str) -> Vec<Value> {
+        for _ in 0..200 {
+            let got = self.messages_about(subject);
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "expected {n} messages about {subject:?}, got {:?}",
+            self.messages()
+        );
+    }
+
     /// Waits (10 s at most) until at least `n` messages arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Value> {
         for _ in 0..200 {

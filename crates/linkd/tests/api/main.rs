@@ -6,6 +6,7 @@
 mod burst;
 mod helpers;
 
+mod account_page;
 mod attack;
 mod authorize;
 mod branding;

@@ -20,6 +20,7 @@ fn account(id: &str, email: &str) -> Account {
         password_hash: "x".into(),
         created_at: 1,
         disabled: false,
+        email_verified_at: None,
     }
 }
 

@@ -60,6 +60,7 @@ pub(crate) async fn insert_account(store: &SqlStore) {
         password_hash: "x".into(),
         created_at: 0,
         disabled: false,
+        email_verified_at: None,
     };
     store.insert_account(&account).await.unwrap();
 }

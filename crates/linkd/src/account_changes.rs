@@ -1,0 +1,227 @@
+//! What a person changes on `/account`: their password (the current one
+//! required; every other session ends), their address (verified again
+//! before it counts, with a notice to the old one), the sessions of their
+//! other browsers, and the account itself (deleted with its devices,
+//! tokens and synced settings). Each change is recorded in the activity.
+
+use std::net::IpAddr;
+
+use crate::accounts::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, hash_password, verify_password};
+use crate::ctx::Ctx;
+use crate::i18n::Text;
+use crate::limits::RetryAfter;
+use crate::mail::Mail;
+use crate::recovery::MailContext;
+use crate::store::{Account, Activity, ActivityKind, OutboxKind, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The current password is not right.
+    #[error("the current password is not right")]
+    WrongPassword,
+    /// Too many wrong passwords from here lately (the sign-in limits).
+    #[error("too many attempts")]
+    Limited(RetryAfter),
+    #[error("the password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters")]
+    BadPassword,
+    #[error("that does not look like an email address")]
+    InvalidEmail,
+    #[error("that is the address already")]
+    SameEmail,
+    #[error("another account uses that address")]
+    Taken,
+    /// Too many verification mails for this account lately.
+    #[error("too many links")]
+    TooManyMails(RetryAfter),
+    /// Mail is not set up, so a new address could never be confirmed.
+    #[error("email is not set up")]
+    NoMail,
+    #[error("too many passwords are being checked; try again in a moment")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks the person's current password under the sign-in limits (a
+/// stolen session must not become a way to guess the password).
+async fn check_password(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    password: &str,
+    ip: IpAddr,
+) -> Result<(), ChangeError> {
+    let limits = ctx.limits;
+    let attempt = limits
+        .begin_sign_in(&account.email, ip, ctx.now)
+        .map_err(ChangeError::Limited)?;
+    if password.len() > MAX_PASSWORD_LEN * 4 {
+        return Err(ChangeError::WrongPassword);
+    }
+    let (password, hash) = (password.to_string(), account.password_hash.clone());
+    match limits
+        .hashing
+        .run(move || verify_password(&password, &hash))
+        .await
+    {
+        Ok(true) => {
+            limits.sign_in_succeeded(attempt, ctx.now);
+            Ok(())
+        }
+        // The failure was counted when the attempt began.
+        Ok(false) => Err(ChangeError::WrongPassword),
+        Err(_) => {
+            limits.sign_in_not_tried(attempt);
+            Err(ChangeError::Busy)
+        }
+    }
+}
+
+fn activity(account: &Account, kind: ActivityKind, detail: &str, ip: IpAddr, now: i64) -> Activity {
+    Activity {
+        account_id: account.id.clone(),
+        kind,
+        client_id: String::new(),
+        app_name: detail.to_string(),
+        device: None,
+        ip: ip.to_string(),
+        at: now,
+    }
+}
+
+/// A new password, the current one given: every other session ends, the
+/// account's reset links stop working, the change is recorded and a
+/// notice mailed. `session` is the browser's own session, which stays.
+pub async fn change_password(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    session: &str,
+    current: &str,
+    new: &str,
+    ip: IpAddr,
+    mail: &MailContext<'_>,
+) -> Result<(), ChangeError> {
+    let chars = new.chars().count();
+    if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&chars) {
+        return Err(ChangeError::BadPassword);
+    }
+    check_password(ctx, account, current, ip).await?;
+    let new = new.to_string();
+    let hash = ctx
+        .limits
+        .hashing
+        .run(move || hash_password(&new))
+        .await
+        .map_err(|_| ChangeError::Busy)?;
+    let now = ctx.now;
+    let notice: Vec<_> = ctx
+        .outbox
+        .sends(OutboxKind::Mail)
+        .then(|| {
+            Mail {
+                to: account.email.clone(),
+                lang: mail.lang,
+                subject: Text::key("mail.reset_done.subject"),
+                lines: vec![
+                    Text::with(
+                        "mail.password_changed.body",
+                        vec![
+                            ("product", mail.brand.product_name.clone()),
+                            ("at", mail.lang.datetime(now)),
+                            ("ip", ip.to_string()),
+                        ],
+                    ),
+                    Text::key("mail.reset_done.not_you"),
+                ],
+                action: Some((
+                    Text::key("mail.reset_done.action"),
+                    format!("{}/signin/forgot", mail.base),
+                )),
+                footer: None,
+            }
+            .to_outbox(mail.brand, now)
+        })
+        .into_iter()
+        .collect();
+    ctx.store
+        .change_password(
+            &hash,
+            session,
+            &activity(account, ActivityKind::PasswordChanged, "", ip, now),
+            &notice,
+        )
+        .await?;
+    ctx.outbox.wake();
+    Ok(())
+}
+
+/// Asks to move the account to `new_email`, the current password given:
+/// the new address gets a link, the old one a notice; the address
+/// changes when the link is confirmed (`verification::confirm`).
+pub async fn change_email(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    new_email: &str,
+    password: &str,
+    ip: IpAddr,
+    mail: &MailContext<'_>,
+) -> Result<String, ChangeError> {
+    if !ctx.outbox.sends(OutboxKind::Mail) {
+        return Err(ChangeError::NoMail);
+    }
+    let new_email =
+        crate::accounts::normalize_email(new_email).map_err(|_| ChangeError::InvalidEmail)?;
+    if new_email.eq_ignore_ascii_case(&account.email) {
+        return Err(ChangeError::SameEmail);
+    }
+    check_password(ctx, account, password, ip).await?;
+    if ctx.store.get_account_by_email(&new_email).await?.is_some() {
+        return Err(ChangeError::Taken);
+    }
+    ctx.limits
+        .verification_mails_per_account
+        .take(&account.id, ctx.now)
+        .map_err(ChangeError::TooManyMails)?;
+    let record =
+        crate::verification::change_request(account, &new_email, &ip.to_string(), ctx.now, mail);
+    ctx.store.insert_record(&record).await?;
+    ctx.outbox.wake();
+    Ok(new_email)
+}
+
+/// Signs out every other browser; this one stays. Returns how many
+/// sessions ended.
+pub async fn sign_out_others(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    session: &str,
+    ip: IpAddr,
+) -> Result<u64, StoreError> {
+    let ended = ctx
+        .store
+        .delete_other_sessions(
+            session,
+            &activity(account, ActivityKind::SignedOutElsewhere, "", ip, ctx.now),
+        )
+        .await?;
+    Ok(ended)
+}
+
+/// Deletes the account, the current password given: its sessions,
+/// devices, their tokens, its synced settings and activity go with it.
+/// The operator's log keeps that it happened.
+pub async fn delete(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    password: &str,
+    ip: IpAddr,
+) -> Result<(), ChangeError> {
+    check_password(ctx, account, password, ip).await?;
+    if ctx.store.delete_account(&account.id).await? {
+        tracing::info!(
+            account = %account.id,
+            ip = %ip,
+            "an account was deleted by its owner, with its devices, tokens and synced settings"
+        );
+    }
+    Ok(())
+}
