@@ -876,6 +876,55 @@ async fn app_links_with_a_code(v: Visit<'_>) {
     assert_eq!(claims["email"], "app@example.com");
 }
 
+/// The account page on a phone: a wrong current password is said next to
+/// its form; the right one changes the password; other browsers are
+/// signed out; the account is deleted after its confirmation page.
+async fn account_page(v: Visit<'_>) {
+    let auth = v.app.start_device("openid offline_access").await;
+    v.sign_up_from_the_device_link(&auth, "kim@example.com")
+        .await;
+    v.click_to("button[value=approve]", "approved", 200).await;
+    let tokens = v.app.poll(&auth.device_code).await;
+    let refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
+    v.click_to("header a[href='/account']", "account", 200)
+        .await;
+    v.fill("#current_password", "not my password").await;
+    v.fill("#new_password", "a brand new passphrase").await;
+    v.click_to(
+        "form[action='/account/password'] button",
+        "account-wrong-password",
+        401,
+    )
+    .await;
+    v.alert_says("not your current password").await;
+    v.fill("#current_password", PASSWORD).await;
+    v.fill("#new_password", "a brand new passphrase").await;
+    v.click_to(
+        "form[action='/account/password'] button",
+        "account-password-changed",
+        200,
+    )
+    .await;
+    assert!(
+        v.text("[role=status]")
+            .await
+            .contains("password was changed")
+    );
+    v.click_to(
+        "form[action='/account/sessions'] button",
+        "account-signed-out-elsewhere",
+        200,
+    )
+    .await;
+    assert!(v.text("main").await.contains("Signed out everywhere else"));
+    v.click_to("a[href='/account/delete']", "account-delete", 200)
+        .await;
+    v.fill("#password", "a brand new passphrase").await;
+    v.click_to("button.danger", "account-deleted", 200).await;
+    assert_eq!(v.heading().await, "Your account was deleted");
+    assert_eq!(v.app.refresh(&refresh, None).await.error(), "invalid_grant");
+}
+
 /// Runs one scenario against its own server, collecting its failure.
 async fn run<'a, F, Fut>(suite: &'a Suite, name: &'static str, app: &'a TestApp, scenario: F)
 where
@@ -1002,6 +1051,13 @@ async fn the_pages_in_a_real_browser() {
         }
         // Last on this server: it moves the server's clock past expiry.
         run(&suite, "bad-codes", &app, wrong_and_expired_codes).await;
+
+        // Its own server: its sign-up would pass the network's hourly
+        // budget (--sign-ups-per-network) on the shared one.
+        if viewport.mobile {
+            let app = spawn_app().await;
+            run(&suite, "account", &app, account_page).await;
+        }
 
         // Every flow is a plain form: the same steps work with scripts off
         // (on a phone; the layout does not depend on scripts).
