@@ -27,6 +27,9 @@ pub struct Device {
     pub(crate) http: reqwest::Client,
     client_id: String,
     client_secret: Option<String>,
+    /// The key DPoP proofs are signed with (RFC 9449), if the device uses
+    /// DPoP.
+    dpop: Option<crate::DpopKey>,
     pub endpoints: Endpoints,
 }
 
@@ -40,6 +43,7 @@ impl Device {
                 .unwrap_or_default(),
             client_id: client_id.into(),
             client_secret: None,
+            dpop: None,
             endpoints,
         }
     }
@@ -48,6 +52,43 @@ impl Device {
     pub fn with_secret(mut self, secret: impl Into<String>) -> Self {
         self.client_secret = Some(secret.into());
         self
+    }
+
+    /// Signs a DPoP proof (RFC 9449) with `key` for every token request and
+    /// API call, and sends access tokens as `DPoP`: the server binds the
+    /// tokens to the key. A server without DPoP ignores the proofs and
+    /// answers `token_type` `Bearer`; then call [`Device::without_dpop`].
+    pub fn with_dpop(mut self, key: crate::DpopKey) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
+    /// Back to plain Bearer tokens.
+    pub fn without_dpop(mut self) -> Self {
+        self.dpop = None;
+        self
+    }
+
+    pub fn dpop_key(&self) -> Option<&crate::DpopKey> {
+        self.dpop.as_ref()
+    }
+
+    /// `request` to `url` with the access token: `DPoP` and a proof for
+    /// this request when the device has a key (RFC 9449 §7.1), else
+    /// `Bearer` (RFC 6750 §2.1).
+    pub(crate) fn authorized(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        url: &str,
+        access_token: &str,
+    ) -> reqwest::RequestBuilder {
+        match &self.dpop {
+            Some(key) => request
+                .header("authorization", format!("DPoP {access_token}"))
+                .header("dpop", key.proof(method, url, Some(access_token))),
+            None => request.bearer_auth(access_token),
+        }
     }
 
     /// Reads the server's metadata: OpenID discovery first, then RFC 8414.
@@ -77,7 +118,7 @@ impl Device {
         url: &str,
         mut params: Vec<(&'static str, String)>,
     ) -> Result<reqwest::Response, Error> {
-        let request = match &self.client_secret {
+        let mut request = match &self.client_secret {
             Some(secret) => self
                 .http
                 .post(url)
@@ -87,6 +128,12 @@ impl Device {
                 self.http.post(url)
             }
         };
+        // RFC 9449 §5: a proof with each token request binds the tokens.
+        if let Some(key) = &self.dpop
+            && url == self.endpoints.token_endpoint
+        {
+            request = request.header("dpop", key.proof("POST", url, None));
+        }
         Ok(request.form(&params).send().await?)
     }
 }

@@ -1,6 +1,8 @@
 //! A small client for the OAuth 2.0 Device Authorization Grant (RFC 8628),
 //! for device developers. It speaks plain RFC 8628 to any compliant
-//! server, linkd included, and has no server dependencies.
+//! server, linkd included, and has no server dependencies. With a
+//! [`DpopKey`] ([`Device::with_dpop`]) its tokens are bound to the device's
+//! key (RFC 9449) where the server supports it.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), linkd_device::Error> {
@@ -13,6 +15,8 @@
 
 /// The device app: server endpoints and client authentication.
 mod client;
+/// DPoP (RFC 9449): the device's key and the proofs it signs.
+mod dpop;
 /// Errors, and RFC 6749 §5.2 error bodies read into them.
 mod error;
 /// The device authorization grant: code, waiting, tokens, refresh.
@@ -27,6 +31,7 @@ mod token_file;
 mod watch;
 
 pub use client::{Device, Endpoints};
+pub use dpop::DpopKey;
 pub use error::Error;
 pub use flow::{DEVICE_CODE_GRANT, DeviceAuthorization, Poll, Tokens};
 pub use linked::Brand;

@@ -20,7 +20,10 @@ impl Device {
     /// linkd's device API: who this device is linked to.
     pub async fn linked_info(&self, access_token: &str) -> Result<serde_json::Value, Error> {
         let url = format!("{}/api/v1/device", self.endpoints.issuer);
-        let response = self.http.get(url).bearer_auth(access_token).send().await?;
+        let response = self
+            .authorized(self.http.get(&url), "GET", &url, access_token)
+            .send()
+            .await?;
         answer(response, "device info").await
     }
 
@@ -29,9 +32,7 @@ impl Device {
     pub async fn unlink(&self, access_token: &str) -> Result<(), Error> {
         let url = format!("{}/api/v1/device", self.endpoints.issuer);
         let response = self
-            .http
-            .delete(url)
-            .bearer_auth(access_token)
+            .authorized(self.http.delete(&url), "DELETE", &url, access_token)
             .send()
             .await?;
         if !response.status().is_success() {

@@ -70,12 +70,12 @@ impl Device {
         collection: &str,
         key: &str,
     ) -> Result<Option<SyncDocument>, Error> {
-        let response = self
-            .http
-            .get(self.sync_url(&format!("{collection}/{key}")))
-            .bearer_auth(access_token)
-            .send()
-            .await?;
+        let response = {
+            let url = self.sync_url(&format!("{collection}/{key}"));
+            self.authorized(self.http.get(&url), "GET", &url, access_token)
+        }
+        .send()
+        .await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -96,11 +96,11 @@ impl Device {
         value: &serde_json::Value,
         precondition: SyncPrecondition<'_>,
     ) -> Result<SyncWrite, Error> {
-        let request = self
-            .http
-            .put(self.sync_url(&format!("{collection}/{key}")))
-            .bearer_auth(access_token)
-            .json(value);
+        let request = {
+            let url = self.sync_url(&format!("{collection}/{key}"));
+            self.authorized(self.http.put(&url), "PUT", &url, access_token)
+        }
+        .json(value);
         let request = match precondition {
             SyncPrecondition::Create => request.header("if-none-match", "*"),
             SyncPrecondition::Match(etag) => request.header("if-match", etag),
@@ -116,13 +116,13 @@ impl Device {
         key: &str,
         etag: &str,
     ) -> Result<SyncWrite, Error> {
-        let response = self
-            .http
-            .delete(self.sync_url(&format!("{collection}/{key}")))
-            .bearer_auth(access_token)
-            .header("if-match", etag)
-            .send()
-            .await?;
+        let response = {
+            let url = self.sync_url(&format!("{collection}/{key}"));
+            self.authorized(self.http.delete(&url), "DELETE", &url, access_token)
+        }
+        .header("if-match", etag)
+        .send()
+        .await?;
         sync_write_outcome(response).await
     }
 
@@ -135,12 +135,12 @@ impl Device {
         collection: &str,
         since: i64,
     ) -> Result<SyncChanges, Error> {
-        let response = self
-            .http
-            .get(self.sync_url(&format!("{collection}?since={since}")))
-            .bearer_auth(access_token)
-            .send()
-            .await?;
+        let response = {
+            let url = self.sync_url(&format!("{collection}?since={since}"));
+            self.authorized(self.http.get(&url), "GET", &url, access_token)
+        }
+        .send()
+        .await?;
         answer(response, "sync changes").await
     }
 }

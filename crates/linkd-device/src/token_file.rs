@@ -16,6 +16,11 @@ pub struct SavedTokens {
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
     pub scope: Option<String>,
+    /// The device's DPoP key ([`crate::DpopKey::to_secret`]) when its tokens
+    /// are bound to it (RFC 9449): kept with the tokens, which are
+    /// worthless without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<String>,
 }
 
 impl SavedTokens {
@@ -28,6 +33,7 @@ impl SavedTokens {
             refresh_token: tokens.refresh_token.clone(),
             id_token: tokens.id_token.clone(),
             scope: tokens.scope.clone(),
+            dpop_key: None,
         }
     }
 

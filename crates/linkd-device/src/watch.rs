@@ -33,9 +33,9 @@ impl Device {
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("linkd-device/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let mut request = http
-            .get(self.sync_url("events"))
-            .bearer_auth(access_token)
+        let url = self.sync_url("events");
+        let mut request = self
+            .authorized(http.get(&url), "GET", &url, access_token)
             .header("accept", "text/event-stream");
         if let Some(seq) = after {
             request = request.header("last-event-id", seq.to_string());

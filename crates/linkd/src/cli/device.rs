@@ -77,6 +77,11 @@ pub struct DeviceArgs {
     /// Give up after this many expired codes.
     #[arg(long, default_value_t = 3)]
     pub attempts: u32,
+    /// Link without DPoP (RFC 9449): plain Bearer tokens, usable by anyone
+    /// who copies them. By default the device makes a key, keeps it in the
+    /// token file, and its tokens are bound to it.
+    #[arg(long)]
+    pub no_dpop: bool,
 }
 
 /// A terminal QR code, two rows of modules per line of text.
@@ -124,7 +129,19 @@ pub async fn device(args: DeviceArgs) -> anyhow::Result<()> {
         device = device.with_secret(secret);
     }
     let path = token_file(&args);
-    match args.command.clone().unwrap_or(DeviceCommand::Link) {
+    let command = args.command.clone().unwrap_or(DeviceCommand::Link);
+    if matches!(command, DeviceCommand::Link) {
+        if !args.no_dpop {
+            device = device.with_dpop(linkd_device::DpopKey::generate());
+        }
+    } else if let Some(key) = linkd_device::SavedTokens::load(&path)?.and_then(|s| s.dpop_key) {
+        // Tokens bound to a key are sent with proofs by that key.
+        device = device.with_dpop(
+            linkd_device::DpopKey::from_secret(&key)
+                .with_context(|| format!("reading the DPoP key in {}", path.display()))?,
+        );
+    }
+    match command {
         DeviceCommand::Link => device_link(&args, &device, &path).await,
         DeviceCommand::Status => {
             let (saved, info) = device_session(&device, &path).await?;
@@ -357,7 +374,14 @@ async fn device_link(
                             .and_then(|v| v.as_str().map(str::to_string))
                     })
                     .unwrap_or_else(|| "your account".into());
-                linkd_device::SavedTokens::new(&args.server, &args.client, &tokens, unix_now())
+                let mut saved =
+                    linkd_device::SavedTokens::new(&args.server, &args.client, &tokens, unix_now());
+                // A server without DPoP answers Bearer: nothing is bound,
+                // so no key is kept.
+                if tokens.token_type.eq_ignore_ascii_case("dpop") {
+                    saved.dpop_key = device.dpop_key().map(linkd_device::DpopKey::to_secret);
+                }
+                saved
                     .save(path)
                     .with_context(|| format!("saving tokens to {}", path.display()))?;
                 writeln!(out, "\nLinked to {who} on {product}.")?;

@@ -351,6 +351,17 @@ async fn the_terminal_device_shows_a_code_and_reports_who_linked_it() {
         let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    // DPoP by default: the key is kept with the tokens, which are bound to
+    // it, and status and unlink below sign proofs with it.
+    let saved: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    let key = linkd_device::DpopKey::from_secret(saved["dpop_key"].as_str().unwrap()).unwrap();
+    let access = saved["access_token"].as_str().unwrap();
+    assert_eq!(jwt_claims(access)["cnf"]["jkt"], key.thumbprint().as_str());
+    assert_eq!(
+        app.get_bearer("/api/v1/device", access).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "a copy of the token is worthless as Bearer"
+    );
     let device_cmd = |sub: &'static str| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_linkd"));
         cmd.args([

@@ -460,6 +460,67 @@ async fn plain_devices_keep_working_and_the_cli_sets_the_requirement() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(error.starts_with("invalid_token: "), "{error}");
 
+    // The device library with a key: bound tokens, and every API call it
+    // makes (settings, their stream, refresh, link info) proves the key.
+    let key = linkd_device::DpopKey::generate();
+    let device = linkd_device::Device::discover(&app.base, "demo-tv")
+        .await
+        .unwrap()
+        .with_dpop(key.clone());
+    let auth = device
+        .request_code(Some("openid offline_access sync"), None)
+        .await
+        .unwrap();
+    let browser = app.signed_in_browser("library@example.com").await;
+    assert!(
+        browser
+            .approve(&auth.user_code)
+            .await
+            .contains("is now linked")
+    );
+    let linkd_device::Poll::Tokens(tokens) = device.poll_once(&auth).await.unwrap() else {
+        panic!("no tokens")
+    };
+    assert_eq!(tokens.token_type, "DPoP");
+    assert_eq!(
+        jwt_claims(&tokens.access_token)["cnf"]["jkt"],
+        key.thumbprint().as_str()
+    );
+    let written = device
+        .sync_put(
+            &tokens.access_token,
+            "prefs",
+            "volume",
+            &json!(3),
+            linkd_device::SyncPrecondition::Create,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(written, linkd_device::SyncWrite::Written { .. }),
+        "{written:?}"
+    );
+    let read = device
+        .sync_get(&tokens.access_token, "prefs", "volume")
+        .await
+        .unwrap();
+    assert_eq!(read.unwrap().value, json!(3));
+    let mut watch = device
+        .sync_watch(&tokens.access_token, Some(0))
+        .await
+        .unwrap();
+    assert_eq!(watch.next().await.unwrap().unwrap().key, "volume");
+    let renewed = device
+        .refresh(tokens.refresh_token.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(renewed.token_type, "DPoP");
+    let info = device.linked_info(&renewed.access_token).await.unwrap();
+    assert_eq!(info["client_id"], "demo-tv");
+    // Without the key the same library gets nothing for that token.
+    let keyless = device.clone().without_dpop();
+    assert!(keyless.linked_info(&renewed.access_token).await.is_err());
+
     let db = app.db.clone();
     let run = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_linkd"));
