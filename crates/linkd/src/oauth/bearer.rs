@@ -169,7 +169,13 @@ impl FromRequestParts<AppState> for Authenticated {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let (token, dpop_scheme) = authorization(parts).unwrap_or(("", false));
-        let proof = dpop_header(&parts.headers).map_err(BearerError::Dpop)?;
+        // A proof matters only with the DPoP scheme: a Bearer request is
+        // not refused for a stray header.
+        let proof = if dpop_scheme {
+            dpop_header(&parts.headers).map_err(BearerError::Dpop)?
+        } else {
+            None
+        };
         let presented = access::Presented {
             token,
             dpop_scheme,

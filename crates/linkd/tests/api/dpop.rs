@@ -205,6 +205,23 @@ async fn tokens_are_bound_to_the_device_key_and_every_proof_is_checked() {
     let ok = api_get(&app, "/oauth/userinfo", "DPoP", &access, Some(&userinfo)).await;
     assert_eq!(ok.status(), StatusCode::OK);
 
+    // One proof sent eight times at once: exactly one request gets in.
+    let burst = key.proof("GET", &device_url, now, Some(&access));
+    let answers = futures::future::join_all(
+        (0..8).map(|_| api_get(&app, "/api/v1/device", "DPoP", &access, Some(&burst))),
+    )
+    .await;
+    let admitted = answers
+        .iter()
+        .filter(|r| r.status() == StatusCode::OK)
+        .count();
+    assert_eq!(
+        admitted,
+        1,
+        "{:?}",
+        answers.iter().map(|r| r.status()).collect::<Vec<_>>()
+    );
+
     // Every kind of bad proof, each refused with a DPoP challenge.
     let other_token = jwt_claims(&access)["jti"].as_str().unwrap().to_string();
     let bad: Vec<(&str, Option<String>, &str)> = vec![
