@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use crate::accounts::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, hash_password, verify_password};
 use crate::ctx::Ctx;
 use crate::i18n::Text;
-use crate::limits::RetryAfter;
+use crate::limits::{Refused, RetryAfter};
 use crate::mail::Mail;
 use crate::recovery::MailContext;
 use crate::store::{Account, Activity, ActivityKind, OutboxKind, StoreError};
@@ -53,7 +53,11 @@ async fn check_password(
     let limits = ctx.limits;
     let attempt = limits
         .begin_sign_in(&account.email, ip, ctx.now)
-        .map_err(ChangeError::Limited)?;
+        .await
+        .map_err(|e| match e {
+            Refused::Wait(wait) => ChangeError::Limited(wait),
+            Refused::Store(e) => ChangeError::Store(e),
+        })?;
     if password.len() > MAX_PASSWORD_LEN * 4 {
         return Err(ChangeError::WrongPassword);
     }
@@ -64,13 +68,13 @@ async fn check_password(
         .await
     {
         Ok(true) => {
-            limits.sign_in_succeeded(attempt, ctx.now);
+            limits.sign_in_succeeded(attempt, ctx.now).await;
             Ok(())
         }
         // The failure was counted when the attempt began.
         Ok(false) => Err(ChangeError::WrongPassword),
         Err(_) => {
-            limits.sign_in_not_tried(attempt);
+            limits.sign_in_not_tried(attempt, ctx.now).await;
             Err(ChangeError::Busy)
         }
     }
@@ -178,9 +182,12 @@ pub async fn change_email(
         return Err(ChangeError::Taken);
     }
     ctx.limits
-        .verification_mails_per_account
-        .take(&account.id, ctx.now)
-        .map_err(ChangeError::TooManyMails)?;
+        .begin_verification_mail(&account.id, ctx.now)
+        .await
+        .map_err(|e| match e {
+            Refused::Wait(wait) => ChangeError::TooManyMails(wait),
+            Refused::Store(e) => ChangeError::Store(e),
+        })?;
     let record =
         crate::verification::change_request(account, &new_email, &ip.to_string(), ctx.now, mail);
     ctx.store.insert_record(&record).await?;

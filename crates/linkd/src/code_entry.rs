@@ -14,7 +14,7 @@ use crate::codes::UserCode;
 use crate::ctx::Ctx;
 use crate::device_flow::{self, LookupError, PendingAuthorization};
 use crate::i18n::Lang;
-use crate::limits::{CodeAttempt, RetryAfter, network_key};
+use crate::limits::{CodeAttempt, Refused, RetryAfter, network_key};
 use crate::store::Account;
 
 #[derive(Debug)]
@@ -39,10 +39,10 @@ pub struct Entry<'a> {
 impl Entry<'_> {
     /// Looks up a typed code for the confirmation page.
     pub async fn look_up(&self, input: &str) -> Result<PendingAuthorization, EntryError> {
-        let attempt = self.begin(input)?;
+        let attempt = self.begin(input).await?;
         self.count_lookup();
         let found = device_flow::find_pending(&self.ctx, input).await;
-        self.settle(attempt, found)
+        self.settle(attempt, found).await
     }
 
     /// Records the person's decision on a typed code. While the server
@@ -55,12 +55,12 @@ impl Entry<'_> {
         account: &Account,
         lang: Lang,
     ) -> Result<PendingAuthorization, EntryError> {
-        let attempt = self.begin(input)?;
+        let attempt = self.begin(input).await?;
         self.count_lookup();
         if attempt.paused.is_some() {
             let found = device_flow::find_pending(&self.ctx, input).await;
             if !self.shows(&attempt, &found) {
-                return self.settle(attempt, found);
+                return self.settle(attempt, found).await;
             }
         }
         let decided = device_flow::decide(
@@ -72,19 +72,24 @@ impl Entry<'_> {
             &self.ip.to_string(),
         )
         .await;
-        self.settle(attempt, decided)
+        self.settle(attempt, decided).await
     }
 
     /// Takes the attempt's slots; a code that does not parse costs
-    /// nothing and is answered at once.
-    fn begin(&self, input: &str) -> Result<CodeAttempt, EntryError> {
+    /// nothing and is answered at once. Counters that cannot be reached
+    /// refuse as an outage does: no lookup without its slots.
+    async fn begin(&self, input: &str) -> Result<CodeAttempt, EntryError> {
         let attempt = self
             .ctx
             .limits
             .begin_code_entry(self.session, self.ip, self.ctx.now)
-            .map_err(EntryError::Limited)?;
+            .await
+            .map_err(|e| match e {
+                Refused::Wait(wait) => EntryError::Limited(wait),
+                Refused::Store(e) => EntryError::Lookup(LookupError::Store(e)),
+            })?;
         if let Err(e) = UserCode::parse(input) {
-            self.ctx.limits.code_entry_counts_not(attempt);
+            self.ctx.limits.code_entry_counts_not(attempt).await;
             return Err(EntryError::Lookup(LookupError::Malformed(e)));
         }
         Ok(attempt)
@@ -117,14 +122,14 @@ impl Entry<'_> {
     }
 
     /// Keeps the slots of a wrong guess, gives back the others.
-    fn settle(
+    async fn settle(
         &self,
         attempt: CodeAttempt,
         found: Result<PendingAuthorization, LookupError>,
     ) -> Result<PendingAuthorization, EntryError> {
         if let Err(LookupError::Store(_)) = &found {
             // An outage guessed nothing.
-            self.ctx.limits.code_entry_counts_not(attempt);
+            self.ctx.limits.code_entry_counts_not(attempt).await;
             return found.map_err(EntryError::Lookup);
         }
         if !self.shows(&attempt, &found) {
@@ -138,7 +143,7 @@ impl Entry<'_> {
             // wrong guess. Used, expired and old codes were real ones.
             Err(LookupError::NotFound) => Err(EntryError::Lookup(LookupError::NotFound)),
             other => {
-                self.ctx.limits.code_entry_counts_not(attempt);
+                self.ctx.limits.code_entry_counts_not(attempt).await;
                 other.map_err(EntryError::Lookup)
             }
         }

@@ -1,14 +1,18 @@
-//! Rate limits and brute-force counters (RFC 8628 §5.1, §5.2): fixed
-//! windows counted in memory per instance. With several instances behind
-//! one address each counts on its own, so the effective limit is the
-//! configured one times the number of instances (see SECURITY.md).
+//! Rate limits and brute-force counters (RFC 8628 §5.1, §5.2) in fixed
+//! windows. One instance counts them in memory; instances sharing a
+//! PostgreSQL database count the security limits there, once for all of
+//! them (SECURITY.md, "Several instances").
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::store::Timestamp;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use crate::store::{DynStore, LimitOp, LimitOpKind, StoreError, Timestamp};
 
 /// Up to `max` events per key in each `window` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,7 +343,93 @@ impl CodeAttempt {
     }
 }
 
+/// Why a limited step may not go ahead.
+#[derive(Debug)]
+pub enum Refused {
+    /// Over the limit: try again after this long.
+    Wait(RetryAfter),
+    /// The shared counters could not be reached. The step is refused as
+    /// the endpoint refuses any store outage (503): letting it through
+    /// would open every limit while the database is away.
+    Store(StoreError),
+}
+
+impl From<RetryAfter> for Refused {
+    fn from(wait: RetryAfter) -> Self {
+        Refused::Wait(wait)
+    }
+}
+
+/// The limits' names in the shared table (migration 0025).
+mod shared {
+    pub const CODE_SESSION: &str = "code_session";
+    pub const CODE_NETWORK: &str = "code_network";
+    pub const CODE_SERVER: &str = "code_server";
+    pub const DEVICE_AUTHORIZATION_NETWORK: &str = "device_authorization_network";
+    pub const DEVICE_AUTHORIZATION_CLIENT: &str = "device_authorization_client";
+    pub const SIGN_IN_NETWORK: &str = "sign_in_network";
+    pub const SIGN_IN_ACCOUNT: &str = "sign_in_account";
+    /// Its known networks are kept under `sign_in_failing:known`.
+    pub const SIGN_IN_FAILING: &str = "sign_in_failing";
+    pub const SIGN_IN_KNOWN: &str = "sign_in_failing:known";
+    pub const SIGN_UP_NETWORK: &str = "sign_up_network";
+    pub const RESET_NETWORK: &str = "password_reset_network";
+    pub const RESET_EMAIL: &str = "password_reset_email";
+    pub const VERIFICATION_MAIL: &str = "verification_mail_account";
+}
+
+/// An email as the shared table keys it: hashed, so that what visitors
+/// typed in the email field (an address without an account, or their
+/// password by mistake) is not kept in clear; hashing also bounds the
+/// key's length for the index.
+fn email_key(email: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(email.as_bytes()))
+}
+
+fn take<'a>(name: &'static str, key: &'a str, limit: Limit) -> LimitOp<'a> {
+    LimitOp {
+        kind: LimitOpKind::Take,
+        name,
+        key,
+        sub: "",
+        a: i64::from(limit.max),
+        b: limit.window,
+    }
+}
+
+fn step<'a>(kind: LimitOpKind, name: &'static str, key: &'a str, sub: &'a str) -> LimitOp<'a> {
+    LimitOp {
+        kind,
+        name,
+        key,
+        sub,
+        a: 0,
+        b: 0,
+    }
+}
+
+/// The first refusal among a tally's answers, if any (a `Try` only
+/// reports, and is read by its caller).
+fn first_refusal(ops: &[LimitOp<'_>], waits: &[i64]) -> Result<(), Refused> {
+    match ops
+        .iter()
+        .zip(waits)
+        .find(|(op, wait)| op.kind != LimitOpKind::Try && **wait > 0)
+    {
+        Some((_, wait)) => Err(Refused::Wait(RetryAfter(*wait))),
+        None => Ok(()),
+    }
+}
+
 /// Every limit linkd enforces, built from the configuration.
+///
+/// The security limits (code guessing, sign-in, sign-up, device
+/// authorizations, password resets, verification mails) are counted in memory on one
+/// instance, and in the database when the store is shared by several
+/// ([`Limits::shared_in`]): then each request's limits are one atomic
+/// round trip, so that N instances allow what one would. Token polls and
+/// settings writes stay in memory on every instance (SECURITY.md,
+/// "Several instances").
 pub struct Limits {
     /// Wrong codes entered by one signed-in session (RFC 8628 §5.1).
     pub code_failures_per_session: Counter<String>,
@@ -370,6 +460,9 @@ pub struct Limits {
     pub hashing: crate::hashing::HashPool,
     /// Code lookups that reached the store, for `/metrics` and tests.
     pub code_lookups: std::sync::atomic::AtomicU64,
+    /// The store that counts the security limits for every instance, when
+    /// there are several.
+    shared: Option<DynStore>,
 }
 
 impl Limits {
@@ -414,7 +507,17 @@ impl Limits {
                 std::time::Duration::from_millis(c.password_hash_wait_ms),
             ),
             code_lookups: std::sync::atomic::AtomicU64::new(0),
+            shared: None,
         }
+    }
+
+    /// Counts the security limits in `store` for every instance sharing
+    /// it, when it can (PostgreSQL); otherwise they stay in memory.
+    pub fn shared_in(mut self, store: &DynStore) -> Self {
+        if store.shares_limits() {
+            self.shared = Some(store.clone());
+        }
+        self
     }
 
     /// Takes one wrong code in advance from the session, the network and,
@@ -423,18 +526,50 @@ impl Limits {
     /// sequence. A spent server budget does not refuse: it marks the
     /// attempt `paused`, so that an outsider who spends it cannot stop a
     /// person entering the code of a device on their own network.
-    pub fn begin_code_entry(
+    pub async fn begin_code_entry(
         &self,
         session: &str,
         ip: IpAddr,
         now: Timestamp,
-    ) -> Result<CodeAttempt, RetryAfter> {
-        let session = session.to_string();
+    ) -> Result<CodeAttempt, Refused> {
         let network = network_key(ip);
+        if let Some(store) = &self.shared {
+            let net = network.to_string();
+            let ops = [
+                take(
+                    shared::CODE_SESSION,
+                    session,
+                    self.code_failures_per_session.limit(),
+                ),
+                take(
+                    shared::CODE_NETWORK,
+                    &net,
+                    self.code_failures_per_network.limit(),
+                ),
+                LimitOp {
+                    kind: LimitOpKind::Try,
+                    ..take(shared::CODE_SERVER, "", self.code_failures_global.limit())
+                },
+            ];
+            let waits = store
+                .tally_limits(&ops, now)
+                .await
+                .map_err(Refused::Store)?;
+            first_refusal(&ops, &waits)?;
+            let paused = (waits[2] > 0).then_some(RetryAfter(waits[2]));
+            return Ok(CodeAttempt {
+                session: session.to_string(),
+                network,
+                global: paused.is_none(),
+                at: now,
+                paused,
+            });
+        }
+        let session = session.to_string();
         self.code_failures_per_session.take(&session, now)?;
         if let Err(e) = self.code_failures_per_network.take(&network, now) {
             self.code_failures_per_session.give_back(&session, now);
-            return Err(e);
+            return Err(e.into());
         }
         let paused = self.code_failures_global.take(&(), now).err();
         Ok(CodeAttempt {
@@ -468,8 +603,27 @@ impl Limits {
     }
 
     /// The attempt was no wrong guess (a live code, a malformed one, an
-    /// outage): its slots go back.
-    pub fn code_entry_counts_not(&self, attempt: CodeAttempt) {
+    /// outage): its slots go back. If the shared counters cannot be
+    /// reached, the slots stay taken: the safe side.
+    pub async fn code_entry_counts_not(&self, attempt: CodeAttempt) {
+        if let Some(store) = &self.shared {
+            let net = attempt.network.to_string();
+            let give = |name, key| LimitOp {
+                b: attempt.at,
+                ..step(LimitOpKind::Give, name, key, "")
+            };
+            let mut ops = vec![
+                give(shared::CODE_SESSION, &attempt.session),
+                give(shared::CODE_NETWORK, &net),
+            ];
+            if attempt.global {
+                ops.push(give(shared::CODE_SERVER, ""));
+            }
+            if let Err(e) = store.tally_limits(&ops, attempt.at).await {
+                tracing::warn!("a code entry's limit slots stay taken: {e}");
+            }
+            return;
+        }
         self.code_failures_per_session
             .give_back(&attempt.session, attempt.at);
         self.code_failures_per_network
@@ -477,6 +631,146 @@ impl Limits {
         if attempt.global {
             self.code_failures_global.give_back(&(), attempt.at);
         }
+    }
+
+    /// Takes a device authorization from the network that asks and from
+    /// the app, in one step, before the authorization is made.
+    pub async fn begin_device_authorization(
+        &self,
+        ip: IpAddr,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Result<(), (&'static str, Refused)> {
+        let network = network_key(ip);
+        if let Some(store) = &self.shared {
+            let net = network.to_string();
+            let ops = [
+                take(
+                    shared::DEVICE_AUTHORIZATION_NETWORK,
+                    &net,
+                    self.device_authorizations_per_network.limit(),
+                ),
+                take(
+                    shared::DEVICE_AUTHORIZATION_CLIENT,
+                    client_id,
+                    self.device_authorizations_per_client.limit(),
+                ),
+            ];
+            let waits = store
+                .tally_limits(&ops, now)
+                .await
+                .map_err(|e| ("store", Refused::Store(e)))?;
+            if waits[0] > 0 {
+                return Err((
+                    "device_authorizations_per_network",
+                    Refused::Wait(RetryAfter(waits[0])),
+                ));
+            }
+            if waits[1] > 0 {
+                return Err((
+                    "device_authorizations_per_client",
+                    Refused::Wait(RetryAfter(waits[1])),
+                ));
+            }
+        } else {
+            self.device_authorizations_per_network
+                .take(&network, now)
+                .map_err(|e| ("device_authorizations_per_network", e.into()))?;
+            let client = client_id.to_string();
+            if let Err(e) = self.device_authorizations_per_client.take(&client, now) {
+                self.device_authorizations_per_network
+                    .give_back(&network, now);
+                return Err(("device_authorizations_per_client", e.into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a sign-up from the network, before any password is hashed.
+    pub async fn begin_sign_up(&self, ip: IpAddr, now: Timestamp) -> Result<(), Refused> {
+        let network = network_key(ip);
+        if let Some(store) = &self.shared {
+            let net = network.to_string();
+            let ops = [take(
+                shared::SIGN_UP_NETWORK,
+                &net,
+                self.sign_ups_per_network.limit(),
+            )];
+            let waits = store
+                .tally_limits(&ops, now)
+                .await
+                .map_err(Refused::Store)?;
+            return first_refusal(&ops, &waits);
+        }
+        Ok(self.sign_ups_per_network.take(&network, now)?)
+    }
+
+    /// Takes a verification mail from the account's budget, before the
+    /// mail is written.
+    pub async fn begin_verification_mail(
+        &self,
+        account_id: &str,
+        now: Timestamp,
+    ) -> Result<(), Refused> {
+        if let Some(store) = &self.shared {
+            let ops = [take(
+                shared::VERIFICATION_MAIL,
+                account_id,
+                self.verification_mails_per_account.limit(),
+            )];
+            let waits = store
+                .tally_limits(&ops, now)
+                .await
+                .map_err(Refused::Store)?;
+            return first_refusal(&ops, &waits);
+        }
+        let account = account_id.to_string();
+        Ok(self.verification_mails_per_account.take(&account, now)?)
+    }
+
+    /// Takes a reset mail from the network and from the address (lower
+    /// case), whether or not an account has it. Asking again for a
+    /// refused address still spends the network's budget.
+    pub async fn begin_password_reset(
+        &self,
+        email: &str,
+        ip: IpAddr,
+        now: Timestamp,
+    ) -> Result<(), Refused> {
+        let network = network_key(ip);
+        let email = email.to_ascii_lowercase();
+        if let Some(store) = &self.shared {
+            let net = network.to_string();
+            let key = email_key(&email);
+            let ops = [
+                take(
+                    shared::RESET_NETWORK,
+                    &net,
+                    self.password_resets_per_network.limit(),
+                ),
+                // A refusal for the address keeps the network's slot: a
+                // `Try`, which undoes nothing before it.
+                LimitOp {
+                    kind: LimitOpKind::Try,
+                    ..take(
+                        shared::RESET_EMAIL,
+                        &key,
+                        self.password_resets_per_email.limit(),
+                    )
+                },
+            ];
+            let waits = store
+                .tally_limits(&ops, now)
+                .await
+                .map_err(Refused::Store)?;
+            first_refusal(&ops, &waits)?;
+            return match waits[1] {
+                0 => Ok(()),
+                wait => Err(Refused::Wait(RetryAfter(wait))),
+            };
+        }
+        self.password_resets_per_network.take(&network, now)?;
+        Ok(self.password_resets_per_email.take(&email, now)?)
     }
 
     /// Starts a sign-in for `email` from `ip`, before any password is
@@ -488,19 +782,46 @@ impl Limits {
     /// apply to a network the account signed in from in the last 30 days.
     /// Counted per email whether or not an account has it, so the delays
     /// say nothing about which accounts exist.
-    pub fn begin_sign_in(
+    pub async fn begin_sign_in(
         &self,
         email: &str,
         ip: IpAddr,
         now: Timestamp,
-    ) -> Result<SignInAttempt, RetryAfter> {
+    ) -> Result<SignInAttempt, Refused> {
         let account = email.trim().to_lowercase();
         let network = network_key(ip);
+        if let Some(store) = &self.shared {
+            let net = network.to_string();
+            let key = email_key(&account);
+            let ops = [
+                LimitOp {
+                    a: i64::from(self.sign_in_per_network.free),
+                    b: self.sign_in_per_network.reset_after,
+                    ..step(LimitOpKind::Reserve, shared::SIGN_IN_NETWORK, &net, "")
+                },
+                LimitOp {
+                    a: i64::from(self.sign_in_per_account_network.free),
+                    b: self.sign_in_per_account_network.reset_after,
+                    ..step(LimitOpKind::Reserve, shared::SIGN_IN_ACCOUNT, &key, &net)
+                },
+                LimitOp {
+                    a: i64::from(self.sign_in_failing_networks.cap),
+                    b: self.sign_in_failing_networks.reset_after,
+                    ..step(LimitOpKind::Admit, shared::SIGN_IN_FAILING, &key, &net)
+                },
+            ];
+            let waits = store
+                .tally_limits(&ops, now)
+                .await
+                .map_err(Refused::Store)?;
+            first_refusal(&ops, &waits)?;
+            return Ok(SignInAttempt { account, network });
+        }
         self.sign_in_per_network.reserve(&network, now)?;
         let key = (account, network);
         if let Err(e) = self.sign_in_per_account_network.reserve(&key, now) {
             self.sign_in_per_network.give_back(&network);
-            return Err(e);
+            return Err(e.into());
         }
         let known = self
             .sign_in_known_networks
@@ -511,7 +832,7 @@ impl Limits {
         if !known && let Err(e) = self.sign_in_failing_networks.admit(&key.0, network, now) {
             self.sign_in_per_network.give_back(&network);
             self.sign_in_per_account_network.give_back(&key);
-            return Err(e);
+            return Err(e.into());
         }
         let (account, network) = key;
         Ok(SignInAttempt { account, network })
@@ -519,7 +840,24 @@ impl Limits {
 
     /// The password was right: the failures counted in advance go back,
     /// and the network becomes one the account is known from.
-    pub fn sign_in_succeeded(&self, attempt: SignInAttempt, now: Timestamp) {
+    pub async fn sign_in_succeeded(&self, attempt: SignInAttempt, now: Timestamp) {
+        if let Some(store) = &self.shared {
+            let net = attempt.network.to_string();
+            let key = email_key(&attempt.account);
+            let ops = [
+                step(LimitOpKind::Unreserve, shared::SIGN_IN_NETWORK, &net, ""),
+                step(LimitOpKind::Forget, shared::SIGN_IN_FAILING, &key, &net),
+                step(LimitOpKind::Reset, shared::SIGN_IN_ACCOUNT, &key, &net),
+                LimitOp {
+                    b: KNOWN_NETWORK_SECS,
+                    ..step(LimitOpKind::Know, shared::SIGN_IN_KNOWN, &key, &net)
+                },
+            ];
+            if let Err(e) = store.tally_limits(&ops, now).await {
+                tracing::warn!("a sign-in's failures counted in advance stay counted: {e}");
+            }
+            return;
+        }
         self.sign_in_per_network.give_back(&attempt.network);
         self.sign_in_failing_networks
             .forget(&attempt.account, attempt.network);
@@ -537,7 +875,19 @@ impl Limits {
 
     /// The attempt never reached a password check (the hashing pool was
     /// busy, the store failed): nothing was guessed, so nothing counts.
-    pub fn sign_in_not_tried(&self, attempt: SignInAttempt) {
+    pub async fn sign_in_not_tried(&self, attempt: SignInAttempt, now: Timestamp) {
+        if let Some(store) = &self.shared {
+            let net = attempt.network.to_string();
+            let key = email_key(&attempt.account);
+            let ops = [
+                step(LimitOpKind::Unreserve, shared::SIGN_IN_NETWORK, &net, ""),
+                step(LimitOpKind::Unreserve, shared::SIGN_IN_ACCOUNT, &key, &net),
+            ];
+            if let Err(e) = store.tally_limits(&ops, now).await {
+                tracing::warn!("a sign-in's failures counted in advance stay counted: {e}");
+            }
+            return;
+        }
         self.sign_in_per_network.give_back(&attempt.network);
         let key = (attempt.account, attempt.network);
         self.sign_in_per_account_network.give_back(&key);

@@ -154,7 +154,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         senders.push(Arc::new(webhooks));
     }
     let outbox = Arc::new(crate::outbox::Outbox::new(senders));
-    let limits = Arc::new(Limits::new(&config));
+    let limits = Arc::new(Limits::new(&config).shared_in(&store));
     let inserter = Arc::new(crate::device_flow::Inserter::start(store.clone()));
     let polls = Arc::new(PollTracker::new(clock.now_ms()));
     let streams = Arc::new(crate::streams::Streams::new(

@@ -1,7 +1,7 @@
 //! Caps on open settings event streams, per linked device and per
 //! account: each stream holds a connection and a store subscription for
 //! as long as the device likes, so one token must not open thousands.
-//! Counted in memory per instance, like the rate limits.
+//! Counted in memory per instance, like the poll and settings-write limits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,7 @@ use super::client_auth::authenticate;
 use super::form::OAuthRequest;
 use crate::client_ip::ClientIp;
 use crate::device_flow::{self, DeviceRequest, StartError};
-use crate::limits::{RetryAfter, network_key};
+use crate::limits::{Refused, RetryAfter};
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -31,14 +31,6 @@ pub async fn handle(
     req: OAuthRequest,
 ) -> Result<Response, OAuthError> {
     let now = state.clock.now();
-    let limits = &state.limits;
-    limits
-        .device_authorizations_per_network
-        .hit(&network_key(ip), now)
-        .map_err(|RetryAfter(s)| {
-            telemetry::rate_limited("device_authorizations_per_network");
-            OAuthError::too_many_requests(s)
-        })?;
     let client = authenticate(state.store.as_ref(), &req).await?;
     if !client.device_flow_enabled {
         // RFC 6749 §5.2: the client may not use this grant.
@@ -46,12 +38,19 @@ pub async fn handle(
             "this app may not use the device flow; its operator turned it off",
         ));
     }
-    limits
-        .device_authorizations_per_client
-        .hit(&client.client_id, now)
-        .map_err(|RetryAfter(s)| {
-            telemetry::rate_limited("device_authorizations_per_client");
-            OAuthError::too_many_requests(s)
+    // Both limits in one step, after the app is known, so that the
+    // shared counters cost one round trip (SECURITY.md, "Several
+    // instances"); taken before the authorization is made.
+    state
+        .limits
+        .begin_device_authorization(ip, &client.client_id, now)
+        .await
+        .map_err(|(limit, refused)| match refused {
+            Refused::Wait(RetryAfter(s)) => {
+                telemetry::rate_limited(limit);
+                OAuthError::too_many_requests(s)
+            }
+            Refused::Store(e) => e.into(),
         })?;
     let request = DeviceRequest {
         scope: req.form.get("scope"),

@@ -87,6 +87,24 @@ pub trait Store: Send + Sync + 'static {
     async fn backup(&self, path: &std::path::Path) -> StoreResult<()>;
     /// Device authorizations still waiting for a person, for the metrics.
     async fn count_pending(&self, now: Timestamp) -> StoreResult<i64>;
+
+    /// Whether this store counts the security limits for every instance
+    /// sharing it ([`Store::tally_limits`]). PostgreSQL does; SQLite
+    /// serves one instance, which counts them in memory.
+    fn shares_limits(&self) -> bool {
+        false
+    }
+
+    /// Applies `ops` in order as one atomic step, in one round trip, and
+    /// returns per step 0 (done) or the seconds to wait (refused). A
+    /// refused step other than a `Try` undoes the ones before it and ends
+    /// the list (the later entries are 0 and were not applied).
+    async fn tally_limits(&self, ops: &[LimitOp<'_>], now: Timestamp) -> StoreResult<Vec<i64>> {
+        let _ = (ops, now);
+        Err(StoreError::Unavailable(
+            "this store does not count limits; they are counted in memory".into(),
+        ))
+    }
     /// Deletes up to `limit` rows of each kind that have outlived their
     /// use (see [`PurgeBefore`]). Returns how many rows went. Small batches
     /// keep each write short, so requests never wait long behind the purge.

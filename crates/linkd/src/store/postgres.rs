@@ -12,8 +12,8 @@ use tokio::sync::broadcast;
 
 use super::db::{Db, Dialect};
 use super::{
-    DeviceAuthorization, EVENT_BACKLOG, EmbeddedMigrations, Event, SqlStore, StoreError,
-    StoreResult, map_sqlx, redact_url,
+    DeviceAuthorization, EVENT_BACKLOG, EmbeddedMigrations, Event, LimitOp, SqlStore, StoreError,
+    StoreResult, Timestamp, map_sqlx, redact_url,
 };
 
 const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -71,6 +71,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         21,
         "dpop",
         include_str!("../../migrations/postgres/0021_dpop.sql"),
+    ),
+    (
+        25,
+        "shared limits",
+        include_str!("../../migrations/postgres/0025_shared_limits.sql"),
     ),
 ]);
 
@@ -312,6 +317,43 @@ pub(super) async fn migrate(db: &PgDb) -> StoreResult<()> {
 }
 
 /// Tells every instance, this one included (see `relay_events`).
+/// The limit steps as one call of `linkd_tally` (migration 0025): a
+/// PL/pgSQL function, so that several steps, and the undoing of the ones
+/// before a refusal, are one transaction in one round trip. SQLite has no
+/// such thing and needs none (its one instance counts in memory), so this
+/// lives here rather than in the shared queries.
+pub(super) async fn tally_limits(
+    db: &PgDb,
+    ops: &[LimitOp<'_>],
+    now: Timestamp,
+) -> StoreResult<Vec<i64>> {
+    let kinds: Vec<&str> = ops.iter().map(|o| o.kind.as_str()).collect();
+    let names: Vec<&str> = ops.iter().map(|o| o.name).collect();
+    let keys: Vec<&str> = ops.iter().map(|o| o.key).collect();
+    let subs: Vec<&str> = ops.iter().map(|o| o.sub).collect();
+    let a: Vec<i64> = ops.iter().map(|o| o.a).collect();
+    let b: Vec<i64> = ops.iter().map(|o| o.b).collect();
+    let waits: Vec<i64> = sqlx::query_scalar("SELECT linkd_tally($1, $2, $3, $4, $5, $6, $7)")
+        .bind(kinds)
+        .bind(names)
+        .bind(keys)
+        .bind(subs)
+        .bind(a)
+        .bind(b)
+        .bind(now)
+        .fetch_one(&db.pool)
+        .await
+        .map_err(map_sqlx)?;
+    if waits.len() != ops.len() {
+        return Err(StoreError::Corrupt(format!(
+            "linkd_tally answered {} steps for {}",
+            waits.len(),
+            ops.len()
+        )));
+    }
+    Ok(waits)
+}
+
 pub(super) async fn publish(db: &PgDb, event: &Event) -> StoreResult<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(EVENT_CHANNEL)

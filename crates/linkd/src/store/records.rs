@@ -460,6 +460,69 @@ pub enum Event {
     SettingsChanged { account_id: String },
 }
 
+/// One step on the security limits every instance shares (PostgreSQL,
+/// migration 0025): `limits.rs` says which steps a request takes, the
+/// store makes them one atomic round trip ([`Store::tally_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitOp<'a> {
+    pub kind: LimitOpKind,
+    /// Which limit.
+    pub name: &'static str,
+    /// Whose count.
+    pub key: &'a str,
+    /// The member of `key`'s set (a network among an account's), or "".
+    pub sub: &'a str,
+    /// `max` for a take, `free` for a reserve, `cap` for an admit.
+    pub a: i64,
+    /// The window, reset period or lifetime in seconds; for a give, when
+    /// the slot was taken.
+    pub b: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitOpKind {
+    /// A slot in a fixed window of `b` seconds, at most `a` (0: no limit);
+    /// a refusal gives back the steps before it and stops.
+    Take,
+    /// Like `Take`, but a refusal only reports (the server-wide code
+    /// budget pauses rather than refuses).
+    Try,
+    /// A slot taken at `b` goes back, if its window is still current.
+    Give,
+    /// One failure counted in advance, refused while the backoff after
+    /// the failures so far (`a` free) runs; forgotten `b` seconds after
+    /// the last one.
+    Reserve,
+    /// A reserved failure goes back.
+    Unreserve,
+    /// The count starts over.
+    Reset,
+    /// `sub` joins `key`'s set of at most `a` members, each kept `b`
+    /// seconds after it last joined; members known to `key` (see `Know`,
+    /// under `name:known`) are let through without joining.
+    Admit,
+    /// `sub` leaves `key`'s set.
+    Forget,
+    /// `sub` is known to `key` for `b` seconds.
+    Know,
+}
+
+impl LimitOpKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            LimitOpKind::Take => "take",
+            LimitOpKind::Try => "try",
+            LimitOpKind::Give => "give",
+            LimitOpKind::Reserve => "reserve",
+            LimitOpKind::Unreserve => "unreserve",
+            LimitOpKind::Reset => "reset",
+            LimitOpKind::Admit => "admit",
+            LimitOpKind::Forget => "forget",
+            LimitOpKind::Know => "know",
+        }
+    }
+}
+
 /// Deadlines before which rows go in a purge.
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeBefore {
@@ -481,10 +544,13 @@ pub struct PurgeBefore {
 impl PurgeBefore {
     /// Each purged table with the deadline its rows' `expires_at` is held
     /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005, 0007, 0008, 0014, 0021), so a batch reads only the rows it
+    /// 0005, 0007, 0008, 0014, 0021, 0025), so a batch reads only the rows it
     /// deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 8] {
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 9] {
         [
+            // Limit counters whose window or backoff is over (0025): a
+            // missing row counts the same as an expired one.
+            ("limit_counts", self.now),
             // Mailed links, used or not, once they expired (0014).
             ("account_links", self.now),
             // Messages that failed for good, once the operator had time

@@ -76,6 +76,21 @@ impl Store for SqlStore {
         authorizations::count_pending(&self.db, now).await
     }
 
+    fn shares_limits(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
+    async fn tally_limits(&self, ops: &[LimitOp<'_>], now: Timestamp) -> StoreResult<Vec<i64>> {
+        match &self.db {
+            // One instance: `limits.rs` counts in memory, more cheaply
+            // than any table could.
+            Db::Sqlite(_) => Err(StoreError::Unavailable(
+                "SQLite serves one instance; its limits are counted in memory".into(),
+            )),
+            Db::Postgres(p) => postgres::tally_limits(p, ops, now).await,
+        }
+    }
+
     async fn purge(&self, before: &PurgeBefore, limit: i64) -> StoreResult<u64> {
         purge::purge(&self.db, before, limit).await
     }

@@ -10,7 +10,7 @@ use super::{PageError, PageForm, Visitor, query_param, render, see_other, with_r
 use crate::accounts::MIN_PASSWORD_LEN;
 use crate::client_ip::ClientIp;
 use crate::i18n::Text;
-use crate::limits::network_key;
+use crate::limits::Refused;
 use crate::recovery::{self, MailContext, ResetError};
 use crate::state::AppState;
 use crate::store::OutboxKind;
@@ -59,17 +59,12 @@ pub async fn forgot_submit(
     let now = state.clock.now();
     // Both limits are taken whether or not the address has an account, so
     // they tell nothing about which ones do.
-    let limited = state
-        .limits
-        .password_resets_per_network
-        .take(&network_key(ip), now)
-        .and_then(|()| {
-            state
-                .limits
-                .password_resets_per_email
-                .take(&email.to_ascii_lowercase(), now)
-        });
-    if let Err(wait) = limited {
+    let limited = match state.limits.begin_password_reset(&email, ip, now).await {
+        Ok(()) => None,
+        Err(Refused::Wait(wait)) => Some(wait),
+        Err(Refused::Store(e)) => return Err(e.into()),
+    };
+    if let Some(wait) = limited {
         crate::telemetry::rate_limited("password_reset");
         let minutes = (wait.0 + 59) / 60;
         let response = render(

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::accounts::{self, SignInError};
 use crate::client_ip::ClientIp;
-use crate::limits::RetryAfter;
+use crate::limits::{Refused, RetryAfter};
 use crate::state::AppState;
 
 pub async fn page(
@@ -64,16 +64,18 @@ pub async fn submit(
     let limits = &state.limits;
     // Taken before the password is hashed, so a burst gets no more tries
     // than a sequence (SECURITY.md, "People's accounts").
-    let attempt = match limits.begin_sign_in(email, ip, now) {
+    let attempt = match limits.begin_sign_in(email, ip, now).await {
         Ok(attempt) => attempt,
-        Err(RetryAfter(secs)) => {
+        Err(Refused::Wait(RetryAfter(secs))) => {
             crate::telemetry::rate_limited("sign_in");
             return wait_page(&state, &visitor, &next, email, secs);
         }
+        // No password is checked without its counters.
+        Err(Refused::Store(e)) => return Err(e.into()),
     };
     match accounts::sign_in(state.store.as_ref(), &limits.hashing, email, password).await {
         Ok(account) => {
-            limits.sign_in_succeeded(attempt, now);
+            limits.sign_in_succeeded(attempt, now).await;
             // For the account page's activity: who signed in, from where.
             state
                 .store
@@ -107,12 +109,12 @@ pub async fn submit(
             )
         }
         Err(SignInError::Busy) => {
-            limits.sign_in_not_tried(attempt);
+            limits.sign_in_not_tried(attempt, now).await;
             crate::telemetry::rate_limited("password_hashes_at_once");
             wait_page(&state, &visitor, &next, email, 1)
         }
         Err(SignInError::Store(e)) => {
-            limits.sign_in_not_tried(attempt);
+            limits.sign_in_not_tried(attempt, now).await;
             Err(e.into())
         }
     }

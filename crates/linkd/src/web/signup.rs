@@ -12,7 +12,7 @@ use super::{
 };
 use crate::accounts::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, SignUpError};
 use crate::client_ip::ClientIp;
-use crate::limits::{RetryAfter, network_key};
+use crate::limits::{Refused, RetryAfter};
 use crate::recovery::MailContext;
 use crate::state::AppState;
 use crate::store::OutboxKind;
@@ -54,13 +54,18 @@ pub async fn submit(
     let password = form.get("password").unwrap_or("");
     let lang = visitor.lang;
     let now = state.clock.now();
-    if let Err(RetryAfter(secs)) = state.limits.sign_ups_per_network.hit(&network_key(ip), now) {
-        crate::telemetry::rate_limited("sign_up");
-        let message = lang.fmt(
-            "signup.error.too_many",
-            &[("minutes", &((secs + 59) / 60).to_string())],
-        );
-        return wait_page(&state, &visitor, &next, "", message, secs);
+    // Taken before the password is hashed (SECURITY.md).
+    match state.limits.begin_sign_up(ip, now).await {
+        Ok(()) => {}
+        Err(Refused::Store(e)) => return Err(e.into()),
+        Err(Refused::Wait(RetryAfter(secs))) => {
+            crate::telemetry::rate_limited("sign_up");
+            let message = lang.fmt(
+                "signup.error.too_many",
+                &[("minutes", &((secs + 59) / 60).to_string())],
+            );
+            return wait_page(&state, &visitor, &next, "", message, secs);
+        }
     }
     let base = state.config.issuer();
     let mail = MailContext {

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::client_ip::ClientIp;
 use crate::i18n::Text;
-use crate::limits::RetryAfter;
+use crate::limits::{Refused, RetryAfter};
 use crate::recovery::MailContext;
 use crate::state::AppState;
 use crate::store::{Account, OutboxKind};
@@ -102,11 +102,11 @@ pub async fn send_again(
         return Err(PageError::BadRequest(Text::key("verify.no_mail")));
     }
     let now = state.clock.now();
-    if let Err(RetryAfter(secs)) = state
-        .limits
-        .verification_mails_per_account
-        .take(&account.id, now)
-    {
+    if let Err(refused) = state.limits.begin_verification_mail(&account.id, now).await {
+        let secs = match refused {
+            Refused::Wait(RetryAfter(secs)) => secs,
+            Refused::Store(e) => return Err(e.into()),
+        };
         crate::telemetry::rate_limited("verification_mail");
         let response = render(
             &state,

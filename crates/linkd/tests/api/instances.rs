@@ -15,6 +15,8 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::*;
 
+mod limits;
+
 /// The one address people and devices use; the load balancer in front of
 /// the instances would answer there.
 const PUBLIC_URL: &str = "http://link.example.test";

@@ -79,6 +79,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "dpop",
         include_str!("../../../migrations/sqlite/0021_dpop.sql"),
     ),
+    (
+        25,
+        "shared limits",
+        include_str!("../../../migrations/sqlite/0025_shared_limits.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {
