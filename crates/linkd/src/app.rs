@@ -35,6 +35,11 @@ pub fn router(state: AppState) -> Router {
         .route("/not-me", get(web::not_me::page).post(web::not_me::submit))
         .route("/verify", get(web::verify::page).post(web::verify::submit))
         .route("/verify/send", post(web::verify::send_again))
+        .route("/signin/with/{provider}", post(web::upstream::start))
+        .route(
+            "/signin/with/{provider}/callback",
+            get(web::upstream::callback),
+        )
         .route("/signup", get(web::signup::page).post(web::signup::submit))
         .route(
             "/signout",
@@ -84,6 +89,7 @@ pub fn router(state: AppState) -> Router {
             "/account/delete",
             get(web::account::delete_page).post(web::account::delete),
         )
+        .route("/account/identities/remove", post(web::upstream::remove))
         .route("/oauth/jwks", get(oauth::discovery::jwks))
         .route(
             "/.well-known/openid-configuration",

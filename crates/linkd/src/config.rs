@@ -305,6 +305,104 @@ pub struct Config {
     /// tables has no flag.
     #[arg(skip)]
     pub webhooks: Vec<crate::webhooks::WebhookEndpoint>,
+
+    /// Turn local passwords off: people sign in only through the OpenID
+    /// providers of the configuration file (`[[provider]]`), and the
+    /// password forms are gone. Needs at least one provider.
+    #[arg(long, env = "LINKD_NO_LOCAL_PASSWORDS")]
+    pub no_local_passwords: bool,
+
+    /// The OpenID providers people may sign in with: `[[provider]]` tables
+    /// of the configuration file (README, "Signing in through your
+    /// identity provider").
+    #[arg(skip)]
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// One OpenID provider people may sign in with (a `[[provider]]` table).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// A short name for addresses: the redirect URI to register at the
+    /// provider is `<public URL>/signin/with/<id>/callback`.
+    pub id: String,
+    /// What the sign-in page says: "Continue with <name>".
+    pub name: String,
+    /// The provider's issuer; its discovery document is at
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Scopes to ask for; `openid` is always among them.
+    #[serde(default = "default_provider_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim that holds the person's email.
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    /// Join a first sign-in to the existing account with the same email
+    /// when the provider says the email is verified (`email_verified`).
+    /// Off: the person proves the account by signing in to it first.
+    #[serde(default)]
+    pub join_by_verified_email: bool,
+}
+
+fn default_provider_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into()]
+}
+
+fn default_email_claim() -> String {
+    "email".into()
+}
+
+/// The `[[provider]]` tables of a configuration file.
+fn providers_from_toml(value: &toml::Value) -> Result<Vec<ProviderConfig>, String> {
+    value
+        .clone()
+        .try_into::<Vec<ProviderConfig>>()
+        .map_err(|e| format!("[[provider]]: {e}"))
+}
+
+impl ProviderConfig {
+    /// What `validate` checks for each provider.
+    fn validate(&self) -> Result<(), String> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 32
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(format!(
+                "provider id {:?}: 1 to 32 of a-z, 0-9 and -",
+                self.id
+            ));
+        }
+        let what = |field: &str| format!("provider {:?}: {field}", self.id);
+        if self.name.trim().is_empty() || self.name.chars().count() > 60 {
+            return Err(what("name must be 1 to 60 characters"));
+        }
+        // OpenID Connect Discovery §4.3: the issuer is an https URL; plain
+        // http only for a provider on this machine.
+        let issuer = url::Url::parse(&self.issuer).map_err(|e| what(&format!("issuer: {e}")))?;
+        let loopback = matches!(
+            issuer.host(),
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+        ) || matches!(issuer.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+            || issuer.host_str() == Some("localhost");
+        if issuer.scheme() != "https" && !(issuer.scheme() == "http" && loopback) {
+            return Err(what("issuer must be an https:// URL"));
+        }
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(what("issuer must have no query or fragment"));
+        }
+        if self.client_id.is_empty() || self.client_secret.is_empty() {
+            return Err(what("client_id and client_secret are needed"));
+        }
+        if self.email_claim.is_empty() {
+            return Err(what("email_claim must name a claim"));
+        }
+        Ok(())
+    }
 }
 
 /// The default theme's accent: a calm blue that passes WCAG AA on white.
@@ -372,6 +470,17 @@ impl Config {
             );
         }
         crate::webhooks::validate(&self.webhooks)?;
+        for (i, provider) in self.providers.iter().enumerate() {
+            provider.validate()?;
+            if self.providers[..i].iter().any(|p| p.id == provider.id) {
+                return Err(format!("provider id {:?} is used twice", provider.id));
+            }
+        }
+        if self.no_local_passwords && self.providers.is_empty() {
+            return Err(
+                "no_local_passwords needs at least one [[provider]]: nobody could sign in".into(),
+            );
+        }
         crate::brand::validate(self)
     }
 
@@ -434,11 +543,13 @@ impl Config {
             smtp_url: None,
             mail_from: None,
             webhooks: Vec::new(),
+            no_local_passwords: false,
+            providers: Vec::new(),
         }
     }
 
     /// Reads what the config file holds beyond flags (its `[[webhooks]]`
-    /// tables); nothing without `--config`.
+    /// and `[[provider]]` tables); nothing without `--config`.
     pub fn read_file_tables(&mut self) -> Result<(), String> {
         let Some(path) = &self.config else {
             return Ok(());
@@ -448,12 +559,16 @@ impl Config {
             self.webhooks = crate::webhooks::from_toml(value)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
         }
+        if let Some(value) = table.get(TABLES[1]) {
+            self.providers =
+                providers_from_toml(value).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
         Ok(())
     }
 }
 
 /// Keys of the config file that are lists of tables rather than flags.
-const TABLES: &[&str] = &["webhooks"];
+const TABLES: &[&str] = &["webhooks", "provider"];
 
 fn read_table(path: &std::path::Path) -> Result<toml::Table, String> {
     let text =
@@ -670,9 +785,18 @@ pub fn describe(c: &Config) -> String {
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
+        ("no_local_passwords", c.no_local_passwords.to_string()),
     ]
     .iter()
     .map(|(k, v)| format!("{k} = {v:?}\n"))
+    .chain(c.providers.iter().map(|p| {
+        format!(
+            "\n[[provider]]\nid = {:?}\nname = {:?}\nissuer = {:?}\nclient_id = {:?}\n\
+             client_secret = \"(set)\"\nscopes = {:?}\nemail_claim = {:?}\n\
+             join_by_verified_email = {}\n",
+            p.id, p.name, p.issuer, p.client_id, p.scopes, p.email_claim, p.join_by_verified_email
+        )
+    }))
     .collect()
 }
 

@@ -74,6 +74,8 @@ pub mod telemetry;
 pub mod text;
 /// Every token rule: keys, minting, Bearer checks, revocation, refresh.
 pub mod tokens;
+/// Sign-in through the operator's OpenID providers; identities by (issuer, subject).
+pub mod upstream;
 /// Verified addresses: links mailed to confirm an address.
 pub mod verification;
 /// Devices waiting for a decision (the long poll).

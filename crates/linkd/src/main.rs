@@ -173,6 +173,9 @@ enum UserCommand {
     },
     /// List accounts.
     List,
+    /// Show one account: status, whether it has a password, and the
+    /// identities at OpenID providers joined to it.
+    Show { email: String },
     /// Stop an account from signing in or linking devices.
     Disable { email: String },
     /// Allow a disabled account again.
@@ -313,6 +316,7 @@ async fn main() -> std::process::ExitCode {
         Command::User { db, command } => match command {
             UserCommand::Add { email } => cli::user_add(&db.database_url, &email).await,
             UserCommand::List => cli::user_list(&db.database_url).await,
+            UserCommand::Show { email } => cli::user_show(&db.database_url, &email).await,
             UserCommand::Disable { email } => {
                 cli::user_set_disabled(&db.database_url, &email, true).await
             }

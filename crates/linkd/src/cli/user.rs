@@ -57,6 +57,41 @@ pub async fn user_list(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One account: its status, its password, its identities (issuer and
+/// subject, the provider id and the email they last gave).
+pub async fn user_show(database_url: &str, email: &str) -> anyhow::Result<()> {
+    let store = open(database_url).await?;
+    let account = account_by_email(store.as_ref(), email).await?;
+    let status = if account.disabled {
+        "disabled"
+    } else {
+        "active"
+    };
+    let password = if account.password_hash.is_empty() {
+        "none"
+    } else {
+        "set"
+    };
+    println!("email\t{}", account.email);
+    println!("id\t{}", account.id);
+    println!("status\t{status}");
+    println!("password\t{password}");
+    let identities = store.list_identities(&account.id).await?;
+    if identities.is_empty() {
+        println!("identities\tnone");
+    }
+    for i in identities {
+        println!(
+            "identity\t{}\t{}\t{}\t{}",
+            i.provider,
+            i.issuer,
+            i.subject,
+            i.email.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
 pub async fn user_set_disabled(
     database_url: &str,
     email: &str,

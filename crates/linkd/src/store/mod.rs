@@ -18,6 +18,7 @@ mod authorizations;
 mod clients;
 mod db;
 mod devices;
+mod identities;
 mod keys;
 mod links;
 mod outbox;
@@ -334,6 +335,48 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_activity(&self, activity: &Activity) -> StoreResult<()>;
     /// The account's most recent activity, newest first.
     async fn list_activity(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Activity>>;
+
+    /// Stores a sign-in at an OpenID provider in progress.
+    async fn insert_upstream_login(&self, login: &UpstreamLogin) -> StoreResult<()>;
+    /// Deletes and returns the sign-in whose `state` hashes to
+    /// `state_hash`, unless it expired at `now`; one caller gets it.
+    async fn take_upstream_login(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<UpstreamLogin>>;
+    async fn get_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<Identity>>;
+    /// The account's identities, oldest first.
+    async fn list_identities(&self, account_id: &str) -> StoreResult<Vec<Identity>>;
+    /// Joins an identity to its account and records `activity`, in one
+    /// transaction; Conflict when the identity is joined already.
+    async fn join_identity(&self, identity: &Identity, activity: &Activity) -> StoreResult<()>;
+    /// Creates an account with its first identity (and `activity`) in one
+    /// transaction; Conflict when the email or the identity is taken.
+    async fn insert_account_with_identity(
+        &self,
+        account: &Account,
+        identity: &Identity,
+        email_verified_at: Option<Timestamp>,
+        activity: &Activity,
+    ) -> StoreResult<()>;
+    /// Notes a sign-in with the identity and the email it came with.
+    async fn touch_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        email: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Removes an identity of `activity.account_id` and records it, unless
+    /// it is the last way in (the password counts when `password_counts`).
+    async fn remove_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        password_counts: bool,
+        activity: &Activity,
+    ) -> StoreResult<IdentityRemoval>;
 
     /// Stores a mailed single-use link with the mail that carries it, in
     /// one transaction.

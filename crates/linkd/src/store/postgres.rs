@@ -73,6 +73,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../migrations/postgres/0021_dpop.sql"),
     ),
     (
+        23,
+        "identities",
+        include_str!("../../migrations/postgres/0023_identities.sql"),
+    ),
+    (
         25,
         "shared limits",
         include_str!("../../migrations/postgres/0025_shared_limits.sql"),

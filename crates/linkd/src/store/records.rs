@@ -110,6 +110,48 @@ pub struct Account {
     pub email_verified_at: Option<Timestamp>,
 }
 
+/// A person at one of the operator's OpenID providers, joined to an
+/// account. (issuer, subject) is the key (OpenID Connect Core §5.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+    pub account_id: String,
+    /// The configured provider's id when it was joined.
+    pub provider: String,
+    /// The email the provider gave when last used, if any.
+    pub email: Option<String>,
+    pub joined_at: Timestamp,
+    pub last_used_at: Timestamp,
+}
+
+/// What removing an identity from an account did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityRemoval {
+    Removed,
+    /// No such identity on the account.
+    NotFound,
+    /// It is the account's last way in; kept.
+    LastWayIn,
+}
+
+/// A sign-in at a provider in progress, stored until the person comes
+/// back (or it expires).
+#[derive(Debug, Clone)]
+pub struct UpstreamLogin {
+    /// SHA-256 of the `state` sent to the provider.
+    pub state_hash: String,
+    pub provider: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    /// Where the person goes after (a path on linkd).
+    pub next: String,
+    /// Set when a signed-in person adds an identity to their account.
+    pub account_id: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 pub struct Session {
     /// SHA-256 of the cookie value.
@@ -260,6 +302,11 @@ pub enum ActivityKind {
     EmailVerified,
     /// Every other browser was signed out.
     SignedOutElsewhere,
+    /// An identity at an OpenID provider was joined to the account
+    /// (`app_name` is the provider's name, `device` the identity's email).
+    IdentityJoined,
+    /// An identity at an OpenID provider was removed from the account.
+    IdentityRemoved,
 }
 
 impl ActivityKind {
@@ -277,6 +324,8 @@ impl ActivityKind {
             Self::EmailChanged => "email_changed",
             Self::EmailVerified => "email_verified",
             Self::SignedOutElsewhere => "signed_out_elsewhere",
+            Self::IdentityJoined => "identity_joined",
+            Self::IdentityRemoved => "identity_removed",
         }
     }
 
@@ -294,6 +343,8 @@ impl ActivityKind {
             "email_changed" => Self::EmailChanged,
             "email_verified" => Self::EmailVerified,
             "signed_out_elsewhere" => Self::SignedOutElsewhere,
+            "identity_joined" => Self::IdentityJoined,
+            "identity_removed" => Self::IdentityRemoved,
             other => return Err(StoreError::Corrupt(format!("activity kind {other:?}"))),
         })
     }
@@ -544,13 +595,15 @@ pub struct PurgeBefore {
 impl PurgeBefore {
     /// Each purged table with the deadline its rows' `expires_at` is held
     /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005, 0007, 0008, 0014, 0021, 0025), so a batch reads only the rows it
-    /// deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 9] {
+    /// 0005, 0007, 0008, 0014, 0021, 0023, 0025), so a batch reads only
+    /// the rows it deletes.
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 10] {
         [
             // Limit counters whose window or backoff is over (0025): a
             // missing row counts the same as an expired one.
             ("limit_counts", self.now),
+            // Sign-ins at a provider nobody came back from (0023).
+            ("upstream_logins", self.now),
             // Mailed links, used or not, once they expired (0014).
             ("account_links", self.now),
             // Messages that failed for good, once the operator had time

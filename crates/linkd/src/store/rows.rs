@@ -130,6 +130,35 @@ impl FromRow for Account {
     }
 }
 
+impl FromRow for Identity {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(Identity {
+            issuer: row.text("issuer")?,
+            subject: row.text("subject")?,
+            account_id: row.text("account_id")?,
+            provider: row.text("provider")?,
+            email: row.text_or_null("email")?,
+            joined_at: row.int("joined_at")?,
+            last_used_at: row.int("last_used_at")?,
+        })
+    }
+}
+
+impl FromRow for UpstreamLogin {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(UpstreamLogin {
+            state_hash: row.text("state_hash")?,
+            provider: row.text("provider")?,
+            nonce: row.text("nonce")?,
+            pkce_verifier: row.text("pkce_verifier")?,
+            next: row.text("next")?,
+            account_id: row.text_or_null("account_id")?,
+            created_at: row.int("created_at")?,
+            expires_at: row.int("expires_at")?,
+        })
+    }
+}
+
 impl FromRow for Session {
     fn from_row(row: &impl Columns) -> StoreResult<Self> {
         Ok(Session {

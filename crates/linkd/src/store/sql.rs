@@ -375,6 +375,67 @@ impl Store for SqlStore {
         activity::list(&self.db, account_id, limit).await
     }
 
+    async fn insert_upstream_login(&self, login: &UpstreamLogin) -> StoreResult<()> {
+        identities::insert_login(&self.db, login).await
+    }
+
+    async fn take_upstream_login(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<UpstreamLogin>> {
+        identities::take_login(&self.db, state_hash, now).await
+    }
+
+    async fn get_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<Identity>> {
+        identities::by_subject(&self.db, issuer, subject).await
+    }
+
+    async fn list_identities(&self, account_id: &str) -> StoreResult<Vec<Identity>> {
+        identities::for_account(&self.db, account_id).await
+    }
+
+    async fn join_identity(&self, identity: &Identity, activity: &Activity) -> StoreResult<()> {
+        identities::join(&self.db, identity, activity).await
+    }
+
+    async fn insert_account_with_identity(
+        &self,
+        account: &Account,
+        identity: &Identity,
+        email_verified_at: Option<Timestamp>,
+        activity: &Activity,
+    ) -> StoreResult<()> {
+        identities::insert_account_with_identity(
+            &self.db,
+            account,
+            identity,
+            email_verified_at,
+            activity,
+        )
+        .await
+    }
+
+    async fn touch_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        email: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        identities::touch(&self.db, issuer, subject, email, now).await
+    }
+
+    async fn remove_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        password_counts: bool,
+        activity: &Activity,
+    ) -> StoreResult<IdentityRemoval> {
+        identities::remove(&self.db, issuer, subject, password_counts, activity).await
+    }
+
     async fn insert_account_link(
         &self,
         link: &AccountLink,

@@ -114,6 +114,8 @@ async fn account_page(
                 ActivityKind::EmailChanged => "activity.email_changed",
                 ActivityKind::EmailVerified => "activity.email_verified",
                 ActivityKind::SignedOutElsewhere => "activity.signed_out_elsewhere",
+                ActivityKind::IdentityJoined => "activity.identity_joined",
+                ActivityKind::IdentityRemoved => "activity.identity_removed",
             };
             EventView {
                 // Account events keep their detail (an address) where
@@ -165,6 +167,7 @@ async fn account_page(
                 .unwrap_or_else(|| lang.t("account.synced_gone_device").to_string()),
         })
         .collect();
+    let identities = identity_views(state, account).await?;
     render(
         state,
         visitor,
@@ -178,6 +181,7 @@ async fn account_page(
             min_password => MIN_PASSWORD_LEN,
             events => events,
             synced => synced,
+            identities => identities,
             ..extra
         },
     )
@@ -397,6 +401,40 @@ pub async fn delete(
         }
         Err(e) => form_error(&state, &visitor, account, "delete", e).await,
     }
+}
+
+/// One identity at an OpenID provider joined to the account.
+#[derive(Serialize)]
+struct IdentityView {
+    name: String,
+    email: Option<String>,
+    issuer: String,
+    subject: String,
+    /// False for the last way into the account (never removed).
+    removable: bool,
+}
+
+async fn identity_views(
+    state: &AppState,
+    account: &crate::store::Account,
+) -> Result<Vec<IdentityView>, PageError> {
+    let identities = state.store.list_identities(&account.id).await?;
+    let ctx = state.ctx();
+    let others = identities.len() > 1 || crate::upstream::has_password(&ctx, account);
+    Ok(identities
+        .into_iter()
+        .map(|i| IdentityView {
+            name: state
+                .upstream
+                .for_identity(&i)
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| i.provider.clone()),
+            email: i.email,
+            issuer: i.issuer,
+            subject: i.subject,
+            removable: others,
+        })
+        .collect())
 }
 
 /// Deletes one app's collection. Devices see the deletions in their change

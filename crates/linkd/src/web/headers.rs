@@ -11,6 +11,29 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
                    base-uri 'none'";
 
+/// The policy when OpenID providers are configured: "Continue with …" and
+/// "Add …" are forms answered by a redirect to the provider, which
+/// browsers hold to form-action (CSP 3 §6.3.1), so each provider's issuer
+/// origin is allowed (authorization endpoints live there at Google, Entra
+/// ID, Keycloak, Okta). None without providers: the fixed policy.
+pub fn policy_with_providers(providers: &[crate::config::ProviderConfig]) -> Option<HeaderValue> {
+    let origins: Vec<String> = providers
+        .iter()
+        .filter_map(|p| url::Url::parse(&p.issuer).ok())
+        .map(|u| u.origin())
+        .filter(|o| o.is_tuple())
+        .map(|o| o.ascii_serialization())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let policy = CSP.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {}", origins.join(" ")),
+    );
+    HeaderValue::from_str(&policy).ok()
+}
+
 /// Lets this page's forms lead to `target`'s origin as well as linkd's: a
 /// form whose answer redirects to an app or an OpenID provider. Set by
 /// the page; [`secure`] keeps it.
@@ -38,10 +61,11 @@ pub fn secure(state: &AppState, response: &mut Response) {
     headers.reserve(7);
     // A page that widened its form-action keeps its own policy.
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        );
+        let policy = match &state.provider_csp {
+            Some(policy) => policy.clone(),
+            None => HeaderValue::from_static(CSP),
+        };
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

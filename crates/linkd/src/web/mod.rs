@@ -14,6 +14,7 @@ pub mod reset;
 pub mod short_link;
 pub mod signin;
 pub mod signup;
+pub mod upstream;
 pub mod verify;
 
 mod errors;

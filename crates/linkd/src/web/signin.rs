@@ -58,6 +58,9 @@ pub async fn submit(
 ) -> Result<Response, PageError> {
     visitor.check_csrf(form.get("csrf"))?;
     let next = safe_next(form.get("next"));
+    if state.config.no_local_passwords {
+        return super::upstream::passwords_off(&state, &visitor, &next);
+    }
     let email = form.get("email").unwrap_or("");
     let password = form.get("password").unwrap_or("");
     let now = state.clock.now();

@@ -27,6 +27,9 @@ pub async fn page(
     if visitor.account().is_some() {
         return Ok(see_other(&next));
     }
+    if state.config.no_local_passwords {
+        return super::upstream::passwords_off(&state, &visitor, &next);
+    }
     let linking = code_on_the_way(&state, &visitor, ip, &next).await;
     render(
         &state,
@@ -50,6 +53,9 @@ pub async fn submit(
 ) -> Result<Response, PageError> {
     visitor.check_csrf(form.get("csrf"))?;
     let next = safe_next(form.get("next"));
+    if state.config.no_local_passwords {
+        return super::upstream::passwords_off(&state, &visitor, &next);
+    }
     let email = form.get("email").unwrap_or("");
     let password = form.get("password").unwrap_or("");
     let lang = visitor.lang;

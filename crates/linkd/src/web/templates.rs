@@ -32,6 +32,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "account_delete.html",
         include_str!("../../templates/account_delete.html"),
     ),
+    (
+        "upstream.html",
+        include_str!("../../templates/upstream.html"),
+    ),
 ];
 
 /// The page templates, parsed once at start-up.
@@ -130,6 +134,15 @@ pub fn render(
     let common = context! {
         account => visitor.email(),
         csrf => csrf,
+        // The sign-in choices: "Continue with <name>" per OpenID provider,
+        // and whether local passwords are on.
+        sign_in_with => state
+            .upstream
+            .list()
+            .iter()
+            .map(|p| context! { id => &p.id, name => &p.name })
+            .collect::<Vec<_>>(),
+        passwords => !state.config.no_local_passwords,
         ..page_context(state, visitor.lang)
     };
     let body = state

@@ -38,6 +38,12 @@ pub const SESSION_COOKIE: CookieName = CookieName {
     plain: "linkd_session",
     host_only: "__Host-linkd_session",
 };
+/// The `state` of a sign-in at an OpenID provider, so that only the
+/// browser that started it can finish it.
+pub const UPSTREAM_COOKIE: CookieName = CookieName {
+    plain: "linkd_upstream",
+    host_only: "__Host-linkd_upstream",
+};
 pub const CSRF_COOKIE: CookieName = CookieName {
     plain: "linkd_csrf",
     host_only: "__Host-linkd_csrf",

@@ -21,7 +21,7 @@ fn linkd(db: &TestDatabase) -> Command {
     cmd
 }
 
-async fn run(db: &TestDatabase, args: &[&str], stdin: &str) -> (bool, String, String) {
+pub(crate) async fn run(db: &TestDatabase, args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = linkd(db).args(args).spawn().expect("spawn linkd");
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.as_bytes()).await.unwrap();

@@ -38,4 +38,5 @@ mod store;
 mod streams;
 mod sync;
 mod telemetry;
+mod upstream;
 mod webhooks;

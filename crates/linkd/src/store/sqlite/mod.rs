@@ -80,6 +80,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../../migrations/sqlite/0021_dpop.sql"),
     ),
     (
+        23,
+        "identities",
+        include_str!("../../../migrations/sqlite/0023_identities.sql"),
+    ),
+    (
         25,
         "shared limits",
         include_str!("../../../migrations/sqlite/0025_shared_limits.sql"),

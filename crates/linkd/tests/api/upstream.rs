@@ -1,0 +1,627 @@
+//! Sign-in through the operator's OpenID provider (OpenID Connect Core
+//! §3.1): a real provider (`oidc-provider` from npm, tests/oidc-provider)
+//! runs on this machine; the person goes there and back in the test's
+//! browser. Forged ID tokens come from that provider's token endpoint.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use linkd::config::ProviderConfig;
+
+use crate::helpers::*;
+
+/// The OpenID provider, as a child process.
+struct Provider {
+    issuer: String,
+    child: Child,
+}
+
+impl Provider {
+    async fn start() -> Provider {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc-provider");
+        assert!(
+            dir.join("node_modules/oidc-provider/package.json")
+                .is_file(),
+            "oidc-provider is not installed: run `npm ci` in {}",
+            dir.display()
+        );
+        // linkd's registration at the provider. A loopback redirect URI
+        // takes any port (RFC 8252 §7.3), so the test need not know
+        // linkd's port before starting the provider.
+        let clients = serde_json::json!([{
+            "client_id": "linkd",
+            "client_secret": "linkd-secret",
+            "application_type": "native",
+            "redirect_uris": ["http://127.0.0.1/signin/with/corp/callback"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }]);
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .arg(clients.to_string())
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run node (is it on PATH?): {e}"));
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the provider starts within 30 s")
+            .expect("read the provider's stdout")
+            .expect("the provider printed its issuer");
+        // Read on, so that the provider never writes to a closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let started: Value = serde_json::from_str(&line).expect("JSON");
+        Provider {
+            issuer: started["issuer"].as_str().expect("issuer").to_string(),
+            child,
+        }
+    }
+
+    fn config(&self, join_by_verified_email: bool) -> ProviderConfig {
+        ProviderConfig {
+            id: "corp".into(),
+            name: "Corp".into(),
+            issuer: self.issuer.clone(),
+            client_id: "linkd".into(),
+            client_secret: "linkd-secret".into(),
+            scopes: vec!["openid".into(), "email".into()],
+            email_claim: "email".into(),
+            join_by_verified_email,
+        }
+    }
+
+    /// The next token response carries an ID token forged this way.
+    async fn forge(&self, kind: &str) {
+        let done = reqwest::Client::new()
+            .post(format!("{}/forge/{kind}", self.issuer))
+            .send()
+            .await
+            .expect("forge");
+        assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+async fn spawn_with(provider: &Provider, join_by_verified_email: bool, passwords: bool) -> TestApp {
+    let corp = provider.config(join_by_verified_email);
+    spawn_app_with(Options {
+        configure: Box::new(move |c| {
+            c.providers = vec![corp];
+            c.no_local_passwords = !passwords;
+        }),
+        ..Default::default()
+    })
+    .await
+}
+
+/// A GET or POST to any site, keeping the browser's cookies.
+async fn visit(browser: &Browser, url: &str, form: Option<&[(&str, &str)]>) -> Page {
+    let request = match form {
+        Some(form) => browser.client.post(url).form(form),
+        None => browser.client.get(url),
+    };
+    page(request.send().await.expect("request")).await
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    url::Url::parse(base)
+        .and_then(|b| b.join(location))
+        .expect("a location")
+        .to_string()
+}
+
+/// The `action` of the page's first form.
+fn form_action(body: &str) -> String {
+    let at = body.find("<form").expect("a form");
+    let rest = &body[at..];
+    let start = rest.find("action=\"").expect("an action") + "action=\"".len();
+    html_unescape(&rest[start..start + rest[start..].find('"').expect("quote")])
+}
+
+/// The person presses "Continue with Corp" (or "Add Corp" on the account
+/// page with `add`) and is sent to the provider; returns the provider's
+/// address.
+async fn press_continue(app: &TestApp, browser: &Browser, next: &str, add: bool) -> Page {
+    let from = if add {
+        browser.get("/account").await
+    } else {
+        browser
+            .get(&format!("/signin?next={}", urlencode(next)))
+            .await
+    };
+    let label = if add {
+        "Add Corp"
+    } else {
+        "Continue with Corp"
+    };
+    assert!(from.contains(label), "{}", from.body);
+    let mut form = vec![("csrf", from.csrf()), ("next", next.to_string())];
+    if add {
+        form.push(("add", "1".into()));
+    }
+    let form: Vec<(&str, &str)> = form.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    visit(browser, &app.url("/signin/with/corp"), Some(&form)).await
+}
+
+/// At the provider: signs in as `login` and follows the provider until it
+/// sends the browser back to linkd; returns linkd's callback address.
+async fn at_the_provider(app: &TestApp, browser: &Browser, started: &Page, login: &str) -> String {
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let mut url = started.location().to_string();
+    let mut signed_in = false;
+    for _ in 0..10 {
+        if url.starts_with(&app.base) {
+            return url;
+        }
+        let page = visit(browser, &url, None).await;
+        if page.status.is_redirection() {
+            url = absolute(&url, page.location());
+            continue;
+        }
+        assert_eq!(page.status, StatusCode::OK, "{url}: {}", page.body);
+        let action = absolute(&url, &form_action(&page.body));
+        // The provider's own forms: sign in, then (once) agree to share
+        // the email with linkd.
+        let form: &[(&str, &str)] = if page.body.contains("name=\"login\"") {
+            assert!(!signed_in, "the provider asked twice: {}", page.body);
+            signed_in = true;
+            &[("prompt", "login"), ("login", login), ("password", "any")]
+        } else {
+            assert!(page.body.contains("value=\"consent\""), "{}", page.body);
+            &[("prompt", "consent")]
+        };
+        let answer = visit(browser, &action, Some(form)).await;
+        assert!(answer.status.is_redirection(), "{}", answer.body);
+        url = absolute(&action, answer.location());
+    }
+    panic!("the provider never sent the browser back")
+}
+
+/// From "Continue with Corp" to linkd's answer to the person's return.
+async fn sign_in_with_corp(app: &TestApp, browser: &Browser, login: &str, next: &str) -> Page {
+    let started = press_continue(app, browser, next, false).await;
+    let back = at_the_provider(app, browser, &started, login).await;
+    visit(browser, &back, None).await
+}
+
+async fn signed_in_as(browser: &Browser) -> Option<String> {
+    let account = browser.get("/account").await;
+    (account.status == StatusCode::OK).then(|| {
+        let body = html_unescape(&account.body);
+        let at = body.find("Signed in as").map_or(0, |i| i);
+        body[at..].chars().take(120).collect()
+    })
+}
+
+#[tokio::test]
+async fn a_person_signs_in_with_their_provider_and_returns_to_their_code() {
+    let provider = Provider::start().await;
+    let app = spawn_with(&provider, false, true).await;
+    let auth = app.start_device("openid email").await;
+    let browser = app.browser();
+
+    // The device's link sends the person to sign in, with the code kept.
+    let link = browser
+        .get(&auth.verification_uri_complete.replace(&app.base, ""))
+        .await;
+    assert_eq!(link.status, StatusCode::SEE_OTHER);
+    let next = url::Url::parse(&app.url(link.location()))
+        .unwrap()
+        .query_pairs()
+        .find(|(n, _)| n == "next")
+        .map(|(_, v)| v.into_owned())
+        .expect("next");
+    // Browsers hold the form's redirect to the provider to form-action.
+    let form_page = browser
+        .get(&format!("/signin?next={}", urlencode(&next)))
+        .await;
+    let csp = form_page.headers["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains(&format!("form-action 'self' {}", provider.issuer)),
+        "{csp}"
+    );
+    let started = press_continue(&app, &browser, &next, false).await;
+    // PKCE S256 and a nonce go to the provider (OpenID Connect Core
+    // §3.1.2.1, RFC 7636).
+    let request: std::collections::HashMap<String, String> = url::Url::parse(started.location())
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(request["code_challenge_method"], "S256");
+    assert!(request["nonce"].len() >= 32 && request["state"].len() >= 32);
+    assert_eq!(
+        request["redirect_uri"],
+        app.url("/signin/with/corp/callback")
+    );
+    let back = at_the_provider(&app, &browser, &started, "ada@example.com").await;
+    let landed = visit(&browser, &back, None).await;
+    // Back exactly where the person was: the code they opened.
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
+    assert_eq!(landed.location(), next);
+    let confirm = browser.get(&next).await;
+    assert!(confirm.contains(&auth.user_code), "{}", confirm.body);
+    assert!(confirm.contains("ada@example.com"), "{}", confirm.body);
+    let approved = browser.approve(&auth.user_code).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    let tokens = app.poll(&auth.device_code).await;
+    assert_eq!(
+        jwt_claims(tokens.json["id_token"].as_str().unwrap())["email"],
+        "ada@example.com"
+    );
+
+    // The return works once: the same address again is refused, and so is
+    // one that did not start in this browser.
+    let again = visit(&browser, &back, None).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.body);
+    assert!(again.contains("This sign-in has expired"), "{}", again.body);
+    let elsewhere = app.browser();
+    let started = press_continue(&app, &elsewhere, "/", false).await;
+    let back = at_the_provider(&app, &elsewhere, &started, "ada@example.com").await;
+    let stolen = visit(&app.browser(), &back, None).await;
+    assert_eq!(stolen.status, StatusCode::BAD_REQUEST, "{}", stolen.body);
+
+    // The account page: the identity, which is the only way in.
+    let account = browser.get("/account").await;
+    assert!(
+        account
+            .body
+            .contains("<strong>Corp</strong>: ada@example.com"),
+        "{}",
+        account.body
+    );
+    assert!(
+        account.contains("Your only way to sign in"),
+        "{}",
+        account.body
+    );
+    assert!(
+        account.contains("Added Corp (ada@example.com) as a way to sign in"),
+        "{}",
+        account.body
+    );
+    let accounts = app.state.store.list_accounts().await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    // The operator sees the identity too.
+    let (ok, out, err) = crate::cli::run(&app.db, &["user", "show", "ada@example.com"], "").await;
+    assert!(ok, "{err}");
+    assert!(out.contains("password\tnone"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "identity\tcorp\t{}\tada@example.com\tada@example.com",
+            provider.issuer
+        )),
+        "{out}"
+    );
+    let identities = app
+        .state
+        .store
+        .list_identities(&accounts[0].id)
+        .await
+        .unwrap();
+    assert_eq!(identities.len(), 1);
+    assert_eq!(identities[0].issuer, provider.issuer);
+    assert_eq!(identities[0].subject, "ada@example.com");
+    let removal = browser
+        .post(
+            "/account/identities/remove",
+            &[
+                ("csrf", &account.csrf()),
+                ("issuer", &identities[0].issuer),
+                ("subject", &identities[0].subject),
+            ],
+        )
+        .await;
+    assert_eq!(removal.status, StatusCode::CONFLICT, "{}", removal.body);
+    assert_eq!(
+        app.state
+            .store
+            .list_identities(&accounts[0].id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Signed out and in again: the same account, found by (issuer,
+    // subject).
+    let fresh = app.browser();
+    let landed = sign_in_with_corp(&app, &fresh, "ada@example.com", "/devices").await;
+    assert_eq!(landed.location(), "/devices", "{}", landed.body);
+    assert!(
+        signed_in_as(&fresh)
+            .await
+            .unwrap()
+            .contains("ada@example.com")
+    );
+    assert_eq!(app.state.store.list_accounts().await.unwrap().len(), 1);
+
+    // The person cancels at the provider: a page, and no session.
+    let cancel = app.browser();
+    let started = press_continue(&app, &cancel, "/", false).await;
+    let state = url::Url::parse(started.location())
+        .unwrap()
+        .query_pairs()
+        .find(|(n, _)| n == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let refused = cancel
+        .get(&format!(
+            "/signin/with/corp/callback?error=access_denied&state={}",
+            urlencode(&state)
+        ))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused.contains("Corp didn't sign you in"),
+        "{}",
+        refused.body
+    );
+    assert!(signed_in_as(&cancel).await.is_none());
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn forged_id_tokens_are_refused() {
+    let provider = Provider::start().await;
+    let app = spawn_with(&provider, true, true).await;
+    // OpenID Connect Core §3.1.3.7: signature by the provider's keys,
+    // issuer, audience, expiry and nonce.
+    for kind in [
+        "bad_signature",
+        "wrong_audience",
+        "wrong_nonce",
+        "expired",
+        "wrong_issuer",
+    ] {
+        provider.forge(kind).await;
+        let browser = app.browser();
+        let page = sign_in_with_corp(&app, &browser, "mal@example.com", "/").await;
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_GATEWAY,
+            "{kind}: {}",
+            page.body
+        );
+        assert!(
+            page.contains("We couldn't verify your Corp sign-in"),
+            "{kind}: {}",
+            page.body
+        );
+        assert!(signed_in_as(&browser).await.is_none(), "{kind}");
+    }
+    assert!(app.state.store.list_accounts().await.unwrap().is_empty());
+    // The same person, unforged, gets in.
+    let browser = app.browser();
+    let page = sign_in_with_corp(&app, &browser, "mal@example.com", "/").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn an_existing_account_is_joined_only_when_proved() {
+    let provider = Provider::start().await;
+    let app = spawn_with(&provider, false, true).await;
+    let bo = app.signed_in_browser("bo@example.com").await;
+
+    // The provider says bo@example.com (verified), but this operator does
+    // not join on the provider's word: the person proves the account.
+    let other = app.browser();
+    let page = sign_in_with_corp(&app, &other, "bo@example.com", "/devices").await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    assert!(
+        page.contains("An account with this email already exists"),
+        "{}",
+        page.body
+    );
+    assert!(page.contains("value=\"bo@example.com\""), "{}", page.body);
+    assert!(signed_in_as(&other).await.is_none());
+    let bo_id = app
+        .state
+        .store
+        .get_account_by_email("bo@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(
+        app.state
+            .store
+            .list_identities(&bo_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Signed in with the password, the person adds Corp on /account.
+    let started = press_continue(&app, &bo, "/account", true).await;
+    let back = at_the_provider(&app, &bo, &started, "bo@example.com").await;
+    let added = visit(&bo, &back, None).await;
+    assert_eq!(added.location(), "/account", "{}", added.body);
+    let account = bo.get("/account").await;
+    assert!(
+        account
+            .body
+            .contains("<strong>Corp</strong>: bo@example.com"),
+        "{}",
+        account.body
+    );
+    assert!(account.contains("Remove Corp"), "{}", account.body);
+    assert!(
+        account.contains("Added Corp (bo@example.com) as a way to sign in"),
+        "{}",
+        account.body
+    );
+    // From now on Corp opens bo's account.
+    let later = app.browser();
+    let page = sign_in_with_corp(&app, &later, "bo@example.com", "/").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(
+        signed_in_as(&later)
+            .await
+            .unwrap()
+            .contains("bo@example.com")
+    );
+
+    // Someone else's account cannot take that identity.
+    let eve = app.signed_in_browser("eve@example.com").await;
+    let started = press_continue(&app, &eve, "/account", true).await;
+    let back = at_the_provider(&app, &eve, &started, "bo@example.com").await;
+    let taken = visit(&eve, &back, None).await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+    assert!(
+        taken.contains("belongs to another account"),
+        "{}",
+        taken.body
+    );
+
+    // Removed (the password is still a way in), with an activity entry.
+    let identity = &app.state.store.list_identities(&bo_id).await.unwrap()[0];
+    let removed = bo
+        .post(
+            "/account/identities/remove",
+            &[
+                ("csrf", &account.csrf()),
+                ("issuer", &identity.issuer),
+                ("subject", &identity.subject),
+            ],
+        )
+        .await;
+    assert_eq!(removed.location(), "/account", "{}", removed.body);
+    let account = bo.get("/account").await;
+    assert!(
+        account.contains("Removed Corp (bo@example.com) as a way to sign in"),
+        "{}",
+        account.body
+    );
+    assert!(
+        app.state
+            .store
+            .list_identities(&bo_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Where the operator joins on a verified email: an unverified one
+    // still does not join, a verified one does.
+    let joining = spawn_on(
+        app.db.clone(),
+        Options {
+            configure: Box::new({
+                let corp = provider.config(true);
+                move |c| c.providers = vec![corp]
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let unverified = joining.browser();
+    let page = sign_in_with_corp(&joining, &unverified, "bo@example.com#unverified", "/").await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    let verified = joining.browser();
+    let page = sign_in_with_corp(&joining, &verified, "bo@example.com", "/").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(
+        signed_in_as(&verified)
+            .await
+            .unwrap()
+            .contains("bo@example.com")
+    );
+    assert_eq!(
+        joining
+            .state
+            .store
+            .list_identities(&bo_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_outage_leaves_passwords_working_and_passwords_can_be_off() {
+    let provider = Provider::start().await;
+    let app = spawn_with(&provider, false, true).await;
+    app.signed_in_browser("cy@example.com").await;
+    provider.stop().await;
+
+    let browser = app.browser();
+    let down = press_continue(&app, &browser, "/devices", false).await;
+    assert_eq!(
+        down.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        down.body
+    );
+    assert!(down.contains("Corp isn't answering"), "{}", down.body);
+    assert!(
+        down.contains("href=\"/signin?next=%2Fdevices\""),
+        "{}",
+        down.body
+    );
+    let signed_in = browser
+        .sign_in("cy@example.com", "correct horse battery", "/devices")
+        .await;
+    assert_eq!(signed_in.location(), "/devices", "{}", signed_in.body);
+
+    // Passwords off: only the provider's button, and the forms refuse.
+    let closed = spawn_on(
+        app.db.clone(),
+        Options {
+            configure: Box::new({
+                let corp = provider_config_for_down(&app);
+                move |c| {
+                    c.providers = vec![corp];
+                    c.no_local_passwords = true;
+                }
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let browser = closed.browser();
+    let page = browser.get("/signin").await;
+    assert!(page.contains("Continue with Corp"), "{}", page.body);
+    assert!(!page.body.contains("type=\"password\""), "{}", page.body);
+    let refused = browser
+        .post(
+            "/signin",
+            &[
+                ("csrf", &page.csrf()),
+                ("email", "cy@example.com"),
+                ("password", "correct horse battery"),
+                ("next", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused.contains("Passwords aren't used here"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(browser.get("/signup").await.status, StatusCode::FORBIDDEN);
+    assert!(signed_in_as(&browser).await.is_none());
+}
+
+/// The provider's configuration as the first server had it (the provider
+/// itself is down by then).
+fn provider_config_for_down(app: &TestApp) -> ProviderConfig {
+    app.state.config.providers[0].clone()
+}
