@@ -206,6 +206,15 @@ async fn logged_flow(format: &str) -> (String, Vec<String>) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // Read the log as it is written: trace level fills a pipe's buffer
+    // long before the flow ends, and a server blocked on a full pipe
+    // answers nothing.
+    let mut stderr = server.stderr.take().unwrap();
+    let reader = tokio::spawn(async move {
+        let mut logs = String::new();
+        stderr.read_to_string(&mut logs).await.unwrap();
+        logs
+    });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -324,14 +333,7 @@ async fn logged_flow(format: &str) -> (String, Vec<String>) {
         }
     }
     server.start_kill().unwrap();
-    let mut logs = String::new();
-    server
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .await
-        .unwrap();
+    let logs = reader.await.unwrap();
     (logs, secrets)
 }
 
