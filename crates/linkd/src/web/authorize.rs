@@ -239,7 +239,7 @@ fn confirm_page(
     // submission's redirects to the page's form-action (CSP 3 §6.3.1), so
     // this page allows the app's redirect URI, checked above, and no more.
     if let Ok(uri) = url::Url::parse(&valid.reply.redirect_uri) {
-        super::headers::allow_form_target(&mut page, &uri);
+        super::headers::allow_form_target(state, &mut page, &uri);
     }
     Ok(page)
 }
@@ -294,4 +294,25 @@ pub async fn decide(
 /// RFC 6749 §4.1.2.1: the person said no.
 fn deny(reply: &Reply, issuer: &str) -> String {
     reply.error(issuer, "access_denied", "the person denied the request")
+}
+
+/// Sign-in and sign-up pages on the way to an app: their form's answer
+/// redirects to `next` (`/oauth/authorize?...`), which with a remembered
+/// consent redirects on to the app; browsers hold every hop of a form's
+/// redirects to the page's form-action (CSP 3 §6.3.1). So such a page
+/// allows the app's redirect URI, once the request checks out against
+/// the app's registered ones.
+pub async fn allow_return_to_app(state: &AppState, next: &str, page: &mut Response) {
+    let Some(query) = next.strip_prefix("/oauth/authorize?") else {
+        return;
+    };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let request = AuthorizeRequest::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    if let Ok(Ok(valid)) = check(state, &request).await
+        && let Ok(uri) = url::Url::parse(&valid.reply.redirect_uri)
+    {
+        super::headers::allow_form_target(state, page, &uri);
+    }
 }

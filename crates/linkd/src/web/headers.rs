@@ -37,12 +37,18 @@ pub fn policy_with_providers(providers: &[crate::config::ProviderConfig]) -> Opt
 /// Lets this page's forms lead to `target`'s origin as well as linkd's: a
 /// form whose answer redirects to an app or an OpenID provider. Set by
 /// the page; [`secure`] keeps it.
-pub fn allow_form_target(response: &mut Response, target: &url::Url) {
+pub fn allow_form_target(state: &AppState, response: &mut Response, target: &url::Url) {
     let origin = target.origin();
     if !origin.is_tuple() {
         return;
     }
-    let policy = CSP.replace(
+    // On top of the providers' origins, when there are any.
+    let base = state
+        .provider_csp
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(CSP);
+    let policy = base.replace(
         "form-action 'self'",
         &format!("form-action 'self' {}", origin.ascii_serialization()),
     );

@@ -33,7 +33,7 @@ pub async fn page(
     let hint = query_param(query.as_deref(), "login_hint")
         .map(|h| h.chars().take(254).collect::<String>());
     let linking = code_on_the_way(&state, &visitor, ip, &next).await;
-    render(
+    let mut page = render(
         &state,
         &visitor,
         StatusCode::OK,
@@ -47,7 +47,9 @@ pub async fn page(
             notice => (query_param(query.as_deref(), "reset").as_deref() == Some("1"))
                 .then(|| visitor.lang.t("signin.reset_done")),
         },
-    )
+    )?;
+    super::authorize::allow_return_to_app(&state, &next, &mut page).await;
+    Ok(page)
 }
 
 pub async fn submit(
@@ -97,7 +99,7 @@ pub async fn submit(
         // The failure was counted when the attempt began.
         Err(SignInError::Invalid) => {
             let linking = code_on_the_way(&state, &visitor, ip, &next).await;
-            render(
+            let mut page = render(
                 &state,
                 &visitor,
                 StatusCode::UNAUTHORIZED,
@@ -109,7 +111,9 @@ pub async fn submit(
                     error => visitor.lang.t("signin.error"),
                     linking => linking,
                 },
-            )
+            )?;
+            super::authorize::allow_return_to_app(&state, &next, &mut page).await;
+            Ok(page)
         }
         Err(SignInError::Busy) => {
             limits.sign_in_not_tried(attempt, now).await;

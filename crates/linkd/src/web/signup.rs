@@ -31,7 +31,7 @@ pub async fn page(
         return super::upstream::passwords_off(&state, &visitor, &next);
     }
     let linking = code_on_the_way(&state, &visitor, ip, &next).await;
-    render(
+    let mut page = render(
         &state,
         &visitor,
         StatusCode::OK,
@@ -42,7 +42,9 @@ pub async fn page(
             min_password => MIN_PASSWORD_LEN,
             linking => linking,
         },
-    )
+    )?;
+    super::authorize::allow_return_to_app(&state, &next, &mut page).await;
+    Ok(page)
 }
 
 pub async fn submit(

@@ -874,6 +874,40 @@ async fn app_links_with_a_code(v: Visit<'_>) {
     let claims = jwt_claims(tokens.json["id_token"].as_str().unwrap());
     assert_eq!(claims["nonce"], "nonce-in-the-browser");
     assert_eq!(claims["email"], "app@example.com");
+
+    // Another day, signed out: the sign-in form leads through the
+    // remembered consent straight back to the app, which the sign-in
+    // page's form-action must allow for every hop.
+    v.chrome().delete_cookies().await.unwrap();
+    let (redirect_uri, listener) = app_callback_listener().await;
+    let query = query.replace(
+        &form_urlencoded::byte_serialize(params["state"].as_bytes()).collect::<String>(),
+        "second-visit",
+    );
+    let old_port: String = url::Url::parse(&url).unwrap().port().unwrap().to_string();
+    let new_port: String = url::Url::parse(&redirect_uri)
+        .unwrap()
+        .port()
+        .unwrap()
+        .to_string();
+    let query = query.replace(
+        &format!("127.0.0.1%3A{old_port}"),
+        &format!("127.0.0.1%3A{new_port}"),
+    );
+    v.open(
+        &format!("/oauth/authorize?{query}"),
+        "authorize-sign-in-again",
+        200,
+    )
+    .await;
+    v.fill("#email", "app@example.com").await;
+    v.fill("#password", PASSWORD).await;
+    v.click_to("form button[type=submit]", "authorize-straight-back", 200)
+        .await;
+    let url = v.chrome().current_url().await.unwrap();
+    listener.abort();
+    assert!(url.starts_with(&format!("{redirect_uri}?")), "{url}");
+    assert!(url.contains("state=second-visit"), "{url}");
 }
 
 /// The account page on a phone: a wrong current password is said next to
