@@ -121,6 +121,19 @@ pub async fn callback(
     let outcome = upstream::resolve(&ctx, &state.upstream, &verified, &ip.to_string()).await;
     let mut page = match outcome {
         Ok(Outcome::SignIn(account_id)) => {
+            // For the account page's activity, as a password sign-in.
+            state
+                .store
+                .insert_activity(&crate::store::Activity {
+                    account_id: account_id.clone(),
+                    kind: crate::store::ActivityKind::SignIn,
+                    client_id: String::new(),
+                    app_name: provider_name(&state, &provider_id),
+                    device: None,
+                    ip: ip.to_string(),
+                    at: ctx.now,
+                })
+                .await?;
             signed_in_redirect(&state, &visitor, &account_id, &verified.next).await?
         }
         Ok(Outcome::Joined) => see_other(&verified.next),

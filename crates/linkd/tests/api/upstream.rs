@@ -277,6 +277,11 @@ async fn a_person_signs_in_with_their_provider_and_returns_to_their_code() {
     // The account page: the identity, which is the only way in.
     let account = browser.get("/account").await;
     assert!(
+        account.body.contains("<strong>Signed in</strong>"),
+        "{}",
+        account.body
+    );
+    assert!(
         account
             .body
             .contains("<strong>Corp</strong>: ada@example.com"),
