@@ -424,7 +424,19 @@ async fn forged_id_tokens_are_refused() {
         a.body,
         b.body
     );
-    assert_eq!(app.state.store.list_accounts().await.unwrap().len(), 1);
+    let accounts = app.state.store.list_accounts().await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    // A disabled account stays shut, whatever the provider says.
+    app.state
+        .store
+        .set_account_disabled(&accounts[0].id, true)
+        .await
+        .unwrap();
+    let shut = app.browser();
+    let page = sign_in_with_corp(&app, &shut, "mal@example.com", "/").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(page.contains("This account is disabled"), "{}", page.body);
+    assert!(signed_in_as(&shut).await.is_none());
     provider.stop().await;
 }
 
