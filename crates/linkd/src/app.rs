@@ -78,8 +78,12 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/devices", get(web::devices::page))
+        .route("/devices/{id}/edit", get(web::devices::edit))
         .route("/devices/{id}/rename", post(web::devices::rename))
-        .route("/devices/{id}/unlink", post(web::devices::unlink))
+        .route(
+            "/devices/{id}/unlink",
+            get(web::devices::confirm_unlink).post(web::devices::unlink),
+        )
         .route("/account", get(web::account::page))
         .route("/account/sync/delete", post(web::account::delete_sync))
         .route("/account/password", post(web::account::change_password))

@@ -662,6 +662,7 @@ fn redemption(
         last_refresh_at: None,
         revoked_at: None,
         dpop_jkt: grant.dpop_jkt.map(str::to_string),
+        kind: crate::store::DeviceKind::Browser,
     };
     let refresh_secret = (client.refresh_enabled
         && scopes::contains(&code.scope, "offline_access"))

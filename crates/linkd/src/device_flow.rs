@@ -316,6 +316,7 @@ fn redemption(
         last_refresh_at: None,
         revoked_at: None,
         dpop_jkt: dpop_jkt.map(str::to_string),
+        kind: crate::store::DeviceKind::Code,
     };
     let refresh_secret = (client.refresh_enabled
         && scopes::contains(&auth.scope, "offline_access"))

@@ -18,8 +18,8 @@ macro_rules! device_select {
 pub(super) async fn insert(tx: &mut Tx<'_>, d: &LinkedDevice) -> StoreResult<()> {
     tx.execute(q(
         "INSERT INTO linked_devices (id, account_id, client_id, label, scope, linked_at,
-             linked_ip, last_refresh_at, revoked_at, dpop_jkt)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             linked_ip, last_refresh_at, revoked_at, dpop_jkt, kind)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
             (&d.id).into(),
             (&d.account_id).into(),
@@ -31,6 +31,7 @@ pub(super) async fn insert(tx: &mut Tx<'_>, d: &LinkedDevice) -> StoreResult<()>
             d.last_refresh_at.into(),
             d.revoked_at.into(),
             (&d.dpop_jkt).into(),
+            d.kind.as_str().into(),
         ],
     ))
     .await?;

@@ -68,6 +68,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../migrations/postgres/0014_account_links.sql"),
     ),
     (
+        15,
+        "device kind",
+        include_str!("../../migrations/postgres/0015_device_kind.sql"),
+    ),
+    (
         21,
         "dpop",
         include_str!("../../migrations/postgres/0021_dpop.sql"),

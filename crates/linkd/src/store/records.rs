@@ -262,6 +262,34 @@ pub struct LinkedDevice {
     /// The thumbprint (RFC 7638) of the DPoP key the device proved when it
     /// was linked: its tokens are bound to it (RFC 9449 §5, §6).
     pub dpop_jkt: Option<String>,
+    /// How it was linked, which says what kind of device it is.
+    pub kind: DeviceKind,
+}
+
+/// How a device was linked (migration 0015).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A device that showed a code (RFC 8628): a TV, console, tool.
+    Code,
+    /// An app that signed in through the browser (RFC 6749 §4.1).
+    Browser,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Code => "device_code",
+            Self::Browser => "authorization_code",
+        }
+    }
+
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        match s {
+            "device_code" => Ok(Self::Code),
+            "authorization_code" => Ok(Self::Browser),
+            other => Err(StoreError::Corrupt(format!("device kind {other:?}"))),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

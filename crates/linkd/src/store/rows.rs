@@ -217,6 +217,7 @@ impl FromRow for LinkedDevice {
             last_refresh_at: row.int_or_null("last_refresh_at")?,
             revoked_at: row.int_or_null("revoked_at")?,
             dpop_jkt: row.text_or_null("dpop_jkt")?,
+            kind: DeviceKind::parse(&row.text("kind")?)?,
         })
     }
 }

@@ -21,6 +21,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signin.html", include_str!("../../templates/signin.html")),
     ("signup.html", include_str!("../../templates/signup.html")),
     ("devices.html", include_str!("../../templates/devices.html")),
+    ("device.html", include_str!("../../templates/device.html")),
     ("account.html", include_str!("../../templates/account.html")),
     ("forgot.html", include_str!("../../templates/forgot.html")),
     ("reset.html", include_str!("../../templates/reset.html")),

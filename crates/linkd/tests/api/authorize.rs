@@ -240,6 +240,8 @@ async fn a_web_app_links_with_a_code_and_pkce() {
     // The app is in the person's list.
     let devices = browser.get("/devices").await;
     assert!(devices.contains("App web"), "{}", devices.body);
+    // Told apart from a device that showed a code (migration 0015).
+    assert!(devices.contains("App that signed in through your browser"));
 
     // Consent is remembered for this app and scope set, in any order...
     let again = browser
@@ -260,7 +262,7 @@ async fn a_web_app_links_with_a_code_and_pkce() {
     let unlink = browser
         .post(
             &format!("/devices/{device_id}/unlink"),
-            &[("csrf", &devices.csrf())],
+            &[("csrf", &browser.get("/signout").await.csrf())],
         )
         .await;
     assert_eq!(unlink.status, StatusCode::SEE_OTHER);

@@ -57,8 +57,7 @@ async fn nul_and_bytes_that_are_not_text_get_the_endpoints_own_error() {
     }
 
     // A device id in a page's path: the page's 404, before any lookup.
-    let devices = browser.get("/devices").await;
-    let csrf = devices.csrf();
+    let csrf = browser.get("/signout").await.csrf();
     for id in ["a%00b", "%00", "%FF%FE", "x%0Ay", &"a".repeat(65)] {
         for action in ["rename", "unlink"] {
             let page = browser
@@ -135,7 +134,13 @@ async fn names_show_without_invisible_or_reordering_characters() {
     assert_no_invisible(&devices.body, "the devices list");
 
     // A label the person sets goes through the same cleaning.
-    let rename = devices
+    let edit = devices
+        .attribute_values("href")
+        .into_iter()
+        .find(|a| a.ends_with("/edit"))
+        .unwrap();
+    let edit_page = browser.get(&edit).await;
+    let rename = edit_page
         .attribute_values("action")
         .into_iter()
         .find(|a| a.ends_with("/rename"))
@@ -144,7 +149,7 @@ async fn names_show_without_invisible_or_reordering_characters() {
         .post(
             &rename,
             &[
-                ("csrf", &devices.csrf()),
+                ("csrf", &edit_page.csrf()),
                 (
                     "label",
                     "\u{2067}Kitchen\u{200C}\u{202B} \u{2028} TV\u{2069}",
@@ -153,14 +158,15 @@ async fn names_show_without_invisible_or_reordering_characters() {
         )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
-    let devices = browser.get("/devices").await;
+    let devices = browser.get(done.location()).await;
     assert!(devices.contains("<h2>Kitchen TV</h2>"), "{}", devices.body);
+    assert!(devices.contains("Saved: this device is now called Kitchen TV."));
     assert_no_invisible(&devices.body, "the renamed device");
     // Nothing visible left: refused, the old name kept.
     let refused = browser
         .post(
             &rename,
-            &[("csrf", &devices.csrf()), ("label", "\u{202E}\u{200B}")],
+            &[("csrf", &edit_page.csrf()), ("label", "\u{202E}\u{200B}")],
         )
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);

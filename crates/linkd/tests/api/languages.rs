@@ -89,7 +89,7 @@ async fn the_whole_flow_reads_in_german() {
     );
     assert_eq!(app.poll(&auth.device_code).await.status, StatusCode::OK);
     let devices = browser.get("/devices").await;
-    assert!(devices.contains("Zuletzt aktiv"));
+    assert!(devices.contains("Zuletzt genutzt"));
     let account = browser.get("/account").await;
     assert!(account.contains(" zugestimmt"), "{}", account.body);
 }

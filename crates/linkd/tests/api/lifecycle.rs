@@ -50,13 +50,14 @@ async fn unlinking_from_the_devices_page_cuts_the_device_off_everywhere() {
     let unlink = browser
         .post(
             &format!("/devices/{device_id}/unlink"),
-            &[("csrf", &page.csrf())],
+            &[("csrf", &browser.get("/signout").await.csrf())],
         )
         .await;
     assert_eq!(unlink.status, StatusCode::SEE_OTHER);
-    assert_eq!(unlink.location(), "/devices");
-    let after = browser.get("/devices").await;
-    assert!(!after.contains("Bedroom TV") && after.contains("No devices are linked"));
+    assert_eq!(unlink.location(), format!("/devices?removed={device_id}"));
+    let after = browser.get(unlink.location()).await;
+    assert!(after.contains("Removed Bedroom TV."), "{}", after.body);
+    assert!(after.contains("No devices are linked"));
 
     // Refresh, introspection, userinfo and the device API all see it at once.
     let refreshed = app.refresh(&refresh, None).await;
@@ -121,7 +122,12 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
     let newest = s(&third.json, "refresh_token");
     let newest_access = s(&third.json, "access_token");
     assert_eq!(app.introspect(&newest_access).await["active"], true);
-    assert!(browser.get("/devices").await.contains("Last active"));
+    assert!(
+        browser
+            .get("/devices")
+            .await
+            .contains("Last used: just now")
+    );
 
     // The first token comes back: someone holds a copy. Everything goes.
     let reused = app.refresh(&first, None).await;
@@ -454,7 +460,7 @@ async fn devices_can_be_renamed_but_not_by_someone_else() {
     let app = spawn_app().await;
     let (owner, tokens) = app.link_device("bea@example.com", "openid").await;
     let device_id = s(&jwt_claims(&s(&tokens, "access_token")), "sid");
-    let csrf = owner.get("/devices").await.csrf();
+    let csrf = owner.get("/signout").await.csrf();
     let renamed = owner
         .post(
             &format!("/devices/{device_id}/rename"),
@@ -635,4 +641,64 @@ async fn the_purge_keeps_rotated_refresh_tokens_so_late_reuse_is_still_caught() 
         .unwrap()
         .unwrap();
     assert!(device.revoked_at.is_some(), "the family was not revoked");
+}
+
+/// Issue 23 item 5: Unlink and Edit are pages of their own (opening them
+/// changes nothing); someone else's device is a 404 there; the notice
+/// after a change names the device only for its owner and only when the
+/// change happened, so a crafted link cannot put words on the page.
+#[tokio::test]
+async fn unlink_asks_first_and_the_notice_names_only_what_happened() {
+    let app = spawn_app().await;
+    let (owner, tokens) = app.link_device("owner@example.com", "openid").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let id = jwt_claims(access)["sid"].as_str().unwrap().to_string();
+    let stranger = app.signed_in_browser("stranger2@example.com").await;
+
+    let ask = owner.get(&format!("/devices/{id}/unlink")).await;
+    assert_eq!(ask.status, StatusCode::OK);
+    assert!(ask.contains("Unlink Demo TV?") && ask.contains("signed out at once"));
+    assert_eq!(
+        app.introspect(access).await["active"],
+        true,
+        "asking changes nothing"
+    );
+    let forged = owner.get(&format!("/devices?removed={id}")).await;
+    assert!(!forged.contains("Removed"), "not removed yet");
+    for path in [
+        format!("/devices/{id}/unlink"),
+        format!("/devices/{id}/edit"),
+    ] {
+        assert_eq!(
+            stranger.get(&path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let theirs = stranger
+        .post(&format!("/devices/{id}/unlink"), &[("csrf", &ask.csrf())])
+        .await;
+    assert_eq!(
+        theirs.status,
+        StatusCode::FORBIDDEN,
+        "another session's form token"
+    );
+
+    let done = owner
+        .post(&format!("/devices/{id}/unlink"), &[("csrf", &ask.csrf())])
+        .await;
+    assert_eq!(done.location(), format!("/devices?removed={id}"));
+    assert!(
+        owner
+            .get(done.location())
+            .await
+            .contains("Removed Demo TV.")
+    );
+    assert!(!stranger.get(done.location()).await.contains("Removed"));
+    assert_eq!(app.introspect(access).await["active"], false);
+    // Unlinked: no page of its own any more.
+    assert_eq!(
+        owner.get(&format!("/devices/{id}/edit")).await.status,
+        StatusCode::NOT_FOUND
+    );
 }

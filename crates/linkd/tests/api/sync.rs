@@ -420,7 +420,9 @@ async fn other_accounts_other_apps_and_unlinked_devices_are_refused() {
 
     // Unlinking cuts the device off at once, open stream included.
     let mut stream = phone.stream(&app, None).await;
-    let page = browser.get("/devices").await;
+    let page = browser
+        .get(&format!("/devices/{}/unlink", phone.id()))
+        .await;
     let unlinked = browser
         .post(
             &format!("/devices/{}/unlink", phone.id()),

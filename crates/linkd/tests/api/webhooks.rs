@@ -311,7 +311,7 @@ async fn a_receiver_refusing_the_signature_is_retried_and_unlinks_are_sent() {
         .as_str()
         .unwrap()
         .to_string();
-    let page = browser.get("/devices").await;
+    let page = browser.get(&format!("/devices/{device_id}/unlink")).await;
     let done = browser
         .post(
             &format!("/devices/{device_id}/unlink"),

@@ -626,7 +626,9 @@ async fn sign_in_then_back_to_the_code(v: Visit<'_>) {
     assert_eq!(claims["email"], "fay@example.com");
 }
 
-/// A linked device shows on the devices page; Unlink cuts it off.
+/// Two devices of the same name read "1 of 2" and "2 of 2" in a compact
+/// list; Edit renames on a page of its own and says it did; Unlink asks
+/// first, then names the device it removed, and cuts it off.
 async fn unlink_from_the_devices_page(v: Visit<'_>) {
     let auth = v.app.start_device("openid offline_access").await;
     v.sign_up_from_the_device_link(&auth, "gus@example.com")
@@ -634,14 +636,43 @@ async fn unlink_from_the_devices_page(v: Visit<'_>) {
     v.click_to("button[value=approve]", "approved", 200).await;
     let tokens = v.app.poll(&auth.device_code).await;
     let refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
+    v.app.clock.advance_secs(60);
+    let second = v.app.start_device("openid").await;
+    v.open(&second.verification_uri_complete, "confirm-second", 200)
+        .await;
+    v.click_to("button[value=approve]", "approved-second", 200)
+        .await;
+    assert_eq!(v.app.poll(&second.device_code).await.status, StatusCode::OK);
     v.click_to("header a[href='/devices']", "devices", 200)
         .await;
-    assert!(v.text("li.device h2").await.contains("Demo TV"));
+    let list = v.text("ul.devices").await;
+    assert!(
+        list.contains("Demo TV (1 of 2)") && list.contains("Demo TV (2 of 2)"),
+        "{list}"
+    );
+    assert!(list.contains("TV, console or other device, linked with a code"));
     v.focus_is_visible("devices").await;
-    v.click_to("button.danger", "devices-after-unlink", 200)
+    // The newest first: the second Demo TV gets a name of its own.
+    v.click_to("li.device a[href$='/edit']", "edit", 200).await;
+    v.fill("#label", "Office TV").await;
+    v.click_to("form button[type=submit]", "renamed", 200).await;
+    assert_eq!(
+        v.text("[role=status]").await,
+        "Saved: this device is now called Office TV."
+    );
+    assert!(!v.text("ul.devices").await.contains("of 2"));
+    v.click_to("a[aria-label='Unlink Demo TV']", "unlink-confirm", 200)
         .await;
-    assert!(v.text("main").await.contains("No devices are linked"));
+    assert_eq!(v.heading().await, "Unlink Demo TV?");
+    v.click_to("main button.danger", "devices-after-unlink", 200)
+        .await;
+    assert!(
+        v.text("[role=status]")
+            .await
+            .starts_with("Removed Demo TV.")
+    );
     assert_eq!(v.app.refresh(&refresh, None).await.error(), "invalid_grant");
+    assert_eq!(v.text("li.device h2").await, "Office TV");
     v.click_to("header a[href='/account']", "account", 200)
         .await;
     assert!(v.text("main").await.contains("Unlinked Demo TV"));

@@ -75,6 +75,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../../migrations/sqlite/0014_account_links.sql"),
     ),
     (
+        15,
+        "device kind",
+        include_str!("../../../migrations/sqlite/0015_device_kind.sql"),
+    ),
+    (
         21,
         "dpop",
         include_str!("../../../migrations/sqlite/0021_dpop.sql"),
