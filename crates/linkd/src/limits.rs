@@ -30,6 +30,25 @@ impl Limit {
     pub fn is_off(&self) -> bool {
         self.max == 0
     }
+
+    /// Events still allowed and when the window ends, from a live window's
+    /// count and end (`None`: nothing counted); `None` when off.
+    fn remaining_of(
+        &self,
+        live: Option<(i64, Timestamp)>,
+        now: Timestamp,
+    ) -> Option<(u32, Timestamp)> {
+        if self.is_off() {
+            return None;
+        }
+        Some(match live {
+            Some((count, ends)) if now < ends => (
+                u32::try_from(i64::from(self.max).saturating_sub(count).max(0)).unwrap_or(0),
+                ends,
+            ),
+            _ => (self.max, now + self.window),
+        })
+    }
 }
 
 /// How long to wait before trying again, in seconds.
@@ -584,18 +603,42 @@ impl Limits {
     /// Wrong codes this session may still enter from this network before
     /// code entry pauses, and when the pause would end; `None` while
     /// neither limit is on.
-    pub fn code_tries_left(
+    /// With several instances the shared counters are read; if they cannot
+    /// be, the page says nothing about tries rather than a wrong number.
+    pub async fn code_tries_left(
         &self,
         session: &str,
         ip: IpAddr,
         now: Timestamp,
     ) -> Option<(u32, Timestamp)> {
-        let by_session = self
-            .code_failures_per_session
-            .remaining(&session.to_string(), now);
-        let by_network = self
-            .code_failures_per_network
-            .remaining(&network_key(ip), now);
+        let (by_session, by_network) = if let Some(store) = &self.shared {
+            let net = network_key(ip).to_string();
+            let live = store
+                .read_limits(
+                    &[
+                        (shared::CODE_SESSION, session),
+                        (shared::CODE_NETWORK, &net),
+                    ],
+                    now,
+                )
+                .await
+                .ok()?;
+            (
+                self.code_failures_per_session
+                    .limit()
+                    .remaining_of(live.first().copied().flatten(), now),
+                self.code_failures_per_network
+                    .limit()
+                    .remaining_of(live.get(1).copied().flatten(), now),
+            )
+        } else {
+            (
+                self.code_failures_per_session
+                    .remaining(&session.to_string(), now),
+                self.code_failures_per_network
+                    .remaining(&network_key(ip), now),
+            )
+        };
         match (by_session, by_network) {
             (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
             (a, b) => a.or(b),

@@ -106,6 +106,20 @@ pub trait Store: Send + Sync + 'static {
             "this store does not count limits; they are counted in memory".into(),
         ))
     }
+    /// What the shared counters hold for each `(name, key)`: the count and
+    /// when its window ends, or `None` for a counter with nothing in a
+    /// live window. Read, never changed: pages use it to say how many
+    /// tries are left.
+    async fn read_limits(
+        &self,
+        counters: &[(&str, &str)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<Option<(i64, Timestamp)>>> {
+        let _ = (counters, now);
+        Err(StoreError::Unavailable(
+            "this store does not count limits; they are counted in memory".into(),
+        ))
+    }
     /// Deletes up to `limit` rows of each kind that have outlived their
     /// use (see [`PurgeBefore`]). Returns how many rows went. Small batches
     /// keep each write short, so requests never wait long behind the purge.

@@ -364,6 +364,37 @@ pub(super) async fn tally_limits(
     Ok(waits)
 }
 
+/// The live counts of `counters` (name, key; `sub` is always '' for the
+/// limits pages read), in the order asked, in one round trip.
+pub(super) async fn read_limits(
+    db: &PgDb,
+    counters: &[(&str, &str)],
+    now: Timestamp,
+) -> StoreResult<Vec<Option<(i64, Timestamp)>>> {
+    let names: Vec<&str> = counters.iter().map(|c| c.0).collect();
+    let keys: Vec<&str> = counters.iter().map(|c| c.1).collect();
+    let rows: Vec<(String, String, i32, i64)> = sqlx::query_as(
+        "SELECT c.name, c.key, c.count, c.expires_at FROM limit_counts c \
+         JOIN unnest($1::TEXT[], $2::TEXT[]) AS asked(name, key) \
+           ON c.name = asked.name AND c.key = asked.key AND c.sub = '' \
+         WHERE c.expires_at > $3",
+    )
+    .bind(names)
+    .bind(keys)
+    .bind(now)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(map_sqlx)?;
+    Ok(counters
+        .iter()
+        .map(|(name, key)| {
+            rows.iter()
+                .find(|r| r.0 == *name && r.1 == *key)
+                .map(|r| (i64::from(r.2), r.3))
+        })
+        .collect())
+}
+
 pub(super) async fn publish(db: &PgDb, event: &Event) -> StoreResult<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(EVENT_CHANNEL)

@@ -91,6 +91,19 @@ impl Store for SqlStore {
         }
     }
 
+    async fn read_limits(
+        &self,
+        counters: &[(&str, &str)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<Option<(i64, Timestamp)>>> {
+        match &self.db {
+            Db::Sqlite(_) => Err(StoreError::Unavailable(
+                "SQLite serves one instance; its limits are counted in memory".into(),
+            )),
+            Db::Postgres(p) => postgres::read_limits(p, counters, now).await,
+        }
+    }
+
     async fn purge(&self, before: &PurgeBefore, limit: i64) -> StoreResult<u64> {
         purge::purge(&self.db, before, limit).await
     }

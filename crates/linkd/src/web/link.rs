@@ -81,9 +81,14 @@ pub async fn page(
         Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
         Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
         Err(EntryError::Lookup(e)) => {
-            let tries = matches!(e, LookupError::NotFound)
-                .then(|| state.limits.code_tries_left(&key, ip, state.clock.now()))
-                .flatten();
+            let tries = if matches!(e, LookupError::NotFound) {
+                state
+                    .limits
+                    .code_tries_left(&key, ip, state.clock.now())
+                    .await
+            } else {
+                None
+            };
             lookup_error_page(&state, &visitor, &code, e, None, tries).await
         }
     }
@@ -409,12 +414,15 @@ pub async fn decide(
         Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
         Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
         Err(EntryError::Lookup(e)) => {
-            let tries = matches!(e, LookupError::NotFound)
-                .then(|| {
-                    let key = visitor.entry_key();
-                    state.limits.code_tries_left(&key, ip, state.clock.now())
-                })
-                .flatten();
+            let tries = if matches!(e, LookupError::NotFound) {
+                let key = visitor.entry_key();
+                state
+                    .limits
+                    .code_tries_left(&key, ip, state.clock.now())
+                    .await
+            } else {
+                None
+            };
             lookup_error_page(&state, &visitor, &code, e, Some(approve), tries).await
         }
     }
