@@ -40,6 +40,7 @@ async fn sweep_polls(state: AppState) {
     loop {
         tick.tick().await;
         state.polls.sweep(state.clock.now());
+        state.store.sweep_polls(state.clock.now());
     }
 }
 

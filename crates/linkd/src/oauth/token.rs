@@ -68,7 +68,12 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
         _ => None,
     };
     let found = match &code_hash {
-        Some(hash) => state.store.poll_device_authorization(hash).await?,
+        Some(hash) => {
+            state
+                .store
+                .poll_device_authorization_at(hash, state.clock.now())
+                .await?
+        }
         None => None,
     };
     let (client, auth) = match found {

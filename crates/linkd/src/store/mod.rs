@@ -22,6 +22,8 @@ mod identities;
 mod keys;
 mod links;
 mod outbox;
+mod poll_cache;
+pub use poll_cache::PollReads;
 pub mod postgres;
 mod purge;
 mod rows;
@@ -220,6 +222,24 @@ pub trait Store: Send + Sync + 'static {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<(PolledAuthorization, std::sync::Arc<Client>)>>;
+    /// What a token poll reads at `now`. On PostgreSQL a pending code is
+    /// answered from memory that the database's events keep true
+    /// (`poll_cache`), so polls of a pending code cost it nothing.
+    async fn poll_device_authorization_at(
+        &self,
+        device_code_hash: &str,
+        _now: Timestamp,
+    ) -> StoreResult<Option<(PolledAuthorization, std::sync::Arc<Client>)>> {
+        self.poll_device_authorization(device_code_hash).await
+    }
+    /// Drops what the poll cache holds past its deadline (see
+    /// [`Store::poll_device_authorization_at`]).
+    fn sweep_polls(&self, _now: Timestamp) {}
+    /// How token polls found their codes (PostgreSQL's poll cache; zero
+    /// on SQLite, which reads its file in-process).
+    fn poll_reads(&self) -> PollReads {
+        PollReads::default()
+    }
     async fn get_device_authorization_by_user_code(
         &self,
         user_code: &str,

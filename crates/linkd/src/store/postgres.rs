@@ -5,12 +5,14 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
 use super::db::{Db, Dialect};
+use super::poll_cache::{POLL_CACHE_CAP, PollCache};
 use super::{
     DeviceAuthorization, EVENT_BACKLOG, EmbeddedMigrations, Event, LimitOp, SqlStore, StoreError,
     StoreResult, Timestamp, map_sqlx, redact_url,
@@ -87,6 +89,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "shared limits",
         include_str!("../../migrations/postgres/0025_shared_limits.sql"),
     ),
+    (
+        27,
+        "code events",
+        include_str!("../../migrations/postgres/0027_code_events.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {
@@ -140,6 +147,9 @@ const RELISTEN_MAX: Duration = Duration::from_secs(1);
 /// instances' events.
 pub(crate) struct PgDb {
     pub(crate) pool: PgPool,
+    /// Pending codes polls are answered from (`poll_cache`), kept true by
+    /// the event relay.
+    pub(crate) polls: Arc<PollCache>,
     /// The task relaying notifications into the store's events; it stops
     /// with the store.
     relay: tokio::task::AbortHandle,
@@ -177,9 +187,16 @@ pub async fn open(url: &str) -> StoreResult<SqlStore> {
         .await
         .map_err(|e| connect_error(e, &options))?;
     let events = broadcast::channel(EVENT_BACKLOG).0;
-    let relay = tokio::spawn(relay_events(options, listener, events.clone())).abort_handle();
+    let polls = Arc::new(PollCache::new(POLL_CACHE_CAP));
+    let relay = tokio::spawn(relay_events(
+        options,
+        listener,
+        events.clone(),
+        polls.clone(),
+    ))
+    .abort_handle();
     Ok(SqlStore {
-        db: Db::Postgres(PgDb { pool, relay }),
+        db: Db::Postgres(PgDb { pool, polls, relay }),
         events,
     })
 }
@@ -245,11 +262,14 @@ async fn listen(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
 /// Hands every notification on the channel, this instance's own included,
 /// to the store's subscribers, and reconnects by itself after the database
 /// restarts. Notifications sent while it is reconnecting are lost: events
-/// are wake-ups, and waiters re-read the store at their interval anyway.
+/// are wake-ups, and waiters re-read the store at their interval anyway;
+/// the poll cache, which is no such thing, forgets everything it holds
+/// and caches nothing until the listener is back.
 async fn relay_events(
     options: PgConnectOptions,
     listener: PgListener,
     events: broadcast::Sender<Event>,
+    polls: Arc<PollCache>,
 ) {
     let mut listener = Some(listener);
     // Grows with every reconnection; a notification received proves the
@@ -263,6 +283,8 @@ async fn relay_events(
             match listen(&options).await {
                 Ok(fresh) => {
                     tracing::info!("listening for events again");
+                    // LISTEN has run: every event from here on is heard.
+                    polls.listening_again();
                     listener = Some(fresh);
                 }
                 Err(e) => tracing::debug!(error = %e, "event listener cannot reconnect yet"),
@@ -272,7 +294,18 @@ async fn relay_events(
         match active.try_recv().await {
             Ok(Some(notification)) => {
                 pause = RELISTEN_FIRST;
-                match decode_event(notification.payload()) {
+                let payload = notification.payload();
+                // Before the event is handed on: a woken waiter's next
+                // poll must not find the entry.
+                match payload.split_once(':') {
+                    Some(("decided", id)) => polls.forget(id),
+                    Some(("client", _)) => {
+                        polls.clear();
+                        continue;
+                    }
+                    _ => {}
+                }
+                match decode_event(payload) {
                     // No subscriber is not an error: nobody was waiting.
                     Some(event) => {
                         let _ = events.send(event);
@@ -284,10 +317,12 @@ async fn relay_events(
             }
             Ok(None) => {
                 tracing::warn!("event listener lost its connection; reconnecting");
+                polls.deaf();
                 listener = None;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "event listener failed; reconnecting");
+                polls.deaf();
                 listener = None;
             }
         }
@@ -396,6 +431,11 @@ pub(super) async fn read_limits(
 }
 
 pub(super) async fn publish(db: &PgDb, event: &Event) -> StoreResult<()> {
+    if let Event::Decided { .. } = event {
+        // The database announced it already, on commit (migration 0027),
+        // to every instance: once is enough to wake waiters.
+        return Ok(());
+    }
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(EVENT_CHANNEL)
         .bind(encode_event(event))

@@ -10,6 +10,17 @@ use tokio::sync::broadcast;
 use super::db::{Db, q};
 use super::*;
 
+impl SqlStore {
+    /// This instance's own decision leaves the poll cache at once; the
+    /// database's event (migration 0027) tells the others, and this one
+    /// again.
+    fn forget_polled(&self, id: &str, decided: bool) {
+        if let (true, Db::Postgres(p)) = (decided, &self.db) {
+            p.polls.forget(id);
+        }
+    }
+}
+
 /// The store on SQLite or PostgreSQL (see [`super::open`]).
 pub struct SqlStore {
     pub(crate) db: Db,
@@ -243,6 +254,39 @@ impl Store for SqlStore {
         authorizations::poll(&self.db, device_code_hash).await
     }
 
+    async fn poll_device_authorization_at(
+        &self,
+        device_code_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<(PolledAuthorization, Arc<Client>)>> {
+        let Db::Postgres(p) = &self.db else {
+            // SQLite's polls are already in-process reads.
+            return authorizations::poll(&self.db, device_code_hash).await;
+        };
+        if let Some(found) = p.polls.get(device_code_hash, now) {
+            return Ok(Some(found));
+        }
+        let ticket = p.polls.ticket();
+        let found = authorizations::poll(&self.db, device_code_hash).await?;
+        if let Some(found) = &found {
+            p.polls.put(ticket, device_code_hash, now, found);
+        }
+        Ok(found)
+    }
+
+    fn sweep_polls(&self, now: Timestamp) {
+        if let Db::Postgres(p) = &self.db {
+            p.polls.sweep(now);
+        }
+    }
+
+    fn poll_reads(&self) -> PollReads {
+        match &self.db {
+            Db::Postgres(p) => p.polls.reads(),
+            Db::Sqlite(_) => PollReads::default(),
+        }
+    }
+
     async fn get_device_authorization_by_user_code(
         &self,
         user_code: &str,
@@ -257,7 +301,9 @@ impl Store for SqlStore {
         account_id: &str,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        authorizations::decide(&self.db, id, approve, account_id, now).await
+        let decided = authorizations::decide(&self.db, id, approve, account_id, now).await?;
+        self.forget_polled(id, decided);
+        Ok(decided)
     }
 
     async fn decide_device_authorization_recorded(
@@ -268,7 +314,10 @@ impl Store for SqlStore {
         now: Timestamp,
         record: &DecisionRecord,
     ) -> StoreResult<bool> {
-        authorizations::decide_recorded(&self.db, id, approve, account_id, now, record).await
+        let decided =
+            authorizations::decide_recorded(&self.db, id, approve, account_id, now, record).await?;
+        self.forget_polled(id, decided);
+        Ok(decided)
     }
 
     async fn redeem_device_authorization(

@@ -16,6 +16,7 @@ use tokio::process::{Child, Command};
 use crate::helpers::*;
 
 mod limits;
+mod polls;
 
 /// The one address people and devices use; the load balancer in front of
 /// the instances would answer there.
