@@ -115,6 +115,8 @@ pub async fn seed(database_url: &str, n: usize) -> anyhow::Result<DeviceCodes> {
             code_flow_enabled: true,
             refresh_enabled: true,
             require_dpop: false,
+            prefilled_links: true,
+            same_network: None,
             created_at: now,
         })
         .await
@@ -140,6 +142,7 @@ pub async fn seed(database_url: &str, n: usize) -> anyhow::Result<DeviceCodes> {
             // authorization_pending and never slow_down (RFC 8628 §3.5).
             interval: 0,
             decided_at: None,
+            user_agent: None,
         });
         codes.push(&device_code);
         if batch.len() == BATCH {

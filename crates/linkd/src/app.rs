@@ -18,6 +18,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::home::page))
         .route("/link", get(web::link::page))
         .route("/link/decide", post(web::link::decide))
+        .route("/link/pick", post(web::link::pick))
         .route(
             "/oauth/authorize",
             get(web::authorize::get).post(web::authorize::post),

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use crate::codes::UserCode;
 use crate::ctx::Ctx;
-use crate::device_flow::{self, LookupError, PendingAuthorization};
+use crate::device_flow::{self, Decision, LookupError, PendingAuthorization};
 use crate::i18n::Lang;
 use crate::limits::{CodeAttempt, Refused, RetryAfter, network_key};
 use crate::store::Account;
@@ -55,6 +55,22 @@ impl Entry<'_> {
         account: &Account,
         lang: Lang,
     ) -> Result<PendingAuthorization, EntryError> {
+        let decision = if approve {
+            Decision::Approve
+        } else {
+            Decision::Deny
+        };
+        self.decide_as(input, decision, account, lang).await
+    }
+
+    /// [`Entry::decide`] for any decision: a wrong pick, a report.
+    pub async fn decide_as(
+        &self,
+        input: &str,
+        decision: Decision,
+        account: &Account,
+        lang: Lang,
+    ) -> Result<PendingAuthorization, EntryError> {
         let attempt = self.begin(input).await?;
         self.count_lookup();
         if attempt.paused.is_some() {
@@ -63,10 +79,10 @@ impl Entry<'_> {
                 return self.settle(attempt, found).await;
             }
         }
-        let decided = device_flow::decide(
+        let decided = device_flow::decide_as(
             &self.ctx,
             input,
-            approve,
+            decision,
             account,
             lang,
             &self.ip.to_string(),

@@ -65,12 +65,25 @@ pub fn clean_device_name(name: Option<&str>) -> Option<String> {
     crate::text::visible_name(name?, MAX_DEVICE_NAME_CHARS)
 }
 
+/// Longest `User-Agent` kept; longer ones are cut.
+const MAX_USER_AGENT_CHARS: usize = 200;
+
+/// A device's `User-Agent` as the confirmation page shows it: visible
+/// characters only, cut to length. It is what the device says, not a
+/// proof of anything; the page says so.
+pub fn clean_user_agent(user_agent: Option<&str>) -> Option<String> {
+    crate::text::visible_name(user_agent?, MAX_USER_AGENT_CHARS)
+}
+
 /// What a device sends when it asks for a code (RFC 8628 §3.1), and from
 /// where.
 pub struct DeviceRequest<'a> {
     pub scope: Option<&'a str>,
     /// A label the device gives itself (linkd's `device_name` parameter).
     pub device_name: Option<&'a str>,
+    /// The device's `User-Agent` header, shown to the person as what the
+    /// device reported itself as.
+    pub user_agent: Option<&'a str>,
     pub ip: &'a str,
 }
 
@@ -99,6 +112,7 @@ pub async fn start(
         account_id: None,
         requested_ip: request.ip.to_string(),
         device_name: clean_device_name(request.device_name),
+        user_agent: clean_user_agent(request.user_agent),
         created_at: now,
         expires_at: now + expires_in,
         interval,
@@ -366,6 +380,10 @@ pub enum LookupError {
     /// The operator turned the device flow off for this app.
     #[error("this app may not link devices")]
     AppDisabled,
+    /// The app requires the approving browser on the device's network,
+    /// and this one is elsewhere.
+    #[error("approval must come from the device's network")]
+    OtherNetwork,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -411,6 +429,33 @@ pub async fn find_pending(ctx: &Ctx<'_>, input: &str) -> Result<PendingAuthoriza
     })
 }
 
+/// What a person decided about a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Deny,
+    /// A decoy picked for a code that came in a link (number matching):
+    /// the person does not see the device's code, so it is denied.
+    WrongPick,
+    /// "I didn't start this": denied, and reported.
+    Report,
+}
+
+impl Decision {
+    pub fn approves(self) -> bool {
+        self == Decision::Approve
+    }
+
+    fn activity(self) -> ActivityKind {
+        match self {
+            Decision::Approve => ActivityKind::Linked,
+            Decision::Deny => ActivityKind::Denied,
+            Decision::WrongPick => ActivityKind::WrongCode,
+            Decision::Report => ActivityKind::Reported,
+        }
+    }
+}
+
 /// Records the person's decision, and notes it in their activity; an
 /// approval is followed by the "a new device was linked" notice, written
 /// with it (`link_notice`). Exactly one decision wins; a second one, or
@@ -423,8 +468,34 @@ pub async fn decide(
     lang: Lang,
     ip: &str,
 ) -> Result<PendingAuthorization, LookupError> {
+    let decision = if approve {
+        Decision::Approve
+    } else {
+        Decision::Deny
+    };
+    decide_as(ctx, input, decision, account, lang, ip).await
+}
+
+/// [`decide`], for any [`Decision`]. An approval from outside the
+/// device's network is refused when the app requires the same network.
+pub async fn decide_as(
+    ctx: &Ctx<'_>,
+    input: &str,
+    decision: Decision,
+    account: &Account,
+    lang: Lang,
+    ip: &str,
+) -> Result<PendingAuthorization, LookupError> {
     let (store, now) = (ctx.store, ctx.now);
+    let approve = decision.approves();
     let pending = find_pending(ctx, input).await?;
+    if approve
+        && let Ok(browser) = ip.parse::<std::net::IpAddr>()
+        && !crate::phishing::Proximity::of(&pending.client, &pending.auth.requested_ip, browser)
+            .allows_approval()
+    {
+        return Err(LookupError::OtherNetwork);
+    }
     let record = if approve {
         link_notice::approval_record(
             ctx,
@@ -443,10 +514,16 @@ pub async fn decide(
         DecisionRecord {
             activity: Activity {
                 account_id: account.id.clone(),
-                kind: ActivityKind::Denied,
+                kind: decision.activity(),
                 client_id: pending.client.client_id.clone(),
                 app_name: pending.client.name.clone(),
-                device: pending.auth.device_name.clone(),
+                // A report names where the code was asked for from: the
+                // network the person said was not theirs.
+                device: if decision == Decision::Report {
+                    Some(pending.auth.requested_ip.clone())
+                } else {
+                    pending.auth.device_name.clone()
+                },
                 ip: ip.to_string(),
                 at: now,
             },

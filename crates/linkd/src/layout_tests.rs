@@ -19,6 +19,7 @@ const DOMAIN: &[&str] = &[
     "hashing.rs",
     "mail.rs",
     "outbox.rs",
+    "phishing.rs",
     "recovery.rs",
     "scopes.rs",
     "sync.rs",

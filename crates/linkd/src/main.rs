@@ -127,6 +127,16 @@ enum ClientCommand {
         /// app's tokens are always bound to its devices' keys.
         #[arg(long)]
         require_dpop: bool,
+        /// Whether a device's link may carry its code (on/off, default on):
+        /// off, devices get no verification_uri_complete and the person
+        /// always types the code.
+        #[arg(long, value_parser = parse_switch)]
+        prefilled_links: Option<bool>,
+        /// Require the approving browser on the device's network: the IPv4
+        /// and IPv6 prefix lengths, e.g. 24,56 (for apps always in the
+        /// room with the person: TVs, consoles), or off.
+        #[arg(long, value_parser = parse_same_network)]
+        same_network: Option<NetworkRule>,
     },
     /// Change an app: its grants, scopes and redirect URIs.
     Update {
@@ -152,6 +162,13 @@ enum ClientCommand {
         /// Remove every redirect URI.
         #[arg(long)]
         no_redirect_uris: bool,
+        /// Whether a device's link may carry its code (on/off).
+        #[arg(long, value_parser = parse_switch)]
+        prefilled_links: Option<bool>,
+        /// Require the approving browser on the device's network: prefix
+        /// lengths such as 24,56 (IPv4, IPv6), or off.
+        #[arg(long, value_parser = parse_same_network)]
+        same_network: Option<NetworkRule>,
     },
     /// Show one app: its kind, grants, scopes and redirect URIs.
     Show { id: String },
@@ -243,6 +260,17 @@ fn config_file(args: &[std::ffi::OsString]) -> Option<std::path::PathBuf> {
     std::env::var_os("LINKD_CONFIG").map(std::path::PathBuf::from)
 }
 
+/// `--same-network`: prefix lengths, or `off` (`None`).
+#[derive(Clone)]
+struct NetworkRule(Option<linkd::store::SameNetwork>);
+
+fn parse_same_network(s: &str) -> Result<NetworkRule, String> {
+    match s {
+        "off" | "no" | "false" => Ok(NetworkRule(None)),
+        _ => linkd::store::SameNetwork::parse(s).map(|n| NetworkRule(Some(n))),
+    }
+}
+
 fn parse_switch(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "yes" => Ok(true),
@@ -274,6 +302,8 @@ async fn main() -> std::process::ExitCode {
                 confidential,
                 redirect_uris,
                 require_dpop,
+                prefilled_links,
+                same_network,
             } => {
                 let new = cli::NewClient {
                     id: &id,
@@ -282,6 +312,8 @@ async fn main() -> std::process::ExitCode {
                     confidential,
                     redirect_uris: &redirect_uris,
                     require_dpop,
+                    prefilled_links: prefilled_links.unwrap_or(true),
+                    same_network: same_network.and_then(|r| r.0),
                 };
                 cli::client_add(&db.database_url, &new).await
             }
@@ -294,6 +326,8 @@ async fn main() -> std::process::ExitCode {
                 scopes,
                 redirect_uris,
                 no_redirect_uris,
+                prefilled_links,
+                same_network,
             } => {
                 let update = cli::ClientUpdate {
                     device_flow,
@@ -303,6 +337,8 @@ async fn main() -> std::process::ExitCode {
                     scopes: &scopes,
                     redirect_uris: &redirect_uris,
                     no_redirect_uris,
+                    prefilled_links,
+                    same_network: same_network.map(|r| r.0),
                 };
                 cli::client_update(&db.database_url, &id, &update).await
             }

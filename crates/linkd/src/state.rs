@@ -138,6 +138,8 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
             code_flow_enabled: true,
             refresh_enabled: true,
             require_dpop: false,
+            prefilled_links: true,
+            same_network: None,
             created_at: now,
         };
         match store.insert_client(&demo).await {

@@ -19,6 +19,8 @@ pub struct NewClient<'a> {
     pub redirect_uris: &'a [String],
     /// Token requests must carry a DPoP proof (`--require-dpop`).
     pub require_dpop: bool,
+    pub prefilled_links: bool,
+    pub same_network: Option<crate::store::SameNetwork>,
 }
 
 /// The redirect URIs named on the command line, checked and joined;
@@ -38,6 +40,13 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
+fn same_network(c: &Client) -> String {
+    match c.same_network {
+        Some(n) => format!("required within {n}"),
+        None => "not required".into(),
+    }
+}
+
 /// One line on what an app may do.
 fn describe(c: &Client) -> String {
     let uris = if c.redirect_uris.is_empty() {
@@ -46,12 +55,14 @@ fn describe(c: &Client) -> String {
         c.redirect_uris.as_str()
     };
     format!(
-        "device flow {}, authorization code {}, refresh {}, DPoP required {}, scopes: {}, \
-         redirect URIs: {uris}",
+        "device flow {}, authorization code {}, refresh {}, DPoP required {}, \
+         prefilled links {}, same network {}, scopes: {}, redirect URIs: {uris}",
         on_off(c.device_flow_enabled),
         on_off(c.code_flow_enabled),
         on_off(c.refresh_enabled),
         on_off(c.require_dpop),
+        on_off(c.prefilled_links),
+        same_network(c),
         c.scopes
     )
 }
@@ -86,6 +97,8 @@ pub async fn client_add(database_url: &str, new: &NewClient<'_>) -> anyhow::Resu
         code_flow_enabled: true,
         refresh_enabled: true,
         require_dpop: new.require_dpop,
+        prefilled_links: new.prefilled_links,
+        same_network: new.same_network,
         created_at: SystemClock.now(),
     };
     match store.insert_client(&client).await {
@@ -127,6 +140,9 @@ pub struct ClientUpdate<'a> {
     pub redirect_uris: &'a [String],
     /// Remove every redirect URI.
     pub no_redirect_uris: bool,
+    pub prefilled_links: Option<bool>,
+    /// `Some(None)`: no longer required.
+    pub same_network: Option<Option<crate::store::SameNetwork>>,
 }
 
 pub async fn client_update(
@@ -151,6 +167,8 @@ pub async fn client_update(
         refresh_enabled: update.refresh,
         require_dpop: update.require_dpop,
         redirect_uris: uris.as_deref(),
+        prefilled_links: update.prefilled_links,
+        same_network: update.same_network,
     };
     if changes.scopes.is_none()
         && changes.device_flow_enabled.is_none()
@@ -158,10 +176,13 @@ pub async fn client_update(
         && changes.refresh_enabled.is_none()
         && changes.require_dpop.is_none()
         && changes.redirect_uris.is_none()
+        && changes.prefilled_links.is_none()
+        && changes.same_network.is_none()
     {
         bail!(
-            "nothing to change: give --device-flow, --code-flow, --refresh or --require-dpop on|off, \
-             --scope, --redirect-uri or --no-redirect-uris"
+            "nothing to change: give --device-flow, --code-flow, --refresh, --require-dpop or \
+             --prefilled-links on|off, --same-network, --scope, --redirect-uri or \
+             --no-redirect-uris"
         );
     }
     let store = open(database_url).await?;
@@ -192,6 +213,8 @@ pub async fn client_show(database_url: &str, id: &str) -> anyhow::Result<()> {
     println!("device flow:            {}", on_off(c.device_flow_enabled));
     println!("authorization code:     {}", on_off(c.code_flow_enabled));
     println!("refresh tokens:         {}", on_off(c.refresh_enabled));
+    println!("prefilled links:        {}", on_off(c.prefilled_links));
+    println!("same network:           {}", same_network(&c));
     for uri in c.redirect_uri_list() {
         println!("redirect URI:           {uri}");
     }

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -20,7 +20,10 @@ struct DeviceAuthorizationResponse {
     device_code: String,
     user_code: String,
     verification_uri: String,
-    verification_uri_complete: String,
+    /// RFC 8628 §3.2 makes it optional: left out for an app whose
+    /// operator turned prefilled links off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verification_uri_complete: Option<String>,
     expires_in: i64,
     interval: i64,
 }
@@ -28,6 +31,7 @@ struct DeviceAuthorizationResponse {
 pub async fn handle(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     req: OAuthRequest,
 ) -> Result<Response, OAuthError> {
     let now = state.clock.now();
@@ -55,6 +59,9 @@ pub async fn handle(
     let request = DeviceRequest {
         scope: req.form.get("scope"),
         device_name: req.form.get("device_name"),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
         ip: &ip.to_string(),
     };
     let issued = device_flow::start(&state.ctx(), &state.inserter, &client, request)
@@ -66,10 +73,9 @@ pub async fn handle(
     telemetry::authorization("requested");
     let verification_uri = format!("{}/link", state.config.issuer());
     let body = DeviceAuthorizationResponse {
-        verification_uri_complete: format!(
-            "{verification_uri}?code={}",
-            issued.user_code.display()
-        ),
+        verification_uri_complete: client
+            .prefilled_links
+            .then(|| format!("{verification_uri}?code={}", issued.user_code.display())),
         verification_uri,
         device_code: issued.device_code,
         user_code: issued.user_code.display(),

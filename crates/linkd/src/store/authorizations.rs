@@ -32,14 +32,16 @@ const POLL: &str = concat!(
      c.device_flow_enabled AS c_device_flow_enabled, c.redirect_uris AS c_redirect_uris,
      c.code_flow_enabled AS c_code_flow_enabled, c.refresh_enabled AS c_refresh_enabled,
      c.require_dpop AS c_require_dpop,
-     c.created_at AS c_created_at
+     c.prefilled_links AS c_prefilled_links, c.same_network_v4 AS c_same_network_v4,
+     c.same_network_v6 AS c_same_network_v6, c.created_at AS c_created_at
      FROM device_authorizations a JOIN clients c ON c.client_id = a.client_id
      WHERE a.device_code_hash = $1"
 );
 
 /// Columns of a new device authorization, in the order rows are bound.
 pub(crate) const COLUMNS: &str = "id, device_code_hash, user_code, client_id, scope, state,
-     account_id, requested_ip, device_name, created_at, expires_at, interval_secs, decided_at";
+     account_id, requested_ip, device_name, created_at, expires_at, interval_secs, decided_at,
+     user_agent";
 
 pub(super) async fn insert_many(db: &Db, auths: &[DeviceAuthorization]) -> StoreResult<Vec<bool>> {
     if auths.is_empty() {
@@ -81,6 +83,14 @@ pub(super) async fn poll(
         });
     }
     db.fetch_optional(q(POLL, &[device_code_hash.into()])).await
+}
+
+pub(super) async fn by_id(db: &Db, id: &str) -> StoreResult<Option<DeviceAuthorization>> {
+    db.fetch_optional(q(
+        "SELECT * FROM device_authorizations WHERE id = $1",
+        &[id.into()],
+    ))
+    .await
 }
 
 pub(super) async fn by_user_code(

@@ -9,8 +9,9 @@ pub(crate) const BY_ID: &str = "SELECT * FROM clients WHERE client_id = $1";
 pub(super) async fn insert(db: &Db, c: &Client) -> StoreResult<()> {
     db.execute(q(
         "INSERT INTO clients (client_id, name, secret_hash, scopes, device_flow_enabled,
-             redirect_uris, code_flow_enabled, refresh_enabled, created_at, require_dpop)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             redirect_uris, code_flow_enabled, refresh_enabled, created_at, require_dpop,
+             prefilled_links, same_network_v4, same_network_v6)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             (&c.client_id).into(),
             (&c.name).into(),
@@ -22,6 +23,9 @@ pub(super) async fn insert(db: &Db, c: &Client) -> StoreResult<()> {
             c.refresh_enabled.into(),
             c.created_at.into(),
             c.require_dpop.into(),
+            c.prefilled_links.into(),
+            c.same_network.map(|n| i64::from(n.v4)).into(),
+            c.same_network.map(|n| i64::from(n.v6)).into(),
         ],
     ))
     .await?;
@@ -52,7 +56,10 @@ pub(super) async fn update(
                  code_flow_enabled = COALESCE($3, code_flow_enabled),
                  refresh_enabled = COALESCE($4, refresh_enabled),
                  redirect_uris = COALESCE($5, redirect_uris),
-                 require_dpop = COALESCE($7, require_dpop)
+                 require_dpop = COALESCE($7, require_dpop),
+                 prefilled_links = COALESCE($8, prefilled_links),
+                 same_network_v4 = CASE WHEN $9 THEN $10 ELSE same_network_v4 END,
+                 same_network_v6 = CASE WHEN $9 THEN $11 ELSE same_network_v6 END
              WHERE client_id = $6",
             &[
                 changes.scopes.into(),
@@ -62,6 +69,18 @@ pub(super) async fn update(
                 changes.redirect_uris.into(),
                 client_id.into(),
                 changes.require_dpop.into(),
+                changes.prefilled_links.into(),
+                changes.same_network.is_some().into(),
+                changes
+                    .same_network
+                    .flatten()
+                    .map(|n| i64::from(n.v4))
+                    .into(),
+                changes
+                    .same_network
+                    .flatten()
+                    .map(|n| i64::from(n.v6))
+                    .into(),
             ],
         ))
         .await?;

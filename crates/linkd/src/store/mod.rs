@@ -244,6 +244,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user_code: &str,
     ) -> StoreResult<Option<DeviceAuthorization>>;
+    /// One authorization by its record id (the number-matching page names
+    /// it so that its address does not carry the code).
+    async fn get_device_authorization(&self, id: &str) -> StoreResult<Option<DeviceAuthorization>>;
     /// pending → approved or denied, only while pending and before the
     /// deadline. True for the one caller that made the change.
     async fn decide_device_authorization(

@@ -75,6 +75,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../migrations/postgres/0015_device_kind.sql"),
     ),
     (
+        19,
+        "phishing checks",
+        include_str!("../../migrations/postgres/0019_phishing_checks.sql"),
+    ),
+    (
         21,
         "dpop",
         include_str!("../../migrations/postgres/0021_dpop.sql"),
@@ -459,10 +464,10 @@ pub(super) async fn insert_authorizations(
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id,
                  scope, state, account_id, requested_ip, device_name, created_at, expires_at,
-                 interval_secs, decided_at)
+                 interval_secs, decided_at, user_agent)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                  $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
-                 $12::bigint[], $13::bigint[])
+                 $12::bigint[], $13::bigint[], $14::text[])
              ON CONFLICT DO NOTHING
              RETURNING id",
     )
@@ -479,6 +484,7 @@ pub(super) async fn insert_authorizations(
     .bind(column(auths, |a| a.expires_at))
     .bind(column(auths, |a| a.interval))
     .bind(column(auths, |a| a.decided_at))
+    .bind(column(auths, |a| a.user_agent.clone()))
     .fetch_all(&db.pool)
     .await
     .map_err(map_sqlx)?;

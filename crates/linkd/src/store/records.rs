@@ -24,7 +24,84 @@ pub struct Client {
     /// On: every token request must carry a DPoP proof (RFC 9449 §5), so
     /// the app's tokens are bound to its devices' keys.
     pub require_dpop: bool,
+    /// Off: devices get no `verification_uri_complete` and a code in the
+    /// link page's address is ignored; the person types the code.
+    pub prefilled_links: bool,
+    /// The prefix lengths (IPv4, IPv6) within which the device's and the
+    /// approving browser's addresses must lie; `None`: not required.
+    pub same_network: Option<SameNetwork>,
     pub created_at: Timestamp,
+}
+
+/// An app's "same network" rule: the prefix length for each address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SameNetwork {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl SameNetwork {
+    /// The default rule: an IPv4 /24 (one home or office subnet) and an
+    /// IPv6 /56 (what ISPs delegate to one household).
+    pub const DEFAULT: SameNetwork = SameNetwork { v4: 24, v6: 56 };
+
+    /// Whether the two addresses lie in one network under this rule. An
+    /// IPv4 address mapped into IPv6 counts as IPv4; addresses of two
+    /// families are two networks.
+    pub fn holds(&self, a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (a.to_canonical(), b.to_canonical()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let bits = u32::from(self.v4.min(32));
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let bits = u32::from(self.v6.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// `24,56` (or `24/56`): the IPv4 and IPv6 prefix lengths.
+    pub fn parse(text: &str) -> Result<SameNetwork, String> {
+        let (v4, v6) = text
+            .split_once([',', '/'])
+            .ok_or_else(|| format!("{text:?}: give both prefix lengths, e.g. 24,56"))?;
+        let v4: u8 = v4
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=32).contains(n))
+            .ok_or_else(|| format!("{text:?}: the IPv4 prefix length is 1 to 32"))?;
+        let v6: u8 = v6
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=128).contains(n))
+            .ok_or_else(|| format!("{text:?}: the IPv6 prefix length is 1 to 128"))?;
+        Ok(SameNetwork { v4, v6 })
+    }
+
+    fn from_columns(v4: Option<i64>, v6: Option<i64>) -> Option<SameNetwork> {
+        Some(SameNetwork {
+            v4: u8::try_from(v4?).ok()?,
+            v6: u8::try_from(v6?).ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for SameNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/{} (IPv4), /{} (IPv6)", self.v4, self.v6)
+    }
+}
+
+/// Reads an app's rule from its two columns (NULL: not required).
+pub(crate) fn same_network_from_columns(v4: Option<i64>, v6: Option<i64>) -> Option<SameNetwork> {
+    SameNetwork::from_columns(v4, v6)
 }
 
 impl Client {
@@ -51,6 +128,9 @@ pub struct ClientChanges<'a> {
     pub require_dpop: Option<bool>,
     /// Space-separated, replacing the list.
     pub redirect_uris: Option<&'a str>,
+    pub prefilled_links: Option<bool>,
+    /// `Some(None)` turns the rule off.
+    pub same_network: Option<Option<SameNetwork>>,
 }
 
 /// A code handed to an app's redirect URI (RFC 6749 §4.1.2): single-use,
@@ -238,6 +318,8 @@ pub struct DeviceAuthorization {
     pub requested_ip: String,
     /// A label the device gave itself (`device_name`), if any.
     pub device_name: Option<String>,
+    /// The device's `User-Agent` when it asked for the code, if it sent one.
+    pub user_agent: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     /// The polling interval the device was told, in seconds.
@@ -335,6 +417,12 @@ pub enum ActivityKind {
     IdentityJoined,
     /// An identity at an OpenID provider was removed from the account.
     IdentityRemoved,
+    /// The person picked a code their device did not show for a code that
+    /// came in a link (number matching); the code was denied.
+    WrongCode,
+    /// The person said they did not start a code ("I didn't start
+    /// this"); it was denied and reported.
+    Reported,
 }
 
 impl ActivityKind {
@@ -354,6 +442,8 @@ impl ActivityKind {
             Self::SignedOutElsewhere => "signed_out_elsewhere",
             Self::IdentityJoined => "identity_joined",
             Self::IdentityRemoved => "identity_removed",
+            Self::WrongCode => "wrong_code",
+            Self::Reported => "reported",
         }
     }
 
@@ -373,6 +463,8 @@ impl ActivityKind {
             "signed_out_elsewhere" => Self::SignedOutElsewhere,
             "identity_joined" => Self::IdentityJoined,
             "identity_removed" => Self::IdentityRemoved,
+            "wrong_code" => Self::WrongCode,
+            "reported" => Self::Reported,
             other => return Err(StoreError::Corrupt(format!("activity kind {other:?}"))),
         })
     }

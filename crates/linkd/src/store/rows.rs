@@ -94,6 +94,11 @@ impl FromRow for (PolledAuthorization, std::sync::Arc<Client>) {
             code_flow_enabled: row.flag("c_code_flow_enabled")?,
             refresh_enabled: row.flag("c_refresh_enabled")?,
             require_dpop: row.flag("c_require_dpop")?,
+            prefilled_links: row.flag("c_prefilled_links")?,
+            same_network: same_network_from_columns(
+                row.int_or_null("c_same_network_v4")?,
+                row.int_or_null("c_same_network_v6")?,
+            ),
             created_at: row.int("c_created_at")?,
         };
         Ok((auth, std::sync::Arc::new(client)))
@@ -112,6 +117,11 @@ impl FromRow for Client {
             code_flow_enabled: row.flag("code_flow_enabled")?,
             refresh_enabled: row.flag("refresh_enabled")?,
             require_dpop: row.flag("require_dpop")?,
+            prefilled_links: row.flag("prefilled_links")?,
+            same_network: same_network_from_columns(
+                row.int_or_null("same_network_v4")?,
+                row.int_or_null("same_network_v6")?,
+            ),
             created_at: row.int("created_at")?,
         })
     }
@@ -194,6 +204,7 @@ impl FromRow for DeviceAuthorization {
             account_id: row.text_or_null("account_id")?,
             requested_ip: row.text("requested_ip")?,
             device_name: row.text_or_null("device_name")?,
+            user_agent: row.text_or_null("user_agent")?,
             created_at: row.int("created_at")?,
             expires_at: row.int("expires_at")?,
             interval: row.int("interval_secs")?,

@@ -287,6 +287,10 @@ impl Store for SqlStore {
         }
     }
 
+    async fn get_device_authorization(&self, id: &str) -> StoreResult<Option<DeviceAuthorization>> {
+        authorizations::by_id(&self.db, id).await
+    }
+
     async fn get_device_authorization_by_user_code(
         &self,
         user_code: &str,

@@ -116,11 +116,25 @@ async fn account_page(
                 ActivityKind::SignedOutElsewhere => "activity.signed_out_elsewhere",
                 ActivityKind::IdentityJoined => "activity.identity_joined",
                 ActivityKind::IdentityRemoved => "activity.identity_removed",
+                ActivityKind::WrongCode => "activity.wrong_code",
+                ActivityKind::Reported => "activity.reported",
             };
-            EventView {
+            // A report names the network the code was asked for from
+            // (kept as its `device`, see device_flow::decide_as).
+            let what = match (a.kind, &a.device) {
+                (ActivityKind::Reported, Some(network)) => lang.fmt(
+                    key,
+                    &[("app", a.app_name.as_str()), ("network", network.as_str())],
+                ),
                 // Account events keep their detail (an address) where
                 // device events keep the app.
-                what: lang.fmt(key, &[("app", &app), ("email", &a.app_name)]),
+                _ => lang.fmt(
+                    key,
+                    &[("app", &app), ("email", &a.app_name), ("network", "?")],
+                ),
+            };
+            EventView {
+                what,
                 when: lang.fmt(
                     "activity.when",
                     &[
@@ -138,6 +152,8 @@ async fn account_page(
                         | ActivityKind::PasswordChanged
                         | ActivityKind::EmailChangeRequested
                         | ActivityKind::EmailChanged
+                        | ActivityKind::WrongCode
+                        | ActivityKind::Reported
                 ),
             }
         })

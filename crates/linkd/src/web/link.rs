@@ -12,15 +12,32 @@ use super::{PageError, PageForm, Visitor, query_param, render, to_sign_in, with_
 use crate::client_ip::ClientIp;
 use crate::code_entry::{Entry, EntryError};
 use crate::codes::{CodeError, UserCode};
-use crate::device_flow::{LookupError, PendingAuthorization};
+use crate::device_flow::{Decision, LookupError, PendingAuthorization};
 use crate::i18n::{Lang, Text};
-use crate::limits::{RetryAfter, same_network};
+use crate::limits::RetryAfter;
+use crate::phishing::{self, Pick, Proximity};
 use crate::scopes;
 use crate::state::AppState;
 
-fn link_path(code: &str) -> String {
+/// The link page for a code; `typed` carries the page form's token along
+/// (a code typed on this browser, see `Visitor::typed`).
+fn link_path(code: &str, typed: Option<&str>) -> String {
     let encoded: String = form_urlencoded::byte_serialize(code.as_bytes()).collect();
-    format!("/link?code={encoded}")
+    match typed {
+        Some(token) => format!("/link?code={encoded}&typed={}", urlencode(token)),
+        None => format!("/link?code={encoded}"),
+    }
+}
+
+/// The number-matching page of one authorization: named by its record id,
+/// so the address no longer shows the code the person must find on their
+/// device.
+fn match_path(id: &str) -> String {
+    format!("/link?match={}", urlencode(id))
+}
+
+fn urlencode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// The code as it should travel in a URL: normalised when it parses, else
@@ -48,9 +65,16 @@ pub async fn page(
     visitor: Visitor,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
+    if let Some(id) = query_param(query.as_deref(), "match") {
+        return match_page(&state, ip, &visitor, &id).await;
+    }
     let code = query_param(query.as_deref(), "code")
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty());
+    // Typed on this browser's link page, or arrived in a link (issue 22).
+    let token = query_param(query.as_deref(), "typed");
+    let by_hand = visitor.typed(token.as_deref());
+    let token = token.as_deref().filter(|_| by_hand);
     let Some(typed) = code else {
         return render(
             &state,
@@ -72,12 +96,29 @@ pub async fn page(
     match entry(&state, &key, ip).look_up(&code).await {
         Ok(pending) if signed_in => match visitor.account() {
             Some(account) if !crate::verification::may_approve(&state.config, account) => {
-                let next = link_path(&code_for_url(&code));
+                let next = link_path(&code_for_url(&code), token);
                 super::verify::verify_first(&state, &visitor, account, &next)
             }
-            _ => confirm_page(&state, &visitor, ip, &pending),
+            _ if by_hand => confirm_page(&state, &visitor, ip, &pending, None),
+            // A code that came in a link (verification_uri_complete, a QR
+            // code, a message): the person must find it on the device first.
+            _ if pending.client.prefilled_links => {
+                Ok(super::see_other(&match_path(&pending.auth.id)))
+            }
+            // The app's operator turned prefilled links off: the person
+            // types the code from the device instead.
+            _ => render(
+                &state,
+                &visitor,
+                StatusCode::OK,
+                "link.html",
+                context! {
+                    title => visitor.lang.t("link.title"),
+                    note => visitor.lang.t("link.prefilled_off"),
+                },
+            ),
         },
-        Ok(_) => Ok(to_sign_in(&link_path(&code_for_url(&code)))),
+        Ok(_) => Ok(to_sign_in(&link_path(&code_for_url(&code), token))),
         Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
         Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
         Err(EntryError::Lookup(e)) => {
@@ -165,11 +206,150 @@ fn too_many_codes(
     Ok(with_retry_after(response, retry_after))
 }
 
+/// `GET /link?match=ID`: the number-matching step for a code that came in
+/// a link. The authorization is named by id; its code is looked up as any
+/// code is (limits, expiry, the app's switches).
+async fn match_page(
+    state: &AppState,
+    ip: IpAddr,
+    visitor: &Visitor,
+    id: &str,
+) -> Result<Response, PageError> {
+    let Some((session, _)) = &visitor.signed_in else {
+        return Ok(to_sign_in(&match_path(id)));
+    };
+    let Some(auth) = authorization_by_ref(state, id).await? else {
+        return lookup_error_page(state, visitor, "", LookupError::NotFound, None, None).await;
+    };
+    match entry(state, &session.id_hash, ip)
+        .look_up(&auth.user_code)
+        .await
+    {
+        Ok(pending) => {
+            let choices = phishing::choices(&state.ctx(), &session.id_hash, &pending.user_code)
+                .await?
+                .iter()
+                .map(UserCode::display)
+                .collect();
+            confirm_page(state, visitor, ip, &pending, Some(choices))
+        }
+        Err(e) => entry_error_page(state, visitor, &auth.user_code, e, None).await,
+    }
+}
+
+/// The authorization a number-matching form or address names; ids are
+/// URL-safe and short, anything else names none.
+async fn authorization_by_ref(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<crate::store::DeviceAuthorization>, PageError> {
+    let plausible = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if !plausible {
+        return Ok(None);
+    }
+    Ok(state.store.get_device_authorization(id).await?)
+}
+
+/// The page for a failed code entry.
+async fn entry_error_page(
+    state: &AppState,
+    visitor: &Visitor,
+    typed: &str,
+    err: EntryError,
+    asked: Option<bool>,
+) -> Result<Response, PageError> {
+    match err {
+        EntryError::Limited(RetryAfter(secs)) => too_many_codes(state, visitor, secs, false),
+        EntryError::Paused(RetryAfter(secs)) => too_many_codes(state, visitor, secs, true),
+        EntryError::Lookup(e) => lookup_error_page(state, visitor, typed, e, asked, None).await,
+    }
+}
+
+/// `POST /link/pick`: the person picks the code their device shows, or
+/// denies or reports the code, on the number-matching page. The right
+/// code leads to the confirmation page; a decoy denies the code (the
+/// person does not see the device's code, so it is not in front of them);
+/// a code the page did not offer is a changed form and decides nothing.
+pub async fn pick(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    visitor: Visitor,
+    form: PageForm,
+) -> Result<Response, PageError> {
+    let id = form.get("ref").unwrap_or("").to_string();
+    let Some((session, account)) = &visitor.signed_in else {
+        return Ok(to_sign_in(&match_path(&id)));
+    };
+    visitor.check_csrf(form.get("csrf"))?;
+    let Some(auth) = authorization_by_ref(&state, &id).await? else {
+        return lookup_error_page(&state, &visitor, "", LookupError::NotFound, None, None).await;
+    };
+    let entry = entry(&state, &session.id_hash, ip);
+    let code = &auth.user_code;
+    let decision = match (form.get("pick"), form.get("decision")) {
+        (Some(picked), None) => {
+            let Ok(user_code) = UserCode::parse(code) else {
+                return lookup_error_page(&state, &visitor, "", LookupError::NotFound, None, None)
+                    .await;
+            };
+            match phishing::judge_pick(&state.ctx(), &session.id_hash, &user_code, picked).await? {
+                Pick::Tampered => {
+                    tracing::warn!("a number-matching form came back with a code it did not offer");
+                    return Err(PageError::BadRequest(Text::key("confirm.pick_tampered")));
+                }
+                Pick::Right => {
+                    return match entry.look_up(code).await {
+                        Ok(pending) => confirm_page(&state, &visitor, ip, &pending, None),
+                        Err(e) => entry_error_page(&state, &visitor, code, e, None).await,
+                    };
+                }
+                Pick::Wrong => Decision::WrongPick,
+            }
+        }
+        (None, Some("deny")) => Decision::Deny,
+        _ => return Err(PageError::BadRequest(Text::key("confirm.pick_choose"))),
+    };
+    match entry.decide_as(code, decision, account, visitor.lang).await {
+        Ok(pending) if decision == Decision::WrongPick => {
+            crate::telemetry::authorization("wrong_pick");
+            let lang = visitor.lang;
+            let heading = lang.t("result.wrong_pick.heading").to_string();
+            render(
+                &state,
+                &visitor,
+                StatusCode::OK,
+                "result.html",
+                context! {
+                    title => heading.clone(),
+                    heading => heading,
+                    message => lang.fmt("result.wrong_pick.message", &[("app", &pending.client.name)]),
+                    approved => false,
+                },
+            )
+        }
+        Ok(pending) => result_page(
+            &state,
+            &visitor,
+            StatusCode::OK,
+            &pending.client.name,
+            None,
+            false,
+        ),
+        Err(e) => entry_error_page(&state, &visitor, code, e, Some(false)).await,
+    }
+}
+
+/// `choices`: the codes to pick from when the code came in a link (number
+/// matching); `None` shows the code and the Approve button.
 fn confirm_page(
     state: &AppState,
     visitor: &Visitor,
     browser_ip: IpAddr,
     pending: &PendingAuthorization,
+    choices: Option<Vec<String>>,
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
     let auth = &pending.auth;
@@ -183,12 +363,42 @@ fn confirm_page(
     let code = pending.user_code.display();
     let age = now - auth.created_at;
     // Device-code phishing: the lure arrives by mail or chat, from a code
-    // the attacker requested elsewhere and earlier. Say so in plain words.
-    let other_network = auth
-        .requested_ip
-        .parse::<IpAddr>()
-        .is_ok_and(|device_ip| !same_network(device_ip, browser_ip));
+    // the attacker requested elsewhere and earlier. Say so in plain words
+    // (draft-ietf-oauth-cross-device-security §6.1.2, proximity).
+    let proximity = Proximity::of(&pending.client, &auth.requested_ip, browser_ip);
+    let other_network = proximity.same_network == Some(false);
     let old = age > STALE_CODE_SECS;
+    let ago = lang.ago(age);
+    let where_from = match proximity.same_network {
+        Some(true) => lang.fmt(
+            "confirm.proximity.same",
+            &[("ago", &ago), ("device_ip", &auth.requested_ip)],
+        ),
+        Some(false) => lang.fmt(
+            "confirm.proximity.other",
+            &[
+                ("ago", &ago),
+                ("device_ip", &auth.requested_ip),
+                ("browser_ip", &browser_ip.to_string()),
+            ],
+        ),
+        None => lang.fmt("confirm.proximity.unknown", &[("ago", &ago)]),
+    };
+    // Cleaned on the way in; again here for rows stored before invisible
+    // characters were removed.
+    let device_name = crate::device_flow::clean_device_name(auth.device_name.as_deref());
+    let user_agent = crate::device_flow::clean_user_agent(auth.user_agent.as_deref());
+    let what_it_said = match (&device_name, &user_agent) {
+        (Some(name), Some(agent)) => Some(lang.fmt(
+            "confirm.proximity.named_agent",
+            &[("name", name), ("agent", agent)],
+        )),
+        (Some(name), None) => Some(lang.fmt("confirm.proximity.named", &[("name", name)])),
+        (None, Some(agent)) => Some(lang.fmt("confirm.proximity.agent", &[("agent", agent)])),
+        (None, None) => None,
+    };
+    let network_rule = proximity.required.map(|rule| rule.to_string());
+
     render(
         state,
         visitor,
@@ -198,17 +408,22 @@ fn confirm_page(
             title => lang.fmt("confirm.title", &[("app", &pending.client.name)]),
             app => &pending.client.name,
             code => &code,
-            // Cleaned on the way in; again here for rows stored before
-            // invisible characters were removed.
-            device_name => crate::device_flow::clean_device_name(auth.device_name.as_deref()),
-            requested_ago => lang.ago(age),
+            device_name => device_name,
+            user_agent => user_agent,
+            where_from => where_from,
+            what_it_said => what_it_said,
+            network_refused => !proximity.allows_approval(),
+            network_rule => network_rule,
+            choices => choices.as_ref(),
+            match_ref => choices.as_ref().map(|_| auth.id.as_str()),
+            requested_ago => ago,
             requested_at => lang.datetime(auth.created_at),
             requested_ip => &auth.requested_ip,
             browser_ip => browser_ip.to_string(),
             other_network => other_network,
             old => old,
             scopes => scope_words,
-            switch_next => link_path(&code),
+            switch_next => if choices.is_some() { match_path(&auth.id) } else { link_path(&code, None) },
         },
     )
 }
@@ -239,6 +454,9 @@ async fn lookup_error_page(
         }
         LookupError::TooOld => {
             return gone_page(state, visitor, StatusCode::GONE, "code.too_old");
+        }
+        LookupError::OtherNetwork => {
+            return gone_page(state, visitor, StatusCode::FORBIDDEN, "code.other_network");
         }
         LookupError::AppDisabled => {
             return gone_page(state, visitor, StatusCode::FORBIDDEN, "code.app_disabled");
@@ -384,7 +602,7 @@ pub async fn decide(
 ) -> Result<Response, PageError> {
     let code = form.get("code").unwrap_or("").to_string();
     let Some((session, account)) = &visitor.signed_in else {
-        return Ok(to_sign_in(&link_path(&code_for_url(&code))));
+        return Ok(to_sign_in(&link_path(&code_for_url(&code), None)));
     };
     visitor.check_csrf(form.get("csrf"))?;
     let approve = match form.get("decision") {
@@ -393,7 +611,7 @@ pub async fn decide(
         _ => return Err(PageError::BadRequest(Text::key("confirm.choose"))),
     };
     if approve && !crate::verification::may_approve(&state.config, account) {
-        let next = link_path(&code_for_url(&code));
+        let next = link_path(&code_for_url(&code), None);
         return super::verify::verify_first(&state, &visitor, account, &next);
     }
     match entry(&state, &session.id_hash, ip)

@@ -134,6 +134,7 @@ pub fn render(
     let (csrf, new_cookie) = visitor.csrf(state);
     let common = context! {
         account => visitor.email(),
+        typed => super::visitor::typed_token(&csrf),
         csrf => csrf,
         // The sign-in choices: "Continue with <name>" per OpenID provider,
         // and whether local passwords are on.

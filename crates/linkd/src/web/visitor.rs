@@ -77,6 +77,17 @@ pub fn set_cookie(state: &AppState, name: &CookieName, value: &str, max_age: i64
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// What the link page's code form sends along (`typed`), so that a code
+/// typed there needs no number matching while a code in a link does
+/// (issue 22): a link made elsewhere cannot carry it, as it comes from
+/// this browser's CSRF secret. Hashed, so the address bar and history
+/// hold a value that is no CSRF token.
+pub fn typed_token(csrf: &str) -> String {
+    let mut token = crate::codes::secret_hash(&format!("typed\0{csrf}"));
+    token.truncate(22);
+    token
+}
+
 /// Who is asking: their live session if signed in, and the anonymous CSRF
 /// cookie that protects the sign-in and sign-up forms.
 pub struct Visitor {
@@ -151,6 +162,21 @@ impl Visitor {
                 (token, Some(cookie))
             }
         }
+    }
+
+    /// Whether a code came from the link page's own form on this browser
+    /// (see [`typed_token`]) rather than in a link someone may have sent.
+    /// The anonymous cookie's token counts too: a code typed before
+    /// signing in arrives after the sign-in.
+    pub fn typed(&self, submitted: Option<&str>) -> bool {
+        let Some(submitted) = submitted else {
+            return false;
+        };
+        let session = self.signed_in.as_ref().map(|(s, _)| s.csrf_token.as_str());
+        [session, self.anonymous_csrf.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|csrf| bool::from(typed_token(csrf).as_bytes().ct_eq(submitted.as_bytes())))
     }
 
     /// Checks a submitted form's token: the session's when signed in,

@@ -37,6 +37,8 @@ pub(crate) async fn add_web_app(
             code_flow_enabled: true,
             refresh_enabled: true,
             require_dpop: false,
+            prefilled_links: true,
+            same_network: None,
             created_at: app.clock.now(),
         })
         .await

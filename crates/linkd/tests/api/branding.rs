@@ -24,7 +24,7 @@ async fn every_page_carries_the_operators_brand() {
     ];
     let person = app.signed_in_browser("ada@example.com").await;
     pages.push(("/link", person.get("/link").await));
-    let confirm_path = format!("/link?code={}", auth.user_code);
+    let confirm_path = person.typed_path(&auth.user_code).await;
     pages.push(("confirm", person.get(&confirm_path).await));
     pages.push(("result", person.approve(&auth.user_code).await));
     pages.push(("/devices", person.get("/devices").await));

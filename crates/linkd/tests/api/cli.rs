@@ -312,7 +312,7 @@ async fn the_terminal_device_shows_a_code_and_reports_who_linked_it() {
     );
 
     let browser = app.signed_in_browser("quinn@example.com").await;
-    let confirm = browser.get(&format!("/link?code={code}")).await;
+    let confirm = browser.type_code(&code).await;
     assert!(confirm.contains("Test terminal"));
     browser.approve(&code).await;
 

@@ -55,7 +55,10 @@ async fn a_device_links_end_to_end_and_its_tokens_verify_against_jwks() {
     );
 
     let browser = app.signed_in_browser("alice@example.com").await;
-    let confirm = browser.get(&auth.verification_uri_complete).await;
+    // The link with the code goes to number matching (tests/api/phishing.rs).
+    let matching = browser.get(&auth.verification_uri_complete).await;
+    assert_eq!(matching.status, StatusCode::SEE_OTHER);
+    let confirm = browser.get(matching.location()).await;
     assert_eq!(confirm.status, StatusCode::OK);
     for text in [
         "Link Demo TV?",
@@ -216,7 +219,7 @@ async fn an_expired_code_answers_expired_token_and_cannot_be_approved() {
     let browser = app.signed_in_browser("carol@example.com").await;
     app.clock.advance_secs(61);
     assert_eq!(app.poll(&auth.device_code).await.error(), "expired_token");
-    let page = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let page = browser.type_code(&auth.user_code).await;
     assert_eq!(page.status, StatusCode::GONE);
     assert!(page.contains("This code has expired"));
     assert!(page.contains("Get a new code on your device"));
@@ -233,7 +236,7 @@ async fn a_code_approved_at_the_end_of_its_advertised_lifetime_links() {
     let unused = app.start_device("openid").await;
     let browser = app.signed_in_browser("last-second@example.com").await;
     app.clock.advance_secs(auth.expires_in - 3);
-    let confirm = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let confirm = browser.type_code(&auth.user_code).await;
     let form = [
         ("csrf", confirm.csrf()),
         ("code", auth.user_code.clone()),
@@ -251,15 +254,13 @@ async fn a_code_approved_at_the_end_of_its_advertised_lifetime_links() {
     let again = browser.post("/link/decide", &form).await;
     assert_eq!(again.status, StatusCode::OK);
     assert!(again.contains("is now linked"), "{}", again.body);
-    let reopened = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let reopened = browser.type_code(&auth.user_code).await;
     assert!(reopened.contains("is now linked"), "{}", reopened.body);
     let other = app.signed_in_browser("someone-else@example.com").await;
-    let used = other.get(&format!("/link?code={}", auth.user_code)).await;
+    let used = other.type_code(&auth.user_code).await;
     assert_eq!(used.status, StatusCode::CONFLICT);
     assert!(!used.contains("is now linked"));
-    let late = browser
-        .get(&format!("/link?code={}", unused.user_code))
-        .await;
+    let late = browser.type_code(&unused.user_code).await;
     assert_eq!(late.status, StatusCode::GONE);
     assert!(late.contains("This code has expired"));
 }
@@ -273,7 +274,7 @@ async fn an_approval_after_the_deadline_is_refused() {
     .await;
     let auth = app.start_device("openid").await;
     let browser = app.signed_in_browser("dave@example.com").await;
-    let confirm = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let confirm = browser.type_code(&auth.user_code).await;
     let csrf = confirm.csrf();
     app.clock.advance_secs(60);
     let late = browser
@@ -489,14 +490,8 @@ async fn concurrent_decisions_on_one_code_have_one_winner() {
     let auth = app.start_device("openid").await;
     let alice = app.signed_in_browser("alice2@example.com").await;
     let mallory = app.signed_in_browser("mallory@example.com").await;
-    let a = alice
-        .get(&format!("/link?code={}", auth.user_code))
-        .await
-        .csrf();
-    let m = mallory
-        .get(&format!("/link?code={}", auth.user_code))
-        .await
-        .csrf();
+    let a = alice.type_code(&auth.user_code).await.csrf();
+    let m = mallory.type_code(&auth.user_code).await.csrf();
     let mut futures = Vec::new();
     for i in 0..8 {
         let (browser, csrf, decision) = if i % 2 == 0 {

@@ -40,9 +40,7 @@ async fn a_clients_own_forwarded_line_is_not_believed() {
     assert_eq!(asked.status, StatusCode::OK, "{}", asked.json);
     let code = asked.json["user_code"].as_str().unwrap().to_string();
     let browser = app.signed_in_browser("forwarded@example.com").await;
-    let page = browser
-        .get_from(&format!("/link?code={code}"), "198.51.100.7")
-        .await;
+    let page = browser.type_code_from(&code, "198.51.100.7").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.contains("198.51.100.7"), "{}", page.body);
     assert!(!page.contains("6.6.6.6"), "{}", page.body);
@@ -68,7 +66,7 @@ async fn a_malformed_entry_makes_the_proxy_the_client() {
     assert_eq!(asked.status, StatusCode::OK, "{}", asked.json);
     let code = asked.json["user_code"].as_str().unwrap().to_string();
     let browser = app.signed_in_browser("malformed@example.com").await;
-    let page = browser.get(&format!("/link?code={code}")).await;
+    let page = browser.type_code(&code).await;
     assert!(page.contains("127.0.0.1"), "{}", page.body);
     assert!(!page.contains("198.51.100.9"), "{}", page.body);
     // ...and shares the proxy's limit, whatever address it put left of the

@@ -23,10 +23,7 @@ async fn wrong_codes_lock_a_session_out_until_the_window_passes() {
     let auth = app.start_device("openid").await;
     let browser = app.signed_in_browser("guess@example.com").await;
     for wrong in ["BCDF-GHJK", "BCDF-GHJL", "BCDF-GHJM"] {
-        assert_eq!(
-            browser.get(&format!("/link?code={wrong}")).await.status,
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(browser.type_code(wrong).await.status, StatusCode::NOT_FOUND);
     }
     let locked = browser.get("/link?code=BCDF-GHJN").await;
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
@@ -42,23 +39,18 @@ async fn wrong_codes_lock_a_session_out_until_the_window_passes() {
         .unwrap();
     assert!((590..=600).contains(&retry), "{retry}");
     // Even the right code waits: the lockout is not a guessing oracle.
-    let right = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let right = browser.type_code(&auth.user_code).await;
     assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
     // Another person on another session is not locked by this one.
     let other = app.signed_in_browser("other@example.com").await;
     assert_eq!(
-        other
-            .get(&format!("/link?code={}", auth.user_code))
-            .await
-            .status,
+        other.type_code(&auth.user_code).await.status,
         StatusCode::OK
     );
 
     app.clock.advance_secs(600);
     let fresh = app.start_device("openid").await;
-    let later = browser
-        .get(&format!("/link?code={}", fresh.user_code))
-        .await;
+    let later = browser.type_code(&fresh.user_code).await;
     assert_eq!(later.status, StatusCode::OK, "{}", later.body);
 }
 
@@ -133,7 +125,7 @@ async fn the_confirmation_page_warns_about_other_networks_and_old_codes() {
         .unwrap();
     let auth: DeviceAuth = reply.json().await.unwrap();
     let browser = app.signed_in_browser("phish@example.com").await;
-    let code = format!("/link?code={}", auth.user_code);
+    let code = browser.typed_path(&auth.user_code).await;
 
     let same = browser.get_from(&code, "198.51.100.99").await;
     assert_eq!(same.status, StatusCode::OK);
@@ -193,7 +185,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         .unwrap();
     let auth: DeviceAuth = reply.json().await.unwrap();
     let browser = app.signed_in_browser("proxy@example.com").await;
-    let page = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let page = browser.type_code(&auth.user_code).await;
     assert!(
         page.contains("127.0.0.1") && !page.contains("198.51.100.7"),
         "{}",
@@ -222,7 +214,7 @@ async fn an_app_can_be_barred_from_the_device_flow() {
         (StatusCode::BAD_REQUEST, "unauthorized_client")
     );
     let browser = app.signed_in_browser("barred@example.com").await;
-    let page = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let page = browser.type_code(&auth.user_code).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(page.contains("turned off linking for this app"));
     app.state
@@ -237,10 +229,7 @@ async fn an_app_can_be_barred_from_the_device_flow() {
         .await
         .unwrap();
     assert_eq!(
-        browser
-            .get(&format!("/link?code={}", auth.user_code))
-            .await
-            .status,
+        browser.type_code(&auth.user_code).await.status,
         StatusCode::OK
     );
 }

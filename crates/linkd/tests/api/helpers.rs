@@ -327,6 +327,7 @@ pub struct DeviceAuth {
     pub device_code: String,
     pub user_code: String,
     pub verification_uri: String,
+    #[serde(default)]
     pub verification_uri_complete: String,
     pub expires_in: i64,
     pub interval: i64,
@@ -488,6 +489,8 @@ impl TestApp {
                 code_flow_enabled: true,
                 refresh_enabled: true,
                 require_dpop: false,
+                prefilled_links: true,
+                same_network: None,
                 created_at: self.clock.now(),
             })
             .await
@@ -690,9 +693,29 @@ impl Browser {
         .await
     }
 
-    /// Opens the confirmation page for `code` and presses a button.
+    /// The link page's address for a code typed into its form on this
+    /// browser: with the form's `typed` token, so no number matching.
+    pub async fn typed_path(&self, code: &str) -> String {
+        let form = self.get("/link").await;
+        let token = hidden_field(&form.body, "typed").expect("the link form's typed token");
+        format!("/link?code={}&typed={}", urlencode(code), urlencode(&token))
+    }
+
+    /// Types `code` into the link page through a proxy from `ip`.
+    pub async fn type_code_from(&self, code: &str, ip: &str) -> Page {
+        let path = self.typed_path(code).await;
+        self.get_from(&path, ip).await
+    }
+
+    /// Types `code` into the link page, as a person does.
+    pub async fn type_code(&self, code: &str) -> Page {
+        let path = self.typed_path(code).await;
+        self.get(&path).await
+    }
+
+    /// Opens the confirmation page for a typed `code` and presses a button.
     pub async fn decide(&self, code: &str, decision: &str) -> Page {
-        let confirm = self.get(&format!("/link?code={}", urlencode(code))).await;
+        let confirm = self.type_code(code).await;
         assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
         let csrf = confirm.csrf();
         self.post(

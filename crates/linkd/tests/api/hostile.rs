@@ -536,10 +536,7 @@ async fn approve_and_deny_racing_on_one_code_leave_one_outcome() {
         let browser = app
             .signed_in_browser(&format!("racer{}@example.com", auth.user_code))
             .await;
-        let csrf = browser
-            .get(&format!("/link?code={}", auth.user_code))
-            .await
-            .csrf();
+        let csrf = browser.type_code(&auth.user_code).await.csrf();
         let approve_form = [
             ("csrf", csrf.as_str()),
             ("code", auth.user_code.as_str()),

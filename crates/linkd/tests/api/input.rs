@@ -122,7 +122,7 @@ async fn names_show_without_invisible_or_reordering_characters() {
     let device_code = reply.json["device_code"].as_str().unwrap().to_string();
     let browser = app.signed_in_browser("names@example.com").await;
 
-    let confirm = browser.get(&format!("/link?code={code}")).await;
+    let confirm = browser.type_code(&code).await;
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.contains("Living room TV[2J"), "{}", confirm.body);
     assert_no_invisible(&confirm.body, "the confirmation page");

@@ -339,7 +339,7 @@ async fn a_decision_on_one_instance_wakes_waiters_on_the_other() {
                 }
             }
         });
-        let confirm = browser.get(&format!("/link?code={}", auth.user_code)).await;
+        let confirm = browser.type_code(&auth.user_code).await;
         let csrf = confirm.csrf();
         let sent = Instant::now();
         let page = browser

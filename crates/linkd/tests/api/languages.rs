@@ -74,7 +74,7 @@ async fn the_whole_flow_reads_in_german() {
     assert_eq!(wrong.status, StatusCode::NOT_FOUND);
     assert!(wrong.contains("Diesen Code konnten wir nicht finden."));
 
-    let confirm = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let confirm = browser.type_code(&auth.user_code).await;
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.contains("Demo TV verbinden?"), "{}", confirm.body);
     assert!(confirm.contains("Ihre E-Mail-Adresse sehen"));

@@ -125,6 +125,8 @@ async fn a_database_outage_gets_503s_and_linkd_recovers_by_itself() {
             .contains("is now linked")
     );
     let pending = app.start_device("openid").await;
+    // The code as typed on the link page, whose form is read before the outage.
+    let link_page = browser.typed_path(&pending.user_code).await;
     let mut events = app.state.store.subscribe();
 
     // PostgreSQL shuts down: it ends every session with "terminating
@@ -149,7 +151,6 @@ async fn a_database_outage_gets_503s_and_linkd_recovers_by_itself() {
     // During the outage: the RFC 6749 JSON error on OAuth endpoints, a
     // page for people, and the process keeps serving.
     let outage_started = Instant::now();
-    let link_page = format!("/link?code={}", pending.user_code);
     let (poll, start, page, health, ready) = tokio::join!(
         app.poll(&pending.device_code),
         app.device_authorization(&[("client_id", "demo-tv")]),

@@ -82,14 +82,14 @@ async fn every_page_stays_under_30_kb_with_what_it_loads() {
     let wrong = person.get("/link?code=BCDF-GHJK").await;
     assert_eq!(wrong.status, StatusCode::NOT_FOUND);
     weighed.push(weigh(&person, "wrong code", &wrong).await);
-    let confirm = person.get(&format!("/link?code={}", auth.user_code)).await;
+    let confirm = person.type_code(&auth.user_code).await;
     assert_eq!(confirm.status, StatusCode::OK);
     weighed.push(weigh(&person, "confirm", &confirm).await);
     let result = person.approve(&auth.user_code).await;
     weighed.push(weigh(&person, "result", &result).await);
     // Used, to someone other than the person who approved it.
     let other = app.signed_in_browser("weigher-too@example.com").await;
-    let used = other.get(&format!("/link?code={}", auth.user_code)).await;
+    let used = other.type_code(&auth.user_code).await;
     assert_eq!(used.status, StatusCode::CONFLICT);
     weighed.push(weigh(&other, "used code", &used).await);
     let devices = person.get("/devices").await;

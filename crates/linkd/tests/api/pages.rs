@@ -29,8 +29,13 @@ async fn a_code_link_sends_a_stranger_to_sign_in_and_back_to_the_same_code() {
         .await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     assert_eq!(created.location(), next);
-    let confirm = browser.get(created.location()).await;
+    // A code that came in a link goes to number matching.
+    let matching = browser.get(created.location()).await;
+    assert_eq!(matching.status, StatusCode::SEE_OTHER);
+    assert!(matching.location().starts_with("/link?match="));
+    let confirm = browser.get(matching.location()).await;
     assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.contains("Which code does your device show?"));
     assert!(confirm.contains(&auth.user_code));
 
     // Signing out and in again returns to the code too.
@@ -63,16 +68,12 @@ async fn codes_are_accepted_in_any_case_with_or_without_dashes() {
         format!(" {} {} ", &plain[..4], &plain[4..]),
         format!("{}--{}", &plain[..2], &plain[2..]),
     ] {
-        let page = browser
-            .get(&format!("/link?code={}", urlencode(&typed)))
-            .await;
+        let page = browser.type_code(&typed).await;
         assert_eq!(page.status, StatusCode::OK, "{typed:?}: {}", page.body);
         assert!(page.contains(&auth.user_code));
     }
     // Approving with the code as typed works as well.
-    let confirm = browser
-        .get(&format!("/link?code={}", plain.to_lowercase()))
-        .await;
+    let confirm = browser.type_code(&plain.to_lowercase()).await;
     let csrf = confirm.csrf();
     let done = browser
         .post(
@@ -123,11 +124,11 @@ async fn wrong_malformed_and_used_codes_each_get_their_own_page() {
     browser.approve(&auth.user_code).await;
     // The person who approved it is told it is linked; anyone else that
     // the code is used.
-    let again = browser.get(&format!("/link?code={}", auth.user_code)).await;
+    let again = browser.type_code(&auth.user_code).await;
     assert_eq!(again.status, StatusCode::OK);
     assert!(again.contains("Your Demo TV is now linked"));
     let other = app.signed_in_browser("used-other@example.com").await;
-    let used = other.get(&format!("/link?code={}", auth.user_code)).await;
+    let used = other.type_code(&auth.user_code).await;
     assert_eq!(used.status, StatusCode::CONFLICT);
     assert!(used.contains("This code has already been used"));
 }
@@ -154,10 +155,7 @@ async fn forms_without_the_right_csrf_token_change_nothing() {
 
     // Another person's token does not work in this session either.
     let other = app.signed_in_browser("lee@example.com").await;
-    let their_csrf = other
-        .get(&format!("/link?code={}", auth.user_code))
-        .await
-        .csrf();
+    let their_csrf = other.type_code(&auth.user_code).await.csrf();
     let page = browser
         .post(
             "/link/decide",
@@ -196,10 +194,7 @@ async fn forms_without_the_right_csrf_token_change_nothing() {
     assert_eq!(signout.status, StatusCode::FORBIDDEN);
     // Still signed in.
     assert_eq!(
-        browser
-            .get(&format!("/link?code={}", auth.user_code))
-            .await
-            .status,
+        browser.type_code(&auth.user_code).await.status,
         StatusCode::OK
     );
     app.clock.advance_secs(5);

@@ -157,6 +157,7 @@ fn pending(id: &str, user_code: &str, expires_at: i64) -> linkd::store::DeviceAu
         expires_at,
         interval: 5,
         decided_at: None,
+        user_agent: None,
     }
 }
 
@@ -172,6 +173,8 @@ async fn with_demo_client(store: &DynStore) {
             code_flow_enabled: true,
             refresh_enabled: true,
             require_dpop: false,
+            prefilled_links: true,
+            same_network: None,
             created_at: 0,
         })
         .await

@@ -268,7 +268,7 @@ async fn logged_flow(format: &str) -> (String, Vec<String>) {
         .unwrap()
         .1
         .to_string();
-    let confirm = browser.get(&format!("/link?code={user_code}")).await;
+    let confirm = browser.type_code(&user_code).await;
     secrets.push(confirm.csrf());
     browser.approve(&user_code).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;

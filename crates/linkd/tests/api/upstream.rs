@@ -252,7 +252,10 @@ async fn a_person_signs_in_with_their_provider_and_returns_to_their_code() {
     // Back exactly where the person was: the code they opened.
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
     assert_eq!(landed.location(), next);
-    let confirm = browser.get(&next).await;
+    // The code came in a link: number matching, the code among three.
+    let matching = browser.get(&next).await;
+    assert_eq!(matching.status, StatusCode::SEE_OTHER);
+    let confirm = browser.get(matching.location()).await;
     assert!(confirm.contains(&auth.user_code), "{}", confirm.body);
     assert!(confirm.contains("ada@example.com"), "{}", confirm.body);
     let approved = browser.approve(&auth.user_code).await;

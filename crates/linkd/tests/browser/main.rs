@@ -427,16 +427,41 @@ impl Visit<'_> {
     }
 
     /// From the device's link (its QR code) to sign-in, on to "Create an
-    /// account", and back to the confirmation page with the code on it.
+    /// account", back to the number-matching page, and with the device's
+    /// code picked to the confirmation page with the code on it.
     async fn sign_up_from_the_device_link(&self, auth: &DeviceAuth, email: &str) {
         self.open(&auth.verification_uri_complete, "sign-in", 200)
             .await;
         let path = self.path().await;
         assert!(path.starts_with("/signin?next="), "{path}");
         self.click_to("a[href^='/signup']", "sign-up", 200).await;
-        self.sign_up_here(email, "confirm").await;
+        self.sign_up_here(email, "pick").await;
+        self.pick(&auth.user_code, "confirm").await;
         let shown = self.text(".code").await;
         assert_eq!(shown, auth.user_code, "the code is pre-filled");
+    }
+
+    /// On the number-matching page: three codes, the address without the
+    /// code; picks `code`.
+    async fn pick(&self, code: &str, next_page: &str) {
+        let path = self.path().await;
+        assert!(path.starts_with("/link?match="), "{path}");
+        assert!(!path.contains(&code.replace('-', "")), "{path}");
+        let choices = self
+            .chrome()
+            .execute(
+                "return document.querySelectorAll('button[name=pick]').length;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(choices, 3, "three codes to pick from");
+        self.click_to(
+            &format!("button[name=pick][value='{code}']"),
+            next_page,
+            200,
+        )
+        .await;
     }
 
     /// Fills in the sign-up form on this page and sends it.
@@ -610,15 +635,17 @@ async fn sign_in_then_back_to_the_code(v: Visit<'_>) {
         .await;
     v.alert_says("not right").await;
     v.fill("#password", PASSWORD).await;
-    v.click_to("form button[type=submit]", "confirm", 200).await;
+    v.click_to("form button[type=submit]", "pick", 200).await;
+    v.pick(&auth.user_code, "confirm").await;
     assert_eq!(v.text(".code").await, auth.user_code);
     v.click_to("form.switch button", "sign-in-again", 200).await;
     assert!(v.path().await.starts_with("/signin?signed_out=1&next="));
     assert_eq!(v.text("[role=status]").await, "You're signed out.");
     v.fill("#email", "fay@example.com").await;
     v.fill("#password", PASSWORD).await;
-    v.click_to("form button[type=submit]", "confirm-other", 200)
+    v.click_to("form button[type=submit]", "pick-other", 200)
         .await;
+    v.pick(&auth.user_code, "confirm-other").await;
     assert!(v.text("main").await.contains("fay@example.com"));
     v.click_to("button[value=approve]", "approved", 200).await;
     let tokens = v.app.poll(&auth.device_code).await;
@@ -676,6 +703,69 @@ async fn unlink_from_the_devices_page(v: Visit<'_>) {
     v.click_to("header a[href='/account']", "account", 200)
         .await;
     assert!(v.text("main").await.contains("Unlinked Demo TV"));
+}
+
+/// A code that came in a link, and the person picks a code their device
+/// does not show: the code is denied and the account page says so.
+async fn wrong_pick(v: Visit<'_>) {
+    v.app.signed_in_browser("jan@example.com").await;
+    let auth = v.app.start_device("openid").await;
+    v.open(&auth.verification_uri_complete, "sign-in", 200)
+        .await;
+    v.fill("#email", "jan@example.com").await;
+    v.fill("#password", PASSWORD).await;
+    v.click_to("form button[type=submit]", "pick", 200).await;
+    assert!(
+        v.text("main")
+            .await
+            .contains("Which code does your device show?")
+    );
+    v.tap_targets_are_big_enough("pick").await;
+    v.click_to(
+        &format!("button[name=pick]:not([value='{}'])", auth.user_code),
+        "wrong-pick",
+        200,
+    )
+    .await;
+    assert_eq!(v.heading().await, "That wasn't the device's code");
+    assert_eq!(v.app.poll(&auth.device_code).await.error(), "access_denied");
+    v.click_to("header a[href='/account']", "account-after-wrong-pick", 200)
+        .await;
+    assert!(
+        v.text("main")
+            .await
+            .contains("the code you picked was not the device's")
+    );
+}
+
+/// A short link typed with a slip and a code typed with look-alike
+/// characters (full-width letters, an en dash) reach the same code.
+async fn short_link_and_look_alikes(v: Visit<'_>) {
+    v.app.signed_in_browser("kim@example.com").await;
+    let auth = v.app.start_device("openid").await;
+    v.open("/Lnk/", "link-from-short-link", 200).await;
+    assert_eq!(v.path().await, "/link");
+    let (a, b) = auth.user_code.split_once('-').unwrap();
+    let full_width: String = a
+        .chars()
+        .map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap())
+        .collect();
+    v.fill(
+        "#code",
+        &format!("{full_width}\u{2013}{}", b.to_lowercase()),
+    )
+    .await;
+    v.click_to("form button[type=submit]", "sign-in-look-alike", 200)
+        .await;
+    v.fill("#email", "kim@example.com").await;
+    v.fill("#password", PASSWORD).await;
+    // Typed before signing in, it is still a typed code: no number matching.
+    v.click_to("form button[type=submit]", "confirm-look-alike", 200)
+        .await;
+    assert_eq!(v.text(".code").await, auth.user_code);
+    v.click_to("button[value=approve]", "approved-look-alike", 200)
+        .await;
+    assert_eq!(v.app.poll(&auth.device_code).await.status, StatusCode::OK);
 }
 
 /// The lifetime a device is told is the window to approve in: approved
@@ -849,6 +939,8 @@ async fn app_links_with_a_code(v: Visit<'_>) {
             code_flow_enabled: true,
             refresh_enabled: true,
             require_dpop: false,
+            prefilled_links: true,
+            same_network: None,
             created_at: linkd::clock::Clock::now(v.app.clock.as_ref()),
         })
         .await
@@ -1116,6 +1208,13 @@ async fn the_pages_in_a_real_browser() {
         }
         // Last on this server: it moves the server's clock past expiry.
         run(&suite, "bad-codes", &app, wrong_and_expired_codes).await;
+        // Phishing defences, on a server of their own (its sign-up limit
+        // per network is the other server's to spend).
+        if viewport.mobile {
+            let app = spawn_app().await;
+            run(&suite, "wrong-pick", &app, wrong_pick).await;
+            run(&suite, "short-link", &app, short_link_and_look_alikes).await;
+        }
 
         // Its own server: its sign-up would pass the network's hourly
         // budget (--sign-ups-per-network) on the shared one.

@@ -19,6 +19,8 @@ pub(crate) fn client(scopes: &str) -> Client {
         code_flow_enabled: true,
         refresh_enabled: true,
         require_dpop: false,
+        prefilled_links: true,
+        same_network: None,
         created_at: 0,
     }
 }
@@ -38,6 +40,7 @@ pub(crate) fn authorization(n: usize) -> DeviceAuthorization {
         expires_at: i64::MAX,
         interval: 5,
         decided_at: None,
+        user_agent: None,
     }
 }
 

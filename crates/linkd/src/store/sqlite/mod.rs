@@ -80,6 +80,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../../migrations/sqlite/0015_device_kind.sql"),
     ),
     (
+        19,
+        "phishing checks",
+        include_str!("../../../migrations/sqlite/0019_phishing_checks.sql"),
+    ),
+    (
         21,
         "dpop",
         include_str!("../../../migrations/sqlite/0021_dpop.sql"),
@@ -283,7 +288,7 @@ pub(super) async fn insert_authorizations(
         );
         for i in 0..chunk.len() {
             sql.push_str(if i == 0 { "" } else { ", " });
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         }
         sql.push_str(" ON CONFLICT DO NOTHING RETURNING id");
         let mut query = sqlx::query_scalar::<_, String>(&sql);
@@ -301,7 +306,8 @@ pub(super) async fn insert_authorizations(
                 .bind(a.created_at)
                 .bind(a.expires_at)
                 .bind(a.interval)
-                .bind(a.decided_at);
+                .bind(a.decided_at)
+                .bind(&a.user_agent);
         }
         inserted.extend(query.fetch_all(&mut *tx).await.map_err(map_sqlx)?);
     }
