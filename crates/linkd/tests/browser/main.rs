@@ -665,8 +665,10 @@ async fn unlink_from_the_devices_page(v: Visit<'_>) {
     let refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
     v.app.clock.advance_secs(60);
     let second = v.app.start_device("openid").await;
-    v.open(&second.verification_uri_complete, "confirm-second", 200)
+    // A prefilled link: the device's code is picked out of three first.
+    v.open(&second.verification_uri_complete, "pick-second", 200)
         .await;
+    v.pick(&second.user_code, "confirm-second").await;
     v.click_to("button[value=approve]", "approved-second", 200)
         .await;
     assert_eq!(v.app.poll(&second.device_code).await.status, StatusCode::OK);
