@@ -22,6 +22,7 @@ static KEYS: LazyLock<(Keys, String)> = LazyLock::new(|| {
             scope: "openid".into(),
             client_id: "demo-tv".into(),
             sid: "device".into(),
+            cnf: None,
         })
         .expect("sign");
     (keys, token)
