@@ -38,6 +38,12 @@ pub enum ChangeError {
     NoMail,
     #[error("too many passwords are being checked; try again in a moment")]
     Busy,
+    /// A first password needs a sign-in within [`RECENT_SIGN_IN`].
+    #[error("sign in again first")]
+    SignInAgain,
+    /// The operator turned local passwords off (`--no-local-passwords`).
+    #[error("passwords are not used here")]
+    PasswordsOff,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -92,6 +98,11 @@ fn activity(account: &Account, kind: ActivityKind, detail: &str, ip: IpAddr, now
     }
 }
 
+/// How long after signing in a person without a password may set one:
+/// the sign-in stands in for the current password they do not have, so a
+/// browser left signed in cannot add a way into the account.
+pub const RECENT_SIGN_IN: i64 = 600;
+
 /// A new password, the current one given: every other session ends, the
 /// account's reset links stop working, the change is recorded and a
 /// notice mailed. `session` is the browser's own session, which stays.
@@ -104,11 +115,72 @@ pub async fn change_password(
     ip: IpAddr,
     mail: &MailContext<'_>,
 ) -> Result<(), ChangeError> {
+    usable_password(ctx, new)?;
+    check_password(ctx, account, current, ip).await?;
+    store_password(
+        ctx,
+        account,
+        session,
+        new,
+        ActivityKind::PasswordChanged,
+        ip,
+        mail,
+    )
+    .await
+}
+
+/// A first password for an account that signs in only through the
+/// operator's OpenID providers: no current password to give, but the
+/// session must have begun within [`RECENT_SIGN_IN`]. Otherwise as
+/// [`change_password`].
+pub async fn set_password(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    session: &crate::store::Session,
+    new: &str,
+    ip: IpAddr,
+    mail: &MailContext<'_>,
+) -> Result<(), ChangeError> {
+    usable_password(ctx, new)?;
+    if !account.password_hash.is_empty() {
+        return Err(ChangeError::WrongPassword);
+    }
+    if session.created_at < ctx.now - RECENT_SIGN_IN {
+        return Err(ChangeError::SignInAgain);
+    }
+    store_password(
+        ctx,
+        account,
+        &session.id_hash,
+        new,
+        ActivityKind::PasswordSet,
+        ip,
+        mail,
+    )
+    .await
+}
+
+/// Local passwords are on and `new` is of a length accepted.
+fn usable_password(ctx: &Ctx<'_>, new: &str) -> Result<(), ChangeError> {
+    if ctx.config.no_local_passwords {
+        return Err(ChangeError::PasswordsOff);
+    }
     let chars = new.chars().count();
     if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&chars) {
         return Err(ChangeError::BadPassword);
     }
-    check_password(ctx, account, current, ip).await?;
+    Ok(())
+}
+
+async fn store_password(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    session: &str,
+    new: &str,
+    kind: ActivityKind,
+    ip: IpAddr,
+    mail: &MailContext<'_>,
+) -> Result<(), ChangeError> {
     let new = new.to_string();
     let hash = ctx
         .limits
@@ -127,7 +199,10 @@ pub async fn change_password(
                 subject: Text::key("mail.reset_done.subject"),
                 lines: vec![
                     Text::with(
-                        "mail.password_changed.body",
+                        match kind {
+                            ActivityKind::PasswordSet => "mail.password_set.body",
+                            _ => "mail.password_changed.body",
+                        },
                         vec![
                             ("product", mail.brand.product_name.clone()),
                             ("at", mail.lang.datetime(now)),
@@ -150,7 +225,7 @@ pub async fn change_password(
         .change_password(
             &hash,
             session,
-            &activity(account, ActivityKind::PasswordChanged, "", ip, now),
+            &activity(account, kind, "", ip, now),
             &notice,
         )
         .await?;

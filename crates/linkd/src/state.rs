@@ -49,9 +49,6 @@ pub struct Shared {
     pub brand: Arc<Brand>,
     /// The operator's OpenID providers people may sign in with.
     pub upstream: Arc<crate::upstream::Providers>,
-    /// The pages' CSP when providers are configured (their origins in
-    /// form-action, `web::headers`).
-    pub provider_csp: Option<axum::http::HeaderValue>,
     /// The stylesheet (in the brand's colours), script and logo.
     pub assets: Arc<web::assets::Assets>,
     keys: Arc<RwLock<Arc<Keys>>>,
@@ -161,7 +158,11 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         senders.push(Arc::new(webhooks));
     }
     let outbox = Arc::new(crate::outbox::Outbox::new(senders));
-    let config_providers = config.providers.clone();
+    let upstream = Arc::new(crate::upstream::Providers::new(&config.providers));
+    if !config.providers.is_empty() {
+        let providers = upstream.clone();
+        tokio::spawn(async move { providers.discover_all().await });
+    }
     let limits = Arc::new(Limits::new(&config).shared_in(&store));
     let inserter = Arc::new(crate::device_flow::Inserter::start(store.clone()));
     let polls = Arc::new(PollTracker::new(clock.now_ms()));
@@ -183,8 +184,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         outbox,
         assets: Arc::new(web::assets::Assets::new(&brand)),
         brand: Arc::new(brand),
-        provider_csp: web::headers::policy_with_providers(&config_providers),
-        upstream: Arc::new(crate::upstream::Providers::new(&config_providers)),
+        upstream,
         keys: Arc::new(RwLock::new(Arc::new(keys))),
         request_ids: RequestIds::default(),
     })))

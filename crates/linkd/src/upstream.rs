@@ -4,7 +4,11 @@
 //! provider's JWKS), and deciding which account it opens. Identities are
 //! keyed by (issuer, subject), never by email alone.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
+
+use axum::http::HeaderValue;
 
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
@@ -17,11 +21,15 @@ use crate::codes::{random_secret, secret_hash};
 use crate::config::ProviderConfig;
 use crate::ctx::Ctx;
 use crate::store::{
-    Account, Activity, ActivityKind, Identity, IdentityRemoval, StoreError, UpstreamLogin,
+    Account, Activity, ActivityKind, Identity, IdentityRemoval, PendingJoin, StoreError,
+    UpstreamLogin,
 };
 
 /// How long a person may take at the provider before coming back.
 pub const LOGIN_LIFETIME: i64 = 600;
+/// How long an offered join waits for the person to sign in to the
+/// account it is for.
+pub const JOIN_LIFETIME: i64 = 600;
 /// A provider that does not answer within this is treated as down: the
 /// person gets a page saying so instead of a hanging request.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +64,12 @@ pub enum UpstreamError {
 pub struct Providers {
     list: Vec<ProviderConfig>,
     http: reqwest::Client,
+    /// The origin of each provider's authorization endpoint as last
+    /// discovered, by provider id: where "Continue with …" leads.
+    authorization_origins: RwLock<HashMap<String, String>>,
+    /// The pages' CSP with those origins in form-action; None without
+    /// providers (`web::headers`).
+    csp: RwLock<Option<HeaderValue>>,
 }
 
 impl Providers {
@@ -68,10 +82,82 @@ impl Providers {
             .timeout(PROVIDER_TIMEOUT)
             .build()
             .unwrap_or_default();
-        Providers {
+        let providers = Providers {
             list: list.to_vec(),
             http,
+            authorization_origins: RwLock::new(HashMap::new()),
+            csp: RwLock::new(None),
+        };
+        providers.update_csp();
+        providers
+    }
+
+    /// Discovers every provider once, so that the pages' form-action
+    /// names where their authorization endpoints really are. Run in the
+    /// background at start-up: a provider that is down must not hold the
+    /// server back, and each sign-in discovers again anyway.
+    pub async fn discover_all(&self) {
+        for provider in &self.list {
+            if let Err(e) = self
+                .client(provider, &format!("{}/", provider.issuer))
+                .await
+            {
+                tracing::warn!(provider = %provider.id, error = %e, "OpenID provider discovery failed");
+            }
         }
+    }
+
+    /// The pages' Content-Security-Policy while providers are configured.
+    pub fn csp(&self) -> Option<HeaderValue> {
+        // Every response asks, polls too: no lock without providers.
+        if self.list.is_empty() {
+            return None;
+        }
+        self.csp.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The origins the sign-in forms may lead to: each provider's
+    /// discovered authorization endpoint, or its issuer's until discovery
+    /// has answered (where Google, Entra ID, Keycloak and Okta have it).
+    pub fn form_action_origins(&self) -> Vec<String> {
+        let discovered = self
+            .authorization_origins
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut origins: Vec<String> = Vec::new();
+        for provider in &self.list {
+            let origin = discovered
+                .get(&provider.id)
+                .cloned()
+                .or_else(|| tuple_origin(&provider.issuer));
+            if let Some(origin) = origin.filter(|o| !origins.contains(o)) {
+                origins.push(origin);
+            }
+        }
+        origins
+    }
+
+    /// Notes where discovery says a provider's authorization endpoint is,
+    /// and rebuilds the CSP when that moved.
+    fn found_authorization_endpoint(&self, provider: &ProviderConfig, endpoint: &str) {
+        let Some(origin) = tuple_origin(endpoint) else {
+            return;
+        };
+        let moved = {
+            let mut known = self
+                .authorization_origins
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            known.insert(provider.id.clone(), origin.clone()) != Some(origin)
+        };
+        if moved {
+            self.update_csp();
+        }
+    }
+
+    fn update_csp(&self) {
+        let policy = crate::web::headers::policy_with_form_origins(&self.form_action_origins());
+        *self.csp.write().unwrap_or_else(|e| e.into_inner()) = policy;
     }
 
     pub fn get(&self, id: &str) -> Option<&ProviderConfig> {
@@ -105,6 +191,7 @@ impl Providers {
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| UpstreamError::Unavailable(error_chain(&e)))?;
+        self.found_authorization_endpoint(provider, metadata.authorization_endpoint().as_str());
         let redirect = RedirectUrl::new(redirect_uri.to_string())
             .map_err(|e| UpstreamError::Unavailable(format!("redirect URI: {e}")))?;
         Ok(CoreClient::from_provider_metadata(
@@ -129,6 +216,13 @@ type ConfiguredClient = CoreClient<
 /// trailing slash in the configuration is a common slip.
 fn same_issuer(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// A URL's origin (scheme, host, port) as CSP writes it; None for an
+/// opaque one.
+fn tuple_origin(url: &str) -> Option<String> {
+    let origin = url::Url::parse(url).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 /// An error and its causes on one line, for logs and the outage page's
@@ -292,8 +386,8 @@ pub enum Outcome {
     /// account that asked.
     Joined,
     /// An account with this email exists and the identity may not join it
-    /// on the provider's word alone: the person signs in to it first and
-    /// adds the identity from their account page.
+    /// on the provider's word alone: the person signs in to it, and the
+    /// identity joins then ([`offer_join`], [`accept_join`]).
     ProveAccount(String),
     /// The identity belongs to another account.
     JoinedElsewhere,
@@ -413,6 +507,85 @@ async fn open(ctx: &Ctx<'_>, account_id: &str) -> Result<Outcome, UpstreamError>
     match ctx.store.get_account(account_id).await? {
         Some(a) if !a.disabled => Ok(Outcome::SignIn(a.id)),
         _ => Ok(Outcome::Disabled),
+    }
+}
+
+/// Offers to join a verified identity to the account its email belongs
+/// to (after [`Outcome::ProveAccount`]): stored until this browser signs
+/// in to that account, see [`accept_join`]. Answers the secret for the
+/// browser's cookie; None when no account has the email any more.
+pub async fn offer_join(
+    ctx: &Ctx<'_>,
+    v: &Verified,
+    email: &str,
+) -> Result<Option<String>, StoreError> {
+    let Some(account) = ctx.store.get_account_by_email(email).await? else {
+        return Ok(None);
+    };
+    let secret = random_secret(32);
+    ctx.store
+        .insert_pending_join(&PendingJoin {
+            secret_hash: secret_hash(&secret),
+            account_id: account.id,
+            provider: v.provider.clone(),
+            issuer: v.issuer.clone(),
+            subject: v.subject.clone(),
+            email: v.email.clone(),
+            created_at: ctx.now,
+            expires_at: ctx.now + JOIN_LIFETIME,
+        })
+        .await?;
+    Ok(Some(secret))
+}
+
+/// After a sign-in to `account_id` by a browser holding an offered join
+/// (`secret`): the identity joins when the offer was for this account,
+/// which is both proofs, the provider's return and the account's own
+/// sign-in, in one browser. Recorded in the activity; answers the
+/// provider's name when joined. The offer is taken whatever the outcome,
+/// so it works once.
+pub async fn accept_join(
+    ctx: &Ctx<'_>,
+    providers: &Providers,
+    secret: &str,
+    account_id: &str,
+    ip: &str,
+) -> Result<Option<String>, StoreError> {
+    let Some(join) = ctx
+        .store
+        .take_pending_join(&secret_hash(secret), ctx.now)
+        .await?
+        .filter(|j| j.account_id == account_id)
+    else {
+        return Ok(None);
+    };
+    let name = providers
+        .get(&join.provider)
+        .map_or_else(|| join.provider.clone(), |p| p.name.clone());
+    let identity = Identity {
+        issuer: join.issuer,
+        subject: join.subject,
+        account_id: account_id.to_string(),
+        provider: join.provider,
+        email: join.email.clone(),
+        joined_at: ctx.now,
+        last_used_at: ctx.now,
+    };
+    let activity = Activity {
+        account_id: account_id.to_string(),
+        kind: ActivityKind::IdentityJoined,
+        client_id: String::new(),
+        app_name: name.clone(),
+        device: join.email,
+        ip: ip.to_string(),
+        at: ctx.now,
+    };
+    match ctx.store.join_identity(&identity, &activity).await {
+        Ok(()) => Ok(Some(name)),
+        // Joined in the meantime (from another tab, or to another
+        // account by its owner): nothing to add.
+        Err(StoreError::Conflict) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -2,8 +2,11 @@
 //! by (issuer, subject); and sign-ins at those providers in progress,
 //! taken once by the person's return.
 
-use super::db::{Db, Tx, q};
-use super::{Account, Activity, Identity, IdentityRemoval, StoreResult, Timestamp, UpstreamLogin};
+use super::db::{Db, FromRow, Query, Tx, q};
+use super::{
+    Account, Activity, Identity, IdentityRemoval, PendingJoin, StoreResult, Timestamp,
+    UpstreamLogin,
+};
 
 pub(super) async fn insert_login(db: &Db, l: &UpstreamLogin) -> StoreResult<()> {
     db.execute(q(
@@ -32,15 +35,62 @@ pub(super) async fn take_login(
     state_hash: &str,
     now: Timestamp,
 ) -> StoreResult<Option<UpstreamLogin>> {
-    let mut tx = db.begin().await?;
-    let taken: Option<UpstreamLogin> = tx
-        .fetch_optional(q(
+    let taken: Option<UpstreamLogin> = take(
+        db,
+        q(
             "DELETE FROM upstream_logins WHERE state_hash = $1 RETURNING *",
             &[state_hash.into()],
-        ))
-        .await?;
-    tx.commit().await?;
+        ),
+    )
+    .await?;
     Ok(taken.filter(|l| l.expires_at > now))
+}
+
+/// The row `delete` (a `DELETE … RETURNING *` by primary key) removed:
+/// of two callers taking the same row, one gets it.
+async fn take<T: FromRow>(db: &Db, delete: Query<'_>) -> StoreResult<Option<T>> {
+    let mut tx = db.begin().await?;
+    let taken = tx.fetch_optional(delete).await?;
+    tx.commit().await?;
+    Ok(taken)
+}
+
+pub(super) async fn insert_pending_join(db: &Db, j: &PendingJoin) -> StoreResult<()> {
+    db.execute(q(
+        "INSERT INTO pending_joins (secret_hash, account_id, provider, issuer, subject, email,
+             created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            (&j.secret_hash).into(),
+            (&j.account_id).into(),
+            (&j.provider).into(),
+            (&j.issuer).into(),
+            (&j.subject).into(),
+            (&j.email).into(),
+            j.created_at.into(),
+            j.expires_at.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Deletes and returns the offered join unless it expired: of two
+/// sign-ins carrying the same secret one gets it.
+pub(super) async fn take_pending_join(
+    db: &Db,
+    secret_hash: &str,
+    now: Timestamp,
+) -> StoreResult<Option<PendingJoin>> {
+    let taken: Option<PendingJoin> = take(
+        db,
+        q(
+            "DELETE FROM pending_joins WHERE secret_hash = $1 RETURNING *",
+            &[secret_hash.into()],
+        ),
+    )
+    .await?;
+    Ok(taken.filter(|j| j.expires_at > now))
 }
 
 pub(super) async fn by_subject(

@@ -382,6 +382,15 @@ pub trait Store: Send + Sync + 'static {
         state_hash: &str,
         now: Timestamp,
     ) -> StoreResult<Option<UpstreamLogin>>;
+    /// Stores an identity waiting to be joined to an account.
+    async fn insert_pending_join(&self, join: &PendingJoin) -> StoreResult<()>;
+    /// Deletes and returns the join offered under `secret_hash`, unless it
+    /// expired at `now`; one caller gets it.
+    async fn take_pending_join(
+        &self,
+        secret_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<PendingJoin>>;
     async fn get_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<Identity>>;
     /// The account's identities, oldest first.
     async fn list_identities(&self, account_id: &str) -> StoreResult<Vec<Identity>>;

@@ -232,6 +232,21 @@ pub struct UpstreamLogin {
     pub expires_at: Timestamp,
 }
 
+/// An identity a provider vouched for, waiting for the same browser to
+/// sign in to the account its email belongs to (migration 0022).
+#[derive(Debug, Clone)]
+pub struct PendingJoin {
+    /// SHA-256 of the secret in the browser's cookie.
+    pub secret_hash: String,
+    pub account_id: String,
+    pub provider: String,
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 pub struct Session {
     /// SHA-256 of the cookie value.
@@ -404,6 +419,9 @@ pub enum ActivityKind {
     SignIn,
     /// The password was changed on the account page.
     PasswordChanged,
+    /// A first password was set on the account page (it had signed in
+    /// only through OpenID providers).
+    PasswordSet,
     /// A change of address was asked for; `app_name` holds the new one.
     EmailChangeRequested,
     /// The address changed to `app_name` (its link was confirmed).
@@ -436,6 +454,7 @@ impl ActivityKind {
             Self::NotMe => "not_me",
             Self::SignIn => "sign_in",
             Self::PasswordChanged => "password_changed",
+            Self::PasswordSet => "password_set",
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailChanged => "email_changed",
             Self::EmailVerified => "email_verified",
@@ -457,6 +476,7 @@ impl ActivityKind {
             "not_me" => Self::NotMe,
             "sign_in" => Self::SignIn,
             "password_changed" => Self::PasswordChanged,
+            "password_set" => Self::PasswordSet,
             "email_change_requested" => Self::EmailChangeRequested,
             "email_changed" => Self::EmailChanged,
             "email_verified" => Self::EmailVerified,
@@ -715,15 +735,17 @@ pub struct PurgeBefore {
 impl PurgeBefore {
     /// Each purged table with the deadline its rows' `expires_at` is held
     /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005, 0007, 0008, 0014, 0021, 0023, 0025), so a batch reads only
+    /// 0005, 0007, 0008, 0014, 0021, 0022, 0023, 0025), so a batch reads only
     /// the rows it deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 10] {
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 11] {
         [
             // Limit counters whose window or backoff is over (0025): a
             // missing row counts the same as an expired one.
             ("limit_counts", self.now),
             // Sign-ins at a provider nobody came back from (0023).
             ("upstream_logins", self.now),
+            // Joins offered that nobody signed in to take (0022).
+            ("pending_joins", self.now),
             // Mailed links, used or not, once they expired (0014).
             ("account_links", self.now),
             // Messages that failed for good, once the operator had time

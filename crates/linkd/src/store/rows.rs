@@ -169,6 +169,21 @@ impl FromRow for UpstreamLogin {
     }
 }
 
+impl FromRow for PendingJoin {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(PendingJoin {
+            secret_hash: row.text("secret_hash")?,
+            account_id: row.text("account_id")?,
+            provider: row.text("provider")?,
+            issuer: row.text("issuer")?,
+            subject: row.text("subject")?,
+            email: row.text_or_null("email")?,
+            created_at: row.int("created_at")?,
+            expires_at: row.int("expires_at")?,
+        })
+    }
+}
+
 impl FromRow for Session {
     fn from_row(row: &impl Columns) -> StoreResult<Self> {
         Ok(Session {

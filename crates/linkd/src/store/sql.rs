@@ -453,6 +453,18 @@ impl Store for SqlStore {
         identities::take_login(&self.db, state_hash, now).await
     }
 
+    async fn insert_pending_join(&self, join: &PendingJoin) -> StoreResult<()> {
+        identities::insert_pending_join(&self.db, join).await
+    }
+
+    async fn take_pending_join(
+        &self,
+        secret_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<PendingJoin>> {
+        identities::take_pending_join(&self.db, secret_hash, now).await
+    }
+
     async fn get_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<Identity>> {
         identities::by_subject(&self.db, issuer, subject).await
     }

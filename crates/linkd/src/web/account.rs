@@ -66,6 +66,7 @@ pub async fn page(
     // What the last form did, said once after its redirect.
     let done = match query_param(query.as_deref(), "done").as_deref() {
         Some("password") => Some(lang.t("account.done.password").to_string()),
+        Some("password_set") => Some(lang.t("account.done.password_set").to_string()),
         Some("sessions") => Some(lang.t("account.done.sessions").to_string()),
         Some("email") => Some(lang.t("account.done.email").to_string()),
         _ => None,
@@ -110,6 +111,7 @@ async fn account_page(
                 ActivityKind::NotMe => "activity.not_me",
                 ActivityKind::SignIn => "activity.sign_in",
                 ActivityKind::PasswordChanged => "activity.password_changed",
+                ActivityKind::PasswordSet => "activity.password_set",
                 ActivityKind::EmailChangeRequested => "activity.email_change_requested",
                 ActivityKind::EmailChanged => "activity.email_changed",
                 ActivityKind::EmailVerified => "activity.email_verified",
@@ -150,6 +152,7 @@ async fn account_page(
                         | ActivityKind::PasswordReset
                         | ActivityKind::NotMe
                         | ActivityKind::PasswordChanged
+                        | ActivityKind::PasswordSet
                         | ActivityKind::EmailChangeRequested
                         | ActivityKind::EmailChanged
                         | ActivityKind::WrongCode
@@ -184,6 +187,20 @@ async fn account_page(
         })
         .collect();
     let identities = identity_views(state, account).await?;
+    // The password section: change it, set a first one (an account that
+    // signs in through its providers only), or none while the operator
+    // has local passwords off.
+    let password_form = if state.config.no_local_passwords {
+        ""
+    } else if account.password_hash.is_empty() {
+        "set"
+    } else {
+        "change"
+    };
+    let recent_sign_in = visitor
+        .signed_in
+        .as_ref()
+        .is_some_and(|(session, _)| session.created_at >= now - account_changes::RECENT_SIGN_IN);
     render(
         state,
         visitor,
@@ -198,6 +215,8 @@ async fn account_page(
             events => events,
             synced => synced,
             identities => identities,
+            password_form => password_form,
+            recent_sign_in => recent_sign_in,
             ..extra
         },
     )
@@ -230,6 +249,14 @@ async fn form_error(
             super::signin::too_many_attempts(lang, 1),
             Some(1),
         ),
+        ChangeError::SignInAgain => (
+            StatusCode::FORBIDDEN,
+            lang.t("account.error.sign_in_again").to_string(),
+            None,
+        ),
+        ChangeError::PasswordsOff => {
+            return super::upstream::passwords_off(state, visitor, "/account");
+        }
         ChangeError::BadPassword => (
             StatusCode::BAD_REQUEST,
             lang.fmt(
@@ -294,7 +321,8 @@ fn mail_context<'a>(state: &'a AppState, visitor: &Visitor, base: &'a str) -> Ma
     }
 }
 
-/// `POST /account/password`: a new password, the current one given.
+/// `POST /account/password`: a new password, the current one given; or
+/// a first one for an account without, after a recent sign-in.
 pub async fn change_password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -306,18 +334,28 @@ pub async fn change_password(
     };
     visitor.check_csrf(form.get("csrf"))?;
     let base = state.config.issuer();
-    let result = account_changes::change_password(
-        &state.ctx(),
-        account,
-        &session.id_hash,
-        form.get("current_password").unwrap_or(""),
-        form.get("new_password").unwrap_or(""),
-        ip,
-        &mail_context(&state, &visitor, &base),
-    )
-    .await;
+    let ctx = state.ctx();
+    let mail = mail_context(&state, &visitor, &base);
+    let new = form.get("new_password").unwrap_or("");
+    let (result, done) = if account.password_hash.is_empty() {
+        let set = account_changes::set_password(&ctx, account, session, new, ip, &mail).await;
+        (set, "/account?done=password_set")
+    } else {
+        let current = form.get("current_password").unwrap_or("");
+        let changed = account_changes::change_password(
+            &ctx,
+            account,
+            &session.id_hash,
+            current,
+            new,
+            ip,
+            &mail,
+        )
+        .await;
+        (changed, "/account?done=password")
+    };
     match result {
-        Ok(()) => Ok(see_other("/account?done=password")),
+        Ok(()) => Ok(see_other(done)),
         Err(e) => form_error(&state, &visitor, account, "password", e).await,
     }
 }

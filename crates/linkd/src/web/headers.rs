@@ -12,18 +12,11 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    base-uri 'none'";
 
 /// The policy when OpenID providers are configured: "Continue with …" and
-/// "Add …" are forms answered by a redirect to the provider, which
-/// browsers hold to form-action (CSP 3 §6.3.1), so each provider's issuer
-/// origin is allowed (authorization endpoints live there at Google, Entra
-/// ID, Keycloak, Okta). None without providers: the fixed policy.
-pub fn policy_with_providers(providers: &[crate::config::ProviderConfig]) -> Option<HeaderValue> {
-    let origins: Vec<String> = providers
-        .iter()
-        .filter_map(|p| url::Url::parse(&p.issuer).ok())
-        .map(|u| u.origin())
-        .filter(|o| o.is_tuple())
-        .map(|o| o.ascii_serialization())
-        .collect();
+/// "Add …" are forms answered by a redirect to the provider's
+/// authorization endpoint, which browsers hold to form-action (CSP 3
+/// §6.3.1), so `origins` (those endpoints', `upstream::Providers`) are
+/// allowed. None without any: the fixed policy.
+pub fn policy_with_form_origins(origins: &[String]) -> Option<HeaderValue> {
     if origins.is_empty() {
         return None;
     }
@@ -43,8 +36,8 @@ pub fn allow_form_target(state: &AppState, response: &mut Response, target: &url
         return;
     }
     // On top of the providers' origins, when there are any.
-    let base = state
-        .provider_csp
+    let providers = state.upstream.csp();
+    let base = providers
         .as_ref()
         .and_then(|v| v.to_str().ok())
         .unwrap_or(CSP);
@@ -67,10 +60,10 @@ pub fn secure(state: &AppState, response: &mut Response) {
     headers.reserve(7);
     // A page that widened its form-action keeps its own policy.
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-        let policy = match &state.provider_csp {
-            Some(policy) => policy.clone(),
-            None => HeaderValue::from_static(CSP),
-        };
+        let policy = state
+            .upstream
+            .csp()
+            .unwrap_or_else(|| HeaderValue::from_static(CSP));
         headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     }
     headers.insert(

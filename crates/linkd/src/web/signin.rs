@@ -94,7 +94,7 @@ pub async fn submit(
                     at: now,
                 })
                 .await?;
-            signed_in_redirect(&state, &visitor, &account.id, &next).await
+            signed_in_redirect(&state, &visitor, &account.id, &next, ip).await
         }
         // The failure was counted when the attempt began.
         Err(SignInError::Invalid) => {
@@ -161,12 +161,14 @@ pub fn too_many_attempts(lang: crate::i18n::Lang, secs: i64) -> String {
 
 /// Starts a session for `account_id` and sends the browser on to `next`.
 /// Any previous session is ended so a session id never outlives a change
-/// of account.
+/// of account. A join offered to this browser is taken: the identity
+/// joins if it was offered for this account (`upstream::accept_join`).
 pub async fn signed_in_redirect(
     state: &AppState,
     visitor: &Visitor,
     account_id: &str,
     next: &str,
+    ip: std::net::IpAddr,
 ) -> Result<Response, PageError> {
     if let Some((old, _)) = &visitor.signed_in {
         state.store.delete_session(&old.id_hash).await?;
@@ -184,6 +186,20 @@ pub async fn signed_in_redirect(
         header::SET_COOKIE,
         set_cookie(state, &SESSION_COOKIE, &token, lifetime),
     );
+    if let Some(secret) = &visitor.pending_join {
+        crate::upstream::accept_join(
+            &state.ctx(),
+            &state.upstream,
+            secret,
+            account_id,
+            &ip.to_string(),
+        )
+        .await?;
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(state, &super::visitor::JOIN_COOKIE, "", 0),
+        );
+    }
     Ok(response)
 }
 

@@ -93,7 +93,7 @@ pub async fn submit(
     {
         Ok(account) => {
             state.outbox.wake();
-            return signed_in_redirect(&state, &visitor, &account.id, &next).await;
+            return signed_in_redirect(&state, &visitor, &account.id, &next, ip).await;
         }
         Err(SignUpError::Store(e)) => return Err(e.into()),
         Err(SignUpError::Busy) => {

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 use minijinja::context;
 
-use super::visitor::UPSTREAM_COOKIE;
+use super::visitor::{JOIN_COOKIE, UPSTREAM_COOKIE};
 use super::{
     PageError, PageForm, Visitor, cookie, query_param, render, safe_next, see_other, set_cookie,
     signin::signed_in_redirect,
@@ -134,13 +134,16 @@ pub async fn callback(
                     at: ctx.now,
                 })
                 .await?;
-            signed_in_redirect(&state, &visitor, &account_id, &verified.next).await?
+            signed_in_redirect(&state, &visitor, &account_id, &verified.next, ip).await?
         }
         Ok(Outcome::Joined) => see_other(&verified.next),
         Ok(Outcome::ProveAccount(email)) => {
+            // The provider is one proof; signing in to the account here
+            // is the other, and joins the identity (signed_in_redirect).
+            let offered = upstream::offer_join(&ctx, &verified, &email).await?;
             let name = provider_name(&state, &provider_id);
             let lang = visitor.lang;
-            render(
+            let mut page = render(
                 &state,
                 &visitor,
                 StatusCode::CONFLICT,
@@ -151,7 +154,14 @@ pub async fn callback(
                     email => email,
                     notice => lang.fmt("upstream.prove_account", &[("name", &name)]),
                 },
-            )?
+            )?;
+            if let Some(secret) = offered {
+                page.headers_mut().append(
+                    header::SET_COOKIE,
+                    set_cookie(&state, &JOIN_COOKIE, &secret, upstream::JOIN_LIFETIME),
+                );
+            }
+            page
         }
         Ok(Outcome::JoinedElsewhere) => message(
             &state,

@@ -44,6 +44,12 @@ pub const UPSTREAM_COOKIE: CookieName = CookieName {
     plain: "linkd_upstream",
     host_only: "__Host-linkd_upstream",
 };
+/// An identity waiting to join the account this browser signs in to
+/// next (`upstream::offer_join`).
+pub const JOIN_COOKIE: CookieName = CookieName {
+    plain: "linkd_join",
+    host_only: "__Host-linkd_join",
+};
 pub const CSRF_COOKIE: CookieName = CookieName {
     plain: "linkd_csrf",
     host_only: "__Host-linkd_csrf",
@@ -93,6 +99,9 @@ pub fn typed_token(csrf: &str) -> String {
 pub struct Visitor {
     pub signed_in: Option<(Session, Account)>,
     anonymous_csrf: Option<String>,
+    /// The secret of a join offered to this browser, taken by its next
+    /// sign-in.
+    pub pending_join: Option<String>,
     /// The language of the pages this visitor gets.
     pub lang: Lang,
 }
@@ -113,9 +122,13 @@ impl FromRequestParts<AppState> for Visitor {
         let anonymous_csrf = cookie(&parts.headers, CSRF_COOKIE.get(state))
             .filter(|v| v.len() == 43)
             .map(str::to_string);
+        let pending_join = cookie(&parts.headers, JOIN_COOKIE.get(state))
+            .filter(|v| v.len() == 43)
+            .map(str::to_string);
         Ok(Visitor {
             signed_in,
             anonymous_csrf,
+            pending_join,
             lang: request_lang(&parts.headers),
         })
     }

@@ -21,6 +21,7 @@ mod forwarded;
 mod hardening;
 mod hostile;
 mod input;
+mod oidc_provider;
 
 mod instances;
 mod languages;

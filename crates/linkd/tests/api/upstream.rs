@@ -3,95 +3,12 @@
 //! runs on this machine; the person goes there and back in the test's
 //! browser. Forged ID tokens come from that provider's token endpoint.
 
-use std::path::Path;
-use std::process::Stdio;
-
 use reqwest::StatusCode;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use linkd::config::ProviderConfig;
 
 use crate::helpers::*;
-
-/// The OpenID provider, as a child process.
-struct Provider {
-    issuer: String,
-    child: Child,
-}
-
-impl Provider {
-    async fn start() -> Provider {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc-provider");
-        assert!(
-            dir.join("node_modules/oidc-provider/package.json")
-                .is_file(),
-            "oidc-provider is not installed: run `npm ci` in {}",
-            dir.display()
-        );
-        // linkd's registration at the provider. A loopback redirect URI
-        // takes any port (RFC 8252 §7.3), so the test need not know
-        // linkd's port before starting the provider.
-        let clients = serde_json::json!([{
-            "client_id": "linkd",
-            "client_secret": "linkd-secret",
-            "application_type": "native",
-            "redirect_uris": ["http://127.0.0.1/signin/with/corp/callback"],
-            "token_endpoint_auth_method": "client_secret_basic",
-        }]);
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .arg(clients.to_string())
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run node (is it on PATH?): {e}"));
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the provider starts within 30 s")
-            .expect("read the provider's stdout")
-            .expect("the provider printed its issuer");
-        // Read on, so that the provider never writes to a closed pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let started: Value = serde_json::from_str(&line).expect("JSON");
-        Provider {
-            issuer: started["issuer"].as_str().expect("issuer").to_string(),
-            child,
-        }
-    }
-
-    fn config(&self, join_by_verified_email: bool) -> ProviderConfig {
-        ProviderConfig {
-            id: "corp".into(),
-            name: "Corp".into(),
-            issuer: self.issuer.clone(),
-            client_id: "linkd".into(),
-            client_secret: "linkd-secret".into(),
-            scopes: vec!["openid".into(), "email".into()],
-            email_claim: "email".into(),
-            join_by_verified_email,
-        }
-    }
-
-    /// The next token response carries an ID token forged this way.
-    async fn forge(&self, kind: &str) {
-        let done = reqwest::Client::new()
-            .post(format!("{}/forge/{kind}", self.issuer))
-            .send()
-            .await
-            .expect("forge");
-        assert_eq!(done.status(), StatusCode::NO_CONTENT);
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
+use crate::oidc_provider::Provider;
 
 async fn spawn_with(provider: &Provider, join_by_verified_email: bool, passwords: bool) -> TestApp {
     let corp = provider.config(join_by_verified_email);
@@ -455,11 +372,12 @@ async fn an_existing_account_is_joined_only_when_proved() {
     let page = sign_in_with_corp(&app, &other, "bo@example.com", "/devices").await;
     assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
     assert!(
-        page.contains("An account with this email already exists"),
+        page.contains("An account with this email already exists: sign in to it to connect Corp"),
         "{}",
         page.body
     );
     assert!(page.contains("value=\"bo@example.com\""), "{}", page.body);
+    assert!(page.body.contains("type=\"password\""), "{}", page.body);
     assert!(signed_in_as(&other).await.is_none());
     let bo_id = app
         .state
@@ -469,21 +387,60 @@ async fn an_existing_account_is_joined_only_when_proved() {
         .unwrap()
         .unwrap()
         .id;
+    let joined = || async { app.state.store.list_identities(&bo_id).await.unwrap().len() };
+    assert_eq!(joined().await, 0);
+
+    // A wrong password proves nothing; signing in to another account in
+    // that browser joins nothing and spends the offer.
+    let wrong = other
+        .sign_in("bo@example.com", "not bo's password", "/devices")
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    let eve = app.signed_in_browser("eve@example.com").await;
+    let as_eve = other
+        .sign_in("eve@example.com", "correct horse battery", "/devices")
+        .await;
+    assert_eq!(as_eve.location(), "/devices", "{}", as_eve.body);
+    let eve_id = app
+        .state
+        .store
+        .get_account_by_email("eve@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     assert!(
         app.state
             .store
-            .list_identities(&bo_id)
+            .list_identities(&eve_id)
             .await
             .unwrap()
             .is_empty()
     );
+    assert_eq!(joined().await, 0);
 
-    // Signed in with the password, the person adds Corp on /account.
-    let started = press_continue(&app, &bo, "/account", true).await;
-    let back = at_the_provider(&app, &bo, &started, "bo@example.com").await;
-    let added = visit(&bo, &back, None).await;
-    assert_eq!(added.location(), "/account", "{}", added.body);
-    let account = bo.get("/account").await;
+    // An offer the person waits too long on is gone.
+    let slow = app.browser();
+    let page = sign_in_with_corp(&app, &slow, "bo@example.com", "/devices").await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    app.clock.advance_secs(linkd::upstream::JOIN_LIFETIME + 1);
+    let late = slow
+        .sign_in("bo@example.com", "correct horse battery", "/devices")
+        .await;
+    assert_eq!(late.location(), "/devices", "{}", late.body);
+    assert_eq!(joined().await, 0);
+
+    // Both proofs in one browser: Corp's return, then bo's password. The
+    // identity joins, and the person goes where they were going.
+    let both = app.browser();
+    let page = sign_in_with_corp(&app, &both, "bo@example.com", "/devices").await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    let signed_in = both
+        .sign_in("bo@example.com", "correct horse battery", "/devices")
+        .await;
+    assert_eq!(signed_in.location(), "/devices", "{}", signed_in.body);
+    assert_eq!(joined().await, 1);
+    let account = both.get("/account").await;
     assert!(
         account
             .body
@@ -509,7 +466,6 @@ async fn an_existing_account_is_joined_only_when_proved() {
     );
 
     // Someone else's account cannot take that identity.
-    let eve = app.signed_in_browser("eve@example.com").await;
     let started = press_continue(&app, &eve, "/account", true).await;
     let back = at_the_provider(&app, &eve, &started, "bo@example.com").await;
     let taken = visit(&eve, &back, None).await;
@@ -522,6 +478,7 @@ async fn an_existing_account_is_joined_only_when_proved() {
 
     // Removed (the password is still a way in), with an activity entry.
     let identity = &app.state.store.list_identities(&bo_id).await.unwrap()[0];
+    let account = bo.get("/account").await;
     let removed = bo
         .post(
             "/account/identities/remove",
@@ -547,6 +504,27 @@ async fn an_existing_account_is_joined_only_when_proved() {
             .unwrap()
             .is_empty()
     );
+
+    // Signed in with the password, the person adds Corp again on
+    // /account.
+    let started = press_continue(&app, &bo, "/account", true).await;
+    let back = at_the_provider(&app, &bo, &started, "bo@example.com").await;
+    let added = visit(&bo, &back, None).await;
+    assert_eq!(added.location(), "/account", "{}", added.body);
+    assert_eq!(joined().await, 1);
+    let identity = &app.state.store.list_identities(&bo_id).await.unwrap()[0];
+    let account = bo.get("/account").await;
+    let removed = bo
+        .post(
+            "/account/identities/remove",
+            &[
+                ("csrf", &account.csrf()),
+                ("issuer", &identity.issuer),
+                ("subject", &identity.subject),
+            ],
+        )
+        .await;
+    assert_eq!(removed.location(), "/account", "{}", removed.body);
 
     // Where the operator joins on a verified email: an unverified one
     // still does not join, a verified one does.
@@ -613,20 +591,7 @@ async fn a_provider_outage_leaves_passwords_working_and_passwords_can_be_off() {
     assert_eq!(signed_in.location(), "/devices", "{}", signed_in.body);
 
     // Passwords off: only the provider's button, and the forms refuse.
-    let closed = spawn_on(
-        app.db.clone(),
-        Options {
-            configure: Box::new({
-                let corp = provider_config_for_down(&app);
-                move |c| {
-                    c.providers = vec![corp];
-                    c.no_local_passwords = true;
-                }
-            }),
-            ..Default::default()
-        },
-    )
-    .await;
+    let closed = spawn_without_passwords(&app, provider_config_for_down(&app)).await;
     let browser = closed.browser();
     let page = browser.get("/signin").await;
     assert!(page.contains("Continue with Corp"), "{}", page.body);
@@ -642,18 +607,239 @@ async fn a_provider_outage_leaves_passwords_working_and_passwords_can_be_off() {
             ],
         )
         .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(
-        refused.contains("Passwords aren't used here"),
-        "{}",
-        refused.body
-    );
+    refused_as_passwords_off(&refused);
     assert_eq!(browser.get("/signup").await.status, StatusCode::FORBIDDEN);
     assert!(signed_in_as(&browser).await.is_none());
+}
+
+/// A password form's answer while local passwords are off.
+fn refused_as_passwords_off(page: &Page) {
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(page.contains("Passwords aren't used here"), "{}", page.body);
+}
+
+/// A second server on `app`'s database with local passwords off and
+/// `corp` the only way in.
+async fn spawn_without_passwords(app: &TestApp, corp: ProviderConfig) -> TestApp {
+    spawn_on(
+        app.db.clone(),
+        Options {
+            configure: Box::new(move |c| {
+                c.providers = vec![corp];
+                c.no_local_passwords = true;
+            }),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// The provider's configuration as the first server had it (the provider
 /// itself is down by then).
 fn provider_config_for_down(app: &TestApp) -> ProviderConfig {
     app.state.config.providers[0].clone()
+}
+
+/// A signed-in browser asks for a fresh sign-in (`reauth`) and takes it
+/// through Corp; returns linkd's answer.
+async fn sign_in_again_with_corp(app: &TestApp, browser: &Browser, login: &str) -> Page {
+    let form = browser.get("/signin?reauth=1&next=%2Faccount").await;
+    assert!(form.contains("Continue with Corp"), "{}", form.body);
+    let started = visit(
+        browser,
+        &app.url("/signin/with/corp"),
+        Some(&[("csrf", &form.csrf()), ("next", "/account")]),
+    )
+    .await;
+    let back = at_the_provider(app, browser, &started, login).await;
+    visit(browser, &back, None).await
+}
+
+#[tokio::test]
+async fn an_account_without_a_password_sets_one_after_a_recent_sign_in() {
+    let provider = Provider::start().await;
+    let app = spawn_with(&provider, false, true).await;
+    let browser = app.browser();
+    let landed = sign_in_with_corp(&app, &browser, "di@example.com", "/account").await;
+    assert_eq!(landed.location(), "/account", "{}", landed.body);
+
+    // No current password to ask for: "Set a password", the new one only.
+    let account = browser.get("/account").await;
+    assert!(account.contains("Set a password"), "{}", account.body);
+    assert!(
+        !account.contains("Change your password"),
+        "{}",
+        account.body
+    );
+    assert!(
+        !account.body.contains("name=\"current_password\""),
+        "{}",
+        account.body
+    );
+    assert!(
+        account.contains("Your only way to sign in"),
+        "{}",
+        account.body
+    );
+    let short = browser
+        .post(
+            "/account/password",
+            &[("csrf", &account.csrf()), ("new_password", "short")],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST, "{}", short.body);
+
+    // A sign-in grown old is not enough: a browser left signed in must
+    // not add a way into the account.
+    app.clock
+        .advance_secs(linkd::account_changes::RECENT_SIGN_IN + 1);
+    let stale = browser.get("/account").await;
+    assert!(
+        stale.contains("Sign in again to set a password"),
+        "{}",
+        stale.body
+    );
+    assert!(
+        !stale.body.contains("name=\"new_password\""),
+        "{}",
+        stale.body
+    );
+    let refused = browser
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &stale.csrf()),
+                ("new_password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.contains("too old"), "{}", refused.body);
+
+    // Signed in again through Corp, the form is back and sets it.
+    let again = sign_in_again_with_corp(&app, &browser, "di@example.com").await;
+    assert_eq!(again.location(), "/account", "{}", again.body);
+    let fresh = browser.get("/account").await;
+    let set = browser
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &fresh.csrf()),
+                ("new_password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(set.location(), "/account?done=password_set", "{}", set.body);
+    let account = browser.get("/account?done=password_set").await;
+    assert!(account.contains("Your password is set"), "{}", account.body);
+    assert!(account.contains("Password set"), "{}", account.body);
+    // Now it is an ordinary password: changing it asks for it, and Corp
+    // is no longer the only way in.
+    assert!(account.contains("Change your password"), "{}", account.body);
+    assert!(account.contains("Remove Corp"), "{}", account.body);
+    let without_current = browser
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &account.csrf()),
+                ("new_password", "yet another passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        without_current.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        without_current.body
+    );
+    let by_password = app
+        .browser()
+        .sign_in("di@example.com", "a brand new passphrase", "/devices")
+        .await;
+    assert_eq!(by_password.location(), "/devices", "{}", by_password.body);
+
+    // With local passwords off there is no password section at all, the
+    // form is refused, and Corp is the only way in again.
+    let closed = spawn_without_passwords(&app, provider.config(false)).await;
+    let browser = closed.browser();
+    let landed = sign_in_with_corp(&closed, &browser, "di@example.com", "/account").await;
+    assert_eq!(landed.location(), "/account", "{}", landed.body);
+    let account = browser.get("/account").await;
+    assert!(!account.contains("Set a password"), "{}", account.body);
+    assert!(
+        !account.contains("Change your password"),
+        "{}",
+        account.body
+    );
+    assert!(
+        !account.body.contains("action=\"/account/password\""),
+        "{}",
+        account.body
+    );
+    assert!(
+        account.contains("Your only way to sign in"),
+        "{}",
+        account.body
+    );
+    let refused = browser
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &account.csrf()),
+                ("current_password", "a brand new passphrase"),
+                ("new_password", "yet another passphrase"),
+            ],
+        )
+        .await;
+    refused_as_passwords_off(&refused);
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn form_action_follows_the_discovered_authorization_endpoint() {
+    // Discovery puts the authorization endpoint on another host than the
+    // issuer (same port): the sign-in form's redirect goes there.
+    let provider =
+        Provider::start_with(serde_json::json!({ "authorization_host": "localhost" })).await;
+    let app = spawn_with(&provider, false, true).await;
+    let port = url::Url::parse(&provider.issuer).unwrap().port().unwrap();
+    let login_host = format!("http://localhost:{port}");
+    // Discovery runs in the background from start-up.
+    let mut csp = String::new();
+    for _ in 0..200 {
+        let page = app.browser().get("/signin").await;
+        csp = page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        if csp.contains(&login_host) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        csp.contains(&format!("form-action 'self' {login_host};")),
+        "{csp}"
+    );
+    assert!(!csp.contains(&provider.issuer), "{csp}");
+    let started = press_continue(&app, &app.browser(), "/", false).await;
+    assert!(
+        started
+            .location()
+            .starts_with(&format!("{login_host}/auth?")),
+        "{}",
+        started.location()
+    );
+    // The account page's "Add Corp" form too.
+    let account = app
+        .signed_in_browser("fe@example.com")
+        .await
+        .get("/account")
+        .await;
+    let csp = account.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains(&format!("form-action 'self' {login_host};")),
+        "{csp}"
+    );
+    provider.stop().await;
 }

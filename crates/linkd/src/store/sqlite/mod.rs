@@ -90,6 +90,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../../migrations/sqlite/0021_dpop.sql"),
     ),
     (
+        22,
+        "pending joins",
+        include_str!("../../../migrations/sqlite/0022_pending_joins.sql"),
+    ),
+    (
         23,
         "identities",
         include_str!("../../../migrations/sqlite/0023_identities.sql"),
