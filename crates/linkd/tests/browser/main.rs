@@ -13,6 +13,7 @@
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod upstream;
 mod webdriver;
 
 use std::cell::{Cell, RefCell};
@@ -1223,6 +1224,10 @@ async fn the_pages_in_a_real_browser() {
         if viewport.mobile {
             let app = spawn_app().await;
             run(&suite, "account", &app, account_page).await;
+        }
+        // Sign-in through an OpenID provider, on servers of its own.
+        if viewport.mobile {
+            upstream::scenarios(&suite).await;
         }
 
         // Every flow is a plain form: the same steps work with scripts off
