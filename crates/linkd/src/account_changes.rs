@@ -145,9 +145,7 @@ pub async fn set_password(
     if !account.password_hash.is_empty() {
         return Err(ChangeError::WrongPassword);
     }
-    if session.created_at < ctx.now - RECENT_SIGN_IN {
-        return Err(ChangeError::SignInAgain);
-    }
+    recently_signed_in(ctx, session)?;
     store_password(
         ctx,
         account,
@@ -158,6 +156,15 @@ pub async fn set_password(
         mail,
     )
     .await
+}
+
+/// What stands in for the current password where there is none: a
+/// session begun within [`RECENT_SIGN_IN`].
+fn recently_signed_in(ctx: &Ctx<'_>, session: &crate::store::Session) -> Result<(), ChangeError> {
+    if session.created_at < ctx.now - RECENT_SIGN_IN {
+        return Err(ChangeError::SignInAgain);
+    }
+    Ok(())
 }
 
 /// Local passwords are on and `new` is of a length accepted.
@@ -288,16 +295,22 @@ pub async fn sign_out_others(
     Ok(ended)
 }
 
-/// Deletes the account, the current password given: its sessions,
-/// devices, their tokens, its synced settings and activity go with it.
-/// The operator's log keeps that it happened.
+/// Deletes the account, the current password given (or, for an account
+/// that signs in only through OpenID providers, after a recent sign-in):
+/// its sessions, devices, their tokens, its synced settings and activity
+/// go with it. The operator's log keeps that it happened.
 pub async fn delete(
     ctx: &Ctx<'_>,
     account: &Account,
+    session: &crate::store::Session,
     password: &str,
     ip: IpAddr,
 ) -> Result<(), ChangeError> {
-    check_password(ctx, account, password, ip).await?;
+    if crate::upstream::has_password(ctx, account) {
+        check_password(ctx, account, password, ip).await?;
+    } else {
+        recently_signed_in(ctx, session)?;
+    }
     if ctx.store.delete_account(&account.id).await? {
         tracing::info!(
             account = %account.id,

@@ -197,10 +197,7 @@ async fn account_page(
     } else {
         "change"
     };
-    let recent_sign_in = visitor
-        .signed_in
-        .as_ref()
-        .is_some_and(|(session, _)| session.created_at >= now - account_changes::RECENT_SIGN_IN);
+    let recent_sign_in = recently_signed_in(state, visitor);
     render(
         state,
         visitor,
@@ -295,7 +292,11 @@ async fn form_error(
             visitor,
             status,
             "account_delete.html",
-            context! { title => lang.t("account.delete.title"), error => message },
+            context! {
+                title => lang.t("account.delete.title"),
+                error => message,
+                ..delete_proof(state, visitor, account)
+            },
         )?
     } else {
         account_page(
@@ -423,13 +424,37 @@ pub async fn delete_page(
         }
         return Ok(to_sign_in("/account/delete"));
     }
+    let Some(account) = visitor.account() else {
+        return Ok(to_sign_in("/account/delete"));
+    };
     render(
         &state,
         &visitor,
         StatusCode::OK,
         "account_delete.html",
-        context! { title => lang.t("account.delete.title") },
+        context! {
+            title => lang.t("account.delete.title"),
+            ..delete_proof(&state, &visitor, account)
+        },
     )
+}
+
+/// What deleting asks for: the password, or for an account without one a
+/// recent sign-in (`recent_sign_in` false: sign in again first).
+fn delete_proof(state: &AppState, visitor: &Visitor, account: &Account) -> Value {
+    context! {
+        password => crate::upstream::has_password(&state.ctx(), account),
+        recent_sign_in => recently_signed_in(state, visitor),
+    }
+}
+
+/// The browser's session began within `account_changes::RECENT_SIGN_IN`.
+fn recently_signed_in(state: &AppState, visitor: &Visitor) -> bool {
+    let now = state.clock.now();
+    visitor
+        .signed_in
+        .as_ref()
+        .is_some_and(|(session, _)| session.created_at >= now - account_changes::RECENT_SIGN_IN)
 }
 
 /// `POST /account/delete`: deletes the account, the password given.
@@ -439,12 +464,12 @@ pub async fn delete(
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
-    let Some(account) = visitor.account() else {
+    let Some((session, account)) = &visitor.signed_in else {
         return Ok(to_sign_in("/account/delete"));
     };
     visitor.check_csrf(form.get("csrf"))?;
     let password = form.get("password").unwrap_or("");
-    match account_changes::delete(&state.ctx(), account, password, ip).await {
+    match account_changes::delete(&state.ctx(), account, session, password, ip).await {
         Ok(()) => {
             let mut response = see_other("/account/delete?done=1");
             response.headers_mut().append(

@@ -714,7 +714,7 @@ async fn an_account_without_a_password_sets_one_after_a_recent_sign_in() {
         )
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(refused.contains("too old"), "{}", refused.body);
+    assert!(refused.contains("too long ago"), "{}", refused.body);
 
     // Signed in again through Corp, the form is back and sets it.
     let again = sign_in_again_with_corp(&app, &browser, "di@example.com").await;
@@ -841,5 +841,121 @@ async fn form_action_follows_the_discovered_authorization_endpoint() {
         csp.contains(&format!("form-action 'self' {login_host};")),
         "{csp}"
     );
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn a_join_offer_taken_by_a_burst_of_sign_ins_joins_once() {
+    let provider = Provider::start().await;
+    let app = spawn_with(&provider, false, true).await;
+    app.signed_in_browser("gus@example.com").await;
+    let offered = sign_in_with_corp(&app, &app.browser(), "gus@example.com", "/").await;
+    assert_eq!(offered.status, StatusCode::CONFLICT, "{}", offered.body);
+    let join = offered
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("linkd_join="))
+        .and_then(|v| v.split(';').next())
+        .expect("a join cookie")
+        .to_string();
+    // The same offer carried by eight sign-ins to the account at once.
+    let (csrf_cookie, csrf) = crate::burst::anonymous_form(&app, "/signin").await;
+    let cookie = format!("{csrf_cookie}; linkd_join={join}");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("email", "gus@example.com"),
+        ("password", "correct horse battery"),
+        ("next", "/"),
+    ];
+    let requests = (0..8)
+        .map(|_| (None, crate::burst::post("/signin", &cookie, &form)))
+        .collect();
+    let answers = crate::burst::burst(&app, requests).await;
+    // Each is signed in (or told to wait for a hashing slot); none fails.
+    assert!(
+        answers.iter().all(|a| a.status == 303 || a.status == 429),
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert!(
+        crate::burst::count(&answers, 303) >= 1,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    let gus = app
+        .state
+        .store
+        .get_account_by_email("gus@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        app.state
+            .store
+            .list_identities(&gus.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let joins = app
+        .state
+        .store
+        .list_activity(&gus.id, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == linkd::store::ActivityKind::IdentityJoined)
+        .count();
+    assert_eq!(joins, 1);
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_without_a_password_is_deleted_after_a_recent_sign_in() {
+    let provider = Provider::start().await;
+    let app = spawn_with(&provider, false, true).await;
+    let browser = app.browser();
+    let landed = sign_in_with_corp(&app, &browser, "hal@example.com", "/account").await;
+    assert_eq!(landed.location(), "/account", "{}", landed.body);
+
+    // Grown old, the sign-in does not stand in for a password.
+    app.clock
+        .advance_secs(linkd::account_changes::RECENT_SIGN_IN + 1);
+    let stale = browser.get("/account/delete").await;
+    assert!(
+        stale.contains("Sign in again to delete your account"),
+        "{}",
+        stale.body
+    );
+    assert!(!stale.body.contains("type=\"password\""), "{}", stale.body);
+    let refused = browser
+        .post(
+            "/account/delete",
+            &[("csrf", &browser.get("/account").await.csrf())],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.contains("too long ago"), "{}", refused.body);
+    assert_eq!(app.state.store.list_accounts().await.unwrap().len(), 1);
+
+    // Signed in again, the button alone deletes it: no password to ask.
+    let again = sign_in_again_with_corp(&app, &browser, "hal@example.com").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    let page = browser.get("/account/delete").await;
+    assert!(page.contains("Delete my account"), "{}", page.body);
+    assert!(!page.body.contains("type=\"password\""), "{}", page.body);
+    let deleted = browser
+        .post("/account/delete", &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(
+        deleted.location(),
+        "/account/delete?done=1",
+        "{}",
+        deleted.body
+    );
+    assert!(app.state.store.list_accounts().await.unwrap().is_empty());
     provider.stop().await;
 }
