@@ -144,6 +144,13 @@ pub struct Config {
     )]
     pub verification_mails_per_account: u32,
 
+    /// Distinct accounts whose "I didn't start this" reports within an
+    /// hour name one requesting network (IPv4 /24, IPv6 /56) before it is
+    /// blocked for an hour: its pending codes denied, new ones refused
+    /// (0: reports never block).
+    #[arg(long, env = "LINKD_NETWORK_BLOCK_REPORTS", default_value_t = 3)]
+    pub network_block_reports: u32,
+
     /// Password-reset requests from one network per hour (0: no limit).
     #[arg(long, env = "LINKD_PASSWORD_RESETS_PER_NETWORK", default_value_t = 10)]
     pub password_resets_per_network: u32,
@@ -513,6 +520,7 @@ impl Config {
             password_resets_per_email: 3,
             password_resets_per_network: 10,
             verification_mails_per_account: 3,
+            network_block_reports: 3,
             sync_max_document_bytes: 64 * 1024,
             sync_max_documents: 1000,
             sync_tombstone_retention: 30 * 86_400,
@@ -729,6 +737,7 @@ pub fn describe(c: &Config) -> String {
             "verification_mails_per_account",
             c.verification_mails_per_account.to_string(),
         ),
+        ("network_block_reports", c.network_block_reports.to_string()),
         ("trusted_proxies", proxies.join(",")),
         ("client_ip_header", c.client_ip_header.clone()),
         ("tls_cert", opt(&c.tls_cert)),

@@ -531,13 +531,24 @@ pub async fn decide_as(
             outbox: Vec::new(),
         }
     };
-    if store
-        .decide_device_authorization_recorded(&pending.auth.id, approve, &account.id, now, &record)
-        .await?
-    {
-        if !record.outbox.is_empty() {
+    let decided = if decision == Decision::Report {
+        crate::phishing::report(ctx, &pending, account, ip, record).await?
+    } else {
+        let decided = store
+            .decide_device_authorization_recorded(
+                &pending.auth.id,
+                approve,
+                &account.id,
+                now,
+                &record,
+            )
+            .await?;
+        if decided && !record.outbox.is_empty() {
             ctx.outbox.wake();
         }
+        decided
+    };
+    if decided {
         crate::telemetry::authorization(if approve { "approved" } else { "denied" });
         // The decision is committed. Events only wake waiters up, so a lost
         // one delays the device to its next poll and must not turn the

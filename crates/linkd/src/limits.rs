@@ -479,6 +479,8 @@ pub struct Limits {
     pub hashing: crate::hashing::HashPool,
     /// Code lookups that reached the store, for `/metrics` and tests.
     pub code_lookups: std::sync::atomic::AtomicU64,
+    /// Requesting networks blocked by reports ("I didn't start this").
+    pub blocked_networks: crate::phishing::BlockedNetworks,
     /// The store that counts the security limits for every instance, when
     /// there are several.
     shared: Option<DynStore>,
@@ -526,6 +528,7 @@ impl Limits {
                 std::time::Duration::from_millis(c.password_hash_wait_ms),
             ),
             code_lookups: std::sync::atomic::AtomicU64::new(0),
+            blocked_networks: crate::phishing::BlockedNetworks::default(),
             shared: None,
         }
     }

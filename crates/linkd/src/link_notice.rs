@@ -16,7 +16,7 @@ use crate::store::{
     Account, AccountLink, Activity, ActivityKind, DecisionRecord, GrantRef, LinkPurpose,
     LinkedDevice, NotMeReport, OutboxKind, StoreError, Timestamp,
 };
-use crate::webhooks::{Event, UnlinkReason};
+use crate::webhooks::{Event, ReportVia, UnlinkReason};
 
 /// How long a "This wasn't me" link works: long enough for a person back
 /// from a week away to still act on the mail.
@@ -234,6 +234,33 @@ pub async fn report(ctx: &Ctx<'_>, token: &str, ip: &str) -> Result<Reported, No
         .iter()
         .map(|d| Event::device_unlinked(d, UnlinkReason::NotMe, ip, ctx.now).to_outbox())
         .collect();
+    // The operator hears of it as of a code reported on the confirmation
+    // page (`link.reported`), with where the code was asked for from.
+    let requested_ip = match (&reported.device, grant) {
+        (Some(device), _) => Some(device.linked_ip.clone()),
+        (None, GrantRef::DeviceAuthorization(id)) => ctx
+            .store
+            .get_device_authorization(id)
+            .await?
+            .map(|a| a.requested_ip),
+        (None, GrantRef::AuthorizationCode(_)) => None,
+    };
+    let requesting_network = requested_ip
+        .as_deref()
+        .and_then(|ip| ip.parse().ok())
+        .map(crate::phishing::requesting_network);
+    let event = Event::link_reported(
+        &crate::webhooks::Report {
+            account_id: &reported.account.id,
+            client_id: &reported.client_id,
+            app_name: &reported.app,
+            requesting_ip: requested_ip.as_deref(),
+            requesting_network: requesting_network.as_deref(),
+            reporting_ip: ip,
+            via: ReportVia::Mail,
+        },
+        ctx.now,
+    );
     let done = ctx
         .store
         .report_not_me(&NotMeReport {
@@ -242,12 +269,14 @@ pub async fn report(ctx: &Ctx<'_>, token: &str, ip: &str) -> Result<Reported, No
             device_id: &reported.device_id,
             activity: &activity,
             outbox: &unlinked,
+            reported: &[event.to_outbox()],
         })
         .await?;
     if !done {
         return Err(NotMeError::Invalid);
     }
     ctx.outbox.wake();
+    crate::telemetry::link_reported("mail", false);
     tracing::info!(
         account = %reported.account.id,
         client_id = %reported.client_id,

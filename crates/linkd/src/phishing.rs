@@ -1,9 +1,13 @@
 //! Device-code phishing defences (issue 22; draft-ietf-oauth-cross-device-
 //! security §6): a code that arrives inside a link is confirmed by number
-//! matching, and the confirmation page states, and an app may require,
-//! how near the device is to the person.
+//! matching; the confirmation page states, and an app may require, how
+//! near the device is to the person; and "I didn't start this" reports a
+//! code, and blocks a requesting network that reports keep naming.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -11,8 +15,13 @@ use sha2::{Digest, Sha256};
 
 use crate::codes::UserCode;
 use crate::ctx::Ctx;
+use crate::device_flow::PendingAuthorization;
 use crate::limits::same_network;
-use crate::store::{Client, SameNetwork, StoreResult};
+use crate::store::{
+    Account, BlockRule, Client, DecisionRecord, Event, LinkReport, NetworkBlock, SameNetwork,
+    Store, StoreResult, Timestamp,
+};
+use crate::webhooks::{self, ReportVia};
 
 /// How many codes a person picks from: the device's and two decoys. One
 /// in three is the chance of a blind pick; a wrong pick ends the code.
@@ -125,6 +134,197 @@ impl Proximity {
     /// rule; with one, only from the device's network.
     pub fn allows_approval(&self) -> bool {
         self.required.is_none() || self.same_network == Some(true)
+    }
+}
+
+/// How far back reports count towards a block, in seconds.
+pub const REPORT_WINDOW_SECS: i64 = 3600;
+/// How long a block lasts, in seconds: no shorter than the window, so
+/// the reports behind a block have stopped counting when it ends.
+pub const BLOCK_SECS: i64 = 3600;
+/// Reports one account may have counted towards blocks per window; past
+/// them its reports still deny their codes. With distinct accounts
+/// counted, one person (or one attacker's account) cannot block a
+/// network alone, nor spread blocks over many (SECURITY.md).
+pub const REPORTS_PER_ACCOUNT: u32 = 3;
+/// How often an instance re-reads the blocks every instance made.
+const REREAD_BLOCKS: Duration = Duration::from_secs(5);
+
+/// The network a report names: the device's address under the default
+/// same-network rule (an IPv4 /24, an IPv6 /56), the addresses one home
+/// or office is likely to ask from.
+pub fn requesting_network(ip: IpAddr) -> String {
+    SameNetwork::DEFAULT.prefix(ip)
+}
+
+/// The operator's rule (`--network-block-reports`).
+pub fn block_rule(config: &crate::Config) -> BlockRule {
+    BlockRule {
+        threshold: config.network_block_reports,
+        per_account: REPORTS_PER_ACCOUNT,
+        window: REPORT_WINDOW_SECS,
+        block_secs: BLOCK_SECS,
+    }
+}
+
+/// "I didn't start this" on a pending code: it is denied with `record`
+/// (the person's activity), the report is stored and sent to the
+/// operator (`link.reported`), and when it is the report that makes the
+/// requesting network cross the threshold, the network is blocked: its
+/// pending codes denied (their devices get `access_denied`), new ones
+/// refused until the block ends, and `network.blocked` sent once. False
+/// when the code was no longer pending.
+pub async fn report(
+    ctx: &Ctx<'_>,
+    pending: &PendingAuthorization,
+    account: &Account,
+    reporting_ip: &str,
+    mut record: DecisionRecord,
+) -> StoreResult<bool> {
+    let device_ip = pending.auth.requested_ip.parse::<IpAddr>().ok();
+    let browser_ip = reporting_ip.parse::<IpAddr>().ok();
+    // Stored addresses are ones linkd parsed; a row that does not parse
+    // is reported under its text and blocks nothing.
+    let network = device_ip.map_or_else(|| pending.auth.requested_ip.clone(), requesting_network);
+    // A person on the device's own network is in the room with it, and so
+    // may be whoever asked for it: such a report denies the code but does
+    // not count towards blocking the network it came from.
+    let eligible = match (device_ip, browser_ip) {
+        (Some(device), Some(browser)) => !SameNetwork::DEFAULT.holds(device, browser),
+        _ => false,
+    };
+    record.outbox.push(
+        webhooks::Event::link_reported(
+            &webhooks::Report {
+                account_id: &account.id,
+                client_id: &pending.client.client_id,
+                app_name: &pending.client.name,
+                requesting_ip: Some(&pending.auth.requested_ip),
+                requesting_network: device_ip.is_some().then_some(network.as_str()),
+                reporting_ip,
+                via: ReportVia::Confirmation,
+            },
+            ctx.now,
+        )
+        .to_outbox(),
+    );
+    let in_network = |requested: &str| {
+        requested
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| device_ip.is_some_and(|d| SameNetwork::DEFAULT.holds(d, ip)))
+    };
+    let blocked_event = |reports: i64, until: Timestamp| {
+        webhooks::Event::network_blocked(&network, reports, until, ctx.now).to_outbox()
+    };
+    let outcome = ctx
+        .store
+        .report_device_authorization(
+            &pending.auth.id,
+            &account.id,
+            ctx.now,
+            &record,
+            &LinkReport {
+                network: &network,
+                client_id: &pending.client.client_id,
+                reporting_ip,
+                eligible,
+                rule: block_rule(ctx.config),
+                in_network: &in_network,
+                blocked_event: &blocked_event,
+            },
+        )
+        .await?;
+    let Some(outcome) = outcome else {
+        return Ok(false);
+    };
+    ctx.outbox.wake();
+    crate::telemetry::link_reported("confirmation", outcome.counted);
+    tracing::info!(
+        account = %account.id,
+        client_id = %pending.client.client_id,
+        network = %network,
+        counted = outcome.counted,
+        "a person reported a code they did not start"
+    );
+    if let Some(block) = &outcome.blocked {
+        crate::telemetry::network_blocked();
+        ctx.limits.blocked_networks.note(block);
+        tracing::warn!(
+            network = %block.network,
+            reports = block.reports,
+            until = block.until,
+            denied = outcome.denied.len(),
+            "reports blocked a requesting network"
+        );
+    }
+    // The devices of the denied codes hear it at their next poll; a
+    // device waiting on its poll hears it now (a lost wake-up only
+    // delays it to that poll).
+    for id in &outcome.denied {
+        let event = Event::Decided {
+            authorization_id: id.clone(),
+        };
+        if let Err(e) = ctx.store.publish(event).await {
+            tracing::warn!(error = %e, "could not publish a denial");
+            break;
+        }
+    }
+    Ok(true)
+}
+
+/// The blocks in force, as this instance last read them from the store:
+/// new device authorizations from a blocked network are refused until
+/// its block ends. Re-read every few seconds, so that a block made on
+/// another instance (or before a restart) holds here too, at the cost of
+/// one small query per interval rather than one per request.
+#[derive(Default)]
+pub struct BlockedNetworks {
+    seen: Mutex<Option<(Instant, HashMap<String, Timestamp>)>>,
+}
+
+impl BlockedNetworks {
+    /// Until when `ip`'s network is blocked at `now`, if it is.
+    pub async fn blocked_until(
+        &self,
+        store: &dyn Store,
+        ip: IpAddr,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        let network = requesting_network(ip);
+        let cached = self
+            .lock()
+            .as_ref()
+            .filter(|(read_at, _)| read_at.elapsed() < REREAD_BLOCKS)
+            .map(|(_, blocks)| blocks.get(&network).copied());
+        let until = match cached {
+            Some(until) => until,
+            None => {
+                let blocks: HashMap<String, Timestamp> = store
+                    .network_blocks(now)
+                    .await?
+                    .into_iter()
+                    .map(|b| (b.network, b.until))
+                    .collect();
+                let until = blocks.get(&network).copied();
+                *self.lock() = Some((Instant::now(), blocks));
+                until
+            }
+        };
+        Ok(until.filter(|until| *until > now))
+    }
+
+    /// A block this instance made holds here at once.
+    pub fn note(&self, block: &NetworkBlock) {
+        if let Some((_, blocks)) = self.lock().as_mut() {
+            blocks.insert(block.network.clone(), block.until);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, HashMap<String, Timestamp>)>> {
+        // A panic while holding it left a map, which is still usable.
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

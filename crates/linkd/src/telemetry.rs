@@ -195,6 +195,18 @@ pub fn authorization(outcome: &'static str) {
     metrics::counter!("linkd_device_authorizations_total", "outcome" => outcome).increment(1);
 }
 
+/// A person said they did not start a link (`via`: confirmation or mail);
+/// `counted`: whether it counts towards blocking the requesting network.
+pub fn link_reported(via: &'static str, counted: bool) {
+    let counted = if counted { "true" } else { "false" };
+    metrics::counter!("linkd_link_reports_total", "via" => via, "counted" => counted).increment(1);
+}
+
+/// Reports blocked a requesting network.
+pub fn network_blocked() {
+    metrics::counter!("linkd_network_blocks_total").increment(1);
+}
+
 pub fn tokens_issued(grant: &'static str) {
     metrics::counter!("linkd_tokens_issued_total", "grant" => grant).increment(1);
 }

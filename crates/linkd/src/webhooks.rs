@@ -127,15 +127,39 @@ pub struct Event {
     pub data: Value,
 }
 
+/// Where a person said they did not start a link (`data.via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportVia {
+    /// "I didn't start this" on the confirmation page: the code is denied.
+    Confirmation,
+    /// "This wasn't me" in the mail that told them a device was linked:
+    /// the device is unlinked.
+    Mail,
+}
+
+impl ReportVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmation => "confirmation",
+            Self::Mail => "mail",
+        }
+    }
+}
+
 /// A "this wasn't me" report, for [`Event::link_reported`].
 #[derive(Debug, Clone)]
 pub struct Report<'a> {
     pub account_id: &'a str,
     pub client_id: &'a str,
-    /// The network (address or IPv6 /64) the code was requested from.
-    pub requesting_network: &'a str,
-    /// The network of the browser that reported it.
-    pub reporting_network: &'a str,
+    pub app_name: &'a str,
+    /// The address the code was requested from, when known.
+    pub requesting_ip: Option<&'a str>,
+    /// Its network (`phishing::requesting_network`): what reports count
+    /// against.
+    pub requesting_network: Option<&'a str>,
+    /// The address of the browser that reported it.
+    pub reporting_ip: &'a str,
+    pub via: ReportVia,
 }
 
 impl Event {
@@ -196,21 +220,30 @@ impl Event {
 
     /// `link.reported`: a person said they did not start a link.
     pub fn link_reported(report: &Report<'_>, now: Timestamp) -> Event {
+        let reporting_network = report
+            .reporting_ip
+            .parse()
+            .map(crate::phishing::requesting_network)
+            .ok();
         Event::new(
             EventType::LinkReported,
             now,
             json!({
                 "account_id": report.account_id,
                 "client_id": report.client_id,
+                "app_name": report.app_name,
+                "via": report.via.as_str(),
+                "requesting_ip": report.requesting_ip,
                 "requesting_network": report.requesting_network,
-                "reporting_network": report.reporting_network,
+                "reporting_ip": report.reporting_ip,
+                "reporting_network": reporting_network,
             }),
         )
     }
 
     /// `network.blocked`: `network` had `reports` reports and its codes are
     /// refused until `until`.
-    pub fn network_blocked(network: &str, reports: u32, until: Timestamp, now: Timestamp) -> Event {
+    pub fn network_blocked(network: &str, reports: i64, until: Timestamp, now: Timestamp) -> Event {
         Event::new(
             EventType::NetworkBlocked,
             now,

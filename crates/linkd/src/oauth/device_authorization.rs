@@ -42,6 +42,17 @@ pub async fn handle(
             "this app may not use the device flow; its operator turned it off",
         ));
     }
+    // Reports blocked this network ("I didn't start this", SECURITY.md):
+    // no new codes from it until the block ends.
+    if let Some(until) = state
+        .limits
+        .blocked_networks
+        .blocked_until(state.store.as_ref(), ip, now)
+        .await?
+    {
+        telemetry::rate_limited("reported_network");
+        return Err(OAuthError::network_blocked(until - now));
+    }
     // Both limits in one step, after the app is known, so that the
     // shared counters cost one round trip (SECURITY.md, "Several
     // instances"); taken before the authorization is made.

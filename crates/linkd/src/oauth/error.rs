@@ -115,6 +115,15 @@ impl OAuthError {
         e.retry_after = Some(retry_after.max(1) as u64);
         e
     }
+    /// A network that reports blocked ("I didn't start this"): 429 with
+    /// Retry-After until the block ends.
+    pub fn network_blocked(retry_after: i64) -> Self {
+        let mut e = Self::too_many_requests(retry_after);
+        e.description = "people reported codes from this network as not theirs; \
+                         new codes are refused for a while"
+            .into();
+        e
+    }
     pub fn unavailable() -> Self {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -129,10 +129,11 @@ pub(super) async fn decide(
     Ok(done == 1)
 }
 
-const DECIDE: &str = "UPDATE device_authorizations SET state = $1, account_id = $2, decided_at = $3
+pub(super) const DECIDE: &str =
+    "UPDATE device_authorizations SET state = $1, account_id = $2, decided_at = $3
      WHERE id = $4 AND state = 'pending' AND expires_at > $3";
 
-fn decide_args<'a>(
+pub(super) fn decide_args<'a>(
     id: &'a str,
     approve: bool,
     account_id: &'a str,

@@ -182,6 +182,7 @@ pub(super) async fn report_not_me(db: &Db, report: &NotMeReport<'_>) -> StoreRes
     if super::devices::revoke_in(&mut tx, report.device_id, Some(account_id), now).await? {
         super::outbox::insert(&mut tx, report.outbox).await?;
     }
+    super::outbox::insert(&mut tx, report.reported).await?;
     tx.execute(q(
         "DELETE FROM consents WHERE account_id = $1 AND client_id = $2",
         &[account_id.into(), (&activity.client_id).into()],

@@ -26,6 +26,7 @@ mod poll_cache;
 pub use poll_cache::PollReads;
 pub mod postgres;
 mod purge;
+mod reports;
 mod rows;
 mod sql;
 pub mod sqlite;
@@ -268,6 +269,23 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         record: &DecisionRecord,
     ) -> StoreResult<bool>;
+    /// "I didn't start this": the code denied as
+    /// [`Store::decide_device_authorization_recorded`] denies it, with
+    /// `record`, and the report stored with it; when the report is the
+    /// one that makes the requesting network cross `report.rule`'s
+    /// threshold, the network is blocked in the same transaction, its
+    /// pending codes denied and the block's event written. `None` (nothing
+    /// written) when the code was no longer pending.
+    async fn report_device_authorization(
+        &self,
+        id: &str,
+        account_id: &str,
+        now: Timestamp,
+        record: &DecisionRecord,
+        report: &LinkReport<'_>,
+    ) -> StoreResult<Option<ReportOutcome>>;
+    /// The network blocks in force at `now`.
+    async fn network_blocks(&self, now: Timestamp) -> StoreResult<Vec<NetworkBlock>>;
     /// approved → redeemed, deciding on the row it updates: only while it
     /// is approved and its deadline is after `deadline_after` (the caller
     /// allows an approved code a grace period past its deadline), for the

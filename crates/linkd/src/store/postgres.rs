@@ -80,6 +80,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../migrations/postgres/0019_phishing_checks.sql"),
     ),
     (
+        20,
+        "link reports",
+        include_str!("../../migrations/postgres/0020_link_reports.sql"),
+    ),
+    (
         21,
         "dpop",
         include_str!("../../migrations/postgres/0021_dpop.sql"),

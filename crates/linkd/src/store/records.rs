@@ -65,6 +65,25 @@ impl SameNetwork {
         }
     }
 
+    /// The network `ip` lies in under this rule, written as a prefix
+    /// (`192.0.2.0/24`, `2001:db8:0:1200::/56`): what [`Self::holds`]
+    /// compares, as one value.
+    pub fn prefix(&self, ip: std::net::IpAddr) -> String {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        match ip.to_canonical() {
+            IpAddr::V4(a) => {
+                let bits = u32::from(self.v4.min(32));
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                format!("{}/{bits}", Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) => {
+                let bits = u32::from(self.v6.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                format!("{}/{bits}", Ipv6Addr::from(u128::from(a) & mask))
+            }
+        }
+    }
+
     /// `24,56` (or `24/56`): the IPv4 and IPv6 prefix lengths.
     pub fn parse(text: &str) -> Result<SameNetwork, String> {
         let (v4, v6) = text
@@ -581,6 +600,8 @@ pub struct NotMeReport<'a> {
     /// Written only if the device was linked until now (the
     /// `device.unlinked` webhook event).
     pub outbox: &'a [OutboxMessage],
+    /// Written with the report in any case (the `link.reported` event).
+    pub reported: &'a [OutboxMessage],
 }
 
 /// What an outbox message is, which decides who delivers it (outbox.rs).
@@ -735,10 +756,13 @@ pub struct PurgeBefore {
 impl PurgeBefore {
     /// Each purged table with the deadline its rows' `expires_at` is held
     /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005, 0007, 0008, 0014, 0021, 0022, 0023, 0025), so a batch reads only
-    /// the rows it deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 11] {
+    /// 0005, 0007, 0008, 0014, 0020, 0021, 0022, 0023, 0025), so a batch
+    /// reads only the rows it deletes.
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 13] {
         [
+            // Reports past their window, and blocks that ended (0020).
+            ("link_reports", self.now),
+            ("network_blocks", self.now),
             // Limit counters whose window or backoff is over (0025): a
             // missing row counts the same as an expired one.
             ("limit_counts", self.now),
@@ -882,3 +906,59 @@ pub enum RedeemOutcome {
 /// still exists), what to write, or `None` to decline.
 pub type PrepareRedemption<'a> =
     dyn FnMut(&DeviceAuthorization, Option<&Account>) -> Option<Redemption> + Send + 'a;
+
+/// When reports block a requesting network (`--network-block-reports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRule {
+    /// Distinct accounts whose reports within `window` block a network;
+    /// 0 never blocks.
+    pub threshold: u32,
+    /// Reports one account may have counted within `window`; past it, a
+    /// report still denies its code but counts towards no block.
+    pub per_account: u32,
+    /// How far back reports count, in seconds.
+    pub window: i64,
+    /// How long a block lasts, in seconds. At least `window`, so that the
+    /// reports behind one block have stopped counting when it ends.
+    pub block_secs: i64,
+}
+
+/// "I didn't start this", as the store carries it out in one transaction
+/// with the denial of the code (`Store::report_device_authorization`).
+pub struct LinkReport<'a> {
+    /// The requesting network (the device's address prefix).
+    pub network: &'a str,
+    pub client_id: &'a str,
+    /// The reporting browser's address.
+    pub reporting_ip: &'a str,
+    /// False when the report cannot count towards a block at all (the
+    /// person is on the device's own network).
+    pub eligible: bool,
+    pub rule: BlockRule,
+    /// Whether a pending code's requested address lies in `network`.
+    pub in_network: &'a (dyn Fn(&str) -> bool + Send + Sync),
+    /// The `network.blocked` event for a block after so many accounts'
+    /// reports, until the given time.
+    pub blocked_event: &'a (dyn Fn(i64, Timestamp) -> OutboxMessage + Send + Sync),
+}
+
+/// What a report did beyond denying its code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// Whether it counted towards a block.
+    pub counted: bool,
+    /// The block it started, if it was the one that crossed the threshold.
+    pub blocked: Option<NetworkBlock>,
+    /// The ids of the network's pending codes the block denied.
+    pub denied: Vec<String>,
+}
+
+/// A requesting network whose codes are refused until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkBlock {
+    pub network: String,
+    /// The distinct accounts' reports that led to it.
+    pub reports: i64,
+    pub blocked_at: Timestamp,
+    pub until: Timestamp,
+}

@@ -372,3 +372,14 @@ impl FromRow for AccountLink {
         })
     }
 }
+
+impl FromRow for NetworkBlock {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(NetworkBlock {
+            network: row.text("network")?,
+            reports: row.int("reports")?,
+            blocked_at: row.int("blocked_at")?,
+            until: row.int("expires_at")?,
+        })
+    }
+}

@@ -324,6 +324,28 @@ impl Store for SqlStore {
         Ok(decided)
     }
 
+    async fn report_device_authorization(
+        &self,
+        id: &str,
+        account_id: &str,
+        now: Timestamp,
+        record: &DecisionRecord,
+        report: &LinkReport<'_>,
+    ) -> StoreResult<Option<ReportOutcome>> {
+        let outcome = reports::report(&self.db, id, account_id, now, record, report).await?;
+        if let Some(outcome) = &outcome {
+            self.forget_polled(id, true);
+            for denied in &outcome.denied {
+                self.forget_polled(denied, true);
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn network_blocks(&self, now: Timestamp) -> StoreResult<Vec<NetworkBlock>> {
+        reports::active_blocks(&self.db, now).await
+    }
+
     async fn redeem_device_authorization(
         &self,
         id: &str,

@@ -310,9 +310,11 @@ pub async fn pick(
             }
         }
         (None, Some("deny")) => Decision::Deny,
+        (None, Some("report")) => Decision::Report,
         _ => return Err(PageError::BadRequest(Text::key("confirm.pick_choose"))),
     };
     match entry.decide_as(code, decision, account, visitor.lang).await {
+        Ok(pending) if decision == Decision::Report => reported_page(&state, &visitor, &pending),
         Ok(pending) if decision == Decision::WrongPick => {
             crate::telemetry::authorization("wrong_pick");
             let lang = visitor.lang;
@@ -569,6 +571,29 @@ fn result_page(
     )
 }
 
+/// After "I didn't start this": the code is denied and reported; the page
+/// says so and what to make of whoever sent the code.
+fn reported_page(
+    state: &AppState,
+    visitor: &Visitor,
+    pending: &PendingAuthorization,
+) -> Result<Response, PageError> {
+    let lang = visitor.lang;
+    let heading = lang.fmt("result.reported.heading", &[("app", &pending.client.name)]);
+    render(
+        state,
+        visitor,
+        StatusCode::OK,
+        "result.html",
+        context! {
+            title => heading.clone(),
+            heading => heading,
+            message => lang.t("result.reported.message"),
+            approved => false,
+        },
+    )
+}
+
 /// A page for a code that cannot be used, with a way to enter a new one.
 /// `texts` names the catalog's `.title`, `.heading` and `.message` keys.
 fn gone_page(
@@ -605,19 +630,22 @@ pub async fn decide(
         return Ok(to_sign_in(&link_path(&code_for_url(&code), None)));
     };
     visitor.check_csrf(form.get("csrf"))?;
-    let approve = match form.get("decision") {
-        Some("approve") => true,
-        Some("deny") => false,
+    let decision = match form.get("decision") {
+        Some("approve") => Decision::Approve,
+        Some("deny") => Decision::Deny,
+        Some("report") => Decision::Report,
         _ => return Err(PageError::BadRequest(Text::key("confirm.choose"))),
     };
+    let approve = decision.approves();
     if approve && !crate::verification::may_approve(&state.config, account) {
         let next = link_path(&code_for_url(&code), None);
         return super::verify::verify_first(&state, &visitor, account, &next);
     }
     match entry(&state, &session.id_hash, ip)
-        .decide(&code, approve, account, visitor.lang)
+        .decide_as(&code, decision, account, visitor.lang)
         .await
     {
+        Ok(pending) if decision == Decision::Report => reported_page(&state, &visitor, &pending),
         Ok(pending) => {
             let device = crate::device_flow::clean_device_name(pending.auth.device_name.as_deref());
             result_page(

@@ -375,6 +375,24 @@ impl TestApp {
         serde_json::from_value(reply.json).expect("device authorization response")
     }
 
+    /// A demo-tv device that says who it is (a name and `user_agent`),
+    /// asking through `http` (which may bind a source address).
+    pub async fn start_named_device(&self, http: &reqwest::Client, user_agent: &str) -> DeviceAuth {
+        let reply = http
+            .post(self.url("/oauth/device_authorization"))
+            .header("user-agent", user_agent)
+            .form(&[
+                ("client_id", "demo-tv"),
+                ("scope", "openid"),
+                ("device_name", "Living room TV"),
+            ])
+            .send()
+            .await
+            .expect("device authorization");
+        assert_eq!(reply.status(), StatusCode::OK);
+        reply.json().await.expect("device authorization response")
+    }
+
     /// One poll of the token endpoint by the demo-tv device.
     pub async fn poll(&self, device_code: &str) -> Reply {
         poll(&self.http, &self.base, device_code).await

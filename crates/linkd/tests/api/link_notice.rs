@@ -16,7 +16,7 @@ use crate::helpers::*;
 use crate::mail::{SmtpServer, with_smtp};
 
 /// The "This wasn't me" link in a mail.
-fn not_me_link(mail: &Value, base: &str) -> String {
+pub fn not_me_link(mail: &Value, base: &str) -> String {
     let text = mail["text"].as_str().expect("text part");
     let start = text
         .find(&format!("{base}/not-me?token="))
@@ -31,7 +31,7 @@ fn not_me_link(mail: &Value, base: &str) -> String {
 }
 
 /// The newest mail to `to` whose subject starts with `subject`.
-fn mail_to<'a>(got: &'a [Value], to: &str, subject: &str) -> &'a Value {
+pub fn mail_to<'a>(got: &'a [Value], to: &str, subject: &str) -> &'a Value {
     got.iter()
         .rev()
         .find(|m| m["to"][0] == to && m["subject"].as_str().unwrap_or("").starts_with(subject))
@@ -40,7 +40,7 @@ fn mail_to<'a>(got: &'a [Value], to: &str, subject: &str) -> &'a Value {
 
 /// Opens the link and presses the button: the page that answers the
 /// press, or the link's own page when it has no button.
-async fn report(browser: &Browser, link: &str) -> Page {
+pub async fn report(browser: &Browser, link: &str) -> Page {
     let confirm = browser.get(link).await;
     if confirm.status != StatusCode::OK {
         return confirm;

@@ -35,6 +35,7 @@ mod pages;
 mod phishing;
 mod postgres_tls;
 mod recovery;
+mod reports;
 mod store;
 mod streams;
 mod sync;

@@ -197,20 +197,8 @@ fn offered(page: &Page) -> Vec<String> {
 
 /// A device that says who it is: a name and a User-Agent.
 async fn start_named_device(app: &TestApp) -> DeviceAuth {
-    let reply = app
-        .http
-        .post(app.url("/oauth/device_authorization"))
-        .header("user-agent", "AcmeTV/2.1 (Living room; firmware 7)")
-        .form(&[
-            ("client_id", "demo-tv"),
-            ("scope", "openid"),
-            ("device_name", "Living room TV"),
-        ])
-        .send()
+    app.start_named_device(&app.http, "AcmeTV/2.1 (Living room; firmware 7)")
         .await
-        .unwrap();
-    assert_eq!(reply.status(), StatusCode::OK);
-    reply.json().await.unwrap()
 }
 
 /// Opens a device's `verification_uri_complete` signed in: the redirect

@@ -11,7 +11,7 @@ use tokio::process::Command;
 use crate::helpers::*;
 
 /// The value of one sample line in Prometheus text, 0 when absent.
-fn sample(text: &str, name_and_labels: &str) -> f64 {
+pub fn sample(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
@@ -42,7 +42,7 @@ async fn scrape(app: &TestApp) -> reqwest::Response {
         .unwrap()
 }
 
-async fn metrics(app: &TestApp) -> String {
+pub async fn metrics(app: &TestApp) -> String {
     let response = scrape(app).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(

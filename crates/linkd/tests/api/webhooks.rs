@@ -16,22 +16,22 @@ use tokio::process::Command;
 
 use crate::helpers::*;
 
-const SECRET_A: &str = "whsec-a-0123456789abcdef";
+pub const SECRET_A: &str = "whsec-a-0123456789abcdef";
 const SECRET_B: &str = "whsec-b-fedcba9876543210";
 
 /// One request the receiver took.
 #[derive(Debug, Clone)]
-struct Received {
-    event: Value,
-    id_header: String,
-    type_header: String,
-    timestamp: i64,
+pub struct Received {
+    pub event: Value,
+    pub id_header: String,
+    pub type_header: String,
+    pub timestamp: i64,
 }
 
 /// A webhook receiver as an operator would write one: it checks the
 /// signature over `<t>.<body>` with its secret and answers 401 when it
 /// does not match.
-struct Receiver {
+pub struct Receiver {
     port: u16,
     secret: &'static str,
     got: Arc<Mutex<Vec<Received>>>,
@@ -40,7 +40,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start(secret: &'static str) -> Receiver {
+    pub async fn start(secret: &'static str) -> Receiver {
         let mut r = Receiver {
             port: 0,
             secret,
@@ -79,27 +79,27 @@ impl Receiver {
     }
 
     /// Listens again on the same port, keeping what it received.
-    async fn start_again(&mut self) {
+    pub async fn start_again(&mut self) {
         self.run().await;
     }
 
     /// Stops listening: the port refuses connections.
-    async fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             server.abort();
             let _ = server.await;
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hook", self.port)
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         for _ in 0..200 {
             if self.received().len() >= n {
                 return self.received();

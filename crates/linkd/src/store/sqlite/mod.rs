@@ -85,6 +85,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../../migrations/sqlite/0019_phishing_checks.sql"),
     ),
     (
+        20,
+        "link reports",
+        include_str!("../../../migrations/sqlite/0020_link_reports.sql"),
+    ),
+    (
         21,
         "dpop",
         include_str!("../../../migrations/sqlite/0021_dpop.sql"),
