@@ -13,6 +13,7 @@
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod phishing;
 mod upstream;
 mod webdriver;
 
@@ -1217,6 +1218,15 @@ async fn the_pages_in_a_real_browser() {
             let app = spawn_app().await;
             run(&suite, "wrong-pick", &app, wrong_pick).await;
             run(&suite, "short-link", &app, short_link_and_look_alikes).await;
+            run(&suite, "report", &app, phishing::proximity_and_report).await;
+            run(&suite, "prefilled-off", &app, phishing::prefilled_links_off).await;
+            run(
+                &suite,
+                "same-network",
+                &app,
+                phishing::same_network_required,
+            )
+            .await;
         }
 
         // Its own server: its sign-up would pass the network's hourly
