@@ -167,6 +167,23 @@ fn recently_signed_in(ctx: &Ctx<'_>, session: &crate::store::Session) -> Result<
     Ok(())
 }
 
+/// The person is the account's owner: the current password given, or for
+/// an account that has none here (signing in through OpenID providers
+/// only, or local passwords off) a recent sign-in.
+async fn prove_owner(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    session: &crate::store::Session,
+    password: &str,
+    ip: IpAddr,
+) -> Result<(), ChangeError> {
+    if crate::upstream::has_password(ctx, account) {
+        check_password(ctx, account, password, ip).await
+    } else {
+        recently_signed_in(ctx, session)
+    }
+}
+
 /// Local passwords are on and `new` is of a length accepted.
 fn usable_password(ctx: &Ctx<'_>, new: &str) -> Result<(), ChangeError> {
     if ctx.config.no_local_passwords {
@@ -240,12 +257,14 @@ async fn store_password(
     Ok(())
 }
 
-/// Asks to move the account to `new_email`, the current password given:
+/// Asks to move the account to `new_email`, the current password given
+/// (or a recent sign-in, see [`prove_owner`]):
 /// the new address gets a link, the old one a notice; the address
 /// changes when the link is confirmed (`verification::confirm`).
 pub async fn change_email(
     ctx: &Ctx<'_>,
     account: &Account,
+    session: &crate::store::Session,
     new_email: &str,
     password: &str,
     ip: IpAddr,
@@ -259,7 +278,7 @@ pub async fn change_email(
     if new_email.eq_ignore_ascii_case(&account.email) {
         return Err(ChangeError::SameEmail);
     }
-    check_password(ctx, account, password, ip).await?;
+    prove_owner(ctx, account, session, password, ip).await?;
     if ctx.store.get_account_by_email(&new_email).await?.is_some() {
         return Err(ChangeError::Taken);
     }
@@ -306,11 +325,7 @@ pub async fn delete(
     password: &str,
     ip: IpAddr,
 ) -> Result<(), ChangeError> {
-    if crate::upstream::has_password(ctx, account) {
-        check_password(ctx, account, password, ip).await?;
-    } else {
-        recently_signed_in(ctx, session)?;
-    }
+    prove_owner(ctx, account, session, password, ip).await?;
     if ctx.store.delete_account(&account.id).await? {
         tracing::info!(
             account = %account.id,

@@ -213,6 +213,7 @@ async fn account_page(
             synced => synced,
             identities => identities,
             password_form => password_form,
+            has_password => crate::upstream::has_password(&state.ctx(), account),
             recent_sign_in => recent_sign_in,
             ..extra
         },
@@ -369,7 +370,7 @@ pub async fn change_email(
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
-    let Some(account) = visitor.account() else {
+    let Some((session, account)) = &visitor.signed_in else {
         return Ok(to_sign_in("/account"));
     };
     visitor.check_csrf(form.get("csrf"))?;
@@ -377,6 +378,7 @@ pub async fn change_email(
     let result = account_changes::change_email(
         &state.ctx(),
         account,
+        session,
         form.get("new_email").unwrap_or(""),
         form.get("password").unwrap_or(""),
         ip,

@@ -959,3 +959,56 @@ async fn an_account_without_a_password_is_deleted_after_a_recent_sign_in() {
     assert!(app.state.store.list_accounts().await.unwrap().is_empty());
     provider.stop().await;
 }
+
+#[tokio::test]
+async fn an_account_without_a_password_changes_its_address_after_a_recent_sign_in() {
+    let provider = Provider::start().await;
+    let smtp = crate::mail::SmtpServer::start().await;
+    let mut options = crate::mail::with_smtp(&smtp);
+    let with_mail = options.configure;
+    let corp = provider.config(false);
+    options.configure = Box::new(move |c| {
+        with_mail(c);
+        c.providers = vec![corp];
+    });
+    let app = spawn_app_with(options).await;
+    let browser = app.browser();
+    let landed = sign_in_with_corp(&app, &browser, "ida@example.com", "/account").await;
+    assert_eq!(landed.location(), "/account", "{}", landed.body);
+    // No password field to fill in: the recent sign-in is the proof.
+    let page = browser.get("/account").await;
+    assert!(
+        !page.body.contains("id=\"email_password\""),
+        "{}",
+        page.body
+    );
+    let change = |csrf: String| {
+        let browser = &browser;
+        async move {
+            browser
+                .post(
+                    "/account/email",
+                    &[("csrf", &csrf), ("new_email", "ida@new.example")],
+                )
+                .await
+        }
+    };
+    let asked = change(page.csrf()).await;
+    assert_eq!(asked.location(), "/account?done=email", "{}", asked.body);
+    smtp.wait_for_about(1, "Your address is being changed")
+        .await;
+
+    // Grown old, the sign-in is not enough, and the page says what to do.
+    app.clock
+        .advance_secs(linkd::account_changes::RECENT_SIGN_IN + 1);
+    let stale = browser.get("/account").await;
+    assert!(
+        stale.contains("Sign in again to change your address"),
+        "{}",
+        stale.body
+    );
+    let refused = change(stale.csrf()).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.contains("too long ago"), "{}", refused.body);
+    provider.stop().await;
+}
