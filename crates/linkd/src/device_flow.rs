@@ -384,6 +384,10 @@ pub enum LookupError {
     /// and this one is elsewhere.
     #[error("approval must come from the device's network")]
     OtherNetwork,
+    /// Reports blocked the network the code was requested from ("I
+    /// didn't start this"): its codes are refused until the block ends.
+    #[error("the code's network is blocked")]
+    NetworkBlocked,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -406,6 +410,22 @@ pub async fn find_pending(ctx: &Ctx<'_>, input: &str) -> Result<PendingAuthoriza
         .get_device_authorization_by_user_code(user_code.as_str())
         .await?
         .ok_or(LookupError::NotFound)?;
+    // A code from a blocked network is refused even if it was made after
+    // the block denied the network's codes (on another instance before it
+    // re-read the blocks), and a report that lost its code to the block
+    // is told why rather than that the code was used. Read from the store,
+    // not the instance's copy: one small read per page, not per poll.
+    if matches!(
+        auth.state,
+        AuthorizationState::Pending | AuthorizationState::Denied
+    ) && let Ok(device) = auth.requested_ip.parse()
+        && store
+            .network_blocked_until(&crate::phishing::requesting_network(device), now)
+            .await?
+            .is_some()
+    {
+        return Err(LookupError::NetworkBlocked);
+    }
     if auth.state != AuthorizationState::Pending {
         return Err(LookupError::AlreadyUsed);
     }

@@ -286,6 +286,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<ReportOutcome>>;
     /// The network blocks in force at `now`.
     async fn network_blocks(&self, now: Timestamp) -> StoreResult<Vec<NetworkBlock>>;
+    /// Until when `network` is blocked at `now`, if it is.
+    async fn network_blocked_until(
+        &self,
+        network: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>>;
     /// approved → redeemed, deciding on the row it updates: only while it
     /// is approved and its deadline is after `deadline_after` (the caller
     /// allows an approved code a grace period past its deadline), for the

@@ -178,3 +178,16 @@ pub(super) async fn active_blocks(db: &Db, now: Timestamp) -> StoreResult<Vec<Ne
     ))
     .await
 }
+
+/// The end of `network`'s block in force at `now`, if any.
+pub(super) async fn blocked_until(
+    db: &Db,
+    network: &str,
+    now: Timestamp,
+) -> StoreResult<Option<Timestamp>> {
+    db.fetch_optional(q(
+        "SELECT expires_at AS v FROM network_blocks WHERE network = $1 AND expires_at > $2",
+        &[network.into(), now.into()],
+    ))
+    .await
+}

@@ -346,6 +346,14 @@ impl Store for SqlStore {
         reports::active_blocks(&self.db, now).await
     }
 
+    async fn network_blocked_until(
+        &self,
+        network: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        reports::blocked_until(&self.db, network, now).await
+    }
+
     async fn redeem_device_authorization(
         &self,
         id: &str,

@@ -460,6 +460,14 @@ async fn lookup_error_page(
         LookupError::OtherNetwork => {
             return gone_page(state, visitor, StatusCode::FORBIDDEN, "code.other_network");
         }
+        LookupError::NetworkBlocked => {
+            return gone_page(
+                state,
+                visitor,
+                StatusCode::FORBIDDEN,
+                "code.network_blocked",
+            );
+        }
         LookupError::AppDisabled => {
             return gone_page(state, visitor, StatusCode::FORBIDDEN, "code.app_disabled");
         }

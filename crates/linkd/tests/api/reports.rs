@@ -195,7 +195,12 @@ async fn reports_from_three_accounts_block_the_network_until_the_block_ends() {
     );
     let person = app.signed_in_browser("victim@example.com").await;
     let page = person.type_code(&waiting.user_code).await;
-    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(
+        page.contains("Codes from this network are stopped for now"),
+        "{}",
+        page.body
+    );
     // New codes from anywhere in it are refused until the block ends.
     for host in [1, 200] {
         let refused = ask_from(&app, 8, host).await;
@@ -339,13 +344,15 @@ async fn a_burst_of_reports_blocks_the_network_once() {
     }
     let answers = burst::burst(&app, requests).await;
     // Three reports count, the third blocks, and the block denies the
-    // codes the other five were reporting: they were used.
+    // codes the other five were reporting: their pages say why.
     assert_eq!(count(&answers, 200), 3, "{answers:?}");
-    assert_eq!(count(&answers, 409), 5, "{answers:?}");
+    assert_eq!(count(&answers, 403), 5, "{answers:?}");
     for answer in &answers {
         assert!(
             answer.body.contains("Reported: Demo TV")
-                || answer.body.contains("This code has already been used"),
+                || answer
+                    .body
+                    .contains("Codes from this network are stopped for now"),
             "{answer:?}"
         );
     }
@@ -415,4 +422,43 @@ async fn this_wasnt_me_in_the_mail_tells_the_operator_too() {
     let after = metrics(&app).await;
     let series = "linkd_link_reports_total{via=\"mail\",counted=\"false\"}";
     assert!(sample(&after, series) - sample(&before, series) >= 1.0);
+}
+
+#[tokio::test]
+async fn a_code_made_before_another_instance_heard_of_the_block_is_refused() {
+    let receiver = Receiver::start(SECRET_A).await;
+    let db = TestDatabase::new().await;
+    let one = spawn_on(db.clone(), reporting(&receiver, 3)).await;
+    let two = spawn_on(db, reporting(&receiver, 3)).await;
+    reports_on(&one, 18, 0..3).await;
+    // A code the second instance made on the network while it had not
+    // re-read the blocks yet (it re-reads every few seconds).
+    let client = two
+        .state
+        .store
+        .get_client("demo-tv")
+        .await
+        .unwrap()
+        .unwrap();
+    let state = &two.state;
+    let late = linkd::device_flow::start(
+        &state.ctx(),
+        &state.inserter,
+        &client,
+        linkd::device_flow::DeviceRequest {
+            scope: Some("openid"),
+            device_name: None,
+            user_agent: None,
+            ip: "127.0.18.1",
+        },
+    )
+    .await
+    .unwrap();
+    // Nobody can approve it, on either instance.
+    for (n, app) in [&one, &two].into_iter().enumerate() {
+        let person = app.signed_in_browser(&format!("late{n}@example.com")).await;
+        let page = person.type_code(&late.user_code.display()).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+        assert!(page.contains("Codes from this network are stopped for now"));
+    }
 }
