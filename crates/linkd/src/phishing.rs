@@ -142,8 +142,8 @@ pub const REPORT_WINDOW_SECS: i64 = 3600;
 /// How long a block lasts, in seconds: no shorter than the window, so
 /// the reports behind a block have stopped counting when it ends.
 pub const BLOCK_SECS: i64 = 3600;
-/// Reports one account may have counted towards blocks per window; past
-/// them its reports still deny their codes. With distinct accounts
+/// Networks one account's reports may count towards blocking per window;
+/// past them its reports still deny their codes. With distinct accounts
 /// counted, one person (or one attacker's account) cannot block a
 /// network alone, nor spread blocks over many (SECURITY.md).
 pub const REPORTS_PER_ACCOUNT: u32 = 3;

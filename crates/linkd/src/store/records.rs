@@ -913,8 +913,9 @@ pub struct BlockRule {
     /// Distinct accounts whose reports within `window` block a network;
     /// 0 never blocks.
     pub threshold: u32,
-    /// Reports one account may have counted within `window`; past it, a
-    /// report still denies its code but counts towards no block.
+    /// Networks one account's reports may count for within `window`;
+    /// past them, a report still denies its code but counts towards no
+    /// block.
     pub per_account: u32,
     /// How far back reports count, in seconds.
     pub window: i64,

@@ -58,14 +58,17 @@ pub(super) async fn report(
     ))
     .await?;
     let since = now - rule.window;
-    let by_account: i64 = tx
+    // The account's allowance is in networks: more reports on a network
+    // it already counts for change nothing (accounts are counted once).
+    let other_networks: i64 = tx
         .fetch_one(q(
-            "SELECT COUNT(*) AS v FROM link_reports
-             WHERE account_id = $1 AND counted AND at > $2",
-            &[account_id.into(), since.into()],
+            "SELECT COUNT(DISTINCT network) AS v FROM link_reports
+             WHERE account_id = $1 AND counted AND at > $2 AND network <> $3",
+            &[account_id.into(), since.into(), network.into()],
         ))
         .await?;
-    let counted = report.eligible && rule.threshold > 0 && by_account < i64::from(rule.per_account);
+    let counted =
+        report.eligible && rule.threshold > 0 && other_networks < i64::from(rule.per_account);
     tx.execute(q(
         "INSERT INTO link_reports
              (network, account_id, client_id, reporting_ip, counted, at, expires_at)

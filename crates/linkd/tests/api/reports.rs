@@ -266,6 +266,12 @@ async fn one_account_cannot_block_a_network_or_many() {
         StatusCode::OK,
         "the eager account's fourth network did not count"
     );
+    // Its third did: one more account blocks it.
+    reports_on(&app, 12, 5..6).await;
+    assert_eq!(
+        ask_from(&app, 12, 1).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // A report from the device's own network does not count either.
     let near = Browser {
         base: app.base.clone(),
@@ -290,9 +296,12 @@ async fn one_account_cannot_block_a_network_or_many() {
         StatusCode::TOO_MANY_REQUESTS
     );
     outbox_drained(&app).await;
-    let blocked = of_type(&receiver.received(), "network.blocked");
-    assert_eq!(blocked.len(), 1);
-    assert_eq!(blocked[0]["data"]["network"], "127.0.13.0/24");
+    let mut blocked: Vec<String> = of_type(&receiver.received(), "network.blocked")
+        .iter()
+        .map(|b| b["data"]["network"].as_str().unwrap().to_string())
+        .collect();
+    blocked.sort();
+    assert_eq!(blocked, ["127.0.12.0/24", "127.0.13.0/24"]);
 }
 
 #[tokio::test]
