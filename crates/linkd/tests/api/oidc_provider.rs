@@ -35,12 +35,16 @@ impl Provider {
         );
         // linkd's registration at the provider. A loopback redirect URI
         // takes any port (RFC 8252 §7.3), so the test need not know
-        // linkd's port before starting the provider.
+        // linkd's port before starting the provider. A test with two
+        // providers names the second "staff".
         let clients = serde_json::json!([{
             "client_id": "linkd",
             "client_secret": "linkd-secret",
             "application_type": "native",
-            "redirect_uris": ["http://127.0.0.1/signin/with/corp/callback"],
+            "redirect_uris": [
+                "http://127.0.0.1/signin/with/corp/callback",
+                "http://127.0.0.1/signin/with/staff/callback",
+            ],
             "token_endpoint_auth_method": "client_secret_basic",
         }]);
         let mut child = Command::new("node")

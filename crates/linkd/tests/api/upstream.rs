@@ -1012,3 +1012,83 @@ async fn an_account_without_a_password_changes_its_address_after_a_recent_sign_i
     assert!(refused.contains("too long ago"), "{}", refused.body);
     provider.stop().await;
 }
+
+#[tokio::test]
+async fn with_passwords_off_a_join_is_proved_through_another_provider() {
+    let corp = Provider::start().await;
+    let staff = Provider::start().await;
+    let staff_config = ProviderConfig {
+        id: "staff".into(),
+        name: "Staff".into(),
+        ..staff.config(false)
+    };
+    let app = spawn_app_with(Options {
+        configure: Box::new({
+            let corp = corp.config(false);
+            move |c| {
+                c.providers = vec![corp, staff_config];
+                c.no_local_passwords = true;
+            }
+        }),
+        ..Default::default()
+    })
+    .await;
+    // Kim's account came from Corp.
+    let landed = sign_in_with_corp(&app, &app.browser(), "kim@example.com", "/").await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
+
+    // Staff vouches for the same address: no password to prove the
+    // account with, so the page offers the providers.
+    let browser = app.browser();
+    let form = browser.get("/signin?next=%2Faccount").await;
+    assert!(form.contains("Continue with Staff"), "{}", form.body);
+    let started = visit(
+        &browser,
+        &app.url("/signin/with/staff"),
+        Some(&[("csrf", &form.csrf()), ("next", "/account")]),
+    )
+    .await;
+    let back = at_the_provider(&app, &browser, &started, "kim@example.com").await;
+    let offered = visit(&browser, &back, None).await;
+    assert_eq!(offered.status, StatusCode::CONFLICT, "{}", offered.body);
+    assert!(
+        offered.contains("sign in to it to connect Staff"),
+        "{}",
+        offered.body
+    );
+    assert!(offered.contains("Continue with Corp"), "{}", offered.body);
+    assert!(
+        !offered.body.contains("type=\"password\""),
+        "{}",
+        offered.body
+    );
+
+    // Signing in to the account through Corp is the second proof.
+    let started = visit(
+        &browser,
+        &app.url("/signin/with/corp"),
+        Some(&[("csrf", &offered.csrf()), ("next", "/account")]),
+    )
+    .await;
+    let back = at_the_provider(&app, &browser, &started, "kim@example.com").await;
+    let signed_in = visit(&browser, &back, None).await;
+    assert_eq!(signed_in.location(), "/account", "{}", signed_in.body);
+    let account = browser.get("/account").await;
+    assert!(
+        account
+            .body
+            .contains("<strong>Staff</strong>: kim@example.com"),
+        "{}",
+        account.body
+    );
+    assert!(
+        account.contains("Added Staff (kim@example.com) as a way to sign in"),
+        "{}",
+        account.body
+    );
+    // Two ways in now: either may go.
+    assert!(account.contains("Remove Corp"), "{}", account.body);
+    assert!(account.contains("Remove Staff"), "{}", account.body);
+    corp.stop().await;
+    staff.stop().await;
+}
