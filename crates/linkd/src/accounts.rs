@@ -124,6 +124,7 @@ pub async fn sign_up(
         created_at: now,
         disabled: false,
         email_verified_at: None,
+        time_zone: None,
     };
     let stored = match verify {
         Some(mail) => {

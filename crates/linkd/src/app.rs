@@ -86,7 +86,10 @@ pub fn router(state: AppState) -> Router {
             get(web::devices::confirm_unlink).post(web::devices::unlink),
         )
         .route("/account", get(web::account::page))
-        .route("/account/sync/delete", post(web::account::delete_sync))
+        .route(
+            "/account/sync/delete",
+            get(web::account::confirm_delete_sync).post(web::account::delete_sync),
+        )
         .route("/account/password", post(web::account::change_password))
         .route("/account/email", post(web::account::change_email))
         .route("/account/sessions", post(web::account::sign_out_others))

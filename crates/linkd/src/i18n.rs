@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use crate::zone::Zone;
+
 /// A language the pages are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lang {
@@ -153,42 +155,67 @@ impl Lang {
     }
 
     /// "25 Nov 2025, 18:21 UTC" in English, "25. Nov. 2025, 18:21 UTC" in
-    /// German. Empty for a timestamp out of range.
+    /// German (mails and the terminal, which know no reader's zone).
+    /// Empty for a timestamp out of range.
     pub fn datetime(self, ts: i64) -> String {
-        let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ts) else {
+        self.datetime_in(ts, &Zone::utc(), None)
+    }
+
+    /// `ts` in `zone`, labelled with it ("25 Nov 2025, 19:21 CET"). With
+    /// `now`, a time of the reader's today or yesterday says so ("today,
+    /// 19:21 CET"), as people read their own calendar days.
+    pub fn datetime_in(self, ts: i64, zone: &Zone, now: Option<i64>) -> String {
+        let Some(local) = zone.local(ts) else {
             return String::new();
         };
-        let month_index = usize::from(u8::from(t.month())) - 1;
+        let t = local.at;
+        let hour = format!("{:02}", t.hour());
+        let minute = format!("{:02}", t.minute());
+        let clock = [
+            ("hour", hour.as_str()),
+            ("minute", minute.as_str()),
+            ("zone", local.label.as_str()),
+        ];
+        if let Some(today) = now.and_then(|now| zone.local(now)).map(|l| l.at.date()) {
+            if t.date() == today {
+                return self.fmt("time.today", &clock);
+            }
+            if today.yesterday().is_ok_and(|y| y == t.date()) {
+                return self.fmt("time.yesterday", &clock);
+            }
+        }
+        let month_index = usize::try_from(t.month() - 1).unwrap_or_default();
         let month = self
             .t("time.months")
             .split(' ')
             .nth(month_index)
             .unwrap_or_default();
+        let (day, year) = (t.day().to_string(), t.year().to_string());
         self.fmt(
             "time.datetime",
             &[
-                ("day", &t.day().to_string()),
+                ("day", &day),
                 ("month", month),
-                ("year", &t.year().to_string()),
-                ("hour", &format!("{:02}", t.hour())),
-                ("minute", &format!("{:02}", t.minute())),
+                ("year", &year),
+                clock[0],
+                clock[1],
+                clock[2],
             ],
         )
     }
-}
 
-impl Lang {
-    /// "14:52 UTC": a time within the next hour or so, such as when a
+    /// "14:52 CET": a time within the next hour or so, such as when a
     /// pause ends.
-    pub fn clock(self, ts: i64) -> String {
-        let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ts) else {
+    pub fn clock(self, ts: i64, zone: &Zone) -> String {
+        let Some(local) = zone.local(ts) else {
             return String::new();
         };
         self.fmt(
             "time.clock",
             &[
-                ("hour", &format!("{:02}", t.hour())),
-                ("minute", &format!("{:02}", t.minute())),
+                ("hour", &format!("{:02}", local.at.hour())),
+                ("minute", &format!("{:02}", local.at.minute())),
+                ("zone", &local.label),
             ],
         )
     }
@@ -451,5 +478,32 @@ mod tests {
         assert_eq!(Lang::En.datetime(1_764_094_860), "25 Nov 2025, 18:21 UTC");
         assert_eq!(Lang::De.datetime(1_764_094_860), "25. Nov. 2025, 18:21 UTC");
         assert_eq!(Lang::De.datetime(1_772_330_400), "1. März 2026, 02:00 UTC");
+        let berlin = Zone::named("Europe/Berlin").unwrap();
+        let ts = 1_764_094_860;
+        assert_eq!(
+            Lang::En.datetime_in(ts, &berlin, None),
+            "25 Nov 2025, 19:21 CET"
+        );
+        // 23:30 UTC is already the next day in Berlin: "today" and
+        // "yesterday" are the reader's days.
+        let late = 1_764_113_400;
+        assert_eq!(
+            Lang::En.datetime_in(late, &berlin, Some(late + 60)),
+            "today, 00:30 CET"
+        );
+        assert_eq!(
+            Lang::De.datetime_in(late, &berlin, Some(late + 86_400)),
+            "gestern, 00:30 CET"
+        );
+        assert_eq!(
+            Lang::En.datetime_in(late, &Zone::utc(), Some(late + 3600)),
+            "yesterday, 23:30 UTC"
+        );
+        assert_eq!(
+            Lang::En.datetime_in(ts, &Zone::utc(), Some(ts + 3 * 86_400)),
+            "25 Nov 2025, 18:21 UTC"
+        );
+        let sao_paulo = Zone::named("America/Sao_Paulo").unwrap();
+        assert_eq!(Lang::De.clock(ts, &sao_paulo), "15:21 UTC-03");
     }
 }

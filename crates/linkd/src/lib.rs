@@ -86,6 +86,8 @@ pub mod waits;
 pub mod web;
 /// Webhooks to the operator: events, their fan-out to endpoints, signed delivery.
 pub mod webhooks;
+/// The time zone a person reads times in, checked against the tz database.
+pub mod zone;
 
 pub use config::Config;
 

@@ -475,6 +475,7 @@ pub async fn resolve(
         disabled: false,
         // The provider vouched for the address (OpenID Connect Core §5.1).
         email_verified_at: v.email_verified.then_some(ctx.now),
+        time_zone: None,
     };
     match ctx
         .store

@@ -1,5 +1,43 @@
 // Progressive touches for linkd's pages. Every page works without this
-// file (all flows are plain forms); it only makes typing a code easier.
+// file (all flows are plain forms); it only makes typing a code easier
+// and times read in the person's own zone.
+
+// Tell the server the browser's time zone (an IANA name such as
+// "Europe/Berlin") in a cookie, so pages show times in it. A page shown
+// in a guessed zone says which (data-zone); it is loaded once more when
+// the cookie now says otherwise. The cookie is read back first, so a
+// browser that keeps no cookies, or a zone the server does not know,
+// never loads a page twice.
+(function () {
+  "use strict";
+
+  var zone;
+  try {
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  } catch (e) {
+    return;
+  }
+  if (!zone || !/^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone)) {
+    return;
+  }
+  var secure = location.protocol === "https:";
+  // Over https the __Host- name, as the server's other cookies.
+  var name = (secure ? "__Host-" : "") + "linkd_tz";
+  function sent() {
+    var found = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return found ? found[1] : null;
+  }
+  if (sent() === zone) {
+    return;
+  }
+  document.cookie = name + "=" + zone + "; Path=/; Max-Age=31536000; SameSite=Lax" +
+    (secure ? "; Secure" : "");
+  var shown = document.documentElement.getAttribute("data-zone");
+  if (shown && shown !== zone && sent() === zone) {
+    location.reload();
+  }
+})();
+
 (function () {
   "use strict";
 

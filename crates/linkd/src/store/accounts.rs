@@ -113,6 +113,15 @@ pub(super) async fn set_disabled(db: &Db, id: &str, disabled: bool) -> StoreResu
     Ok(done == 1)
 }
 
+pub(super) async fn set_time_zone(db: &Db, id: &str, zone: &str) -> StoreResult<()> {
+    db.execute(q(
+        "UPDATE accounts SET time_zone = $1 WHERE id = $2",
+        &[zone.into(), id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 pub(super) async fn delete(db: &Db, id: &str) -> StoreResult<bool> {
     // Sessions, codes, devices, their tokens, synced settings and the
     // activity go with it (ON DELETE CASCADE), in this one statement.

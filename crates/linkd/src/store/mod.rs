@@ -172,6 +172,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
     /// True when the account existed.
     async fn set_account_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool>;
+    /// Remembers the time zone the person's browser reported.
+    async fn set_account_time_zone(&self, id: &str, zone: &str) -> StoreResult<()>;
     /// Deletes an account with everything that hangs on it (sessions,
     /// devices, tokens, activity). True when it existed.
     async fn delete_account(&self, id: &str) -> StoreResult<bool>;

@@ -75,6 +75,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../migrations/postgres/0015_device_kind.sql"),
     ),
     (
+        16,
+        "time zone",
+        include_str!("../../migrations/postgres/0016_time_zone.sql"),
+    ),
+    (
         19,
         "phishing checks",
         include_str!("../../migrations/postgres/0019_phishing_checks.sql"),

@@ -207,6 +207,9 @@ pub struct Account {
     /// When a link mailed to `email` was last confirmed; `None` while the
     /// address is not shown to be the person's (migration 0014).
     pub email_verified_at: Option<Timestamp>,
+    /// The IANA zone the person's browser last reported, for pages shown
+    /// where no script runs (migration 0016).
+    pub time_zone: Option<String>,
 }
 
 /// A person at one of the operator's OpenID providers, joined to an

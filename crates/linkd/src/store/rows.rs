@@ -136,6 +136,7 @@ impl FromRow for Account {
             created_at: row.int("created_at")?,
             disabled: row.flag("disabled")?,
             email_verified_at: row.int_or_null("email_verified_at")?,
+            time_zone: row.text_or_null("time_zone")?,
         })
     }
 }

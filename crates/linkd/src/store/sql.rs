@@ -197,6 +197,10 @@ impl Store for SqlStore {
         accounts::set_disabled(&self.db, id, disabled).await
     }
 
+    async fn set_account_time_zone(&self, id: &str, zone: &str) -> StoreResult<()> {
+        accounts::set_time_zone(&self.db, id, zone).await
+    }
+
     async fn delete_account(&self, id: &str) -> StoreResult<bool> {
         accounts::delete(&self.db, id).await
     }

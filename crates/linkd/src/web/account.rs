@@ -17,6 +17,7 @@ use super::{
 use crate::account_changes::{self, ChangeError};
 use crate::accounts::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
 use crate::client_ip::ClientIp;
+use crate::i18n::Text;
 use crate::recovery::MailContext;
 use crate::state::AppState;
 use crate::store::{Account, ActivityKind, OutboxKind, SHARED_NAMESPACE};
@@ -33,16 +34,60 @@ struct EventView {
     warning: bool,
 }
 
-/// What one app keeps in one collection.
+/// What one app keeps in one collection, in the person's words.
 #[derive(Serialize)]
 struct SyncView {
+    /// "Demo TV", or "all your apps" for the shared namespace.
     app: String,
     namespace: String,
     collection: String,
-    documents: i64,
-    size: String,
+    /// "2 settings (prefs, 38 B)".
+    summary: String,
     last_change: String,
     by: String,
+}
+
+fn sync_view(
+    u: crate::store::SyncUsage,
+    visitor: &Visitor,
+    now: crate::store::Timestamp,
+) -> SyncView {
+    let lang = visitor.lang;
+    let app = if u.namespace == SHARED_NAMESPACE {
+        lang.t("account.synced_shared").to_string()
+    } else {
+        u.app_name.unwrap_or_else(|| u.namespace.clone())
+    };
+    let size = human_size(u.bytes);
+    let summary = if u.documents == 1 {
+        lang.fmt(
+            "account.synced_item",
+            &[("collection", &u.collection), ("size", &size)],
+        )
+    } else {
+        lang.fmt(
+            "account.synced_items",
+            &[
+                ("count", &u.documents.to_string()),
+                ("collection", &u.collection),
+                ("size", &size),
+            ],
+        )
+    };
+    SyncView {
+        app,
+        namespace: u.namespace,
+        collection: u.collection,
+        summary,
+        last_change: format!(
+            "{} ({})",
+            visitor.datetime(u.last_change_at, now),
+            lang.ago(now - u.last_change_at)
+        ),
+        by: u
+            .last_device
+            .unwrap_or_else(|| lang.t("account.synced_gone_device").to_string()),
+    }
 }
 
 /// Bytes in the units a person reads.
@@ -69,6 +114,7 @@ pub async fn page(
         Some("password_set") => Some(lang.t("account.done.password_set").to_string()),
         Some("sessions") => Some(lang.t("account.done.sessions").to_string()),
         Some("email") => Some(lang.t("account.done.email").to_string()),
+        Some("synced") => Some(synced_deleted(&state, &visitor, query.as_deref()).await?),
         _ => None,
     };
     account_page(
@@ -140,7 +186,7 @@ async fn account_page(
                 when: lang.fmt(
                     "activity.when",
                     &[
-                        ("at", &lang.datetime(a.at)),
+                        ("at", &visitor.datetime(a.at, now)),
                         ("ago", &lang.ago(now - a.at)),
                         ("ip", &a.ip),
                     ],
@@ -166,25 +212,7 @@ async fn account_page(
         .sync_usage(&account.id)
         .await?
         .into_iter()
-        .map(|u| SyncView {
-            app: if u.namespace == SHARED_NAMESPACE {
-                lang.t("account.synced_shared").to_string()
-            } else {
-                u.app_name.unwrap_or_else(|| u.namespace.clone())
-            },
-            namespace: u.namespace,
-            collection: u.collection,
-            documents: u.documents,
-            size: human_size(u.bytes),
-            last_change: format!(
-                "{} ({})",
-                lang.datetime(u.last_change_at),
-                lang.ago(now - u.last_change_at)
-            ),
-            by: u
-                .last_device
-                .unwrap_or_else(|| lang.t("account.synced_gone_device").to_string()),
-        })
+        .map(|u| sync_view(u, visitor, now))
         .collect();
     let identities = identity_views(state, account).await?;
     // The password section: change it, set a first one (an account that
@@ -215,6 +243,7 @@ async fn account_page(
             password_form => password_form,
             has_password => crate::upstream::has_password(&state.ctx(), account),
             recent_sign_in => recent_sign_in,
+            shows_times => true,
             ..extra
         },
     )
@@ -518,6 +547,80 @@ async fn identity_views(
         .collect())
 }
 
+/// The app and collection a synced-settings form or link names, checked.
+fn sync_target<'a>(
+    app: Option<&'a str>,
+    collection: Option<&'a str>,
+) -> Result<(&'a str, &'a str), PageError> {
+    match (app, collection) {
+        (Some(namespace), Some(collection))
+            if sync::check_collection(collection).is_ok() && namespace.len() <= 256 =>
+        {
+            Ok((namespace, collection))
+        }
+        _ => Err(PageError::BadRequest(Text::key("sync_delete.choose"))),
+    }
+}
+
+/// "Deleted the settings kept in sync for Demo TV". The app is named from
+/// the store, never from the link's words.
+async fn synced_deleted(
+    state: &AppState,
+    visitor: &Visitor,
+    query: Option<&str>,
+) -> Result<String, PageError> {
+    let lang = visitor.lang;
+    let namespace = query_param(query, "app").unwrap_or_default();
+    let app = if namespace == SHARED_NAMESPACE {
+        lang.t("account.synced_shared").to_string()
+    } else if namespace.len() <= 256
+        && let Some(client) = state.store.get_client(&namespace).await?
+    {
+        client.name
+    } else {
+        return Ok(lang.t("account.done.synced_any").to_string());
+    };
+    Ok(lang.fmt("account.done.synced", &[("app", &app)]))
+}
+
+/// `GET /account/sync/delete?app=..&collection=..`: what deleting these
+/// settings means, and the button that does it (a confirmation step, as
+/// unlinking a device has, since it reaches every device at once).
+pub async fn confirm_delete_sync(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PageError> {
+    let Some(account) = visitor.account() else {
+        return Ok(to_sign_in("/account"));
+    };
+    let (app, collection) = (
+        query_param(query.as_deref(), "app"),
+        query_param(query.as_deref(), "collection"),
+    );
+    let (namespace, collection) = sync_target(app.as_deref(), collection.as_deref())?;
+    let now = state.clock.now();
+    let Some(usage) = state
+        .store
+        .sync_usage(&account.id)
+        .await?
+        .into_iter()
+        .find(|u| u.namespace == namespace && u.collection == collection)
+    else {
+        return Err(PageError::NotFound);
+    };
+    let shown = sync_view(usage, &visitor, now);
+    let lang = visitor.lang;
+    let title = lang.fmt("sync_delete.title", &[("app", &shown.app)]);
+    render(
+        &state,
+        &visitor,
+        StatusCode::OK,
+        "sync_delete.html",
+        context! { title => title, synced => shown, shows_times => true },
+    )
+}
+
 /// Deletes one app's collection. Devices see the deletions in their change
 /// feed and event streams, like deletions made by a device.
 pub async fn delete_sync(
@@ -529,12 +632,7 @@ pub async fn delete_sync(
         return Ok(to_sign_in("/account"));
     };
     visitor.check_csrf(form.get("csrf"))?;
-    let (Some(namespace), Some(collection)) = (form.get("app"), form.get("collection")) else {
-        return Err(PageError::BadRequest("Choose what to delete.".into()));
-    };
-    if sync::check_collection(collection).is_err() || namespace.len() > 256 {
-        return Err(PageError::BadRequest("Choose what to delete.".into()));
-    }
+    let (namespace, collection) = sync_target(form.get("app"), form.get("collection"))?;
     sync::delete_collection(
         state.store.as_ref(),
         &account.id,
@@ -543,5 +641,9 @@ pub async fn delete_sync(
         state.clock.now(),
     )
     .await?;
-    Ok(see_other("/account"))
+    let back: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("done", "synced")
+        .append_pair("app", namespace)
+        .finish();
+    Ok(see_other(&format!("/account?{back}#synced")))
 }

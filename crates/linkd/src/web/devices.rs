@@ -35,7 +35,8 @@ fn label(d: &LinkedDevice) -> String {
     clean_device_name(Some(&d.label)).unwrap_or_else(|| d.app_name.clone())
 }
 
-fn view(d: &LinkedDevice, now: i64, lang: Lang) -> DeviceView {
+fn view(d: &LinkedDevice, now: i64, visitor: &Visitor) -> DeviceView {
+    let lang = visitor.lang;
     let kind = match d.kind {
         DeviceKind::Code => "devices.kind.code",
         DeviceKind::Browser => "devices.kind.browser",
@@ -48,7 +49,7 @@ fn view(d: &LinkedDevice, now: i64, lang: Lang) -> DeviceView {
         linked: lang.fmt(
             "devices.when",
             &[
-                ("at", &lang.datetime(d.linked_at)),
+                ("at", &visitor.datetime(d.linked_at, now)),
                 ("ago", &lang.ago(now - d.linked_at)),
             ],
         ),
@@ -81,6 +82,15 @@ fn number_twins(list: &mut [DeviceView], linked_at: &[i64], lang: Lang) {
     }
 }
 
+/// What the list says after a change.
+#[derive(Serialize)]
+struct Notice {
+    text: String,
+    /// The renamed device, whose card carries the notice (the list opens
+    /// at it); `None` above the list, for a device no longer in it.
+    device: Option<String>,
+}
+
 /// What the list says after a change: "Removed Office TV", "Renamed to
 /// Office TV". The device is named by its id, read back for this account
 /// only, so a crafted link cannot put words on the page.
@@ -89,7 +99,7 @@ async fn notice(
     visitor: &Visitor,
     account_id: &str,
     query: Option<&str>,
-) -> Result<Option<String>, PageError> {
+) -> Result<Option<Notice>, PageError> {
     let lang = visitor.lang;
     for (param, key, gone) in [
         ("removed", "devices.removed", true),
@@ -104,7 +114,10 @@ async fn notice(
         let found = state.store.get_linked_device(&id).await?;
         return Ok(found
             .filter(|d| d.account_id == account_id && d.revoked_at.is_some() == gone)
-            .map(|d| lang.fmt(key, &[("name", &label(&d))])));
+            .map(|d| Notice {
+                text: lang.fmt(key, &[("name", &label(&d))]),
+                device: (!gone).then(|| d.id.clone()),
+            }));
     }
     Ok(None)
 }
@@ -120,7 +133,7 @@ pub async fn page(
     let now = state.clock.now();
     let lang = visitor.lang;
     let devices = state.store.list_linked_devices(&account.id).await?;
-    let mut list: Vec<DeviceView> = devices.iter().map(|d| view(d, now, lang)).collect();
+    let mut list: Vec<DeviceView> = devices.iter().map(|d| view(d, now, &visitor)).collect();
     let linked_at: Vec<i64> = devices.iter().map(|d| d.linked_at).collect();
     number_twins(&mut list, &linked_at, lang);
     let notice = notice(&state, &visitor, &account.id, query.as_deref()).await?;
@@ -129,7 +142,12 @@ pub async fn page(
         &visitor,
         StatusCode::OK,
         "devices.html",
-        context! { title => lang.t("devices.title"), devices => list, notice => notice },
+        context! {
+            title => lang.t("devices.title"),
+            devices => list,
+            notice => notice,
+            shows_times => true,
+        },
     )
 }
 
@@ -158,7 +176,7 @@ async fn device_page(
     };
     let device = own(state, &account.id, id).await?;
     let lang = visitor.lang;
-    let shown = view(&device, state.clock.now(), lang);
+    let shown = view(&device, state.clock.now(), visitor);
     let title = lang.fmt(
         &format!("devices.{action}.title"),
         &[("name", &shown.label)],
@@ -176,6 +194,7 @@ async fn device_page(
             typed => typed.map(|t| t.chars().take(MAX_DEVICE_NAME_CHARS * 2).collect::<String>()),
             max_name => MAX_DEVICE_NAME_CHARS,
             error => error,
+            shows_times => true,
         },
     )
 }
@@ -210,7 +229,8 @@ pub async fn rename(
     visitor.check_csrf(form.get("csrf"))?;
     let name = form.get("label").unwrap_or("");
     match devices::rename(state.store.as_ref(), &account.id, &id, name).await {
-        Ok(_) => Ok(see_other(&format!("/devices?renamed={id}"))),
+        // Back to the device's own card, which says what was done.
+        Ok(_) => Ok(see_other(&format!("/devices?renamed={id}#device-{id}"))),
         Err(DeviceError::NotFound) => Err(PageError::NotFound),
         Err(DeviceError::BadName) => {
             let why = visitor.lang.fmt(

@@ -28,4 +28,6 @@ pub use errors::{
 };
 pub use forms::{PageForm, RecordId, query_param, safe_next, see_other, to_sign_in};
 pub use templates::{Templates, page_context, render};
-pub use visitor::{CSRF_COOKIE, CookieName, SESSION_COOKIE, Visitor, cookie, set_cookie};
+pub use visitor::{
+    CSRF_COOKIE, CookieName, SESSION_COOKIE, Visitor, ZONE_COOKIE, cookie, set_cookie,
+};

@@ -56,7 +56,7 @@ fn describe(visitor: &Visitor, reported: &Reported) -> String {
         &[
             ("app", &app),
             ("email", &reported.account.email),
-            ("at", &lang.datetime(at)),
+            ("at", &lang.datetime_in(at, &visitor.zone, None)),
         ],
     )
 }

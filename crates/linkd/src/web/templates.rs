@@ -30,6 +30,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signout.html", include_str!("../../templates/signout.html")),
     ("verify.html", include_str!("../../templates/verify.html")),
     (
+        "sync_delete.html",
+        include_str!("../../templates/sync_delete.html"),
+    ),
+    (
         "account_delete.html",
         include_str!("../../templates/account_delete.html"),
     ),
@@ -145,6 +149,7 @@ pub fn render(
             .map(|p| context! { id => &p.id, name => &p.name })
             .collect::<Vec<_>>(),
         passwords => !state.config.no_local_passwords,
+        zone_guess => visitor.zone_guess(),
         ..page_context(state, visitor.lang)
     };
     let body = state

@@ -3,7 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use subtle::ConstantTimeEq;
 
 use super::errors::{PageError, request_lang};
@@ -12,6 +12,7 @@ use crate::codes::random_secret;
 use crate::i18n::Lang;
 use crate::state::AppState;
 use crate::store::{Account, Session};
+use crate::zone::Zone;
 
 /// A cookie linkd sets, by its name over https and over plain http.
 pub struct CookieName {
@@ -53,6 +54,12 @@ pub const JOIN_COOKIE: CookieName = CookieName {
 pub const CSRF_COOKIE: CookieName = CookieName {
     plain: "linkd_csrf",
     host_only: "__Host-linkd_csrf",
+};
+/// The IANA time zone the browser reports, set by linkd's script (so not
+/// HttpOnly) and checked against the tz database on every request.
+pub const ZONE_COOKIE: CookieName = CookieName {
+    plain: "linkd_tz",
+    host_only: "__Host-linkd_tz",
 };
 
 /// Reads one cookie from the request.
@@ -104,6 +111,12 @@ pub struct Visitor {
     pub pending_join: Option<String>,
     /// The language of the pages this visitor gets.
     pub lang: Lang,
+    /// The zone times are shown in (see [`Zone`]).
+    pub zone: Zone,
+    /// Whether `zone` is a fallback rather than the browser's own, on a
+    /// request that may be repeated (a GET): a page in a guessed zone
+    /// asks the script to load it again in the right one.
+    zone_guessed: bool,
 }
 
 impl FromRequestParts<AppState> for Visitor {
@@ -125,11 +138,30 @@ impl FromRequestParts<AppState> for Visitor {
         let pending_join = cookie(&parts.headers, JOIN_COOKIE.get(state))
             .filter(|v| v.len() == 43)
             .map(str::to_string);
+        let browser_zone = cookie(&parts.headers, ZONE_COOKIE.get(state)).and_then(Zone::named);
+        let account = signed_in.as_ref().map(|(_, a)| a);
+        // Remembered for the browsers of this account that run no script.
+        // Written only when it changes; failing costs only the fallback.
+        if let (Some(zone), Some(account)) = (&browser_zone, account)
+            && account.time_zone.as_deref() != Some(zone.name())
+            && let Err(e) = state
+                .store
+                .set_account_time_zone(&account.id, zone.name())
+                .await
+        {
+            tracing::warn!(error = %e, "could not remember the time zone");
+        }
+        let zone_guessed = browser_zone.is_none();
+        let zone = browser_zone
+            .or_else(|| account.and_then(|a| Zone::named(a.time_zone.as_deref()?)))
+            .unwrap_or_else(Zone::utc);
         Ok(Visitor {
             signed_in,
             anonymous_csrf,
             pending_join,
             lang: request_lang(&parts.headers),
+            zone,
+            zone_guessed: zone_guessed && parts.method == Method::GET,
         })
     }
 }
@@ -152,9 +184,21 @@ impl Visitor {
         }
     }
 
-    /// A clock time as this visitor reads it.
+    /// A clock time as this visitor reads it ("14:52 CET").
     pub fn time(&self, ts: i64) -> String {
-        self.lang.clock(ts)
+        self.lang.clock(ts, &self.zone)
+    }
+
+    /// A date and time as this visitor reads it, "today" and "yesterday"
+    /// by their own calendar ("today, 14:52 CET").
+    pub fn datetime(&self, ts: i64, now: i64) -> String {
+        self.lang.datetime_in(ts, &self.zone, Some(now))
+    }
+
+    /// The zone a page showing times was rendered in when it was a guess
+    /// the browser's script may correct by loading the page again.
+    pub fn zone_guess(&self) -> Option<&str> {
+        self.zone_guessed.then(|| self.zone.name())
     }
 
     pub fn email(&self) -> Option<&str> {

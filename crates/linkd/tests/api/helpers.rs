@@ -493,6 +493,22 @@ impl TestApp {
             .expect("GET")
     }
 
+    /// A device with `token` creates the synced setting `path`
+    /// ("prefs/language") holding the JSON `value`.
+    pub async fn create_setting(&self, token: &str, path: &str, value: &str) {
+        let put = self
+            .http
+            .put(self.url(&format!("/api/v1/sync/{path}")))
+            .bearer_auth(token)
+            .header("if-none-match", "*")
+            .header("content-type", "application/json")
+            .body(value.to_string())
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(put.status(), StatusCode::CREATED, "{path}");
+    }
+
     /// Registers a client directly in the store.
     pub async fn add_client(&self, id: &str, scopes: &str, secret: Option<&str>) {
         self.state

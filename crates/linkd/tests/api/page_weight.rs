@@ -97,5 +97,22 @@ async fn every_page_stays_under_30_kb_with_what_it_loads() {
     let account = person.get("/account").await;
     weighed.push(weigh(&person, "/account", &account).await);
 
-    assert_eq!(weighed.len(), 11);
+    // A device's edit page, and the confirmation before deleting the
+    // settings an app keeps in sync.
+    let (keeper, tokens) = app
+        .link_device("weight-sync@example.com", "openid sync")
+        .await;
+    let token = tokens["access_token"].as_str().unwrap();
+    app.create_setting(token, "prefs/language", "\"de\"").await;
+    let id = jwt_claims(token)["sid"].as_str().unwrap().to_string();
+    let edit = keeper.get(&format!("/devices/{id}/edit")).await;
+    assert_eq!(edit.status, StatusCode::OK);
+    weighed.push(weigh(&keeper, "edit", &edit).await);
+    let confirm = keeper
+        .get("/account/sync/delete?app=demo-tv&collection=prefs")
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    weighed.push(weigh(&keeper, "sync delete", &confirm).await);
+
+    assert_eq!(weighed.len(), 13);
 }

@@ -21,6 +21,7 @@ fn account(id: &str, email: &str) -> Account {
         created_at: 1,
         disabled: false,
         email_verified_at: None,
+        time_zone: None,
     }
 }
 

@@ -625,11 +625,11 @@ async fn the_account_page_shows_and_deletes_what_apps_store() {
 
     let page = browser.get("/account").await;
     for text in [
-        "Synced settings",
-        "Demo TV",
-        "watch, 2 items",
-        "Shared by all your apps",
-        "account, 1 item,",
+        "Settings kept in sync",
+        "Settings kept in sync for Demo TV",
+        "2 settings (watch, ",
+        "Settings kept in sync for all your apps",
+        "1 setting (account, ",
         "Last changed",
     ] {
         assert!(
@@ -663,8 +663,8 @@ async fn the_account_page_shows_and_deletes_what_apps_store() {
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     let after = browser.get("/account").await;
-    assert!(!after.contains("watch, 2 items"), "{}", after.body);
-    assert!(after.contains("account, 1 item,"));
+    assert!(!after.contains("2 settings (watch, "), "{}", after.body);
+    assert!(after.contains("1 setting (account, "));
     // Devices see the deletions.
     for _ in 0..2 {
         let (_, change) = stream.event().await;

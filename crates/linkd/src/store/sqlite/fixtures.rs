@@ -64,6 +64,7 @@ pub(crate) async fn insert_account(store: &SqlStore) {
         created_at: 0,
         disabled: false,
         email_verified_at: None,
+        time_zone: None,
     };
     store.insert_account(&account).await.unwrap();
 }

@@ -80,6 +80,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../../migrations/sqlite/0015_device_kind.sql"),
     ),
     (
+        16,
+        "time zone",
+        include_str!("../../../migrations/sqlite/0016_time_zone.sql"),
+    ),
+    (
         19,
         "phishing checks",
         include_str!("../../../migrations/sqlite/0019_phishing_checks.sql"),
