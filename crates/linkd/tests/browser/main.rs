@@ -13,6 +13,7 @@
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod people;
 mod phishing;
 mod upstream;
 mod webdriver;
@@ -1234,6 +1235,7 @@ async fn the_pages_in_a_real_browser() {
         if viewport.mobile {
             let app = spawn_app().await;
             run(&suite, "account", &app, account_page).await;
+            run(&suite, "people", &app, people::in_another_zone).await;
         }
         // Sign-in through an OpenID provider, on servers of its own.
         if viewport.mobile {
