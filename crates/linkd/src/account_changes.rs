@@ -13,6 +13,7 @@ use crate::limits::{Refused, RetryAfter};
 use crate::mail::Mail;
 use crate::recovery::MailContext;
 use crate::store::{Account, Activity, ActivityKind, OutboxKind, StoreError};
+use crate::zone::Zone;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
@@ -229,7 +230,7 @@ async fn store_password(
                         },
                         vec![
                             ("product", mail.brand.product_name.clone()),
-                            ("at", mail.lang.datetime(now)),
+                            ("at", mail.lang.datetime_in(now, &Zone::of(account), None)),
                             ("ip", ip.to_string()),
                         ],
                     ),

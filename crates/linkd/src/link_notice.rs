@@ -17,6 +17,7 @@ use crate::store::{
     LinkedDevice, NotMeReport, OutboxKind, StoreError, Timestamp,
 };
 use crate::webhooks::{Event, ReportVia, UnlinkReason};
+use crate::zone::Zone;
 
 /// How long a "This wasn't me" link works: long enough for a person back
 /// from a week away to still act on the mail.
@@ -132,7 +133,10 @@ pub fn approval_record(ctx: &Ctx<'_>, approval: &Approval<'_>) -> DecisionRecord
                 "mail.linked.details",
                 vec![
                     ("device", device.to_string()),
-                    ("at", lang.datetime(now)),
+                    (
+                        "at",
+                        lang.datetime_in(now, &Zone::of(approval.account), None),
+                    ),
                     ("ip", approval.requested_from.to_string()),
                 ],
             ),

@@ -12,6 +12,7 @@ use crate::mail::Mail;
 use crate::store::{
     Account, AccountLink, Activity, ActivityKind, LinkPurpose, Store, StoreError, Timestamp,
 };
+use crate::zone::Zone;
 
 /// How long a reset link works.
 pub const RESET_LINK_SECS: i64 = 30 * 60;
@@ -164,7 +165,7 @@ pub async fn reset(
                     "mail.reset_done.body",
                     vec![
                         ("product", mail.brand.product_name.clone()),
-                        ("at", mail.lang.datetime(now)),
+                        ("at", mail.lang.datetime_in(now, &Zone::of(&account), None)),
                         ("ip", ip.to_string()),
                     ],
                 ),

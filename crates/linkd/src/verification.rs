@@ -14,6 +14,7 @@ use crate::store::{
     Account, AccountLink, Activity, ActivityKind, DecisionRecord, LinkPurpose, OutboxMessage,
     Store, StoreError, Timestamp,
 };
+use crate::zone::Zone;
 
 /// How long a verification link works.
 pub const VERIFY_LINK_SECS: i64 = 24 * 3600;
@@ -101,7 +102,7 @@ pub fn change_request(
                 vec![
                     ("product", mail.brand.product_name.clone()),
                     ("email", new_email.to_string()),
-                    ("at", mail.lang.datetime(now)),
+                    ("at", mail.lang.datetime_in(now, &Zone::of(account), None)),
                     ("ip", ip.to_string()),
                 ],
             ),

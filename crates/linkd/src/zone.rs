@@ -7,6 +7,8 @@ use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::{self, TimeZone};
 
+use crate::store::Account;
+
 /// Longest IANA zone name linkd takes ("America/Argentina/ComodRivadavia"
 /// has 32 characters); a cookie longer than this is no zone.
 const MAX_NAME: usize = 64;
@@ -53,6 +55,17 @@ impl Zone {
             name: name.to_string(),
             tz,
         })
+    }
+
+    /// The zone remembered with an account, else UTC: for mails, and for
+    /// pages when the browser sends none.
+    pub fn remembered(name: Option<&str>) -> Zone {
+        name.and_then(Zone::named).unwrap_or_else(Zone::utc)
+    }
+
+    /// The zone remembered with `account` (its mails are in it).
+    pub fn of(account: &Account) -> Zone {
+        Zone::remembered(account.time_zone.as_deref())
     }
 
     /// The IANA name, as it is remembered and sent back.

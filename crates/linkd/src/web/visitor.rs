@@ -153,8 +153,7 @@ impl FromRequestParts<AppState> for Visitor {
         }
         let zone_guessed = browser_zone.is_none();
         let zone = browser_zone
-            .or_else(|| account.and_then(|a| Zone::named(a.time_zone.as_deref()?)))
-            .unwrap_or_else(Zone::utc);
+            .unwrap_or_else(|| Zone::remembered(account.and_then(|a| a.time_zone.as_deref())));
         Ok(Visitor {
             signed_in,
             anonymous_csrf,

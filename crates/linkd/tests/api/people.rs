@@ -387,3 +387,26 @@ async fn a_rename_says_so_at_the_devices_place_in_the_list() {
     assert_eq!(foreign.status, StatusCode::OK);
     assert!(!foreign.body.contains("role=\"status\""));
 }
+
+#[tokio::test]
+async fn mails_name_times_in_the_zone_the_account_remembers() {
+    use crate::link_notice::mail_to;
+    use crate::mail::{SmtpServer, with_smtp};
+
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app_with(with_smtp(&smtp)).await;
+    let (browser, jar) = browser_with_jar(&app, "en");
+    set_zone(&app, &jar, "Asia/Kolkata");
+    browser.sign_up("ria@example.com", PASSWORD, "/").await;
+    // The zone is remembered on the first page that sends it.
+    assert_eq!(browser.get("/devices").await.status, StatusCode::OK);
+    link(&app, &browser, "openid").await;
+    let got = smtp.wait_for_about(1, "New device linked").await;
+    let text = mail_to(&got, "ria@example.com", "New device linked")["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kolkata = format!("{} IST", clock_at(&app, 330));
+    assert!(text.contains(&kolkata), "{kolkata}: {text}");
+    assert!(!text.contains(" UTC"), "{text}");
+}
