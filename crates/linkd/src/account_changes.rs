@@ -8,12 +8,9 @@ use std::net::IpAddr;
 
 use crate::accounts::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, hash_password, verify_password};
 use crate::ctx::Ctx;
-use crate::i18n::Text;
 use crate::limits::{Refused, RetryAfter};
-use crate::mail::Mail;
 use crate::recovery::MailContext;
 use crate::store::{Account, Activity, ActivityKind, OutboxKind, StoreError};
-use crate::zone::Zone;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
@@ -218,31 +215,11 @@ async fn store_password(
         .outbox
         .sends(OutboxKind::Mail)
         .then(|| {
-            Mail {
-                to: account.email.clone(),
-                lang: mail.lang,
-                subject: Text::key("mail.reset_done.subject"),
-                lines: vec![
-                    Text::with(
-                        match kind {
-                            ActivityKind::PasswordSet => "mail.password_set.body",
-                            _ => "mail.password_changed.body",
-                        },
-                        vec![
-                            ("product", mail.brand.product_name.clone()),
-                            ("at", mail.lang.datetime_in(now, &Zone::of(account), None)),
-                            ("ip", ip.to_string()),
-                        ],
-                    ),
-                    Text::key("mail.reset_done.not_you"),
-                ],
-                action: Some((
-                    Text::key("mail.reset_done.action"),
-                    format!("{}/signin/forgot", mail.base),
-                )),
-                footer: None,
-            }
-            .to_outbox(mail.brand, now)
+            let body = match kind {
+                ActivityKind::PasswordSet => "mail.password_set.body",
+                _ => "mail.password_changed.body",
+            };
+            mail.password_notice(account, body, &ip.to_string(), now)
         })
         .into_iter()
         .collect();

@@ -10,7 +10,8 @@ use crate::hashing::{Busy, HashPool};
 use crate::i18n::{Lang, Text};
 use crate::mail::Mail;
 use crate::store::{
-    Account, AccountLink, Activity, ActivityKind, LinkPurpose, Store, StoreError, Timestamp,
+    Account, AccountLink, Activity, ActivityKind, LinkPurpose, OutboxMessage, Store, StoreError,
+    Timestamp,
 };
 use crate::zone::Zone;
 
@@ -37,6 +38,42 @@ pub struct MailContext<'a> {
     /// The public URL, without a trailing slash.
     pub base: &'a str,
     pub lang: Lang,
+}
+
+impl MailContext<'_> {
+    /// The notice that the password of `account` changed, by a
+    /// reset or on the account page (`body` says which), with where from
+    /// and a link to reset it if that was not its owner.
+    pub fn password_notice(
+        &self,
+        account: &Account,
+        body: &'static str,
+        ip: &str,
+        now: Timestamp,
+    ) -> OutboxMessage {
+        Mail {
+            to: account.email.clone(),
+            lang: self.lang,
+            subject: Text::key("mail.reset_done.subject"),
+            lines: vec![
+                Text::with(
+                    body,
+                    vec![
+                        ("product", self.brand.product_name.clone()),
+                        ("at", self.lang.datetime_in(now, &Zone::of(account), None)),
+                        ("ip", ip.to_string()),
+                    ],
+                ),
+                Text::key("mail.reset_done.not_you"),
+            ],
+            action: Some((
+                Text::key("mail.reset_done.action"),
+                format!("{}/signin/forgot", self.base),
+            )),
+            footer: None,
+        }
+        .to_outbox(self.brand, now)
+    }
 }
 
 /// Makes a reset link for `account` and stores it, with the mail that
@@ -155,30 +192,7 @@ pub async fn reset(
         ip: ip.to_string(),
         at: now,
     };
-    let notice = mail.map(|mail| {
-        Mail {
-            to: account.email.clone(),
-            lang: mail.lang,
-            subject: Text::key("mail.reset_done.subject"),
-            lines: vec![
-                Text::with(
-                    "mail.reset_done.body",
-                    vec![
-                        ("product", mail.brand.product_name.clone()),
-                        ("at", mail.lang.datetime_in(now, &Zone::of(&account), None)),
-                        ("ip", ip.to_string()),
-                    ],
-                ),
-                Text::key("mail.reset_done.not_you"),
-            ],
-            action: Some((
-                Text::key("mail.reset_done.action"),
-                format!("{}/signin/forgot", mail.base),
-            )),
-            footer: None,
-        }
-        .to_outbox(mail.brand, now)
-    });
+    let notice = mail.map(|mail| mail.password_notice(&account, "mail.reset_done.body", ip, now));
     let notice: Vec<_> = notice.into_iter().collect();
     if store
         .reset_password(&secret_hash(token), &password_hash, &activity, &notice)
