@@ -344,6 +344,22 @@ async fn form_error(
     })
 }
 
+/// Where a form of the account page ends: back on the page, which says
+/// once what the form did (`done`), or the page again with `form`'s error.
+async fn form_done<T>(
+    state: &AppState,
+    visitor: &Visitor,
+    account: &Account,
+    form: &str,
+    done: &str,
+    result: Result<T, ChangeError>,
+) -> Result<Response, PageError> {
+    match result {
+        Ok(_) => Ok(see_other(&format!("/account?done={done}"))),
+        Err(e) => form_error(state, visitor, account, form, e).await,
+    }
+}
+
 fn mail_context<'a>(state: &'a AppState, visitor: &Visitor, base: &'a str) -> MailContext<'a> {
     MailContext {
         brand: &state.brand,
@@ -360,17 +376,14 @@ pub async fn change_password(
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
-    let Some((session, account)) = &visitor.signed_in else {
-        return Ok(to_sign_in("/account"));
-    };
-    visitor.check_csrf(form.get("csrf"))?;
+    let (session, account) = visitor.signed_in_form(&form, "/account")?;
     let base = state.config.issuer();
     let ctx = state.ctx();
     let mail = mail_context(&state, &visitor, &base);
     let new = form.get("new_password").unwrap_or("");
     let (result, done) = if account.password_hash.is_empty() {
         let set = account_changes::set_password(&ctx, account, session, new, ip, &mail).await;
-        (set, "/account?done=password_set")
+        (set, "password_set")
     } else {
         let current = form.get("current_password").unwrap_or("");
         let changed = account_changes::change_password(
@@ -383,12 +396,9 @@ pub async fn change_password(
             &mail,
         )
         .await;
-        (changed, "/account?done=password")
+        (changed, "password")
     };
-    match result {
-        Ok(()) => Ok(see_other(done)),
-        Err(e) => form_error(&state, &visitor, account, "password", e).await,
-    }
+    form_done(&state, &visitor, account, "password", done, result).await
 }
 
 /// `POST /account/email`: asks to move to a new address, the password
@@ -399,10 +409,7 @@ pub async fn change_email(
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
-    let Some((session, account)) = &visitor.signed_in else {
-        return Ok(to_sign_in("/account"));
-    };
-    visitor.check_csrf(form.get("csrf"))?;
+    let (session, account) = visitor.signed_in_form(&form, "/account")?;
     let base = state.config.issuer();
     let result = account_changes::change_email(
         &state.ctx(),
@@ -414,10 +421,7 @@ pub async fn change_email(
         &mail_context(&state, &visitor, &base),
     )
     .await;
-    match result {
-        Ok(_) => Ok(see_other("/account?done=email")),
-        Err(e) => form_error(&state, &visitor, account, "email", e).await,
-    }
+    form_done(&state, &visitor, account, "email", "email", result).await
 }
 
 /// `POST /account/sessions`: signs out every other browser.
@@ -427,10 +431,7 @@ pub async fn sign_out_others(
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
-    let Some((session, account)) = &visitor.signed_in else {
-        return Ok(to_sign_in("/account"));
-    };
-    visitor.check_csrf(form.get("csrf"))?;
+    let (session, account) = visitor.signed_in_form(&form, "/account")?;
     account_changes::sign_out_others(&state.ctx(), account, &session.id_hash, ip).await?;
     Ok(see_other("/account?done=sessions"))
 }
@@ -495,10 +496,7 @@ pub async fn delete(
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
-    let Some((session, account)) = &visitor.signed_in else {
-        return Ok(to_sign_in("/account/delete"));
-    };
-    visitor.check_csrf(form.get("csrf"))?;
+    let (session, account) = visitor.signed_in_form(&form, "/account/delete")?;
     let password = form.get("password").unwrap_or("");
     match account_changes::delete(&state.ctx(), account, session, password, ip).await {
         Ok(()) => {
@@ -628,10 +626,7 @@ pub async fn delete_sync(
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
-    let Some(account) = visitor.account() else {
-        return Ok(to_sign_in("/account"));
-    };
-    visitor.check_csrf(form.get("csrf"))?;
+    let (_, account) = visitor.signed_in_form(&form, "/account")?;
     let (namespace, collection) = sync_target(form.get("app"), form.get("collection"))?;
     sync::delete_collection(
         state.store.as_ref(),

@@ -15,6 +15,8 @@ use crate::store::StoreError;
 pub enum PageError {
     /// The form's CSRF token is missing or wrong.
     Csrf,
+    /// The page is for someone signed in: sign in, then back to this path.
+    SignIn(String),
     BadRequest(Text),
     NotFound,
     Unavailable,
@@ -34,6 +36,7 @@ impl From<StoreError> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (status, title, message) = match self {
+            PageError::SignIn(next) => return super::to_sign_in(&next),
             PageError::Csrf => (
                 StatusCode::FORBIDDEN,
                 Text::key("error.csrf.title"),

@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use subtle::ConstantTimeEq;
 
+use super::PageForm;
 use super::errors::{PageError, request_lang};
 use crate::accounts;
 use crate::codes::random_secret;
@@ -246,5 +247,20 @@ impl Visitor {
             (Some(e), Some(s)) if bool::from(e.as_bytes().ct_eq(s.as_bytes())) => Ok(()),
             _ => Err(PageError::Csrf),
         }
+    }
+
+    /// The session and account behind a form for someone signed in, its
+    /// CSRF token checked. Someone not signed in goes to sign in and then
+    /// back to `back`, the page the form is on.
+    pub fn signed_in_form(
+        &self,
+        form: &PageForm,
+        back: &str,
+    ) -> Result<(&Session, &Account), PageError> {
+        let Some((session, account)) = &self.signed_in else {
+            return Err(PageError::SignIn(back.to_string()));
+        };
+        self.check_csrf(form.get("csrf"))?;
+        Ok((session, account))
     }
 }
