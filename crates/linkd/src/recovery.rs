@@ -141,23 +141,39 @@ pub async fn request_reset(
     }
 }
 
+/// The link a mailed token stands for and its account, if the link still
+/// works and the account is not disabled; `None` for every other case
+/// alike. Only the token's hash is looked up. Reading changes nothing:
+/// mail scanners open links.
+pub async fn link_account(
+    store: &dyn Store,
+    token: &str,
+    purpose: LinkPurpose,
+    now: Timestamp,
+) -> Result<Option<(AccountLink, Account)>, StoreError> {
+    if token.is_empty() || token.len() > 64 {
+        return Ok(None);
+    }
+    let Some(link) = store
+        .get_account_link(&secret_hash(token), purpose, now)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(match store.get_account(&link.account_id).await? {
+        Some(account) if !account.disabled => Some((link, account)),
+        _ => None,
+    })
+}
+
 /// The account a reset link opens, if it still works.
 pub async fn check_reset(
     store: &dyn Store,
     token: &str,
     now: Timestamp,
-) -> Result<Account, ResetError> {
-    if token.is_empty() || token.len() > 64 {
-        return Err(ResetError::Invalid);
-    }
-    let link = store
-        .get_account_link(&secret_hash(token), LinkPurpose::PasswordReset, now)
-        .await?
-        .ok_or(ResetError::Invalid)?;
-    match store.get_account(&link.account_id).await? {
-        Some(account) if !account.disabled => Ok(account),
-        _ => Err(ResetError::Invalid),
-    }
+) -> Result<Option<Account>, StoreError> {
+    let found = link_account(store, token, LinkPurpose::PasswordReset, now).await?;
+    Ok(found.map(|(_, account)| account))
 }
 
 /// Sets a new password through a reset link: the link is used up, every
@@ -173,7 +189,9 @@ pub async fn reset(
     now: Timestamp,
     mail: Option<&MailContext<'_>>,
 ) -> Result<Account, ResetError> {
-    let account = check_reset(store, token, now).await?;
+    let account = check_reset(store, token, now)
+        .await?
+        .ok_or(ResetError::Invalid)?;
     let chars = password.chars().count();
     if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&chars) {
         return Err(ResetError::BadPassword);

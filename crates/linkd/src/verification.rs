@@ -9,7 +9,7 @@ use crate::Config;
 use crate::codes::{random_secret, secret_hash};
 use crate::i18n::Text;
 use crate::mail::Mail;
-use crate::recovery::MailContext;
+use crate::recovery::{MailContext, link_account};
 use crate::store::{
     Account, AccountLink, Activity, ActivityKind, DecisionRecord, LinkPurpose, OutboxMessage,
     Store, StoreError, Timestamp,
@@ -148,19 +148,9 @@ pub async fn check(
     store: &dyn Store,
     token: &str,
     now: Timestamp,
-) -> Result<(Account, String), VerifyError> {
-    if token.is_empty() || token.len() > 64 {
-        return Err(VerifyError::Invalid);
-    }
-    let link = store
-        .get_account_link(&secret_hash(token), LinkPurpose::VerifyEmail, now)
-        .await?
-        .ok_or(VerifyError::Invalid)?;
-    let address = link.subject.ok_or(VerifyError::Invalid)?;
-    match store.get_account(&link.account_id).await? {
-        Some(account) if !account.disabled => Ok((account, address)),
-        _ => Err(VerifyError::Invalid),
-    }
+) -> Result<Option<(Account, String)>, StoreError> {
+    let found = link_account(store, token, LinkPurpose::VerifyEmail, now).await?;
+    Ok(found.and_then(|(link, account)| Some((account, link.subject?))))
 }
 
 /// Confirms the address: it becomes (or stays) the account's, verified
@@ -172,7 +162,9 @@ pub async fn confirm(
     ip: &str,
     now: Timestamp,
 ) -> Result<(Account, String), VerifyError> {
-    let (account, address) = check(store, token, now).await?;
+    let (account, address) = check(store, token, now)
+        .await?
+        .ok_or(VerifyError::Invalid)?;
     let changed = !account.email.eq_ignore_ascii_case(&address);
     let activity = Activity {
         account_id: account.id.clone(),

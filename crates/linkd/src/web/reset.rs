@@ -115,11 +115,10 @@ pub async fn reset_page(
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
     let token = query_param(query.as_deref(), "token").unwrap_or_default();
-    let account = match recovery::check_reset(state.store.as_ref(), &token, state.clock.now()).await
-    {
-        Ok(account) => account,
-        Err(ResetError::Store(e)) => return Err(e.into()),
-        Err(_) => return Err(link_gone()),
+    let Some(account) =
+        recovery::check_reset(state.store.as_ref(), &token, state.clock.now()).await?
+    else {
+        return Err(link_gone());
     };
     render(
         &state,

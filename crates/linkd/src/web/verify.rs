@@ -31,12 +31,11 @@ pub async fn page(
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
     let token = query_param(query.as_deref(), "token").unwrap_or_default();
-    let (_, address) =
-        match verification::check(state.store.as_ref(), &token, state.clock.now()).await {
-            Ok(found) => found,
-            Err(VerifyError::Store(e)) => return Err(e.into()),
-            Err(_) => return Err(link_gone()),
-        };
+    let Some((_, address)) =
+        verification::check(state.store.as_ref(), &token, state.clock.now()).await?
+    else {
+        return Err(link_gone());
+    };
     render(
         &state,
         &visitor,
