@@ -15,7 +15,7 @@ use crate::ctx::Ctx;
 use crate::device_flow::{self, Decision, LookupError, PendingAuthorization};
 use crate::i18n::Lang;
 use crate::limits::{CodeAttempt, Refused, RetryAfter, network_key};
-use crate::store::Account;
+use crate::store::{Account, Timestamp};
 
 #[derive(Debug)]
 pub enum EntryError {
@@ -25,6 +25,10 @@ pub enum EntryError {
     /// from the browser's own network (or no code at all: the answer is
     /// the same).
     Paused(RetryAfter),
+    /// An unknown code: a wrong guess, which keeps its tries; with the
+    /// tries left (see [`CodeAttempt::tries_left`]).
+    WrongCode(Option<(u32, Timestamp)>),
+    /// Any other outcome of the lookup.
     Lookup(LookupError),
 }
 
@@ -157,7 +161,7 @@ impl Entry<'_> {
         match found {
             // RFC 8628 §5.1 limits guessing: only an unknown code is a
             // wrong guess. Used, expired and old codes were real ones.
-            Err(LookupError::NotFound) => Err(EntryError::Lookup(LookupError::NotFound)),
+            Err(LookupError::NotFound) => Err(EntryError::WrongCode(attempt.tries_left)),
             other => {
                 self.ctx.limits.code_entry_counts_not(attempt).await;
                 other.map_err(EntryError::Lookup)

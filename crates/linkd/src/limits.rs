@@ -354,6 +354,19 @@ pub struct CodeAttempt {
     /// Set when the server-wide budget is spent: only a code requested
     /// from the browser's own network may be shown (SECURITY.md).
     pub paused: Option<RetryAfter>,
+    /// Wrong codes this session may still enter from this network, this
+    /// attempt counted, before code entry pauses, and when the pause would
+    /// end; `None` while neither limit is on. With several instances the
+    /// count is the shared counters' as this attempt took its tries.
+    pub tries_left: Option<(u32, Timestamp)>,
+}
+
+/// The nearer of two limits' tries left.
+fn fewest(a: Option<(u32, Timestamp)>, b: Option<(u32, Timestamp)>) -> Option<(u32, Timestamp)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
 }
 
 impl CodeAttempt {
@@ -573,11 +586,22 @@ impl Limits {
                     ..take(shared::CODE_SERVER, "", self.code_failures_global.limit())
                 },
             ];
-            let waits = store
-                .tally_limits(&ops, now)
+            // The counts come with the take, so that a wrong code's page
+            // can say how many tries are left without a second round trip.
+            let read = [
+                (shared::CODE_SESSION, session),
+                (shared::CODE_NETWORK, &net),
+            ];
+            let (waits, before) = store
+                .tally_and_read_limits(&ops, &read, now)
                 .await
                 .map_err(Refused::Store)?;
             first_refusal(&ops, &waits)?;
+            // Not refused: this attempt took one try of each.
+            let left = |limit: Limit, before: Option<_>| {
+                let (left, ends) = limit.remaining_of(before, now)?;
+                Some((left.saturating_sub(1), ends))
+            };
             let paused = (waits[2] > 0).then_some(RetryAfter(waits[2]));
             return Ok(CodeAttempt {
                 session: session.to_string(),
@@ -585,6 +609,16 @@ impl Limits {
                 global: paused.is_none(),
                 at: now,
                 paused,
+                tries_left: fewest(
+                    left(
+                        self.code_failures_per_session.limit(),
+                        before.first().copied().flatten(),
+                    ),
+                    left(
+                        self.code_failures_per_network.limit(),
+                        before.get(1).copied().flatten(),
+                    ),
+                ),
             });
         }
         let session = session.to_string();
@@ -595,57 +629,16 @@ impl Limits {
         }
         let paused = self.code_failures_global.take(&(), now).err();
         Ok(CodeAttempt {
+            tries_left: fewest(
+                self.code_failures_per_session.remaining(&session, now),
+                self.code_failures_per_network.remaining(&network, now),
+            ),
             session,
             network,
             global: paused.is_none(),
             at: now,
             paused,
         })
-    }
-
-    /// Wrong codes this session may still enter from this network before
-    /// code entry pauses, and when the pause would end; `None` while
-    /// neither limit is on.
-    /// With several instances the shared counters are read; if they cannot
-    /// be, the page says nothing about tries rather than a wrong number.
-    pub async fn code_tries_left(
-        &self,
-        session: &str,
-        ip: IpAddr,
-        now: Timestamp,
-    ) -> Option<(u32, Timestamp)> {
-        let (by_session, by_network) = if let Some(store) = &self.shared {
-            let net = network_key(ip).to_string();
-            let live = store
-                .read_limits(
-                    &[
-                        (shared::CODE_SESSION, session),
-                        (shared::CODE_NETWORK, &net),
-                    ],
-                    now,
-                )
-                .await
-                .ok()?;
-            (
-                self.code_failures_per_session
-                    .limit()
-                    .remaining_of(live.first().copied().flatten(), now),
-                self.code_failures_per_network
-                    .limit()
-                    .remaining_of(live.get(1).copied().flatten(), now),
-            )
-        } else {
-            (
-                self.code_failures_per_session
-                    .remaining(&session.to_string(), now),
-                self.code_failures_per_network
-                    .remaining(&network_key(ip), now),
-            )
-        };
-        match (by_session, by_network) {
-            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-            (a, b) => a.or(b),
-        }
     }
 
     /// The attempt was no wrong guess (a live code, a malformed one, an

@@ -109,16 +109,17 @@ pub trait Store: Send + Sync + 'static {
             "this store does not count limits; they are counted in memory".into(),
         ))
     }
-    /// What the shared counters hold for each `(name, key)`: the count and
+    /// [`Store::tally_limits`], and in the same round trip what the shared
+    /// counters `read` (name, key) held just before `ops`: the count and
     /// when its window ends, or `None` for a counter with nothing in a
-    /// live window. Read, never changed: pages use it to say how many
-    /// tries are left.
-    async fn read_limits(
+    /// live window. Pages use it to say how many tries are left.
+    async fn tally_and_read_limits(
         &self,
-        counters: &[(&str, &str)],
+        ops: &[LimitOp<'_>],
+        read: &[(&str, &str)],
         now: Timestamp,
-    ) -> StoreResult<Vec<Option<(i64, Timestamp)>>> {
-        let _ = (counters, now);
+    ) -> StoreResult<(Vec<i64>, Vec<Option<(i64, Timestamp)>>)> {
+        let _ = (ops, read, now);
         Err(StoreError::Unavailable(
             "this store does not count limits; they are counted in memory".into(),
         ))

@@ -381,7 +381,6 @@ pub(super) async fn migrate(db: &PgDb) -> StoreResult<()> {
     super::run_migrations(MIGRATIONS, &db.pool).await
 }
 
-/// Tells every instance, this one included (see `relay_events`).
 /// The limit steps as one call of `linkd_tally` (migration 0025): a
 /// PL/pgSQL function, so that several steps, and the undoing of the ones
 /// before a refusal, are one transaction in one round trip. SQLite has no
@@ -392,13 +391,74 @@ pub(super) async fn tally_limits(
     ops: &[LimitOp<'_>],
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
+    let (waits,): (Vec<i64>,) = bind_ops(
+        sqlx::query_as("SELECT linkd_tally($1, $2, $3, $4, $5, $6, $7)"),
+        ops,
+        now,
+    )
+    .fetch_one(&db.pool)
+    .await
+    .map_err(map_sqlx)?;
+    checked_waits(waits, ops)
+}
+
+/// [`tally_limits`] and a read of the counters `read` (name, key; `sub` is
+/// always '' for the limits pages read), in one statement. Every part of
+/// a statement sees the database as it was when the statement began, so
+/// the read shows the counters just before `linkd_tally` changed them.
+/// The tally runs once: a materialized CTE is evaluated once.
+pub(super) async fn tally_and_read_limits(
+    db: &PgDb,
+    ops: &[LimitOp<'_>],
+    read: &[(&str, &str)],
+    now: Timestamp,
+) -> StoreResult<(Vec<i64>, Vec<Option<(i64, Timestamp)>>)> {
+    let names: Vec<&str> = read.iter().map(|c| c.0).collect();
+    let keys: Vec<&str> = read.iter().map(|c| c.1).collect();
+    // Per counter read, in the order asked: its count and the end of its
+    // window, 0 and 0 for one with nothing in a live window.
+    let (waits, counts, ends): (Vec<i64>, Vec<i64>, Vec<i64>) = bind_ops(
+        sqlx::query_as(
+            "WITH tally AS MATERIALIZED \
+               (SELECT linkd_tally($1, $2, $3, $4, $5, $6, $7) AS waits), \
+             live AS (SELECT asked.i, c.count, c.expires_at \
+               FROM unnest($8::TEXT[], $9::TEXT[]) WITH ORDINALITY AS asked(name, key, i) \
+               LEFT JOIN limit_counts c ON c.name = asked.name AND c.key = asked.key \
+                 AND c.sub = '' AND c.expires_at > $7) \
+             SELECT tally.waits, \
+               ARRAY(SELECT coalesce(count, 0)::BIGINT FROM live ORDER BY i), \
+               ARRAY(SELECT coalesce(expires_at, 0) FROM live ORDER BY i) \
+             FROM tally",
+        ),
+        ops,
+        now,
+    )
+    .bind(names)
+    .bind(keys)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(map_sqlx)?;
+    let live = counts
+        .into_iter()
+        .zip(ends)
+        .map(|(count, ends)| (ends > 0).then_some((count, ends)))
+        .collect();
+    Ok((checked_waits(waits, ops)?, live))
+}
+
+/// Binds `ops` and `now` as `linkd_tally`'s seven arguments.
+fn bind_ops<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ops: &[LimitOp<'q>],
+    now: Timestamp,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
     let kinds: Vec<&str> = ops.iter().map(|o| o.kind.as_str()).collect();
     let names: Vec<&str> = ops.iter().map(|o| o.name).collect();
     let keys: Vec<&str> = ops.iter().map(|o| o.key).collect();
     let subs: Vec<&str> = ops.iter().map(|o| o.sub).collect();
     let a: Vec<i64> = ops.iter().map(|o| o.a).collect();
     let b: Vec<i64> = ops.iter().map(|o| o.b).collect();
-    let waits: Vec<i64> = sqlx::query_scalar("SELECT linkd_tally($1, $2, $3, $4, $5, $6, $7)")
+    query
         .bind(kinds)
         .bind(names)
         .bind(keys)
@@ -406,9 +466,10 @@ pub(super) async fn tally_limits(
         .bind(a)
         .bind(b)
         .bind(now)
-        .fetch_one(&db.pool)
-        .await
-        .map_err(map_sqlx)?;
+}
+
+/// `linkd_tally` answers one wait per step.
+fn checked_waits(waits: Vec<i64>, ops: &[LimitOp<'_>]) -> StoreResult<Vec<i64>> {
     if waits.len() != ops.len() {
         return Err(StoreError::Corrupt(format!(
             "linkd_tally answered {} steps for {}",
@@ -419,37 +480,7 @@ pub(super) async fn tally_limits(
     Ok(waits)
 }
 
-/// The live counts of `counters` (name, key; `sub` is always '' for the
-/// limits pages read), in the order asked, in one round trip.
-pub(super) async fn read_limits(
-    db: &PgDb,
-    counters: &[(&str, &str)],
-    now: Timestamp,
-) -> StoreResult<Vec<Option<(i64, Timestamp)>>> {
-    let names: Vec<&str> = counters.iter().map(|c| c.0).collect();
-    let keys: Vec<&str> = counters.iter().map(|c| c.1).collect();
-    let rows: Vec<(String, String, i32, i64)> = sqlx::query_as(
-        "SELECT c.name, c.key, c.count, c.expires_at FROM limit_counts c \
-         JOIN unnest($1::TEXT[], $2::TEXT[]) AS asked(name, key) \
-           ON c.name = asked.name AND c.key = asked.key AND c.sub = '' \
-         WHERE c.expires_at > $3",
-    )
-    .bind(names)
-    .bind(keys)
-    .bind(now)
-    .fetch_all(&db.pool)
-    .await
-    .map_err(map_sqlx)?;
-    Ok(counters
-        .iter()
-        .map(|(name, key)| {
-            rows.iter()
-                .find(|r| r.0 == *name && r.1 == *key)
-                .map(|r| (i64::from(r.2), r.3))
-        })
-        .collect())
-}
-
+/// Tells every instance, this one included (see `relay_events`).
 pub(super) async fn publish(db: &PgDb, event: &Event) -> StoreResult<()> {
     if let Event::Decided { .. } = event {
         // The database announced it already, on commit (migration 0027),

@@ -102,16 +102,17 @@ impl Store for SqlStore {
         }
     }
 
-    async fn read_limits(
+    async fn tally_and_read_limits(
         &self,
-        counters: &[(&str, &str)],
+        ops: &[LimitOp<'_>],
+        read: &[(&str, &str)],
         now: Timestamp,
-    ) -> StoreResult<Vec<Option<(i64, Timestamp)>>> {
+    ) -> StoreResult<(Vec<i64>, Vec<Option<(i64, Timestamp)>>)> {
         match &self.db {
             Db::Sqlite(_) => Err(StoreError::Unavailable(
                 "SQLite serves one instance; its limits are counted in memory".into(),
             )),
-            Db::Postgres(p) => postgres::read_limits(p, counters, now).await,
+            Db::Postgres(p) => postgres::tally_and_read_limits(p, ops, read, now).await,
         }
     }
 

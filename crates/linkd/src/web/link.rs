@@ -119,19 +119,7 @@ pub async fn page(
             ),
         },
         Ok(_) => Ok(to_sign_in(&link_path(&code_for_url(&code), token))),
-        Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
-        Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
-        Err(EntryError::Lookup(e)) => {
-            let tries = if matches!(e, LookupError::NotFound) {
-                state
-                    .limits
-                    .code_tries_left(&key, ip, state.clock.now())
-                    .await
-            } else {
-                None
-            };
-            lookup_error_page(&state, &visitor, &code, e, None, tries).await
-        }
+        Err(e) => entry_error_page(&state, &visitor, &code, e, None).await,
     }
 }
 
@@ -264,6 +252,9 @@ async fn entry_error_page(
     match err {
         EntryError::Limited(RetryAfter(secs)) => too_many_codes(state, visitor, secs, false),
         EntryError::Paused(RetryAfter(secs)) => too_many_codes(state, visitor, secs, true),
+        EntryError::WrongCode(tries) => {
+            lookup_error_page(state, visitor, typed, LookupError::NotFound, asked, tries).await
+        }
         EntryError::Lookup(e) => lookup_error_page(state, visitor, typed, e, asked, None).await,
     }
 }
@@ -666,20 +657,7 @@ pub async fn decide(
                 approve,
             )
         }
-        Err(EntryError::Limited(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, false),
-        Err(EntryError::Paused(RetryAfter(secs))) => too_many_codes(&state, &visitor, secs, true),
-        Err(EntryError::Lookup(e)) => {
-            let tries = if matches!(e, LookupError::NotFound) {
-                let key = visitor.entry_key();
-                state
-                    .limits
-                    .code_tries_left(&key, ip, state.clock.now())
-                    .await
-            } else {
-                None
-            };
-            lookup_error_page(&state, &visitor, &code, e, Some(approve), tries).await
-        }
+        Err(e) => entry_error_page(&state, &visitor, &code, e, Some(approve)).await,
     }
 }
 
