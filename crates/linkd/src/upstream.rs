@@ -98,10 +98,7 @@ impl Providers {
     /// server back, and each sign-in discovers again anyway.
     pub async fn discover_all(&self) {
         for provider in &self.list {
-            if let Err(e) = self
-                .client(provider, &format!("{}/", provider.issuer))
-                .await
-            {
+            if let Err(e) = self.discover(provider).await {
                 tracing::warn!(provider = %provider.id, error = %e, "OpenID provider discovery failed");
             }
         }
@@ -177,13 +174,12 @@ impl Providers {
             .or_else(|| self.get(&identity.provider))
     }
 
-    /// Discovery and the JWKS, fetched fresh: a sign-in is rare next to
-    /// polls, and fresh keys follow the provider's rotations at once.
-    async fn client(
+    /// The provider's discovery document and JWKS; notes where its
+    /// authorization endpoint is for the pages' form-action.
+    async fn discover(
         &self,
         provider: &ProviderConfig,
-        redirect_uri: &str,
-    ) -> Result<ConfiguredClient, UpstreamError> {
+    ) -> Result<CoreProviderMetadata, UpstreamError> {
         let issuer = IssuerUrl::new(provider.issuer.clone())
             .map_err(|e| UpstreamError::Unavailable(format!("issuer: {e}")))?;
         // Checks that the document names this issuer (OpenID Connect
@@ -192,6 +188,17 @@ impl Providers {
             .await
             .map_err(|e| UpstreamError::Unavailable(error_chain(&e)))?;
         self.found_authorization_endpoint(provider, metadata.authorization_endpoint().as_str());
+        Ok(metadata)
+    }
+
+    /// Discovery and the JWKS, fetched fresh: a sign-in is rare next to
+    /// polls, and fresh keys follow the provider's rotations at once.
+    async fn client(
+        &self,
+        provider: &ProviderConfig,
+        redirect_uri: &str,
+    ) -> Result<ConfiguredClient, UpstreamError> {
+        let metadata = self.discover(provider).await?;
         let redirect = RedirectUrl::new(redirect_uri.to_string())
             .map_err(|e| UpstreamError::Unavailable(format!("redirect URI: {e}")))?;
         Ok(CoreClient::from_provider_metadata(
