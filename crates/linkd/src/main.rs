@@ -219,7 +219,9 @@ enum KeysCommand {
     /// refused, and signing moves at once to the newest key left (made now
     /// if there is none). Running servers follow within 30 s.
     Revoke {
-        /// The key's id (`kid`), as `linkd keys list` shows it.
+        /// The key's id (`kid`), as `linkd keys list` shows it. Ids are
+        /// base64url, so one may start with `-`; take it as it is.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// The servers' access token lifetime, in seconds.
         #[arg(long, env = "LINKD_ACCESS_TOKEN_LIFETIME", default_value_t = 3600)]
@@ -399,5 +401,25 @@ async fn main() -> std::process::ExitCode {
             eprintln!("linkd: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Key ids are random base64url: about one in 32 starts with `-`, and
+    /// `linkd keys revoke` must still take it as the id, not as an option.
+    #[test]
+    fn a_key_id_starting_with_a_hyphen_is_an_id() {
+        let cli = Cli::try_parse_from(["linkd", "keys", "revoke", "-sQ2x_key"]).unwrap();
+        let Command::Keys {
+            command: KeysCommand::Revoke { kid, .. },
+            ..
+        } = cli.command
+        else {
+            panic!("not keys revoke");
+        };
+        assert_eq!(kid, "-sQ2x_key");
     }
 }
