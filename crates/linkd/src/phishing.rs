@@ -384,6 +384,21 @@ mod tests {
     }
 
     #[test]
+    fn a_report_names_the_devices_24_or_56() {
+        assert_eq!(requesting_network(ip("203.0.113.77")), "203.0.113.0/24");
+        assert_eq!(
+            requesting_network(ip("::ffff:203.0.113.77")),
+            "203.0.113.0/24"
+        );
+        assert_eq!(
+            requesting_network(ip("2001:db8:0:12ab:1:2:3:4")),
+            "2001:db8:0:1200::/56"
+        );
+        let strict = SameNetwork { v4: 32, v6: 128 };
+        assert_eq!(strict.prefix(ip("192.0.2.1")), "192.0.2.1/32");
+    }
+
+    #[test]
     fn same_network_rules_parse() {
         assert_eq!(
             SameNetwork::parse("24,56").unwrap(),
