@@ -10,45 +10,8 @@ use reqwest::StatusCode;
 use crate::burst::{self, Answer, count, loopback};
 use crate::helpers::*;
 
-fn with(configure: impl FnOnce(&mut linkd::Config) + 'static) -> Options {
-    Options {
-        configure: Box::new(configure),
-        ..Default::default()
-    }
-}
-
 fn lookups(app: &TestApp) -> u64 {
     app.state.limits.code_lookups.load(Ordering::Relaxed)
-}
-
-/// `n` well-formed codes, all different, that no test issues (a random
-/// code starting `ZZZZZ` is a one in 3.2 million chance per code).
-fn wrong_codes(n: usize) -> Vec<String> {
-    const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
-    (0..n)
-        .map(|i| {
-            let tail: String = [i / 400, (i / 20) % 20, i % 20]
-                .iter()
-                .map(|&d| ALPHABET[d] as char)
-                .collect();
-            format!("ZZZZZ{tail}")
-        })
-        .collect()
-}
-
-/// A device on the demo-tv app asks for a code through the trusted proxy
-/// on behalf of `ip`.
-async fn start_device_from(app: &TestApp, ip: &str) -> DeviceAuth {
-    let response = app
-        .http
-        .post(app.url("/oauth/device_authorization"))
-        .header("x-forwarded-for", ip)
-        .form(&[("client_id", "demo-tv"), ("scope", "openid")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +166,7 @@ async fn during_an_attack_from_many_networks_a_person_on_their_own_network_gets_
 
     // The person's TV asks for a code from home; the person types it on
     // their phone on the same home network, and gets through.
-    let tv = start_device_from(&app, "198.51.100.7").await;
+    let tv = app.start_device_from("198.51.100.7").await;
     let confirm = person.type_code_from(&tv.user_code, "198.51.100.7").await;
     assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
     let done = person
@@ -224,7 +187,7 @@ async fn during_an_attack_from_many_networks_a_person_on_their_own_network_gets_
 
     // While the budget is spent, a code from another network is not shown
     // (that is what an attacker would be guessing), to anyone.
-    let other = start_device_from(&app, "203.0.113.9").await;
+    let other = app.start_device_from("203.0.113.9").await;
     let elsewhere = person
         .type_code_from(&other.user_code, "198.51.100.7")
         .await;
@@ -238,7 +201,7 @@ async fn during_an_attack_from_many_networks_a_person_on_their_own_network_gets_
     // A minute later the budget is back for everyone.
     app.clock.advance_secs(60);
     let later = app.signed_in_browser("later@example.com").await;
-    let fresh = start_device_from(&app, "203.0.113.9").await;
+    let fresh = app.start_device_from("203.0.113.9").await;
     assert_eq!(
         later
             .type_code_from(&fresh.user_code, "192.0.2.44")

@@ -14,13 +14,6 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::helpers::*;
 
-fn with(configure: impl FnOnce(&mut linkd::Config) + 'static) -> Options {
-    Options {
-        configure: Box::new(configure),
-        ..Default::default()
-    }
-}
-
 /// A TCP connection to `server` from `source` (an address in 127.0.0.0/8).
 pub async fn connect_from(source: [u8; 4], server: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");

@@ -5,18 +5,6 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-fn with(configure: impl FnOnce(&mut linkd::Config) + 'static) -> Options {
-    Options {
-        configure: Box::new(configure),
-        ..Default::default()
-    }
-}
-
-/// Behind a trusted proxy on 127.0.0.1, so tests can speak for any address.
-fn behind_proxy(c: &mut linkd::Config) {
-    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-}
-
 #[tokio::test]
 async fn wrong_codes_lock_a_session_out_until_the_window_passes() {
     let app = spawn_app_with(with(|c| c.code_failures_per_session = 3)).await;
@@ -115,15 +103,7 @@ async fn wrong_codes_are_limited_server_wide() {
 #[tokio::test]
 async fn the_confirmation_page_warns_about_other_networks_and_old_codes() {
     let app = spawn_app_with(with(behind_proxy)).await;
-    let reply = app
-        .http
-        .post(app.url("/oauth/device_authorization"))
-        .header("x-forwarded-for", "198.51.100.7")
-        .form(&[("client_id", "demo-tv"), ("scope", "openid")])
-        .send()
-        .await
-        .unwrap();
-    let auth: DeviceAuth = reply.json().await.unwrap();
+    let auth = app.start_device_from("198.51.100.7").await;
     let browser = app.signed_in_browser("phish@example.com").await;
     let code = browser.typed_path(&auth.user_code).await;
 

@@ -46,6 +46,34 @@ impl Default for Options {
     }
 }
 
+/// Options that change only the configuration.
+pub fn with(configure: impl FnOnce(&mut Config) + 'static) -> Options {
+    Options {
+        configure: Box::new(configure),
+        ..Default::default()
+    }
+}
+
+/// Behind a trusted proxy on 127.0.0.1, so tests can speak for any address.
+pub fn behind_proxy(c: &mut Config) {
+    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
+/// `n` well-formed codes, all different, that no test issues (a random
+/// code starting `ZZZZZ` is a one in 3.2 million chance per code).
+pub fn wrong_codes(n: usize) -> Vec<String> {
+    const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+    (0..n)
+        .map(|i| {
+            let tail: String = [i / 400, (i / 20) % 20, i % 20]
+                .iter()
+                .map(|&d| ALPHABET[d] as char)
+                .collect();
+            format!("ZZZZZ{tail}")
+        })
+        .collect()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
@@ -373,6 +401,24 @@ impl TestApp {
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
         serde_json::from_value(reply.json).expect("device authorization response")
+    }
+
+    /// A demo-tv device asks for a code (scope `openid`) through the
+    /// trusted proxy (see [`behind_proxy`]) on behalf of `ip`.
+    pub async fn start_device_from(&self, ip: &str) -> DeviceAuth {
+        let response = self
+            .http
+            .post(self.url("/oauth/device_authorization"))
+            .header("x-forwarded-for", ip)
+            .form(&[("client_id", "demo-tv"), ("scope", "openid")])
+            .send()
+            .await
+            .expect("device authorization");
+        assert_eq!(response.status(), StatusCode::OK);
+        response
+            .json()
+            .await
+            .expect("device authorization response")
     }
 
     /// A demo-tv device that says who it is (a name and `user_agent`),

@@ -446,22 +446,8 @@ async fn the_confirmation_page_says_how_near_the_device_is() {
 
     // From another network (the trusted proxy's client line), the same
     // sentence says so, with both addresses.
-    let app = spawn_app_with(Options {
-        configure: Box::new(|c| {
-            c.trusted_proxies = vec![linkd::config::parse_trusted_proxy("127.0.0.1").unwrap()];
-        }),
-        ..Default::default()
-    })
-    .await;
-    let reply = app
-        .http
-        .post(app.url("/oauth/device_authorization"))
-        .header("x-forwarded-for", "198.51.100.7")
-        .form(&[("client_id", "demo-tv"), ("scope", "openid")])
-        .send()
-        .await
-        .unwrap();
-    let auth: DeviceAuth = reply.json().await.unwrap();
+    let app = spawn_app_with(with(behind_proxy)).await;
+    let auth = app.start_device_from("198.51.100.7").await;
     let browser = app.signed_in_browser("far@example.com").await;
     let page = browser.type_code_from(&auth.user_code, "203.0.113.5").await;
     assert!(

@@ -73,20 +73,6 @@ async fn in_turns(apps: [&TestApp; 2], requests: Vec<(Option<IpAddr>, Vec<u8>)>)
     answers
 }
 
-/// Codes no test issues (see attack.rs).
-fn wrong_codes(n: usize) -> Vec<String> {
-    const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
-    (0..n)
-        .map(|i| {
-            let tail: String = [i / 400, (i / 20) % 20, i % 20]
-                .iter()
-                .map(|&d| ALPHABET[d] as char)
-                .collect();
-            format!("ZZZZZ{tail}")
-        })
-        .collect()
-}
-
 async fn limit_rows(app: &TestApp, name: &str) -> i64 {
     let mut conn = sqlx::PgConnection::connect(app.db.url()).await.unwrap();
     let rows = sqlx::query_scalar("SELECT count(*) FROM limit_counts WHERE name = $1")
