@@ -285,8 +285,8 @@ pub(crate) struct Dialect {
     pub accounts_by_email: &'static str,
     /// Signing keys newest first, ties in insertion order.
     pub signing_keys_newest_first: &'static str,
-    /// The newest migration this build knows.
-    pub latest_migration: i64,
+    /// Every migration version this build knows.
+    pub migrations: &'static [(i64, &'static str, &'static str)],
     /// Deletes up to `$2` rows of a table whose `expires_at` is before
     /// `$1`: neither database has `DELETE ... LIMIT` (as built), so each
     /// picks the batch by its own physical row id.

@@ -623,16 +623,6 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct EmbeddedMigrations(pub &'static [(i64, &'static str, &'static str)]);
 
-impl EmbeddedMigrations {
-    /// The newest version (the list is in order).
-    pub(crate) const fn latest(&self) -> i64 {
-        match self.0.last() {
-            Some(m) => m.0,
-            None => 0,
-        }
-    }
-}
-
 /// Applies the migrations `linkd` was built with that `to` lacks.
 pub(crate) async fn run_migrations<'a, A>(migrations: EmbeddedMigrations, to: A) -> StoreResult<()>
 where

@@ -124,7 +124,7 @@ pub(crate) const DIALECT: Dialect = Dialect {
     // A table has no insertion order of its own here: `seq` is one
     // (migration 0001).
     signing_keys_newest_first: "SELECT * FROM signing_keys ORDER BY created_at DESC, seq DESC",
-    latest_migration: MIGRATIONS.latest(),
+    migrations: MIGRATIONS.0,
     // PostgreSQL has no DELETE ... LIMIT; the ARRAY form lets the delete
     // find the rows by TID.
     purge_batch: |table| {

@@ -62,14 +62,22 @@ impl Store for SqlStore {
     }
 
     async fn migrations_applied(&self) -> StoreResult<bool> {
-        let applied: Option<i64> = self
+        // Every version, not only the newest: migrations are numbered when
+        // they are written and may land out of order, so a database can
+        // hold the newest and still lack one below it.
+        let applied: Vec<i64> = self
             .db
-            .fetch_one(q(
-                "SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success",
+            .fetch_all(q(
+                "SELECT version AS v FROM _sqlx_migrations WHERE success",
                 &[],
             ))
             .await?;
-        Ok(applied == Some(self.db.dialect().latest_migration))
+        Ok(self
+            .db
+            .dialect()
+            .migrations
+            .iter()
+            .all(|(version, ..)| applied.contains(version)))
     }
 
     async fn backup(&self, path: &std::path::Path) -> StoreResult<()> {

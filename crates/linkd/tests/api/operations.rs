@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use reqwest::StatusCode;
+use sqlx::Connection;
 use tokio::process::Command;
 
 use crate::helpers::*;
@@ -108,6 +109,24 @@ async fn readyz_and_healthz_answer_separately() {
             .status(),
         StatusCode::OK
     );
+
+    // A database that holds the newest migration but lacks one below it
+    // (migrations are numbered when written and can land out of order) is
+    // not ready.
+    let forget = "DELETE FROM _sqlx_migrations WHERE version = 2";
+    match &*app.db {
+        TestDatabase::Sqlite { url, .. } => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query(forget).execute(&mut conn).await.unwrap();
+        }
+        TestDatabase::Postgres { url, .. } => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(forget).execute(&mut conn).await.unwrap();
+        }
+    }
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.text().await.unwrap(), "migrations pending");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +181,6 @@ async fn a_backup_under_concurrent_writes_restores_every_acknowledged_write() {
     // Restore: a server started on the copy knows every code acknowledged
     // before the backup began, and the copy passes SQLite's own check.
     let check: String = {
-        use sqlx::Connection;
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", backup.display()))
             .await
             .unwrap();

@@ -123,7 +123,7 @@ pub(crate) const DIALECT: Dialect = Dialect {
     accounts_by_email: "SELECT * FROM accounts ORDER BY email",
     // SQLite's rowid is the insertion order (PostgreSQL needs a column).
     signing_keys_newest_first: "SELECT * FROM signing_keys ORDER BY created_at DESC, rowid DESC",
-    latest_migration: MIGRATIONS.latest(),
+    migrations: MIGRATIONS.0,
     // By rowid: SQLite is built without DELETE ... LIMIT.
     purge_batch: |table| {
         format!(
