@@ -42,7 +42,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const OVERSIZED_BYTES: usize = 4 << 20;
 /// linkd's session cookie over plain http, as the bench serves it (over
 /// https it carries the `__Host-` prefix).
-const SESSION_COOKIE: &str = "linkd_session";
+pub(crate) const SESSION_COOKIE: &str = "linkd_session";
 /// Half a request header: the line and one header, never the blank line
 /// that ends the header block.
 const HALF_HEADER: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: linkd\r\nX-Soak: ";

@@ -19,13 +19,14 @@ use hyper::header::{CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+use crate::dbstats::{BackendCpu, DbProbe};
 use crate::machine;
 use crate::seed::DeviceCodes;
 
 /// A device's poll (RFC 8628 §3.4) up to the device code, form-encoded.
 pub const POLL_BODY_PREFIX: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=bench&device_code=";
 /// A device asking for a code (RFC 8628 §3.1).
-const AUTHORIZE_BODY: &str = "client_id=bench&scope=openid";
+pub const AUTHORIZE_BODY: &str = "client_id=bench&scope=openid";
 /// Latencies are kept in microseconds, up to a minute, to three digits.
 const MAX_LATENCY_US: u64 = 60_000_000;
 
@@ -83,10 +84,15 @@ pub struct LoadResult {
     pub expected: &'static str,
     /// Requests that got no answer (connection refused, reset, closed).
     pub transport_errors: u64,
+    /// Answers received in all, warm-up and the window's tail included:
+    /// what the database's counters over a server's whole run divide by.
+    pub answered_in_all: u64,
     /// The server's CPU time (user + system) over the window per answer.
     pub server_cpu_us: Option<f64>,
     /// The load generator's own CPU time per answer.
     pub client_cpu_us: Option<f64>,
+    /// The database backends' CPU time per answer (PostgreSQL).
+    pub db_cpu_us: Option<f64>,
 }
 
 impl LoadResult {
@@ -132,6 +138,7 @@ impl Window {
 /// One connection's tallies.
 struct Tally {
     requests: u64,
+    answered_in_all: u64,
     latency: Histogram<u64>,
     mix: BTreeMap<String, u64>,
     transport_errors: u64,
@@ -141,6 +148,7 @@ impl Tally {
     fn new() -> anyhow::Result<Self> {
         Ok(Tally {
             requests: 0,
+            answered_in_all: 0,
             latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
                 .context("creating a latency histogram")?,
             mix: BTreeMap::new(),
@@ -157,6 +165,21 @@ pub async fn run(
     config: &LoadConfig,
     server_pid: u32,
 ) -> anyhow::Result<LoadResult> {
+    run_spread(&[addr], workload, config, &[server_pid], None).await
+}
+
+/// Runs `workload` against several servers at once, connection `i` to
+/// `addrs[i % addrs.len()]` (as a load balancer spreading connections
+/// would), charging the CPU time of every process in `server_pids`, and
+/// that of the database's backends when `db` names a PostgreSQL one.
+pub async fn run_spread(
+    addrs: &[SocketAddr],
+    workload: &Arc<Workload>,
+    config: &LoadConfig,
+    server_pids: &[u32],
+    db: Option<&DbProbe>,
+) -> anyhow::Result<LoadResult> {
+    anyhow::ensure!(!addrs.is_empty(), "no server to put load on");
     let start = Instant::now();
     let window = Window {
         from: start + config.warmup,
@@ -164,24 +187,31 @@ pub async fn run(
     };
     let counter = Arc::new(AtomicUsize::new(0));
     let mut connections = tokio::task::JoinSet::new();
-    for _ in 0..config.connections {
+    for i in 0..config.connections {
         let workload = Arc::clone(workload);
         let counter = Arc::clone(&counter);
+        let addr = addrs[i % addrs.len()];
         connections.spawn(async move { connection(addr, &workload, &counter, window).await });
     }
 
     // CPU is read at the window's edges, so warm-up work is not charged.
     tokio::time::sleep_until(window.from).await;
-    let server_before = machine::cpu_ticks(server_pid);
+    let server_before = machine::cpu_ticks_sum(server_pids);
     let client_before = machine::own_cpu_ticks();
+    let backends = match db {
+        Some(db) => Some(BackendCpu::start(db).await),
+        None => None,
+    };
     tokio::time::sleep_until(window.until).await;
-    let server_after = machine::cpu_ticks(server_pid);
+    let server_after = machine::cpu_ticks_sum(server_pids);
     let client_after = machine::own_cpu_ticks();
+    let backends_after = backends.as_ref().map(BackendCpu::stop);
 
     let mut total = Tally::new()?;
     while let Some(joined) = connections.join_next().await {
         let tally = joined.context("a load connection panicked")??;
         total.requests += tally.requests;
+        total.answered_in_all += tally.answered_in_all;
         total.transport_errors += tally.transport_errors;
         total
             .latency
@@ -198,6 +228,10 @@ pub async fn run(
         _ => None,
     };
     Ok(LoadResult {
+        db_cpu_us: backends_after
+            .flatten()
+            .filter(|_| total.requests > 0)
+            .map(|us| us / total.requests as f64),
         requests: total.requests,
         window: config.duration,
         server_cpu_us: per_request(server_before, server_after),
@@ -206,6 +240,7 @@ pub async fn run(
         mix: total.mix,
         expected: expected_outcome(workload),
         transport_errors: total.transport_errors,
+        answered_in_all: total.answered_in_all,
     })
 }
 
@@ -250,6 +285,7 @@ async fn connection(
             let counts = window.counts(sent, answered);
             match answer {
                 Ok((status, body)) => {
+                    tally.answered_in_all += 1;
                     if counts {
                         tally.requests += 1;
                         let us = answered.duration_since(sent).as_micros() as u64;

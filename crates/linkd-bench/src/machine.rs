@@ -85,6 +85,12 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The CPU time of several processes together (instances of one run); a
+/// process that cannot be read makes the sum unknown.
+pub fn cpu_ticks_sum(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&pid| cpu_ticks(pid)).sum()
+}
+
 /// The same for this process, the load generator.
 pub fn own_cpu_ticks() -> Option<u64> {
     stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)

@@ -9,6 +9,13 @@ mod approve;
 mod attack;
 /// The baseline: a server that answers every poll with linkd's fixed body.
 mod bare;
+/// Several linkd instances on one database (`--instances`).
+mod cluster;
+/// What PostgreSQL counted of a run: transactions, reads, writes, CPU.
+mod dbstats;
+/// The steps of a link after the device's request: approvals,
+/// redemptions, refreshes.
+mod links;
 /// The load generator: keep-alive HTTP/1.1 connections, one request at a time.
 mod load;
 /// What machine this is and what a process costs it (/proc).
@@ -23,6 +30,8 @@ mod seed;
 mod server;
 /// The soak: default limits, the attack mix, a person in good standing.
 mod soak;
+/// The outside view: the same load from `wrk`, when installed.
+mod wrk;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +80,10 @@ pub enum Scenario {
     Authorize,
     /// A person approves; how long until the device holds tokens.
     Approve,
+    /// People approving codes as fast as they can, devices redeeming the
+    /// approved codes, then refreshing their tokens: each step's rate and
+    /// its cost to the database. Not in the default set.
+    Links,
     /// Default limits under the attack mix of issue 18 while a person in
     /// good standing links devices; memory, descriptors and latency sampled
     /// every interval. Not in the default set.
@@ -111,6 +124,22 @@ struct Options {
     /// Approvals to time in the approve scenario.
     #[arg(long, default_value_t = 50)]
     approvals: usize,
+    /// linkd processes sharing the one database, each on its own port,
+    /// the load spread over them (more than one needs --postgres).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// People approving at once in the links scenario.
+    #[arg(long, default_value_t = 8)]
+    people: usize,
+    /// Do not drive the polling and device-authorization runs with wrk
+    /// as well (done when wrk is installed and one instance runs).
+    #[arg(long)]
+    no_wrk: bool,
+    /// Seed the pending codes over HTTP (POST /oauth/device_authorization
+    /// to the running server, as a device would) instead of through the
+    /// store before the server starts.
+    #[arg(long)]
+    seed_over_http: bool,
     /// Seconds between the soak's samples.
     #[arg(long, default_value_t = 5.0)]
     soak_report_every: f64,
@@ -155,6 +184,19 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(options.duration.unwrap_or(10.0).max(0.1)),
     };
     let wants = |s: Scenario| options.scenarios.contains(&s);
+    let instances = options.instances.max(1);
+    if instances > 1 && options.postgres.is_none() {
+        anyhow::bail!("--instances above 1 needs --postgres: instances share one database server");
+    }
+    let wrk = if options.no_wrk || instances > 1 {
+        None
+    } else {
+        let found = wrk::find();
+        if found.is_none() {
+            println!("wrk is not installed: no outside view of the polling and authorization runs");
+        }
+        found
+    };
 
     let linkd = match &options.linkd {
         Some(path) => path.clone(),
@@ -174,13 +216,23 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         },
     };
     println!(
-        "backend: {}; load runs: {} connections, {} s warm-up, {} s measured",
+        "backend: {}; {instances} linkd instance{}; load runs: {} connections, {} s warm-up, {} s measured",
         backend.describe(),
+        if instances == 1 { "" } else { "s" },
         load.connections,
         load.warmup.as_secs_f64(),
         load.duration.as_secs_f64()
     );
-    let mut report = Report::new(machine, backend.describe(), &load);
+    let mut report = Report::new(machine, backend.describe(), &load, instances);
+    let run = Run {
+        linkd: &linkd,
+        backend: &backend,
+        workdir: workdir.path(),
+        load: &load,
+        instances,
+        wrk: wrk.as_deref(),
+        seed_over_http: options.seed_over_http,
+    };
 
     // The baseline runs first and alone, so linkd's run does not share the
     // machine with it.
@@ -190,6 +242,8 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         // The bare server never looks at the code; a small set keeps the
         // request bodies the same size as linkd's.
         let codes = DeviceCodes::generate(1000);
+        let codes_file = workdir.path().join("bare-codes.txt");
+        wrk::write_codes(&codes, &codes_file)?;
         let result = load::run(
             bare.addr,
             &Arc::new(Workload::Poll(codes.into())),
@@ -197,9 +251,28 @@ async fn bench(options: Options) -> anyhow::Result<()> {
             bare.pid(),
         )
         .await;
+        let outside = match (&result, wrk.as_deref()) {
+            (Ok(_), Some(wrk)) => Some(
+                wrk::run(
+                    wrk,
+                    workdir.path(),
+                    bare.addr,
+                    &wrk::WrkLoad::Poll(&codes_file),
+                    &load,
+                    &[bare.pid()],
+                )
+                .await,
+            ),
+            _ => None,
+        };
         bare.stop().await?;
         let result = result?;
         println!("{}", report::load_line("bare", &result, None));
+        if let Some(outside) = outside {
+            let outside = outside?;
+            println!("{}", report::wrk_line("bare, wrk", &outside, None));
+            report.bare_wrk = Some(outside);
+        }
         report.bare = Some(result);
     }
 
@@ -209,10 +282,10 @@ async fn bench(options: Options) -> anyhow::Result<()> {
                 "\n== polling: {} pending device codes",
                 report::count(n as u64)
             );
-            let row = poll_run(&linkd, &backend, workdir.path(), n, &load, &report).await?;
+            let row = poll_run(&run, n, &report).await?;
             report.poll.push(row);
         }
-        if options.rounds > 0 {
+        if options.rounds > 0 && instances == 1 {
             for &n in &codes {
                 println!(
                     "\n== paired rounds: bare and linkd taking turns, {} pending codes",
@@ -234,38 +307,25 @@ async fn bench(options: Options) -> anyhow::Result<()> {
 
     if wants(Scenario::Authorize) {
         println!("\n== device authorizations: POST /oauth/device_authorization");
-        let url = backend.fresh().await?;
-        seed::seed(&url, 0).await?;
-        let server = server::spawn_linkd(
-            &linkd,
-            &url,
-            0,
-            workdir.path(),
-            "authorize",
-            RateLimits::Off,
-        )
-        .await;
-        let result = match server {
-            Ok(server) => {
-                let result = load::run(
-                    server.addr,
-                    &Arc::new(Workload::Authorize),
-                    &load,
-                    server.pid(),
-                )
-                .await;
-                server.stop().await?;
-                result
-            }
-            Err(e) => Err(e),
-        };
-        backend.drop_database().await?;
-        let result = result?;
+        let row = authorize_run(&run).await?;
         println!(
             "{}",
-            report::load_line("device authorizations", &result, report.bare.as_ref())
+            report::load_line("device authorizations", &row.result, report.bare.as_ref())
         );
-        report.authorize = Some(result);
+        if let Some(outside) = &row.wrk {
+            println!(
+                "{}",
+                report::wrk_line(
+                    "device authorizations, wrk",
+                    outside,
+                    report.bare_wrk.as_ref()
+                )
+            );
+        }
+        if let Some(db) = &row.db {
+            println!("  {}", report::db_line("per device authorization", db));
+        }
+        report.authorize = Some(row);
     }
 
     if wants(Scenario::Approve) {
@@ -276,12 +336,20 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         let url = backend.fresh().await?;
         seed::seed(&url, 0).await?;
         // A normal polling interval: the figure is what a real device sees.
-        let server =
-            server::spawn_linkd(&linkd, &url, 5, workdir.path(), "approve", RateLimits::Off).await;
-        let result = match server {
-            Ok(server) => {
-                let result = approve::run(&server.base_url(), options.approvals).await;
-                server.stop().await?;
+        let cluster = cluster::Cluster::start(
+            &linkd,
+            &url,
+            instances,
+            5,
+            workdir.path(),
+            "approve",
+            RateLimits::Off,
+        )
+        .await;
+        let result = match cluster {
+            Ok(cluster) => {
+                let result = approve::run(&cluster.base_urls(), options.approvals).await;
+                cluster.stop().await?;
                 result
             }
             Err(e) => Err(e),
@@ -290,6 +358,14 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         let result = result?;
         println!("{}", report::approval_line(&result));
         report.approve = Some(result);
+    }
+
+    if wants(Scenario::Links) {
+        println!(
+            "\n== links: {} people approving, devices redeeming, devices refreshing",
+            options.people
+        );
+        report.links = Some(links_run(&run, options.people.max(1)).await?);
     }
 
     let mut soak_result = None;
@@ -314,7 +390,11 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         print!("{}", soak::summary(soak));
     }
     if options.markdown {
-        if wants(Scenario::Poll) || wants(Scenario::Authorize) || wants(Scenario::Approve) {
+        if wants(Scenario::Poll)
+            || wants(Scenario::Authorize)
+            || wants(Scenario::Approve)
+            || wants(Scenario::Links)
+        {
             println!();
             print!("{}", report.markdown());
         }
@@ -326,64 +406,301 @@ async fn bench(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One polling run: a fresh database with `n` pending codes, linkd started
-/// on it, its memory read before and after the load.
-async fn poll_run(
-    linkd: &std::path::Path,
-    backend: &Backend,
-    workdir: &std::path::Path,
-    n: usize,
-    load: &LoadConfig,
-    report: &Report,
-) -> anyhow::Result<PollRow> {
-    let url = backend.fresh().await?;
-    let seeding = std::time::Instant::now();
-    let codes = seed::seed(&url, n).await?;
-    println!(
-        "seeded {} pending device authorizations in {:.1} s",
-        report::count(n as u64),
-        seeding.elapsed().as_secs_f64()
-    );
-    let server = match server::spawn_linkd(
-        linkd,
-        &url,
-        0,
-        workdir,
-        &format!("poll-{n}"),
-        RateLimits::Off,
-    )
-    .await
-    {
-        Ok(server) => server,
-        Err(e) => {
-            backend.drop_database().await?;
-            return Err(e);
-        }
-    };
-    let rss_start = machine::rss_kib(server.pid());
-    let outcome = async {
-        if !codes.is_empty() {
-            server::check_parity(server.addr, codes.get(0)).await;
-        }
-        load::run(
-            server.addr,
-            &Arc::new(Workload::Poll(codes.into())),
-            load,
-            server.pid(),
+/// What every run of one invocation shares.
+struct Run<'a> {
+    linkd: &'a std::path::Path,
+    backend: &'a Backend,
+    workdir: &'a std::path::Path,
+    load: &'a LoadConfig,
+    instances: usize,
+    wrk: Option<&'a std::path::Path>,
+    seed_over_http: bool,
+}
+
+impl Run<'_> {
+    async fn start(
+        &self,
+        url: &str,
+        poll_interval: u32,
+        label: &str,
+    ) -> anyhow::Result<cluster::Cluster> {
+        cluster::Cluster::start(
+            self.linkd,
+            url,
+            self.instances,
+            poll_interval,
+            self.workdir,
+            label,
+            RateLimits::Off,
         )
         .await
     }
+
+    /// Runs `work` on a cluster started over `url`; on PostgreSQL also
+    /// counts what it cost the database (see `dbstats`), `work` saying how
+    /// many operations it made.
+    async fn counted<T, F, Fut>(
+        &self,
+        url: &str,
+        label: &str,
+        poll_interval: u32,
+        work: F,
+    ) -> anyhow::Result<(T, Option<dbstats::DbCost>)>
+    where
+        F: FnOnce(cluster::Cluster) -> Fut,
+        Fut: Future<Output = anyhow::Result<(T, u64)>>,
+    {
+        let run = async {
+            let cluster = self.start(url, poll_interval, label).await?;
+            work(cluster).await
+        };
+        match self.backend.probe(url) {
+            None => Ok((run.await?.0, None)),
+            Some(probe) => {
+                probe.enable_statements().await;
+                let idle = |lived: Duration| async move {
+                    let cluster = self
+                        .start(url, poll_interval, &format!("{label}-idle"))
+                        .await?;
+                    tokio::time::sleep(lived).await;
+                    cluster.stop().await
+                };
+                let (result, cost) = dbstats::measure(&probe, || run, idle).await?;
+                Ok((result, Some(cost)))
+            }
+        }
+    }
+}
+
+/// Runs `work`, then stops the cluster whatever came of it.
+async fn then_stop<T>(
+    cluster: cluster::Cluster,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let result = work.await;
+    cluster.stop().await?;
+    result
+}
+
+/// One polling run: a fresh database with `n` pending codes, linkd started
+/// on it, its memory read before and after the load; wrk's view of the
+/// same server when it runs.
+async fn poll_run(run: &Run<'_>, n: usize, report: &Report) -> anyhow::Result<PollRow> {
+    let url = run.backend.fresh().await?;
+    let outcome = async {
+        let seeding = std::time::Instant::now();
+        let seeded = seed::seed(&url, if run.seed_over_http { 0 } else { n }).await?;
+        if !run.seed_over_http {
+            println!(
+                "seeded {} pending device authorizations through the store in {:.1} s",
+                report::count(n as u64),
+                seeding.elapsed().as_secs_f64()
+            );
+        }
+        let probe = run.backend.probe(&url);
+        let work = |cluster: cluster::Cluster| async move {
+            let addrs = cluster.addrs();
+            let pids = cluster.pids();
+            let work = async {
+                let codes = if run.seed_over_http {
+                    let seeding = std::time::Instant::now();
+                    let codes = seed::over_http(&addrs, n, run.load.connections).await?;
+                    println!(
+                        "seeded {} pending device authorizations over HTTP in {:.1} s",
+                        report::count(n as u64),
+                        seeding.elapsed().as_secs_f64()
+                    );
+                    codes
+                } else {
+                    seeded
+                };
+                let rss_start = cluster::rss_kib(&pids);
+                if !codes.is_empty() {
+                    server::check_parity(addrs[0], codes.get(0)).await;
+                }
+                let codes_file = run.workdir.join("codes.txt");
+                if run.wrk.is_some() {
+                    wrk::write_codes(&codes, &codes_file)?;
+                }
+                let workload = Arc::new(Workload::Poll(codes.into()));
+                let result =
+                    load::run_spread(&addrs, &workload, run.load, &pids, probe.as_ref()).await?;
+                let mut operations = result.answered_in_all;
+                let outside = match run.wrk {
+                    Some(wrk) => {
+                        let outside = wrk::run(
+                            wrk,
+                            run.workdir,
+                            addrs[0],
+                            &wrk::WrkLoad::Poll(&codes_file),
+                            run.load,
+                            &pids,
+                        )
+                        .await?;
+                        operations += outside.requests_in_all;
+                        Some(outside)
+                    }
+                    None => None,
+                };
+                let rss_end = cluster::rss_kib(&pids);
+                let row = PollRow {
+                    codes: n,
+                    result,
+                    rss_start_kib: rss_start,
+                    rss_end_kib: rss_end,
+                    wrk: outside,
+                    db: None,
+                };
+                Ok((row, operations))
+            };
+            then_stop(cluster, work).await
+        };
+        let (mut row, db) = run.counted(&url, &format!("poll-{n}"), 0, work).await?;
+        // Seeding over HTTP writes as it goes: its cost is not a poll's.
+        row.db = db.filter(|_| !run.seed_over_http);
+        anyhow::Ok(row)
+    }
     .await;
-    let rss_end = machine::rss_kib(server.pid());
-    server.stop().await?;
-    backend.drop_database().await?;
-    let result = outcome?;
-    let row = PollRow {
-        codes: n,
-        result,
-        rss_start_kib: rss_start,
-        rss_end_kib: rss_end,
-    };
+    run.backend.drop_database().await?;
+    let row = outcome?;
     println!("{}", report::poll_line(&row, report.bare.as_ref()));
+    if let Some(outside) = &row.wrk {
+        println!(
+            "{}",
+            report::wrk_line("polling, wrk", outside, report.bare_wrk.as_ref())
+        );
+        println!(
+            "  {}",
+            report::agreement(
+                &row.result,
+                outside,
+                report.bare.as_ref(),
+                report.bare_wrk.as_ref()
+            )
+        );
+    }
+    if let Some(db) = &row.db {
+        println!("  {}", report::db_line("per poll", db));
+    }
     Ok(row)
+}
+
+/// Device authorizations on a fresh database; wrk's view after the bench's.
+async fn authorize_run(run: &Run<'_>) -> anyhow::Result<report::AuthorizeRow> {
+    let url = run.backend.fresh().await?;
+    let outcome = async {
+        seed::seed(&url, 0).await?;
+        let probe = run.backend.probe(&url);
+        let work = |cluster: cluster::Cluster| async move {
+            let addrs = cluster.addrs();
+            let pids = cluster.pids();
+            let work = async {
+                let result = load::run_spread(
+                    &addrs,
+                    &Arc::new(Workload::Authorize),
+                    run.load,
+                    &pids,
+                    probe.as_ref(),
+                )
+                .await?;
+                let mut operations = result.answered_in_all;
+                let outside = match run.wrk {
+                    Some(wrk) => {
+                        let outside = wrk::run(
+                            wrk,
+                            run.workdir,
+                            addrs[0],
+                            &wrk::WrkLoad::Authorize,
+                            run.load,
+                            &pids,
+                        )
+                        .await?;
+                        operations += outside.requests_in_all;
+                        Some(outside)
+                    }
+                    None => None,
+                };
+                Ok((
+                    report::AuthorizeRow {
+                        result,
+                        wrk: outside,
+                        db: None,
+                    },
+                    operations,
+                ))
+            };
+            then_stop(cluster, work).await
+        };
+        let (mut row, db) = run.counted(&url, "authorize", 0, work).await?;
+        row.db = db;
+        anyhow::Ok(row)
+    }
+    .await;
+    run.backend.drop_database().await?;
+    outcome
+}
+
+/// Pending codes the links scenario seeds for its people to approve: more
+/// than they approve in any run.
+const LINK_CODES: usize = 20_000;
+
+/// The links scenario: people approve, devices redeem, devices refresh,
+/// each step on its own start of the servers so that the database's count
+/// of each is its own.
+async fn links_run(run: &Run<'_>, people: usize) -> anyhow::Result<report::LinksResult> {
+    let url = run.backend.fresh().await?;
+    let outcome = async {
+        let codes = &seed::seed(&url, LINK_CODES).await?;
+        let sessions = &seed::seed_people(&url, people).await?;
+        let duration = run.load.duration;
+        let ((approvals, approved), approvals_db) = run
+            .counted(&url, "approvals", 0, |cluster| async move {
+                let (urls, pids) = (cluster.base_urls(), cluster.pids());
+                let work = links::approve(&urls, &pids, sessions, codes.len(), duration);
+                let (result, approved) = then_stop(cluster, work).await?;
+                let done = result.done;
+                Ok(((result, approved), done))
+            })
+            .await?;
+        println!(
+            "approvals: {}",
+            report::step_line(&approvals, approvals_db.as_ref())
+        );
+        let connections = run.load.connections;
+        let approved = &approved;
+        let ((redemptions, refresh_tokens), redemptions_db) = run
+            .counted(&url, "redemptions", 0, |cluster| async move {
+                let (urls, pids) = (cluster.base_urls(), cluster.pids());
+                let work = links::redeem(&urls, &pids, codes, approved, connections);
+                let (result, tokens) = then_stop(cluster, work).await?;
+                let done = result.done;
+                Ok(((result, tokens), done))
+            })
+            .await?;
+        println!(
+            "redemptions: {}",
+            report::step_line(&redemptions, redemptions_db.as_ref())
+        );
+        let (refreshes, refreshes_db) = run
+            .counted(&url, "refreshes", 0, |cluster| async move {
+                let (urls, pids) = (cluster.base_urls(), cluster.pids());
+                let work = links::refresh(&urls, &pids, refresh_tokens, connections, duration);
+                let result = then_stop(cluster, work).await?;
+                let done = result.done;
+                Ok((result, done))
+            })
+            .await?;
+        println!(
+            "refreshes: {}",
+            report::step_line(&refreshes, refreshes_db.as_ref())
+        );
+        anyhow::Ok(report::LinksResult {
+            approvals: (approvals, approvals_db),
+            redemptions: (redemptions, redemptions_db),
+            refreshes: (refreshes, refreshes_db),
+        })
+    }
+    .await;
+    run.backend.drop_database().await?;
+    outcome
 }

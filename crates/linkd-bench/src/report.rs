@@ -5,17 +5,41 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::approve::ApprovalResult;
+use crate::dbstats::DbCost;
+use crate::links::StepResult;
 use crate::load::{LoadConfig, LoadResult};
 use crate::machine::Machine;
+use crate::wrk::{self, WrkResult};
 
 /// One polling run.
 #[derive(Debug)]
 pub struct PollRow {
     pub codes: usize,
     pub result: LoadResult,
-    /// linkd's resident memory once seeded and started, and after the load.
+    /// linkd's resident memory once seeded and started, and after the load
+    /// (all instances together).
     pub rss_start_kib: Option<u64>,
     pub rss_end_kib: Option<u64>,
+    /// wrk's view of the same server, after the bench's.
+    pub wrk: Option<WrkResult>,
+    /// What the database did per poll (PostgreSQL).
+    pub db: Option<DbCost>,
+}
+
+/// The device-authorization run.
+#[derive(Debug)]
+pub struct AuthorizeRow {
+    pub result: LoadResult,
+    pub wrk: Option<WrkResult>,
+    pub db: Option<DbCost>,
+}
+
+/// The links scenario: each step with what it cost the database.
+#[derive(Debug)]
+pub struct LinksResult {
+    pub approvals: (StepResult, Option<DbCost>),
+    pub redemptions: (StepResult, Option<DbCost>),
+    pub refreshes: (StepResult, Option<DbCost>),
 }
 
 /// Everything one invocation measured.
@@ -24,23 +48,29 @@ pub struct Report {
     backend: String,
     connections: usize,
     duration: Duration,
+    instances: usize,
     pub bare: Option<LoadResult>,
+    pub bare_wrk: Option<WrkResult>,
     pub poll: Vec<PollRow>,
-    pub authorize: Option<LoadResult>,
+    pub authorize: Option<AuthorizeRow>,
     pub approve: Option<ApprovalResult>,
+    pub links: Option<LinksResult>,
 }
 
 impl Report {
-    pub fn new(machine: Machine, backend: String, load: &LoadConfig) -> Self {
+    pub fn new(machine: Machine, backend: String, load: &LoadConfig, instances: usize) -> Self {
         Report {
             machine,
             backend,
             connections: load.connections,
             duration: load.duration,
+            instances,
             bare: None,
+            bare_wrk: None,
             poll: Vec::new(),
             authorize: None,
             approve: None,
+            links: None,
         }
     }
 
@@ -48,17 +78,45 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         let bare = self.bare.as_ref();
+        let bare_wrk = self.bare_wrk.as_ref();
         if let Some(bare) = bare {
             let _ = writeln!(out, "{}", load_line("bare", bare, None));
         }
+        if let Some(outside) = bare_wrk {
+            let _ = writeln!(out, "{}", wrk_line("bare, wrk", outside, None));
+        }
         for row in &self.poll {
             let _ = writeln!(out, "{}", poll_line(row, bare));
+            if let Some(outside) = &row.wrk {
+                let _ = writeln!(out, "{}", wrk_line("polling, wrk", outside, bare_wrk));
+                let _ = writeln!(out, "  {}", agreement(&row.result, outside, bare, bare_wrk));
+            }
+            if let Some(db) = &row.db {
+                let _ = writeln!(out, "  {}", db_line("per poll", db));
+            }
         }
-        if let Some(result) = &self.authorize {
-            let _ = writeln!(out, "{}", load_line("device authorizations", result, bare));
+        if let Some(row) = &self.authorize {
+            let _ = writeln!(
+                out,
+                "{}",
+                load_line("device authorizations", &row.result, bare)
+            );
+            if let Some(outside) = &row.wrk {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    wrk_line("device authorizations, wrk", outside, bare_wrk)
+                );
+            }
+            if let Some(db) = &row.db {
+                let _ = writeln!(out, "  {}", db_line("per device authorization", db));
+            }
         }
         if let Some(result) = &self.approve {
             let _ = writeln!(out, "{}", approval_line(result));
+        }
+        if let Some(links) = &self.links {
+            out.push_str(&links_lines(links));
         }
         out
     }
@@ -69,8 +127,10 @@ impl Report {
         let _ = writeln!(out, "{}  ", self.machine);
         let _ = writeln!(
             out,
-            "Store: {}; {} connections; {} s measured per run; load generator on the same machine.\n",
+            "Store: {}; {} linkd instance{}; {} connections; {} s measured per run; load generator on the same machine.\n",
             self.backend,
+            self.instances,
+            if self.instances == 1 { "" } else { "s" },
             self.connections,
             self.duration.as_secs_f64()
         );
@@ -107,8 +167,10 @@ impl Report {
             );
         }
         if let Some(a) = &self.authorize {
-            row(&mut out, "device authorizations", a, "–".into());
+            row(&mut out, "device authorizations", &a.result, "–".into());
         }
+        out.push_str(&self.markdown_wrk());
+        out.push_str(&self.markdown_db());
         if let Some(a) = &self.approve {
             let _ = writeln!(
                 out,
@@ -126,6 +188,259 @@ impl Report {
         }
         out
     }
+}
+
+impl Report {
+    /// Both generators side by side, when wrk ran.
+    fn markdown_wrk(&self) -> String {
+        let mut out = String::new();
+        let Some(bare_wrk) = &self.bare_wrk else {
+            return out;
+        };
+        let bare = self.bare.as_ref();
+        let _ = writeln!(
+            out,
+            "\n| run | bench req/s | vs bare | wrk req/s | vs bare | p99 bench / wrk | server CPU/req bench / wrk | |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+        let cpu = |us: Option<f64>| us.map_or("–".into(), |us| format!("{us:.0} µs"));
+        let line = |out: &mut String, name: &str, r: &LoadResult, w: &WrkResult, poll: bool| {
+            let ours = bare.map(|b| ratio(r, b));
+            let theirs = wrk_ratio(w, Some(bare_wrk));
+            let verdict = if poll {
+                match (ours, theirs) {
+                    (Some(a), Some(b)) if disagree(a, b) => "**disagree**",
+                    (Some(_), Some(_)) => "agree",
+                    _ => "",
+                }
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} | {} | {} / {} | {} / {} | {verdict} |",
+                count(r.rate() as u64),
+                ours.map_or("–".into(), |x| format!("{x:.2}x")),
+                count(w.rate() as u64),
+                theirs.map_or("–".into(), |x| format!("{x:.2}x")),
+                latency(r.latency_us(0.99)),
+                latency(w.p99_us),
+                cpu(r.server_cpu_us),
+                cpu(w.server_cpu_us),
+            );
+        };
+        if let Some(b) = bare {
+            line(&mut out, "bare baseline", b, bare_wrk, false);
+        }
+        for p in &self.poll {
+            if let Some(w) = &p.wrk {
+                line(
+                    &mut out,
+                    &format!("polling, {} pending", count(p.codes as u64)),
+                    &p.result,
+                    w,
+                    true,
+                );
+            }
+        }
+        if let Some(a) = &self.authorize
+            && let Some(w) = &a.wrk
+        {
+            line(&mut out, "device authorizations", &a.result, w, false);
+        }
+        out
+    }
+
+    /// What the database did per operation, on PostgreSQL.
+    fn markdown_db(&self) -> String {
+        let mut rows: Vec<(String, &DbCost, Option<f64>)> = Vec::new();
+        for p in &self.poll {
+            if let Some(db) = &p.db {
+                rows.push((
+                    format!("poll ({} pending)", count(p.codes as u64)),
+                    db,
+                    p.result.db_cpu_us,
+                ));
+            }
+        }
+        if let Some(a) = &self.authorize
+            && let Some(db) = &a.db
+        {
+            rows.push(("device authorization".into(), db, a.result.db_cpu_us));
+        }
+        if let Some(l) = &self.links {
+            for (name, (_, db)) in [
+                ("approval (pages)", &l.approvals),
+                ("redemption (first poll after approval)", &l.redemptions),
+                ("refresh", &l.refreshes),
+            ] {
+                if let Some(db) = db {
+                    rows.push((name.into(), db, None));
+                }
+            }
+        }
+        let mut out = String::new();
+        if rows.is_empty() {
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "\n| per | transactions | statements | table reads | rows written | WAL bytes | database CPU |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        for (name, db, cpu) in rows {
+            let _ = writeln!(
+                out,
+                "| {name} | {:.3} | {} | {:.3} | {:.3} | {} | {} |",
+                db.transactions(),
+                db.statements().map_or("–".into(), |v| format!("{v:.3}")),
+                db.table_reads(),
+                db.rows_written(),
+                db.wal_bytes().map_or("–".into(), |v| format!("{v:.0}")),
+                cpu.map_or("–".into(), |us| format!("{us:.0} µs")),
+            );
+        }
+        if let Some(l) = &self.links {
+            let _ = writeln!(out);
+            for (name, (step, _)) in [
+                ("approvals", &l.approvals),
+                ("redemptions", &l.redemptions),
+                ("refreshes", &l.refreshes),
+            ] {
+                let _ = writeln!(out, "- {name}: {}", step_summary(step));
+            }
+        }
+        out
+    }
+}
+
+/// Whether two ratios to bare are further apart than `wrk::AGREE`.
+fn disagree(a: f64, b: f64) -> bool {
+    let larger = a.max(b);
+    larger > 0.0 && (a - b).abs() / larger > wrk::AGREE
+}
+
+fn wrk_ratio(result: &WrkResult, bare: Option<&WrkResult>) -> Option<f64> {
+    let bare = bare?;
+    (bare.rate() > 0.0).then(|| result.rate() / bare.rate())
+}
+
+/// One wrk run, as `load_line` reads one of the bench's.
+pub fn wrk_line(name: &str, result: &WrkResult, bare: Option<&WrkResult>) -> String {
+    let mut line = format!("{name}: {} req/s", count(result.rate() as u64));
+    if let (Some(r), Some(bare)) = (wrk_ratio(result, bare), bare) {
+        let _ = write!(
+            line,
+            " = {r:.2}x wrk's bare ({})",
+            count(bare.rate() as u64)
+        );
+    }
+    let _ = write!(
+        line,
+        "; p50 {}, p99 {}, p99.9 {}",
+        latency(result.p50_us),
+        latency(result.p99_us),
+        latency(result.p999_us)
+    );
+    if let Some(us) = result.server_cpu_us {
+        let _ = write!(line, "; server CPU {us:.0} µs/req");
+    }
+    if result.socket_errors > 0 || result.unexpected > 0 {
+        let _ = write!(
+            line,
+            "\n  !!! wrk: {} socket errors, {} unexpected answers in the checked warm-up",
+            result.socket_errors, result.unexpected
+        );
+    }
+    line
+}
+
+/// The two views of one polling run set against each other.
+pub fn agreement(
+    ours: &LoadResult,
+    theirs: &WrkResult,
+    bare: Option<&LoadResult>,
+    bare_wrk: Option<&WrkResult>,
+) -> String {
+    let (Some(bare), Some(a)) = (bare, wrk_ratio(theirs, bare_wrk)) else {
+        return "views: no bare run to compare with".into();
+    };
+    let b = ratio(ours, bare);
+    if disagree(a, b) {
+        format!(
+            "!!! the views DISAGREE: the bench says {b:.2}x bare, wrk {a:.2}x ({:.0}% apart, more than {:.0}%)",
+            (a - b).abs() / a.max(b) * 100.0,
+            wrk::AGREE * 100.0
+        )
+    } else {
+        format!("views agree: the bench says {b:.2}x bare, wrk {a:.2}x")
+    }
+}
+
+/// What the database did per operation.
+pub fn db_line(per: &str, db: &DbCost) -> String {
+    let mut line = format!(
+        "database {per}: {:.3} transactions, {:.3} table reads, {:.3} rows written",
+        db.transactions(),
+        db.table_reads(),
+        db.rows_written()
+    );
+    if let Some(statements) = db.statements() {
+        let _ = write!(line, ", {statements:.3} statements");
+    }
+    if let Some(wal) = db.wal_bytes() {
+        let _ = write!(line, ", {wal:.0} WAL bytes (server-wide)");
+    }
+    let _ = write!(
+        line,
+        " over {} operations (idle: {} transactions taken off)",
+        count(db.operations),
+        db.idle.transactions
+    );
+    line
+}
+
+fn step_summary(step: &StepResult) -> String {
+    let mut line = format!(
+        "{} in {:.1} s = {:.0}/s; p50 {}, p99 {}",
+        count(step.done),
+        step.elapsed.as_secs_f64(),
+        step.rate(),
+        latency(step.latency.value_at_quantile(0.5)),
+        latency(step.latency.value_at_quantile(0.99)),
+    );
+    if let Some(us) = step.server_cpu_us {
+        let _ = write!(line, "; server CPU {us:.0} µs each");
+    }
+    if step.failures > 0 {
+        let _ = write!(
+            line,
+            "\n  !!! {} FAILED; first: {}",
+            step.failures,
+            step.first_failure.as_deref().unwrap_or("?")
+        );
+    }
+    line
+}
+
+pub fn step_line(step: &StepResult, db: Option<&DbCost>) -> String {
+    let mut line = step_summary(step);
+    if let Some(db) = db {
+        let _ = write!(line, "\n  {}", db_line("per step", db));
+    }
+    line
+}
+
+pub fn links_lines(links: &LinksResult) -> String {
+    let mut out = String::new();
+    for (name, (step, db)) in [
+        ("approvals", &links.approvals),
+        ("redemptions", &links.redemptions),
+        ("refreshes", &links.refreshes),
+    ] {
+        let _ = writeln!(out, "{name}: {}", step_line(step, db.as_ref()));
+    }
+    out
 }
 
 /// `result`'s rate as a multiple of the baseline's.

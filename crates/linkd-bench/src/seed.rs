@@ -131,7 +131,8 @@ pub async fn seed(database_url: &str, n: usize) -> anyhow::Result<DeviceCodes> {
             device_code_hash: secret_hash(&device_code),
             user_code: user_code_for(index as u64),
             client_id: CLIENT_ID.into(),
-            scope: "openid".into(),
+            // Refreshable once redeemed (the links scenario refreshes).
+            scope: "openid offline_access".into(),
             state: AuthorizationState::Pending,
             account_id: None,
             requested_ip: "127.0.0.1".into(),
@@ -155,6 +156,88 @@ pub async fn seed(database_url: &str, n: usize) -> anyhow::Result<DeviceCodes> {
     // same database.
     drop(store);
     Ok(codes)
+}
+
+/// `n` pending device authorizations asked for over HTTP, as devices ask
+/// (RFC 8628 §3.1), `connections` at a time spread over `servers`;
+/// returns their device codes. The servers write them as they would any
+/// device's, through the group commit, and the polls that follow read
+/// what that left behind (a write-ahead log not yet checkpointed, say).
+pub async fn over_http(
+    servers: &[std::net::SocketAddr],
+    n: usize,
+    connections: usize,
+) -> anyhow::Result<DeviceCodes> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let remaining = std::sync::Arc::new(AtomicUsize::new(n));
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..connections.max(1) {
+        let url = format!(
+            "http://{}/oauth/device_authorization",
+            servers[w % servers.len()]
+        );
+        let remaining = std::sync::Arc::clone(&remaining);
+        tasks.spawn(async move {
+            let http = reqwest::Client::new();
+            let mut codes = Vec::new();
+            while remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
+                .is_ok()
+            {
+                let answer: serde_json::Value = http
+                    .post(&url)
+                    .form(&[("client_id", CLIENT_ID), ("scope", "openid offline_access")])
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                let code = answer["device_code"]
+                    .as_str()
+                    .context("no device_code in the answer")?;
+                codes.push(code.to_string());
+            }
+            anyhow::Ok(codes)
+        });
+    }
+    let mut all = DeviceCodes::with_capacity(n);
+    while let Some(joined) = tasks.join_next().await {
+        for code in joined.context("a seeding task panicked")?? {
+            all.push(&code);
+        }
+    }
+    Ok(all)
+}
+
+/// `n` people with an account each and a signed-in session; returns the
+/// session cookies' values. Made through the store, as `linkd user add`
+/// does, so the run does not pay for password hashing.
+pub async fn seed_people(database_url: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let store = linkd::store::open(database_url)
+        .await
+        .context("opening the store to seed people")?;
+    let hashing = linkd::hashing::HashPool::new(1);
+    let now = now();
+    let mut sessions = Vec::with_capacity(n);
+    for i in 0..n {
+        let account = linkd::accounts::sign_up(
+            store.as_ref(),
+            &hashing,
+            &format!("person-{i}@example.com"),
+            "a person's password, long enough",
+            now,
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding a person: {e:?}"))?;
+        sessions.push(
+            linkd::accounts::start_session(store.as_ref(), &account.id, now, 86_400)
+                .await
+                .context("starting a person's session")?,
+        );
+    }
+    drop(store);
+    Ok(sessions)
 }
 
 /// Stores one batch in one transaction.

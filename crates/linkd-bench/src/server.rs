@@ -374,6 +374,22 @@ impl Backend {
         }
     }
 
+    /// The run's database, watched through PostgreSQL's statistics (none
+    /// for SQLite, which has no server to ask).
+    pub fn probe(&self, database_url: &str) -> Option<crate::dbstats::DbProbe> {
+        match self {
+            Backend::Sqlite { .. } => None,
+            Backend::Postgres {
+                admin_url,
+                database,
+            } => Some(crate::dbstats::DbProbe {
+                admin_url: admin_url.clone(),
+                database_url: database_url.to_string(),
+                database: database.clone(),
+            }),
+        }
+    }
+
     /// Removes the run's database (the SQLite file goes with the temporary
     /// directory).
     pub async fn drop_database(&self) -> anyhow::Result<()> {

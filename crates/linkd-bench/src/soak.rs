@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::approve::approve;
+use crate::approve::Person;
 use crate::attack::{self, Attack, HalfOpen, csrf_token};
 use crate::load::POLL_BODY_PREFIX;
 use crate::machine;
@@ -401,7 +401,9 @@ async fn link_a_device(device: &linkd_device::Device, base: &str) -> anyhow::Res
         .build()
         .context("building the person's browser")?;
     sign_in(&person, base).await?;
-    approve(&person, base, &auth.user_code)
+    Person::signed_in(person, base)
+        .await?
+        .approve(&auth.user_code)
         .await
         .context("approve")?;
     let tokens = waiting
