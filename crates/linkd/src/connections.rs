@@ -192,10 +192,18 @@ async fn serve_one<I>(
     tokio::pin!(conn);
     let opened = Instant::now();
     let mut closing = false;
+    let seen = stop.clone();
+    let changed = stop.changed();
+    tokio::pin!(changed);
+    let mut stopping = Stopping {
+        seen: &seen,
+        changed: changed.as_mut(),
+        waiting: false,
+    };
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
-            _ = stop.wait_for(|stop| *stop), if !closing => {
+            _ = &mut stopping, if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
@@ -222,6 +230,43 @@ async fn serve_one<I>(
                 .increment(1);
         }
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The server's stop, as one connection waits for it. The connection's
+/// future is polled on every wake-up, several times per request, and so
+/// is each branch beside hyper's; waiting on the channel itself would take
+/// its waiter list's lock at each of those polls, one lock shared by every
+/// connection of the server, which the worker threads then queue on. This
+/// registers with the channel once and afterwards only reads its version,
+/// which takes no lock; the channel wakes the connection when it moves.
+struct Stopping<'a, F> {
+    seen: &'a tokio::sync::watch::Receiver<bool>,
+    changed: Pin<&'a mut F>,
+    /// The channel holds this connection's waker.
+    waiting: bool,
+}
+
+impl<F> Future for Stopping<'_, F>
+where
+    F: Future,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // A connection's task keeps its waker for life, so the one the
+        // channel holds still wakes this task. A closed channel (the
+        // server's loop gone) counts as moved: polling then ends the wait.
+        if self.waiting && !self.seen.has_changed().unwrap_or(true) {
+            return Poll::Pending;
+        }
+        match self.changed.as_mut().poll(cx) {
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => {
+                self.waiting = true;
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -501,57 +546,90 @@ impl AsyncWrite for Lingering {
 /// connection opens (the head timeout applies from then on) and after each
 /// response (the connection is idle: the idle timeout applies until the
 /// client sends its first byte, then the head timeout from that byte).
+///
+/// Every sleep it hands out shares the connection's one tokio timer. A
+/// tokio timer of its own per head wait was registered with the runtime's
+/// timer wheel when hyper first polled it and removed when the head came,
+/// two trips through the wheel's lock for every kept-alive request; the
+/// shared one is only pushed later on each request, which tokio does with
+/// one atomic update and no lock (the wheel finds the later deadline when
+/// the old one comes round and files it again).
 struct HeadTimer {
     header_read: Duration,
     idle: Duration,
     activity: Arc<Activity>,
     /// Whether hyper already waited for a head on this connection.
     kept_alive: AtomicBool,
+    clock: Arc<SharedSleep>,
 }
+
+/// The connection's one tokio timer. Only the connection's own task polls
+/// it; the lock is never contended and only there because hyper's timers
+/// must be `Sync`.
+type SharedSleep = Mutex<Pin<Box<tokio::time::Sleep>>>;
 
 impl HeadTimer {
     fn new(settings: &Settings, activity: Arc<Activity>) -> Self {
+        let now = Instant::now();
         HeadTimer {
             header_read: settings.header_read_timeout,
             idle: settings.idle_timeout,
             activity,
             kept_alive: AtomicBool::new(false),
+            // Created unarmed: tokio registers it on its first poll.
+            clock: Arc::new(Mutex::new(Box::pin(tokio::time::sleep_until(
+                now + settings.header_read_timeout,
+            )))),
         }
     }
 }
 
 impl hyper::rt::Timer for HeadTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(HeadSleep {
-            sleep: Box::pin(tokio::time::sleep(duration)),
-            waiting_for_first_byte: None,
-        })
+        // Not used for the head wait; a plain timer of its own.
+        Box::pin(PlainSleep(Box::pin(tokio::time::sleep(duration))))
     }
 
     fn sleep_until(&self, _deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         // hyper uses this timer only for the head wait (see `serve_one`),
         // and asks with `now + header_read`; the deadline is ours to pick.
         let now = Instant::now();
-        if self.kept_alive.swap(true, Ordering::Relaxed) {
+        let (deadline, waiting_for_first_byte) = if self.kept_alive.swap(true, Ordering::Relaxed) {
             self.activity.received.store(false, Ordering::Relaxed);
-            Box::pin(HeadSleep {
-                sleep: Box::pin(tokio::time::sleep_until(now + self.idle)),
-                waiting_for_first_byte: Some((self.activity.clone(), self.header_read)),
-            })
+            (
+                now + self.idle,
+                Some((self.activity.clone(), self.header_read)),
+            )
         } else {
-            Box::pin(HeadSleep {
-                sleep: Box::pin(tokio::time::sleep_until(now + self.header_read)),
-                waiting_for_first_byte: None,
-            })
-        }
+            (now + self.header_read, None)
+        };
+        Box::pin(HeadSleep {
+            deadline,
+            waiting_for_first_byte,
+            clock: self.clock.clone(),
+        })
+    }
+}
+
+/// A sleep for anything but the head wait.
+struct PlainSleep(Pin<Box<tokio::time::Sleep>>);
+
+impl hyper::rt::Sleep for PlainSleep {}
+
+impl Future for PlainSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
     }
 }
 
 /// One head wait: fires at its deadline; while idle, the first byte the
 /// client sends moves the deadline to that moment plus the head timeout.
 struct HeadSleep {
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    deadline: Instant,
     waiting_for_first_byte: Option<(Arc<Activity>, Duration)>,
+    clock: Arc<SharedSleep>,
 }
 
 impl hyper::rt::Sleep for HeadSleep {}
@@ -565,11 +643,19 @@ impl Future for HeadSleep {
         if let Some((activity, header_read)) = &self.waiting_for_first_byte
             && activity.received.load(Ordering::Relaxed)
         {
-            let deadline = Instant::now() + *header_read;
+            self.deadline = Instant::now() + *header_read;
             self.waiting_for_first_byte = None;
-            self.sleep.as_mut().reset(deadline);
         }
-        self.sleep.as_mut().poll(cx)
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let mut clock = self.clock.lock().unwrap_or_else(|e| e.into_inner());
+        // Usually later than the last head wait's: an atomic update. An
+        // earlier one (a first byte after an idle wait) files it again.
+        if clock.deadline() != self.deadline {
+            clock.as_mut().reset(self.deadline);
+        }
+        clock.as_mut().poll(cx)
     }
 }
 
