@@ -36,6 +36,11 @@ pub fn router(state: AppState) -> Router {
         .route("/not-me", get(web::not_me::page).post(web::not_me::submit))
         .route("/verify", get(web::verify::page).post(web::verify::submit))
         .route("/verify/send", post(web::verify::send_again))
+        .route("/signin/passkey", post(web::passkeys::sign_in))
+        .route(
+            "/signin/passkey/options",
+            post(web::passkeys::sign_in_options),
+        )
         .route("/signin/with/{provider}", post(web::upstream::start))
         .route(
             "/signin/with/{provider}/callback",
@@ -49,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/help", get(web::help::page))
         .route("/static/linkd.css", get(web::assets::stylesheet))
         .route("/static/linkd.js", get(web::assets::script))
+        .route("/static/passkeys.js", get(web::assets::passkeys_script))
         .route("/static/logo", get(web::assets::logo))
         .route("/api/v1/brand", get(api::brand::get))
         .route(
@@ -98,6 +104,13 @@ pub fn router(state: AppState) -> Router {
             get(web::account::delete_page).post(web::account::delete),
         )
         .route("/account/identities/remove", post(web::upstream::remove))
+        .route("/account/passkeys", post(web::passkeys::add))
+        .route(
+            "/account/passkeys/options",
+            post(web::passkeys::add_options),
+        )
+        .route("/account/passkeys/rename", post(web::passkeys::rename))
+        .route("/account/passkeys/remove", post(web::passkeys::remove))
         .route("/oauth/jwks", get(oauth::discovery::jwks))
         .route(
             "/.well-known/openid-configuration",

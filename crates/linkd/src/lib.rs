@@ -54,6 +54,8 @@ pub mod middleware;
 pub mod oauth;
 /// The outbox's sending side: workers, retries with backoff, per-kind senders.
 pub mod outbox;
+/// Passkeys: WebAuthn credentials added on the account page and signed in with.
+pub mod passkeys;
 /// Device-code phishing defences: number matching, proximity, reports.
 pub mod phishing;
 /// Password-reset links and the reset itself.

@@ -22,6 +22,7 @@ mod identities;
 mod keys;
 mod links;
 mod outbox;
+mod passkeys;
 mod poll_cache;
 pub use poll_cache::PollReads;
 pub mod postgres;
@@ -450,6 +451,40 @@ pub trait Store: Send + Sync + 'static {
         password_counts: bool,
         activity: &Activity,
     ) -> StoreResult<IdentityRemoval>;
+
+    /// Stores a passkey ceremony in progress.
+    async fn insert_passkey_challenge(&self, challenge: &PasskeyChallenge) -> StoreResult<()>;
+    /// Deletes and returns the ceremony with this challenge, purpose and
+    /// binding unless it expired at `now`: one caller gets it, and a
+    /// browser other than the one that asked gets nothing (and leaves it).
+    async fn take_passkey_challenge(
+        &self,
+        challenge: &str,
+        purpose: &str,
+        binding: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<PasskeyChallenge>>;
+    /// Adds a passkey and records `activity`, in one transaction;
+    /// Conflict when the credential id is stored already.
+    async fn insert_passkey(&self, passkey: &Passkey, activity: &Activity) -> StoreResult<()>;
+    async fn get_passkey(&self, id: &str) -> StoreResult<Option<Passkey>>;
+    /// The account's passkeys, oldest first.
+    async fn list_passkeys(&self, account_id: &str) -> StoreResult<Vec<Passkey>>;
+    /// Notes a sign-in with a passkey: its new signature counter and
+    /// flags, when; and records `activity`. False when the passkey is
+    /// gone, or its counter moved past `sign_count` meanwhile (of two
+    /// racing sign-ins with one assertion, one wins).
+    async fn use_passkey(
+        &self,
+        passkey: &Passkey,
+        previous_sign_count: i64,
+        activity: &Activity,
+    ) -> StoreResult<bool>;
+    /// Renames a passkey of `account_id`; false when it has none by `id`.
+    async fn rename_passkey(&self, account_id: &str, id: &str, name: &str) -> StoreResult<bool>;
+    /// Removes a passkey of `activity.account_id` and records it; false
+    /// when it has none by `id`.
+    async fn remove_passkey(&self, id: &str, activity: &Activity) -> StoreResult<bool>;
 
     /// Stores a mailed single-use link with the mail that carries it, in
     /// one transaction.

@@ -80,6 +80,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../migrations/postgres/0016_time_zone.sql"),
     ),
     (
+        17,
+        "passkeys",
+        include_str!("../../migrations/postgres/0017_passkeys.sql"),
+    ),
+    (
         19,
         "phishing checks",
         include_str!("../../migrations/postgres/0019_phishing_checks.sql"),

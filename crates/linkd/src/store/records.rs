@@ -227,6 +227,40 @@ pub struct Identity {
     pub last_used_at: Timestamp,
 }
 
+/// A passkey (a WebAuthn credential) of an account. The two states are
+/// the relying-party crate's encodings, base64url (migration 0017).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passkey {
+    /// The credential id, base64url.
+    pub id: String,
+    pub account_id: String,
+    /// The account's WebAuthn user handle, base64url.
+    pub user_handle: String,
+    pub name: String,
+    pub static_state: String,
+    pub dynamic_state: String,
+    pub sign_count: i64,
+    pub backed_up: bool,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A WebAuthn ceremony in progress, keyed by its challenge and bound to
+/// the browser that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyChallenge {
+    pub challenge: String,
+    /// `register` or `sign_in`.
+    pub purpose: String,
+    /// The hash of the asking browser's session or form token.
+    pub binding: String,
+    /// The account adding a passkey; none for a sign-in.
+    pub account_id: Option<String>,
+    /// The crate's encoded ceremony state, base64url.
+    pub state: String,
+    pub expires_at: Timestamp,
+}
+
 /// What removing an identity from an account did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityRemoval {
@@ -463,6 +497,12 @@ pub enum ActivityKind {
     /// The person said they did not start a code ("I didn't start
     /// this"); it was denied and reported.
     Reported,
+    /// A passkey was added (`app_name` is its name).
+    PasskeyAdded,
+    /// A passkey was removed (`app_name` is its name).
+    PasskeyRemoved,
+    /// A sign-in with a passkey (`app_name` is its name).
+    PasskeySignIn,
 }
 
 impl ActivityKind {
@@ -485,6 +525,9 @@ impl ActivityKind {
             Self::IdentityRemoved => "identity_removed",
             Self::WrongCode => "wrong_code",
             Self::Reported => "reported",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
+            Self::PasskeySignIn => "passkey_sign_in",
         }
     }
 
@@ -507,6 +550,9 @@ impl ActivityKind {
             "identity_removed" => Self::IdentityRemoved,
             "wrong_code" => Self::WrongCode,
             "reported" => Self::Reported,
+            "passkey_added" => Self::PasskeyAdded,
+            "passkey_removed" => Self::PasskeyRemoved,
+            "passkey_sign_in" => Self::PasskeySignIn,
             other => return Err(StoreError::Corrupt(format!("activity kind {other:?}"))),
         })
     }
@@ -759,10 +805,12 @@ pub struct PurgeBefore {
 impl PurgeBefore {
     /// Each purged table with the deadline its rows' `expires_at` is held
     /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005, 0007, 0008, 0014, 0020, 0021, 0022, 0023, 0025), so a batch
-    /// reads only the rows it deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 13] {
+    /// 0005, 0007, 0008, 0014, 0017, 0020, 0021, 0022, 0023, 0025), so a
+    /// batch reads only the rows it deletes.
+    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 14] {
         [
+            // Passkey ceremonies nobody finished (0017).
+            ("passkey_challenges", self.now),
             // Reports past their window, and blocks that ended (0020).
             ("link_reports", self.now),
             ("network_blocks", self.now),

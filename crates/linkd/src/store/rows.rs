@@ -155,6 +155,36 @@ impl FromRow for Identity {
     }
 }
 
+impl FromRow for Passkey {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(Passkey {
+            id: row.text("id")?,
+            account_id: row.text("account_id")?,
+            user_handle: row.text("user_handle")?,
+            name: row.text("name")?,
+            static_state: row.text("static_state")?,
+            dynamic_state: row.text("dynamic_state")?,
+            sign_count: row.int("sign_count")?,
+            backed_up: row.flag("backed_up")?,
+            created_at: row.int("created_at")?,
+            last_used_at: row.int_or_null("last_used_at")?,
+        })
+    }
+}
+
+impl FromRow for PasskeyChallenge {
+    fn from_row(row: &impl Columns) -> StoreResult<Self> {
+        Ok(PasskeyChallenge {
+            challenge: row.text("challenge")?,
+            purpose: row.text("purpose")?,
+            binding: row.text("binding")?,
+            account_id: row.text_or_null("account_id")?,
+            state: row.text("state")?,
+            expires_at: row.int("expires_at")?,
+        })
+    }
+}
+
 impl FromRow for UpstreamLogin {
     fn from_row(row: &impl Columns) -> StoreResult<Self> {
         Ok(UpstreamLogin {

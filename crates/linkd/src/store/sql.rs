@@ -484,6 +484,49 @@ impl Store for SqlStore {
         activity::list(&self.db, account_id, limit).await
     }
 
+    async fn insert_passkey_challenge(&self, challenge: &PasskeyChallenge) -> StoreResult<()> {
+        passkeys::insert_challenge(&self.db, challenge).await
+    }
+
+    async fn take_passkey_challenge(
+        &self,
+        challenge: &str,
+        purpose: &str,
+        binding: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<PasskeyChallenge>> {
+        passkeys::take_challenge(&self.db, challenge, purpose, binding, now).await
+    }
+
+    async fn insert_passkey(&self, passkey: &Passkey, activity: &Activity) -> StoreResult<()> {
+        passkeys::insert(&self.db, passkey, activity).await
+    }
+
+    async fn get_passkey(&self, id: &str) -> StoreResult<Option<Passkey>> {
+        passkeys::by_id(&self.db, id).await
+    }
+
+    async fn list_passkeys(&self, account_id: &str) -> StoreResult<Vec<Passkey>> {
+        passkeys::for_account(&self.db, account_id).await
+    }
+
+    async fn use_passkey(
+        &self,
+        passkey: &Passkey,
+        previous_sign_count: i64,
+        activity: &Activity,
+    ) -> StoreResult<bool> {
+        passkeys::used(&self.db, passkey, previous_sign_count, activity).await
+    }
+
+    async fn rename_passkey(&self, account_id: &str, id: &str, name: &str) -> StoreResult<bool> {
+        passkeys::rename(&self.db, account_id, id, name).await
+    }
+
+    async fn remove_passkey(&self, id: &str, activity: &Activity) -> StoreResult<bool> {
+        passkeys::remove(&self.db, id, activity).await
+    }
+
     async fn insert_upstream_login(&self, login: &UpstreamLogin) -> StoreResult<()> {
         identities::insert_login(&self.db, login).await
     }

@@ -34,6 +34,15 @@ struct EventView {
     warning: bool,
 }
 
+/// One passkey on the account page.
+#[derive(Serialize)]
+struct PasskeyView {
+    id: String,
+    name: String,
+    /// When it was added and last used.
+    when: String,
+}
+
 /// What one app keeps in one collection, in the person's words.
 #[derive(Serialize)]
 struct SyncView {
@@ -115,6 +124,9 @@ pub async fn page(
         Some("sessions") => Some(lang.t("account.done.sessions").to_string()),
         Some("email") => Some(lang.t("account.done.email").to_string()),
         Some("synced") => Some(synced_deleted(&state, &visitor, query.as_deref()).await?),
+        Some("passkey_added") => Some(lang.t("account.done.passkey_added").to_string()),
+        Some("passkey_renamed") => Some(lang.t("account.done.passkey_renamed").to_string()),
+        Some("passkey_removed") => Some(lang.t("account.done.passkey_removed").to_string()),
         _ => None,
     };
     account_page(
@@ -166,6 +178,9 @@ async fn account_page(
                 ActivityKind::IdentityRemoved => "activity.identity_removed",
                 ActivityKind::WrongCode => "activity.wrong_code",
                 ActivityKind::Reported => "activity.reported",
+                ActivityKind::PasskeyAdded => "activity.passkey_added",
+                ActivityKind::PasskeyRemoved => "activity.passkey_removed",
+                ActivityKind::PasskeySignIn => "activity.passkey_sign_in",
             };
             // A report names the network the code was asked for from
             // (kept as its `device`, see device_flow::decide_as).
@@ -203,6 +218,8 @@ async fn account_page(
                         | ActivityKind::EmailChanged
                         | ActivityKind::WrongCode
                         | ActivityKind::Reported
+                        | ActivityKind::PasskeyAdded
+                        | ActivityKind::PasskeyRemoved
                 ),
             }
         })
@@ -226,6 +243,29 @@ async fn account_page(
         "change"
     };
     let recent_sign_in = recently_signed_in(state, visitor);
+    let passkeys: Vec<PasskeyView> = state
+        .store
+        .list_passkeys(&account.id)
+        .await?
+        .into_iter()
+        .map(|p| PasskeyView {
+            when: match p.last_used_at {
+                Some(at) => lang.fmt(
+                    "account.passkeys.used",
+                    &[
+                        ("added", &lang.datetime(p.created_at)),
+                        ("used", &lang.ago(now - at)),
+                    ],
+                ),
+                None => lang.fmt(
+                    "account.passkeys.unused",
+                    &[("added", &lang.datetime(p.created_at))],
+                ),
+            },
+            id: p.id,
+            name: p.name,
+        })
+        .collect();
     render(
         state,
         visitor,
@@ -244,9 +284,29 @@ async fn account_page(
             has_password => crate::upstream::has_password(&state.ctx(), account),
             recent_sign_in => recent_sign_in,
             shows_times => true,
+            passkeys => passkeys,
             ..extra
         },
     )
+}
+
+/// The account page again with `message` shown at the form `form`.
+pub(super) async fn with_form_error(
+    state: &AppState,
+    visitor: &Visitor,
+    account: &Account,
+    status: StatusCode,
+    form: &str,
+    message: &str,
+) -> Result<Response, PageError> {
+    account_page(
+        state,
+        visitor,
+        account,
+        status,
+        context! { form_error => form, error => message },
+    )
+    .await
 }
 
 /// The account page again with a form's error: `form` names the form

@@ -15,6 +15,8 @@ use crate::state::AppState;
 
 const STYLESHEET: &str = include_str!("../../static/linkd.css");
 const SCRIPT: &str = include_str!("../../static/linkd.js");
+/// Loaded only by the pages that offer passkeys (sign-in, account).
+const PASSKEYS_SCRIPT: &str = include_str!("../../static/passkeys.js");
 
 /// One file linkd serves.
 pub struct Asset {
@@ -72,6 +74,7 @@ impl Asset {
 pub struct Assets {
     pub css: Asset,
     pub js: Asset,
+    pub passkeys: Asset,
     pub logo: Asset,
 }
 
@@ -86,6 +89,11 @@ impl Assets {
                 "/static/linkd.js",
                 "text/javascript; charset=utf-8",
                 SCRIPT.into(),
+            ),
+            passkeys: Asset::new(
+                "/static/passkeys.js",
+                "text/javascript; charset=utf-8",
+                PASSKEYS_SCRIPT.into(),
             ),
             logo: Asset::new(
                 "/static/logo",
@@ -102,6 +110,10 @@ pub async fn stylesheet(State(state): State<AppState>, RawQuery(q): RawQuery) ->
 
 pub async fn script(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
     state.assets.js.serve(q.as_deref())
+}
+
+pub async fn passkeys_script(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    state.assets.passkeys.serve(q.as_deref())
 }
 
 pub async fn logo(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {

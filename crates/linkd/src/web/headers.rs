@@ -6,10 +6,12 @@ use axum::response::Response;
 use crate::state::AppState;
 
 /// No inline script or style, nothing from other origins, never framed.
-/// The one script is linkd's own progressive touches (`/static/linkd.js`).
+/// The scripts are linkd's own progressive touches (`/static/linkd.js`)
+/// and passkeys (`/static/passkeys.js`), which fetches its WebAuthn
+/// options from linkd itself (connect-src).
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-                   img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
-                   base-uri 'none'";
+                   img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
 
 /// The policy when OpenID providers are configured: "Continue with …" and
 /// "Add …" are forms answered by a redirect to the provider's

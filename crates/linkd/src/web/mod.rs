@@ -10,6 +10,7 @@ pub mod help;
 pub mod home;
 pub mod link;
 pub mod not_me;
+pub mod passkeys;
 pub mod reset;
 pub mod short_link;
 pub mod signin;

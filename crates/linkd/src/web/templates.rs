@@ -122,6 +122,7 @@ pub fn page_context(state: &AppState, lang: Lang) -> Value {
         assets => context! {
             css => state.assets.css.url(),
             js => state.assets.js.url(),
+            passkeys => state.assets.passkeys.url(),
         },
         lang => lang.tag(),
     }
@@ -150,6 +151,8 @@ pub fn render(
             .collect::<Vec<_>>(),
         passwords => !state.config.no_local_passwords,
         zone_guess => visitor.zone_guess(),
+        // Passkeys need a domain (passkeys.rs): none at an IP address.
+        passkeys_on => super::passkeys::relying_party(state).is_some(),
         ..page_context(state, visitor.lang)
     };
     let body = state

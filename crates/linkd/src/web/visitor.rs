@@ -236,14 +236,19 @@ impl Visitor {
             .any(|csrf| bool::from(typed_token(csrf).as_bytes().ct_eq(submitted.as_bytes())))
     }
 
+    /// The token this visitor's forms carry, when it has one: what binds
+    /// a passkey ceremony to this browser (passkeys.rs).
+    pub fn form_token(&self) -> Option<&str> {
+        match &self.signed_in {
+            Some((session, _)) => Some(session.csrf_token.as_str()),
+            None => self.anonymous_csrf.as_deref(),
+        }
+    }
+
     /// Checks a submitted form's token: the session's when signed in,
     /// else the anonymous cookie's (double submit).
     pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), PageError> {
-        let expected = match &self.signed_in {
-            Some((session, _)) => Some(session.csrf_token.as_str()),
-            None => self.anonymous_csrf.as_deref(),
-        };
-        match (expected, submitted) {
+        match (self.form_token(), submitted) {
             (Some(e), Some(s)) if bool::from(e.as_bytes().ct_eq(s.as_bytes())) => Ok(()),
             _ => Err(PageError::Csrf),
         }

@@ -130,6 +130,23 @@ pub async fn spawn_on(db: Arc<TestDatabase>, options: Options) -> TestApp {
     }
 }
 
+/// A server whose public URL names a domain: WebAuthn's RP id must be one
+/// (an IP address never is), and `localhost` reaches this machine.
+pub async fn spawn_on_localhost() -> TestApp {
+    let mut app = spawn_app_with(Options {
+        configure: Box::new(|c| {
+            c.public_url = c
+                .public_url
+                .take()
+                .map(|u| u.replace("127.0.0.1", "localhost"));
+        }),
+        ..Options::default()
+    })
+    .await;
+    app.base = app.base.replace("127.0.0.1", "localhost");
+    app
+}
+
 /// The store backend the suite runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

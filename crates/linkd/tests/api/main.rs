@@ -32,6 +32,7 @@ mod operations;
 mod outage;
 mod page_weight;
 mod pages;
+mod passkeys;
 mod people;
 mod phishing;
 mod postgres_tls;

@@ -13,7 +13,7 @@ use crate::helpers::*;
 const BUDGET_BYTES: usize = 30 * 1024;
 
 /// The page's bytes plus those of each distinct resource it loads.
-async fn weigh(browser: &Browser, name: &str, page: &Page) -> usize {
+pub async fn weigh(browser: &Browser, name: &str, page: &Page) -> usize {
     let mut resources = BTreeSet::new();
     for (tag, attribute) in [("<link ", "href"), ("<script ", "src"), ("<img ", "src")] {
         for element in page.body.split(tag).skip(1) {

@@ -13,6 +13,7 @@
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod passkeys;
 mod people;
 mod phishing;
 mod upstream;
@@ -307,7 +308,7 @@ impl Visit<'_> {
                         .nth(1)
                         .and_then(|rest| rest.split(['/', ':']).next())
                         .unwrap_or("");
-                    if host != "127.0.0.1" {
+                    if host != "127.0.0.1" && host != "localhost" {
                         self.suite
                             .problem(format!("{label}: request to another site: {url}"));
                     }
@@ -1236,6 +1237,8 @@ async fn the_pages_in_a_real_browser() {
             let app = spawn_app().await;
             run(&suite, "account", &app, account_page).await;
             run(&suite, "people", &app, people::in_another_zone).await;
+            let app = spawn_on_localhost().await;
+            run(&suite, "passkeys", &app, passkeys::passkeys).await;
         }
         // Sign-in through an OpenID provider, on servers of its own.
         if viewport.mobile {

@@ -288,6 +288,69 @@ impl Chrome {
         self.post("/actions", actions).await.map(drop)
     }
 
+    /// Adds a virtual authenticator (WebAuthn Level 3 §11.3, "Add
+    /// Virtual Authenticator"): a platform authenticator that keeps
+    /// passkeys, verifies the person and always consents. Returns its id.
+    pub async fn add_virtual_authenticator(&self) -> Result<String, String> {
+        let id = self
+            .post(
+                "/webauthn/authenticator",
+                json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserConsenting": true,
+                    "isUserVerified": true,
+                }),
+            )
+            .await?;
+        id.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no authenticator id in {id}"))
+    }
+
+    /// §11.4 "Remove Virtual Authenticator".
+    pub async fn remove_virtual_authenticator(&self, id: &str) -> Result<(), String> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/webauthn/authenticator/{id}"),
+            Value::Null,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// §11.7 "Get Credentials": the passkeys the authenticator holds, with
+    /// their private keys, user handles and counters.
+    pub async fn virtual_credentials(&self, id: &str) -> Result<Vec<Value>, String> {
+        let value = self
+            .get(&format!("/webauthn/authenticator/{id}/credentials"))
+            .await?;
+        Ok(value.as_array().cloned().unwrap_or_default())
+    }
+
+    /// §11.6 "Add Credential": puts a passkey into the authenticator.
+    pub async fn add_virtual_credential(&self, id: &str, credential: Value) -> Result<(), String> {
+        self.post(
+            &format!("/webauthn/authenticator/{id}/credential"),
+            credential,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// §11.9 "Remove All Credentials".
+    pub async fn remove_virtual_credentials(&self, id: &str) -> Result<(), String> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/webauthn/authenticator/{id}/credentials"),
+            Value::Null,
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn delete_cookies(&self) -> Result<(), String> {
         self.call(reqwest::Method::DELETE, "/cookie", Value::Null)
             .await

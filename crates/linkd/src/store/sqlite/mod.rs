@@ -85,6 +85,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         include_str!("../../../migrations/sqlite/0016_time_zone.sql"),
     ),
     (
+        17,
+        "passkeys",
+        include_str!("../../../migrations/sqlite/0017_passkeys.sql"),
+    ),
+    (
         19,
         "phishing checks",
         include_str!("../../../migrations/sqlite/0019_phishing_checks.sql"),
