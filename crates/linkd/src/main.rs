@@ -207,6 +207,9 @@ enum UserCommand {
         #[arg(long, env = "LINKD_PUBLIC_URL")]
         public_url: String,
     },
+    /// Mark an account's address as confirmed, as its verification link
+    /// would (for an address checked another way, or linkd without mail).
+    VerifyEmail { email: String },
 }
 
 #[derive(Subcommand)]
@@ -364,6 +367,9 @@ async fn main() -> std::process::ExitCode {
             UserCommand::Delete { email } => cli::user_delete(&db.database_url, &email).await,
             UserCommand::ResetLink { email, public_url } => {
                 cli::user_reset_link(&db.database_url, &email, &public_url).await
+            }
+            UserCommand::VerifyEmail { email } => {
+                cli::user_verify_email(&db.database_url, &email).await
             }
         },
         Command::Keys { db, command } => match command {

@@ -22,7 +22,10 @@ pub use device::{DeviceArgs, DeviceCommand, SyncCommand, device, qr_text};
 pub use devices::{devices_list, devices_unlink};
 pub use keys::{keys_list, keys_revoke, keys_rotate};
 pub use server::serve;
-pub use user::{user_add, user_delete, user_list, user_reset_link, user_set_disabled, user_show};
+pub use user::{
+    user_add, user_delete, user_list, user_reset_link, user_set_disabled, user_show,
+    user_verify_email,
+};
 
 use anyhow::{Context, bail};
 

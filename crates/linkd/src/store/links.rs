@@ -237,6 +237,36 @@ pub(super) async fn verify_email(
     Ok(true)
 }
 
+/// Marks the account's address verified without a link (the operator
+/// checked it), voiding its verification links, in one transaction.
+pub(super) async fn mark_email_verified(db: &Db, activity: &Activity) -> StoreResult<bool> {
+    let (now, account_id) = (activity.at, activity.account_id.as_str());
+    let mut tx = db.begin().await?;
+    let changed = tx
+        .execute(q(
+            "UPDATE accounts SET email_verified_at = $2
+             WHERE id = $1 AND email_verified_at IS NULL",
+            &[account_id.into(), now.into()],
+        ))
+        .await?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    tx.execute(q(
+        "UPDATE account_links SET used_at = $3
+         WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL",
+        &[
+            account_id.into(),
+            LinkPurpose::VerifyEmail.as_str().into(),
+            now.into(),
+        ],
+    ))
+    .await?;
+    super::activity::insert_in(&mut tx, activity).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// An activity entry with its link and mail, in one transaction.
 pub(super) async fn insert_record(db: &Db, record: &DecisionRecord) -> StoreResult<()> {
     let mut tx = db.begin().await?;

@@ -525,6 +525,10 @@ pub trait Store: Send + Sync + 'static {
         address: &str,
         activity: &Activity,
     ) -> StoreResult<bool>;
+    /// The operator's `linkd user verify-email`: marks the account's
+    /// current address verified and records `activity`; its verification
+    /// links stop working. False when it was verified already.
+    async fn mark_email_verified(&self, activity: &Activity) -> StoreResult<bool>;
     /// Writes an activity entry with its link and mail in one transaction.
     async fn insert_record(&self, record: &DecisionRecord) -> StoreResult<()>;
     /// Carries out "This wasn't me" (see [`NotMeReport`]). True for the

@@ -627,6 +627,10 @@ impl Store for SqlStore {
         links::reset_password(&self.db, token_hash, password_hash, activity, outbox).await
     }
 
+    async fn mark_email_verified(&self, activity: &Activity) -> StoreResult<bool> {
+        links::mark_email_verified(&self.db, activity).await
+    }
+
     async fn verify_email(
         &self,
         token_hash: &str,

@@ -413,3 +413,46 @@ async fn account_forms_need_a_session_and_their_token() {
         .await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn the_operator_confirms_an_address_with_the_cli() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app_with(requiring_verified(&smtp)).await;
+    let auth = app.start_device("openid").await;
+    let ada = app.signed_in_browser("ada@example.com").await;
+    smtp.wait_for_about(1, "Confirm your email address").await;
+    let mailed = verify_link(&smtp, "ada@example.com", &app.base);
+    let path = format!("/link?code={}", urlencode(&auth.user_code));
+    assert_eq!(ada.get(&path).await.status, StatusCode::FORBIDDEN);
+
+    let (ok, out, err) =
+        crate::cli::run(&app.db, &["user", "verify-email", "ADA@example.com"], "").await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "confirmed the address ada@example.com");
+    // Now it may go on to approve (the code came in a link: number
+    // matching first), and the account page says so.
+    let confirm = ada.get(&path).await;
+    assert_eq!(confirm.status, StatusCode::SEE_OTHER, "{}", confirm.body);
+    assert!(
+        confirm.location().starts_with("/link?match="),
+        "{}",
+        confirm.location()
+    );
+    let account = ada.get("/account").await;
+    assert!(
+        account.contains("Address ada@example.com confirmed"),
+        "{}",
+        account.body
+    );
+    // The mailed link is spent; a second run changes nothing.
+    let page = ada.get(&mailed).await;
+    assert_ne!(page.status, StatusCode::OK, "{}", page.body);
+    let (ok, out, _) =
+        crate::cli::run(&app.db, &["user", "verify-email", "ada@example.com"], "").await;
+    assert!(ok);
+    assert_eq!(out.trim(), "ada@example.com was confirmed already");
+    let (ok, _, err) =
+        crate::cli::run(&app.db, &["user", "verify-email", "nobody@example.com"], "").await;
+    assert!(!ok);
+    assert!(err.contains("no account"), "{err}");
+}
