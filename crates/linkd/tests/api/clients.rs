@@ -107,43 +107,38 @@ async fn the_oauth2_crate_links_a_device() {
     assert_eq!(claims["scope"], SCOPES.join(" "));
 }
 
-/// tests/clients/openid-client, with its packages installed.
-fn openid_client_dir() -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/openid-client");
-    let dir = dir.canonicalize().unwrap_or(dir);
-    assert!(
-        dir.join("node_modules/openid-client/package.json")
-            .is_file(),
-        "openid-client is not installed: run `npm ci` in {}",
-        dir.display()
-    );
-    dir
-}
-
-#[tokio::test]
-async fn openid_client_links_a_device_and_validates_the_id_token() {
-    let dir = openid_client_dir();
-    let app = spawn_app_for_real_clients().await;
-    let mut node = NodeScript::start(&dir, "device.mjs", &[&app.base, "demo-tv"]);
-
+/// A device script's run: it prints the code linkd issued, the person
+/// `email` approves it once the device polls, and the script prints what it
+/// got and ends well.
+async fn link_device(app: &TestApp, script: &mut ClientScript, email: &str) -> Value {
     let run = async {
-        let issued = node.next_line().await;
+        let issued = script.next_line().await;
         let user_code = issued["user_code"]
             .as_str()
             .unwrap_or_else(|| panic!("no user_code: {issued}"));
         assert_eq!(issued["verification_uri"], app.url("/link"));
         assert_eq!(issued["interval"], 1);
-        approve_after_first_poll(&app, "openid-client@example.com", user_code).await;
-        let linked = node.next_line().await;
-        let status = node.child.wait().await.expect("wait for node");
+        approve_after_first_poll(app, email, user_code).await;
+        let linked = script.next_line().await;
+        let status = script.child.wait().await.expect("wait for the script");
         (linked, status)
     };
     let Ok((linked, status)) = tokio::time::timeout(Duration::from_secs(60), run).await else {
-        node.fail("did not finish within 60 s").await
+        script.fail("did not finish within 60 s").await
     };
     if !status.success() {
-        node.fail(&format!("exited with {status}")).await
+        script.fail(&format!("exited with {status}")).await
     }
+    linked
+}
+
+#[tokio::test]
+async fn openid_client_links_a_device_and_validates_the_id_token() {
+    let dir = client_dir("openid-client", "openid-client");
+    let app = spawn_app_for_real_clients().await;
+    let mut node = ClientScript::start(&dir, "device.mjs", &[&app.base, "demo-tv"]);
+
+    let linked = link_device(&app, &mut node, "openid-client@example.com").await;
 
     // openid-client checked the signature against the JWKS, iss, aud, exp
     // and iat before handing these over.
@@ -167,12 +162,12 @@ async fn openid_client_links_a_device_and_validates_the_id_token() {
 /// validates the ID token; a second redemption of the code is refused.
 #[tokio::test]
 async fn openid_client_links_an_app_with_a_code_and_pkce() {
-    let dir = openid_client_dir();
+    let dir = client_dir("openid-client", "openid-client");
     let app = spawn_app().await;
     crate::authorize::add_web_app(&app, "desktop", "http://127.0.0.1/callback", None).await;
     // RFC 8252 §7.3: the app listens on a port of its choosing.
     let redirect_uri = "http://127.0.0.1:49321/callback";
-    let mut node = NodeScript::start(&dir, "code.mjs", &[&app.base, "desktop", redirect_uri]);
+    let mut node = ClientScript::start(&dir, "code.mjs", &[&app.base, "desktop", redirect_uri]);
     let browser = app.signed_in_browser("native@example.com").await;
 
     let run = async {
@@ -196,7 +191,7 @@ async fn openid_client_links_an_app_with_a_code_and_pkce() {
         node.send_line(back.location()).await;
         let linked = node.next_line().await;
         let reuse = node.next_line().await;
-        let status = node.child.wait().await.expect("wait for node");
+        let status = node.child.wait().await.expect("wait for the script");
         (linked, reuse, status)
     };
     let Ok((linked, reuse, status)) = tokio::time::timeout(Duration::from_secs(60), run).await
@@ -233,9 +228,164 @@ async fn openid_client_links_an_app_with_a_code_and_pkce() {
     assert!(!devices.contains("App desktop"), "{}", devices.body);
 }
 
-/// `node SCRIPT ARGS` with its stdout read line by line, lines written to
+/// tests/clients/NAME, with its npm packages installed (`package` is one
+/// of them).
+fn client_dir(name: &str, package: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/clients")
+        .join(name);
+    let dir = dir.canonicalize().unwrap_or(dir);
+    assert!(
+        dir.join("node_modules")
+            .join(package)
+            .join("package.json")
+            .is_file(),
+        "{package} is not installed: run `npm ci` in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// MSAL for Node as a public client of linkd taken as a non-Azure OpenID
+/// provider (`protocolMode: "OIDC"`, discovery read by MSAL itself). MSAL
+/// refuses an authority without https, so linkd terminates TLS here.
+/// MSAL's device code grant cannot reach linkd: MSAL ignores
+/// `device_authorization_endpoint` (RFC 8628 §4) and posts to
+/// `/oauth/devicecode`, the token endpoint's address with `/token`
+/// replaced, which is Azure AD's layout and no address linkd serves. Its
+/// authorization code flow with PKCE and its silent refresh work: MSAL
+/// validates the ID token and builds its account from the claims.
+#[tokio::test]
+async fn msal_signs_in_with_a_code_and_refreshes_silently() {
+    let dir = client_dir("msal", "@azure/msal-node");
+    let (app, tls) = spawn_https_app(Options::default()).await;
+    // MSAL asks for openid, profile and offline_access on every request.
+    app.state
+        .store
+        .insert_client(&linkd::store::Client {
+            client_id: "desktop".into(),
+            name: "App desktop".into(),
+            secret_hash: None,
+            scopes: "openid profile email offline_access".into(),
+            device_flow_enabled: true,
+            redirect_uris: "http://127.0.0.1/callback".into(),
+            code_flow_enabled: true,
+            refresh_enabled: true,
+            require_dpop: false,
+            prefilled_links: true,
+            same_network: None,
+            created_at: linkd::clock::Clock::now(app.clock.as_ref()),
+        })
+        .await
+        .expect("insert client");
+    let redirect_uri = "http://127.0.0.1:49322/callback";
+    let cert = tls.path().join("cert.pem");
+    let mut node = ClientScript::start_with_env(
+        &dir,
+        "msal.mjs",
+        &[&app.base, "desktop", redirect_uri],
+        &[("NODE_EXTRA_CA_CERTS", &cert)],
+    );
+    let browser = app.signed_in_browser("msal@example.com").await;
+
+    let run = async {
+        let device = node.next_line().await;
+        let started = node.next_line().await;
+        let url = started["authorization_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no authorization_url: {started}"));
+        let path = url
+            .strip_prefix(app.base.as_str())
+            .unwrap_or_else(|| panic!("not linkd's address: {url}"));
+        assert!(path.starts_with("/oauth/authorize?"), "{url}");
+        let confirm = browser.get(path).await;
+        assert!(
+            confirm.contains("Link App desktop?"),
+            "{} {:?} {}",
+            confirm.status,
+            confirm.headers,
+            confirm.body
+        );
+        let back = crate::authorize::decide(&browser, &confirm, "approve").await;
+        assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
+        node.send_line(back.location()).await;
+        let linked = node.next_line().await;
+        let refreshed = node.next_line().await;
+        let status = node.child.wait().await.expect("wait for the script");
+        (device, linked, refreshed, status)
+    };
+    let Ok((device, linked, refreshed, status)) =
+        tokio::time::timeout(Duration::from_secs(60), run).await
+    else {
+        node.fail("did not finish within 60 s").await
+    };
+    if !status.success() {
+        node.fail(&format!("exited with {status}")).await
+    }
+
+    // MSAL posted its device authorization request to /oauth/devicecode
+    // and could not read linkd's not-found page as JSON: no user code.
+    assert_eq!(
+        device["device_code_error"]["code"], "token_parsing_error",
+        "{device}"
+    );
+    let claims = &linked["claims"];
+    assert_eq!(claims["email"], "msal@example.com", "{linked}");
+    assert_eq!(claims["iss"], app.base.as_str(), "{linked}");
+    assert_eq!(claims["aud"], "desktop", "{linked}");
+    let access = linked["access_token"].as_str().unwrap_or_default();
+    assert_eq!(jwt_claims(access)["client_id"], "desktop", "{linked}");
+    assert_eq!(refreshed["refreshed"], true, "{refreshed}");
+    let renewed = refreshed["access_token"].as_str().unwrap_or_default();
+    assert_eq!(app.introspect(renewed).await["active"], true, "{refreshed}");
+}
+
+/// authlib (Python) as a device: the device grant through
+/// `OAuth2Session.fetch_token`, with `slow_down` heard and obeyed (its
+/// first two polls go out back to back), the ID token validated with
+/// authlib's `jose` against linkd's JWKS, then a refresh.
+#[tokio::test]
+async fn authlib_links_a_device_obeys_slow_down_and_refreshes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/authlib");
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let python = dir.join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "authlib is not installed: run `python3 -m venv .venv && .venv/bin/pip install -r requirements.txt` in {}",
+        dir.display()
+    );
+    let app = spawn_app_for_real_clients().await;
+    let mut script = ClientScript::spawn(
+        Command::new(python),
+        &dir,
+        "device.py",
+        &[&app.base, "demo-tv"],
+    );
+
+    let linked = link_device(&app, &mut script, "authlib@example.com").await;
+
+    let claims = &linked["claims"];
+    assert_eq!(claims["email"], "authlib@example.com", "{linked}");
+    assert_eq!(claims["iss"], app.base.as_str(), "{linked}");
+    assert_eq!(claims["aud"], "demo-tv", "{linked}");
+    assert_eq!(linked["token_type"], "Bearer", "{linked}");
+    assert_eq!(linked["scope"], SCOPES.join(" "), "{linked}");
+    // RFC 8628 §3.5: the back-to-back poll heard slow_down, and the wait
+    // the person took shows as authorization_pending.
+    assert!(linked["polls"]["slow_down"].as_u64() >= Some(1), "{linked}");
+    assert!(
+        linked["polls"]["authorization_pending"].as_u64() >= Some(1),
+        "{linked}"
+    );
+    // RFC 6749 §6: new tokens, the refresh token rotated.
+    assert_eq!(linked["refreshed"], true, "{linked}");
+    let access = linked["access_token"].as_str().unwrap_or_default();
+    assert_eq!(app.introspect(access).await["active"], true, "{linked}");
+}
+
+/// A client's script (`node SCRIPT ARGS`, or Python's) with its stdout read line by line, lines written to
 /// its stdin, and its stderr collected for failure messages.
-struct NodeScript {
+struct ClientScript {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -243,9 +393,20 @@ struct NodeScript {
     script: String,
 }
 
-impl NodeScript {
+impl ClientScript {
     fn start(dir: &Path, script: &str, args: &[&str]) -> Self {
-        let mut child = Command::new("node")
+        Self::start_with_env(dir, script, args, &[])
+    }
+
+    fn start_with_env(dir: &Path, script: &str, args: &[&str], env: &[(&str, &Path)]) -> Self {
+        let mut node = Command::new("node");
+        node.envs(env.iter().copied());
+        Self::spawn(node, dir, script, args)
+    }
+
+    /// `program SCRIPT ARGS` in `dir`.
+    fn spawn(mut program: Command, dir: &Path, script: &str, args: &[&str]) -> Self {
+        let mut child = program
             .arg(script)
             .args(args)
             .current_dir(dir)
@@ -254,7 +415,10 @@ impl NodeScript {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run node (is it on PATH?): {e}"));
+            .unwrap_or_else(|e| {
+                let program = program.as_std().get_program().to_string_lossy();
+                panic!("cannot run {program} {script}: {e}")
+            });
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let mut stderr = child.stderr.take().expect("piped stderr");
@@ -263,7 +427,7 @@ impl NodeScript {
             let _ = stderr.read_to_string(&mut text).await;
             text
         });
-        NodeScript {
+        ClientScript {
             child,
             stdin,
             stdout,
@@ -277,19 +441,24 @@ impl NodeScript {
         stdin
             .write_all(format!("{line}\n").as_bytes())
             .await
-            .expect("write to node");
-        stdin.flush().await.expect("flush node stdin");
+            .expect("write to the script");
+        stdin.flush().await.expect("flush the script's stdin");
     }
 
     /// The next JSON line on stdout; fails the test with node's stderr when
     /// the script ended instead.
     async fn next_line(&mut self) -> Value {
-        match self.stdout.next_line().await.expect("read node stdout") {
+        match self
+            .stdout
+            .next_line()
+            .await
+            .expect("read the script's stdout")
+        {
             Some(line) => {
                 serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
             }
             None => {
-                let status = self.child.wait().await.expect("wait for node");
+                let status = self.child.wait().await.expect("wait for the script");
                 self.fail(&format!(
                     "exited with {status} before printing the next line"
                 ))
@@ -302,6 +471,6 @@ impl NodeScript {
         // Already exited, or killed here so that its stderr ends.
         let _ = self.child.kill().await;
         let stderr = (&mut self.stderr).await.unwrap_or_default();
-        panic!("node {} {what}; stderr:\n{stderr}", self.script)
+        panic!("{} {what}; stderr:\n{stderr}", self.script)
     }
 }

@@ -25,6 +25,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The database; shared with other apps started on it.
     pub db: Arc<TestDatabase>,
+    /// The certificate and address a client needs to reach the server when
+    /// it terminates TLS itself (see [`spawn_https_app`]).
+    tls: Option<(reqwest::Certificate, std::net::SocketAddr)>,
     /// Shuts the server down (see [`TestApp::stop`]).
     stopper: Arc<tokio::sync::Notify>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -85,15 +88,46 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 /// Starts a server on an existing database (for restart, CLI and
 /// several-instance tests).
 pub async fn spawn_on(db: Arc<TestDatabase>, options: Options) -> TestApp {
+    serve_test_app(db, options, None).await
+}
+
+/// A server that terminates TLS itself at `https://localhost:PORT`, for
+/// clients that refuse an issuer without https. Its self-signed
+/// certificate is `cert.pem` in the returned directory; `app.http` trusts
+/// it.
+pub async fn spawn_https_app(options: Options) -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, cert_path, key_path) = self_signed_cert(dir.path());
+    let app = serve_test_app(
+        TestDatabase::new().await,
+        options,
+        Some((cert, cert_path, key_path)),
+    )
+    .await;
+    (app, dir)
+}
+
+async fn serve_test_app(
+    db: Arc<TestDatabase>,
+    options: Options,
+    tls: Option<(rcgen::Certificate, std::path::PathBuf, std::path::PathBuf)>,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let base = format!("http://{addr}");
+    let base = match tls {
+        Some(_) => format!("https://localhost:{}", addr.port()),
+        None => format!("http://{addr}"),
+    };
     let mut config = Config::defaults();
     config.listen = addr;
     config.public_url = Some(base.clone());
     config.database_url = db.url().to_string();
+    if let Some((_, cert_path, key_path)) = &tls {
+        config.tls_cert = Some(cert_path.clone());
+        config.tls_key = Some(key_path.clone());
+    }
     config.metrics_token = Some(METRICS_TOKEN.into());
     // The suites run side by side on a busy machine: a burst's Argon2
     // hashes may queue for longer than the production default before a
@@ -113,20 +147,53 @@ pub async fn spawn_on(db: Arc<TestDatabase>, options: Options) -> TestApp {
     let state = state::prepare(config, clock).await.expect("prepare app");
     let stopper = Arc::new(tokio::sync::Notify::new());
     let stop = stopper.clone();
-    let server = tokio::spawn(linkd::serve::serve(listener, state.clone(), async move {
-        stop.notified().await
-    }));
+    let shutdown = async move { stop.notified().await };
+    let (server, tls) = match tls {
+        None => (
+            tokio::spawn(linkd::serve::serve(listener, state.clone(), shutdown)),
+            None,
+        ),
+        Some((cert, cert_path, key_path)) => {
+            let acceptor = linkd::serve::tls_config(&cert_path, &key_path).expect("TLS config");
+            let listener = listener.into_std().expect("std listener");
+            let root = reqwest::Certificate::from_pem(cert.pem().as_bytes()).expect("certificate");
+            (
+                tokio::spawn(linkd::serve::serve_tls(
+                    listener,
+                    state.clone(),
+                    acceptor,
+                    shutdown,
+                )),
+                Some((root, addr)),
+            )
+        }
+    };
+    let http = trusting(
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()),
+        &tls,
+    );
     TestApp {
         base,
         clock: manual,
         state,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
+        http: http.build().expect("client"),
+        tls,
         db,
         stopper,
         server,
+    }
+}
+
+/// `builder`, trusting the server's own certificate when it has one.
+fn trusting(
+    builder: reqwest::ClientBuilder,
+    tls: &Option<(reqwest::Certificate, std::net::SocketAddr)>,
+) -> reqwest::ClientBuilder {
+    match tls {
+        Some((root, addr)) => builder
+            .add_root_certificate(root.clone())
+            .resolve("localhost", *addr),
+        None => builder,
     }
 }
 
@@ -478,7 +545,7 @@ impl TestApp {
     fn browser_with_headers(&self, headers: reqwest::header::HeaderMap) -> Browser {
         Browser {
             base: self.base.clone(),
-            client: reqwest::Client::builder()
+            client: trusting(reqwest::Client::builder(), &self.tls)
                 .cookie_store(true)
                 .default_headers(headers)
                 .redirect(reqwest::redirect::Policy::none())
