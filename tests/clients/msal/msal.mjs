@@ -15,8 +15,8 @@
 //    /devicecode, as Azure AD lays out its endpoints.
 // 2. {"authorization_url"}: the authorization code flow with PKCE; the
 //    test then writes the address linkd redirected the browser to.
-// 3. {"claims", "username", "scopes", "access_token"} once MSAL redeemed
-//    the code and validated the ID token.
+// 3. {"claims", "username", "local_account_id", "scopes", "access_token"}
+//    once MSAL redeemed the code and validated the ID token.
 // 4. {"refreshed", "access_token"} after acquireTokenSilent with
 //    forceRefresh, a refresh_token grant (RFC 6749 §6).
 // On any other failure the error goes to stderr and the exit status is 1.
@@ -101,6 +101,7 @@ try {
   line({
     claims: tokens.idTokenClaims,
     username: tokens.account?.username ?? null,
+    local_account_id: tokens.account?.localAccountId ?? null,
     scopes: tokens.scopes,
     access_token: tokens.accessToken,
   })

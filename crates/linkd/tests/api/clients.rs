@@ -333,6 +333,11 @@ async fn msal_signs_in_with_a_code_and_refreshes_silently() {
     assert_eq!(claims["email"], "msal@example.com", "{linked}");
     assert_eq!(claims["iss"], app.base.as_str(), "{linked}");
     assert_eq!(claims["aud"], "desktop", "{linked}");
+    // MSAL keys its account on the ID token's sub. It takes the account's
+    // username from preferred_username or upn (or B2C's emails), never
+    // from email; linkd's ID token carries none of them.
+    assert_eq!(linked["local_account_id"], claims["sub"], "{linked}");
+    assert_eq!(linked["username"], "", "{linked}");
     let access = linked["access_token"].as_str().unwrap_or_default();
     assert_eq!(jwt_claims(access)["client_id"], "desktop", "{linked}");
     assert_eq!(refreshed["refreshed"], true, "{refreshed}");
