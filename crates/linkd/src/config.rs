@@ -144,6 +144,16 @@ pub struct Config {
     )]
     pub verification_mails_per_account: u32,
 
+    /// Passkey ceremonies (sign-in or registration options) one network
+    /// may start per minute (0: no limit). Each is a stored challenge until
+    /// it is answered or expires, so this bounds what a flood can store.
+    #[arg(
+        long,
+        env = "LINKD_PASSKEY_CEREMONIES_PER_NETWORK",
+        default_value_t = 30
+    )]
+    pub passkey_ceremonies_per_network: u32,
+
     /// Distinct accounts whose "I didn't start this" reports within an
     /// hour name one requesting network (IPv4 /24, IPv6 /56) before it is
     /// blocked for an hour: its pending codes denied, new ones refused
@@ -520,6 +530,7 @@ impl Config {
             password_resets_per_email: 3,
             password_resets_per_network: 10,
             verification_mails_per_account: 3,
+            passkey_ceremonies_per_network: 30,
             network_block_reports: 3,
             sync_max_document_bytes: 64 * 1024,
             sync_max_documents: 1000,
@@ -736,6 +747,10 @@ pub fn describe(c: &Config) -> String {
         (
             "verification_mails_per_account",
             c.verification_mails_per_account.to_string(),
+        ),
+        (
+            "passkey_ceremonies_per_network",
+            c.passkey_ceremonies_per_network.to_string(),
         ),
         ("network_block_reports", c.network_block_reports.to_string()),
         ("trusted_proxies", proxies.join(",")),

@@ -488,6 +488,8 @@ pub struct Limits {
     pub verification_mails_per_account: Counter<String>,
     /// Settings writes per linked device.
     pub sync_writes_per_device: Counter<String>,
+    /// Passkey ceremonies started per network: each stores a challenge.
+    pub passkey_ceremonies_per_network: Counter<IpAddr>,
     /// At most N password hashes at once, server-wide.
     pub hashing: crate::hashing::HashPool,
     /// Code lookups that reached the store, for `/metrics` and tests.
@@ -536,6 +538,10 @@ impl Limits {
                 3600,
             )),
             sync_writes_per_device: Counter::new(Limit::new(c.sync_writes_per_device, 60)),
+            passkey_ceremonies_per_network: Counter::new(Limit::new(
+                c.passkey_ceremonies_per_network,
+                60,
+            )),
             hashing: crate::hashing::HashPool::with_wait(
                 c.password_hashes_at_once,
                 std::time::Duration::from_millis(c.password_hash_wait_ms),

@@ -39,6 +39,30 @@ fn ceremony(
     Ok((binding, rp))
 }
 
+/// Takes a ceremony from the network's budget before its challenge is
+/// stored: every options request leaves a row for five minutes, so an
+/// unbounded stream of them would be an unbounded write. The refusal is
+/// JSON for the script, with Retry-After.
+fn ceremony_refused(state: &AppState, ip: std::net::IpAddr) -> Option<Response> {
+    let network = crate::limits::network_key(ip);
+    match state
+        .limits
+        .passkey_ceremonies_per_network
+        .take(&network, state.clock.now())
+    {
+        Ok(()) => None,
+        Err(wait) => {
+            crate::telemetry::rate_limited("passkey_ceremony");
+            let answer = (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({ "error": "too many passkey ceremonies from this network" })),
+            )
+                .into_response();
+            Some(super::with_retry_after(answer, wait.0))
+        }
+    }
+}
+
 /// A JSON answer for the script: the options, or why not.
 fn options_answer(result: Result<String, PasskeyError>) -> Result<Response, PageError> {
     match result {
@@ -64,10 +88,14 @@ fn options_answer(result: Result<String, PasskeyError>) -> Result<Response, Page
 /// `POST /signin/passkey/options`: a sign-in ceremony for this browser.
 pub async fn sign_in_options(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
     let (binding, rp) = ceremony(&state, &visitor, &form)?;
+    if let Some(refused) = ceremony_refused(&state, ip) {
+        return Ok(refused);
+    }
     let result =
         passkeys::sign_in_options(state.store.as_ref(), &rp, &binding, state.clock.now()).await;
     options_answer(result)
@@ -152,6 +180,7 @@ pub async fn sign_in(
 /// signed-in account, in this browser.
 pub async fn add_options(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     visitor: Visitor,
     form: PageForm,
 ) -> Result<Response, PageError> {
@@ -159,6 +188,9 @@ pub async fn add_options(
         return Ok(to_sign_in("/account"));
     };
     let (binding, rp) = ceremony(&state, &visitor, &form)?;
+    if let Some(refused) = ceremony_refused(&state, ip) {
+        return Ok(refused);
+    }
     let result = passkeys::registration_options(
         state.store.as_ref(),
         &rp,

@@ -50,7 +50,14 @@ pub struct Armed {
 /// Opens a connection to `app` (from `source` if given) and writes all
 /// of `request` but its last byte.
 pub async fn arm(app: &TestApp, source: Option<IpAddr>, request: Vec<u8>) -> Armed {
-    let server: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    // A server reached as `localhost` (passkeys need a domain) listens
+    // on 127.0.0.1 all the same.
+    let server: SocketAddr = app
+        .base
+        .trim_start_matches("http://")
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .unwrap();
     let socket = TcpSocket::new_v4().unwrap();
     if let Some(source) = source {
         socket.bind(SocketAddr::new(source, 0)).unwrap();

@@ -200,12 +200,18 @@ fn trusting(
 /// A server whose public URL names a domain: WebAuthn's RP id must be one
 /// (an IP address never is), and `localhost` reaches this machine.
 pub async fn spawn_on_localhost() -> TestApp {
+    spawn_on_localhost_with(|_| {}).await
+}
+
+/// [`spawn_on_localhost`] with `configure` applied to its configuration.
+pub async fn spawn_on_localhost_with(configure: impl FnOnce(&mut Config) + 'static) -> TestApp {
     let mut app = spawn_app_with(Options {
-        configure: Box::new(|c| {
+        configure: Box::new(move |c| {
             c.public_url = c
                 .public_url
                 .take()
                 .map(|u| u.replace("127.0.0.1", "localhost"));
+            configure(c);
         }),
         ..Options::default()
     })

@@ -309,3 +309,65 @@ async fn a_server_at_an_ip_address_offers_no_passkeys() {
     let person = app.signed_in_browser("nokeys@example.com").await;
     assert!(!person.get("/account").await.contains("Passkeys"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_ceremonies_stores_no_more_challenges_than_the_network_may_start() {
+    use crate::burst::{anonymous_form, burst, count, post};
+    use sqlx::Connection;
+    use std::net::IpAddr;
+
+    let app = spawn_on_localhost_with(|c| c.passkey_ceremonies_per_network = 10).await;
+    let (cookie, csrf) = anonymous_form(&app, "/signin").await;
+    let request = || {
+        post(
+            "/signin/passkey/options",
+            &cookie,
+            &[("csrf", csrf.as_str())],
+        )
+    };
+    // 40 at once from one network (an IPv4 address, as every limit per
+    // network counts it), then 5 from another, whose budget is its own.
+    let one: Vec<_> = (0..40)
+        .map(|_| (Some(IpAddr::from([127, 0, 0, 10])), request()))
+        .collect();
+    let answers = burst(&app, one).await;
+    assert_eq!(
+        count(&answers, 200),
+        10,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert_eq!(count(&answers, 429), 30);
+    for refused in answers.iter().filter(|a| a.status == 429) {
+        assert!(refused.header("retry-after").is_some());
+        assert!(
+            refused.body.contains("too many passkey ceremonies"),
+            "{}",
+            refused.body
+        );
+    }
+    let other: Vec<_> = (0..5)
+        .map(|_| (Some(IpAddr::from([127, 0, 0, 11])), request()))
+        .collect();
+    assert_eq!(count(&burst(&app, other).await, 200), 5);
+
+    // What reached the store: one challenge per ceremony allowed.
+    let stored = "SELECT COUNT(*) FROM passkey_challenges";
+    let rows: i64 = match &*app.db {
+        TestDatabase::Sqlite { url, .. } => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(stored)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+        TestDatabase::Postgres { url, .. } => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(stored)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(rows, 15);
+}
