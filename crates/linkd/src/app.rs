@@ -61,6 +61,15 @@ pub fn router(state: AppState) -> Router {
             "/oauth/device_authorization",
             post(oauth::device_authorization::handle),
         )
+        // The same endpoint where MSAL looks for it: MSAL does not read
+        // device_authorization_endpoint from discovery (RFC 8628 §4) but
+        // takes the token endpoint's address with `/token` replaced by
+        // `/devicecode`, Azure AD's layout. Not in discovery; the answer
+        // is RFC 8628 §3.2's either way.
+        .route(
+            "/oauth/devicecode",
+            post(oauth::device_authorization::handle),
+        )
         .route("/oauth/token", post(oauth::token::handle))
         .route("/oauth/device/wait", post(oauth::device_wait::handle))
         .route("/oauth/revoke", post(oauth::revoke::handle))

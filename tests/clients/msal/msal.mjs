@@ -9,10 +9,11 @@
 // terminating TLS itself; NODE_EXTRA_CA_CERTS names its certificate.
 //
 // stdout gets JSON lines:
-// 1. {"device_code_error"}: what MSAL's device code grant says. MSAL does
-//    not read device_authorization_endpoint (RFC 8628 §4) from discovery;
-//    it posts to the token endpoint's address with /token replaced by
-//    /devicecode, as Azure AD lays out its endpoints.
+// 1. {"user_code"} from MSAL's device code grant, for the test to approve
+//    (MSAL posts to the token endpoint's address with /token replaced by
+//    /devicecode, Azure AD's layout, which linkd also serves), then
+//    {"device", "claims"} once MSAL polled the tokens and validated the
+//    ID token.
 // 2. {"authorization_url"}: the authorization code flow with PKCE; the
 //    test then writes the address linkd redirected the browser to.
 // 3. {"claims", "username", "local_account_id", "scopes", "access_token"}
@@ -68,16 +69,12 @@ try {
     },
   })
 
-  try {
-    await pca.acquireTokenByDeviceCode({
-      scopes,
-      timeout: 10,
-      deviceCodeCallback: (response) => line({ user_code: response.userCode }),
-    })
-    line({ device_code_error: null })
-  } catch (error) {
-    line({ device_code_error: { code: error.errorCode ?? null, message: error.message } })
-  }
+  const device = await pca.acquireTokenByDeviceCode({
+    scopes,
+    timeout: 30,
+    deviceCodeCallback: (response) => line({ user_code: response.userCode }),
+  })
+  line({ device: device.accessToken, claims: device.idTokenClaims })
 
   const crypto = new CryptoProvider()
   const { verifier, challenge } = await crypto.generatePkceCodes()

@@ -24,6 +24,9 @@ use crate::tokens::issue::TokenSet;
 use crate::tokens::refresh::{self, RefreshOutcome};
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// The short name MSAL sends for the device code grant (Azure AD accepts
+/// both). Taken as RFC 8628 §3.4's URN; discovery names only the URN.
+const MSAL_DEVICE_CODE_GRANT: &str = "device_code";
 pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
 pub const AUTHORIZATION_CODE_GRANT: &str = "authorization_code";
 
@@ -34,7 +37,7 @@ pub async fn handle(
 ) -> Result<Response, OAuthError> {
     let grant_type = req.form.require("grant_type")?;
     match grant_type {
-        DEVICE_CODE_GRANT => {
+        DEVICE_CODE_GRANT | MSAL_DEVICE_CODE_GRANT => {
             // RFC 8628 §3.5 gives devices one way to hear "poll less":
             // slow_down. A network over its ceiling hears it too.
             if let Err(RetryAfter(secs)) = state

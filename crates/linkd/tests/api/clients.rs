@@ -249,12 +249,12 @@ fn client_dir(name: &str, package: &str) -> std::path::PathBuf {
 /// MSAL for Node as a public client of linkd taken as a non-Azure OpenID
 /// provider (`protocolMode: "OIDC"`, discovery read by MSAL itself). MSAL
 /// refuses an authority without https, so linkd terminates TLS here.
-/// MSAL's device code grant cannot reach linkd: MSAL ignores
-/// `device_authorization_endpoint` (RFC 8628 §4) and posts to
-/// `/oauth/devicecode`, the token endpoint's address with `/token`
-/// replaced, which is Azure AD's layout and no address linkd serves. Its
-/// authorization code flow with PKCE and its silent refresh work: MSAL
-/// validates the ID token and builds its account from the claims.
+/// MSAL ignores `device_authorization_endpoint` (RFC 8628 §4) and posts
+/// to `/oauth/devicecode`, the token endpoint's address with `/token`
+/// replaced (Azure AD's layout), and polls with the grant type
+/// `device_code`; linkd takes both: its device code grant links, then its authorization code flow with PKCE and its
+/// silent refresh. MSAL validates each ID token and builds its account
+/// from the claims.
 #[tokio::test]
 async fn msal_signs_in_with_a_code_and_refreshes_silently() {
     let dir = client_dir("msal", "@azure/msal-node");
@@ -289,6 +289,12 @@ async fn msal_signs_in_with_a_code_and_refreshes_silently() {
     let browser = app.signed_in_browser("msal@example.com").await;
 
     let run = async {
+        let asked = node.next_line().await;
+        let user_code = asked["user_code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no user code: {asked}"));
+        let approved = browser.approve(user_code).await;
+        assert!(approved.contains("is now linked"), "{}", approved.body);
         let device = node.next_line().await;
         let started = node.next_line().await;
         let url = started["authorization_url"]
@@ -323,12 +329,11 @@ async fn msal_signs_in_with_a_code_and_refreshes_silently() {
         node.fail(&format!("exited with {status}")).await
     }
 
-    // MSAL posted its device authorization request to /oauth/devicecode
-    // and could not read linkd's not-found page as JSON: no user code.
-    assert_eq!(
-        device["device_code_error"]["code"], "token_parsing_error",
-        "{device}"
-    );
+    // The device code grant, polled by MSAL at linkd's interval.
+    assert_eq!(device["claims"]["email"], "msal@example.com", "{device}");
+    assert_eq!(device["claims"]["aud"], "desktop", "{device}");
+    let introspected = app.introspect(device["device"].as_str().unwrap()).await;
+    assert_eq!(introspected["active"], true, "{introspected}");
     let claims = &linked["claims"];
     assert_eq!(claims["email"], "msal@example.com", "{linked}");
     assert_eq!(claims["iss"], app.base.as_str(), "{linked}");
