@@ -87,6 +87,23 @@ async fn use_link(
     Ok(done == 1)
 }
 
+/// Marks every still open link of `purpose` of the account used, so none
+/// opens anything after `now`.
+async fn void_links(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    purpose: LinkPurpose,
+    now: Timestamp,
+) -> StoreResult<()> {
+    tx.execute(q(
+        "UPDATE account_links SET used_at = $3
+         WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL",
+        &[account_id.into(), purpose.as_str().into(), now.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Uses a reset link and, in the same transaction, sets the password,
 /// ends every session, voids the account's other reset links, records
 /// the activity and queues the notice. False (nothing changed) when the
@@ -123,16 +140,7 @@ pub(super) async fn reset_password(
     ))
     .await?;
     // A link sent before the password changed opens nothing after it.
-    tx.execute(q(
-        "UPDATE account_links SET used_at = $3
-         WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL",
-        &[
-            account_id.into(),
-            LinkPurpose::PasswordReset.as_str().into(),
-            now.into(),
-        ],
-    ))
-    .await?;
+    void_links(&mut tx, account_id, LinkPurpose::PasswordReset, now).await?;
     super::activity::insert_in(&mut tx, activity).await?;
     super::outbox::insert(&mut tx, outbox).await?;
     tx.commit().await?;
@@ -222,16 +230,7 @@ pub(super) async fn verify_email(
         &[account_id.into(), address.into(), now.into()],
     ))
     .await?;
-    tx.execute(q(
-        "UPDATE account_links SET used_at = $3
-         WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL",
-        &[
-            account_id.into(),
-            LinkPurpose::VerifyEmail.as_str().into(),
-            now.into(),
-        ],
-    ))
-    .await?;
+    void_links(&mut tx, account_id, LinkPurpose::VerifyEmail, now).await?;
     super::activity::insert_in(&mut tx, activity).await?;
     tx.commit().await?;
     Ok(true)
@@ -252,16 +251,7 @@ pub(super) async fn mark_email_verified(db: &Db, activity: &Activity) -> StoreRe
     if changed == 0 {
         return Ok(false);
     }
-    tx.execute(q(
-        "UPDATE account_links SET used_at = $3
-         WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL",
-        &[
-            account_id.into(),
-            LinkPurpose::VerifyEmail.as_str().into(),
-            now.into(),
-        ],
-    ))
-    .await?;
+    void_links(&mut tx, account_id, LinkPurpose::VerifyEmail, now).await?;
     super::activity::insert_in(&mut tx, activity).await?;
     tx.commit().await?;
     Ok(true)
