@@ -40,6 +40,10 @@ pub(crate) struct Direct {
     pub(super) path: std::path::PathBuf,
     pub(super) idle: std::sync::Mutex<Vec<Reader>>,
     pub(super) writes: std::sync::Arc<AtomicU64>,
+    /// Set while the WAL is being started over ([`restart`]): readers
+    /// then end their snapshots as soon as they are done instead of
+    /// keeping them for the next read.
+    pub(super) restarting: std::sync::atomic::AtomicBool,
 }
 
 /// The longest a reader keeps one snapshot, for writes this process cannot
@@ -204,6 +208,10 @@ impl Direct {
             .refresh(writes)
             .map_err(map_rusqlite)
             .and_then(|()| f(&mut reader));
+        // A restart waits for old snapshots to end (see `restart`).
+        if self.restarting.load(Ordering::Acquire) {
+            let _ = reader.release();
+        }
         // A connection that failed may be broken; let it go.
         if result.is_ok() {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -212,6 +220,14 @@ impl Direct {
             }
         }
         result
+    }
+
+    /// Ends every idle reader's snapshot, old or not.
+    fn release_idle_all(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain_mut(|reader| reader.release().is_ok());
     }
 
     /// Lets idle readers' old snapshots go, so they hold no WAL frames
@@ -245,6 +261,22 @@ impl DirectQuery {
 
 /// How often the background checkpoint runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// WAL frames (pages) past which a round also starts the WAL over from
+/// its beginning (see [`restart`]): 4 MiB.
+const RESTART_AT_FRAMES: i64 = 1000;
+/// How long a restart waits for readers of old snapshots. They renew
+/// their snapshot every [`SNAPSHOT_MAX_AGE`], so this is several of their
+/// lifetimes; the writer waits with it, so it stays short, and a round
+/// that runs out of it is simply tried again next time.
+const RESTART_WAIT_MS: u32 = 20;
+
+/// What a checkpoint round saw of the WAL: its frames, and how many of
+/// them are now in the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WalState {
+    pub frames: i64,
+    pub copied: i64,
+}
 
 impl Direct {
     /// Copies committed WAL pages into the database file (PASSIVE: never
@@ -254,7 +286,10 @@ impl Direct {
     /// requests queue behind.
     /// `conn` is the checkpoint's own connection, kept from one round to
     /// the next (opened when missing, let go after a failure).
-    fn checkpoint(&self, conn: &mut Option<rusqlite::Connection>) -> StoreResult<()> {
+    pub(super) fn checkpoint(
+        &self,
+        conn: &mut Option<rusqlite::Connection>,
+    ) -> StoreResult<WalState> {
         self.release_idle();
         let checkpointer = match conn.take() {
             Some(c) => c,
@@ -266,31 +301,98 @@ impl Direct {
             .and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|()| c))
             .map_err(map_rusqlite)?,
         };
-        checkpointer
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        let state = checkpointer
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok(WalState {
+                    frames: r.get(1)?,
+                    copied: r.get(2)?,
+                })
+            })
             .map_err(map_rusqlite)?;
         *conn = Some(checkpointer);
-        Ok(())
+        Ok(state)
     }
 }
 
-/// Checkpoints the WAL in the background for as long as the store lives.
-pub(super) async fn checkpoint_in_background(direct: std::sync::Weak<Direct>) {
+/// Starts the WAL over from its beginning, through the one writing
+/// connection. A PASSIVE checkpoint copies pages back but never rewinds
+/// the WAL: only a writer does, at the start of a transaction, and only
+/// when no reader is still reading the WAL. Under steady load some
+/// reader always is (polls renew their snapshots every few milliseconds),
+/// so the WAL grew without end, 640 MB in ten seconds of device
+/// authorizations, and once it was past the writer's threshold every
+/// commit ran a checkpoint of its own (BENCH.md). A RESTART checkpoint
+/// holds the write lock, lets the readers of old snapshots finish (new
+/// ones read the database file, the WAL being all copied) and rewinds.
+/// Run on the writer itself, it takes its turn between writes instead of
+/// waiting for a gap in them from another connection, which under load
+/// never came. The PASSIVE round before it has copied nearly everything,
+/// so the writer waits only for what came since.
+pub(super) async fn restart(direct: &Direct, writer: &sqlx::SqlitePool) -> StoreResult<WalState> {
+    let mut conn = writer.acquire().await.map_err(super::super::map_sqlx)?;
+    // Idle readers would keep their old snapshots through the wait.
+    direct.restarting.store(true, Ordering::Release);
+    direct.release_idle_all();
+    let result = restart_on(&mut conn).await;
+    direct.restarting.store(false, Ordering::Release);
+    result
+}
+
+async fn restart_on(conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>) -> StoreResult<WalState> {
+    use sqlx::Row;
+    sqlx::query(&format!("PRAGMA busy_timeout = {RESTART_WAIT_MS}"))
+        .execute(&mut **conn)
+        .await
+        .map_err(super::super::map_sqlx)?;
+    let row = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+        .fetch_one(&mut **conn)
+        .await;
+    // Back to the writer's own wait whatever the checkpoint did; should
+    // that fail, the connection goes rather than keep the short one.
+    let restored = sqlx::query(&format!(
+        "PRAGMA busy_timeout = {}",
+        super::BUSY_TIMEOUT.as_millis()
+    ))
+    .execute(&mut **conn)
+    .await;
+    if restored.is_err() {
+        // Closed rather than handed back with the short wait.
+        conn.close_on_drop();
+    }
+    let row = row.map_err(super::super::map_sqlx)?;
+    Ok(WalState {
+        frames: row.try_get(1).map_err(super::super::map_sqlx)?,
+        copied: row.try_get(2).map_err(super::super::map_sqlx)?,
+    })
+}
+
+/// Checkpoints the WAL in the background for as long as the store lives,
+/// and starts it over when it has grown (see [`restart`]).
+pub(super) async fn checkpoint_in_background(
+    direct: std::sync::Weak<Direct>,
+    writer: sqlx::SqlitePool,
+) {
     let mut conn = None;
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
-        let Some(direct) = direct.upgrade() else {
+        let Some(held) = direct.upgrade() else {
             return;
         };
         let round = tokio::task::spawn_blocking(move || {
-            let result = direct.checkpoint(&mut conn);
-            (conn, result)
+            let result = held.checkpoint(&mut conn);
+            (held, conn, result)
         });
         match round.await {
-            Ok((kept, result)) => {
+            Ok((held, kept, result)) => {
                 conn = kept;
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "background checkpoint failed");
+                match result {
+                    Ok(wal) if wal.frames >= RESTART_AT_FRAMES => {
+                        if let Err(e) = restart(&held, &writer).await {
+                            tracing::debug!(error = %e, "WAL restart failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "background checkpoint failed"),
                 }
             }
             Err(_) => return,

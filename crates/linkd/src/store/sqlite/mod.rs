@@ -169,11 +169,12 @@ pub async fn open(url: &str) -> StoreResult<SqlStore> {
         // last commits. FULL would cost an fsync per commit.
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(BUSY_TIMEOUT)
         .pragma(
             "wal_autocheckpoint",
             WRITER_AUTOCHECKPOINT_PAGES.to_string(),
-        );
+        )
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string());
     // SQLite allows one writer at a time; a single connection queues
     // writes in the pool instead of failing them with SQLITE_BUSY.
     let write = SqlitePoolOptions::new()
@@ -200,12 +201,14 @@ pub async fn open(url: &str) -> StoreResult<SqlStore> {
             path: path.to_path_buf(),
             idle: Default::default(),
             writes: writes.clone(),
+            restarting: Default::default(),
         })
     });
     if let Some(direct) = &direct {
-        tokio::spawn(direct::checkpoint_in_background(std::sync::Arc::downgrade(
-            direct,
-        )));
+        tokio::spawn(direct::checkpoint_in_background(
+            std::sync::Arc::downgrade(direct),
+            write.clone(),
+        ));
     }
     Ok(SqlStore {
         db: Db::Sqlite(SqliteDb {
@@ -242,10 +245,19 @@ impl Drop for Writing<'_> {
     }
 }
 
-/// WAL pages a writer may add before it copies them into the database
-/// itself, should the background checkpoint fall behind. Four times
-/// SQLite's default: the background checkpoint normally gets there first.
-const WRITER_AUTOCHECKPOINT_PAGES: u32 = 4000;
+/// WAL pages past which the writer copies them into the database itself
+/// after every commit, should the background checkpoint and its restarts
+/// fall behind (64 MiB). The background normally starts the WAL over
+/// long before (`direct::restart`); it is only the fallback, since a
+/// writer past it checkpoints after every commit while readers hold
+/// the WAL.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_000;
+/// How long a connection waits for another's lock.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a WAL file is cut back to when it starts over: a burst may grow
+/// it far past this, and without the limit the file would keep its
+/// largest size on disk for good.
+const WAL_SIZE_LIMIT_BYTES: u64 = 64 << 20;
 impl SqliteDb {
     /// The writer for one statement, or for a transaction: keep the guard
     /// until after the commit (`let writing = db.writer();`).
