@@ -287,10 +287,6 @@ pub(crate) struct Dialect {
     pub signing_keys_newest_first: &'static str,
     /// Every migration version this build knows.
     pub migrations: &'static [(i64, &'static str, &'static str)],
-    /// Deletes up to `$2` rows of a table whose `expires_at` is before
-    /// `$1`: neither database has `DELETE ... LIMIT` (as built), so each
-    /// picks the batch by its own physical row id.
-    pub purge_batch: fn(table: &str) -> String,
     /// Claims up to `$5` due outbox messages of kind `$3` for lease `$1`
     /// until `$2` (`$4` is now) and returns them: the locking differs.
     pub claim_outbox: &'static str,

@@ -130,14 +130,6 @@ pub(crate) const DIALECT: Dialect = Dialect {
     // (migration 0001).
     signing_keys_newest_first: "SELECT * FROM signing_keys ORDER BY created_at DESC, seq DESC",
     migrations: MIGRATIONS.0,
-    // PostgreSQL has no DELETE ... LIMIT; the ARRAY form lets the delete
-    // find the rows by TID.
-    purge_batch: |table| {
-        format!(
-            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM {table} WHERE expires_at < $1 LIMIT $2))"
-        )
-    },
     // Several instances claim at once: SKIP LOCKED lets each take rows the
     // others have not locked instead of queueing behind them, and the
     // outer condition is checked again on the locked row, so a row

@@ -803,38 +803,39 @@ pub struct PurgeBefore {
 }
 
 impl PurgeBefore {
-    /// Each purged table with the deadline its rows' `expires_at` is held
-    /// to. Every one has an index on expires_at (migrations 0001, 0002,
-    /// 0005, 0007, 0008, 0014, 0017, 0020, 0021, 0022, 0023, 0025), so a
-    /// batch reads only the rows it deletes.
-    pub(crate) fn by_table(&self) -> [(&'static str, Timestamp); 14] {
+    /// Each purged table with its primary key's columns and the deadline
+    /// its rows' `expires_at` is held to. Every one has an index on
+    /// expires_at (migrations 0001, 0002, 0005, 0007, 0008, 0014, 0017,
+    /// 0020, 0021, 0022, 0023, 0025), so a batch reads only the rows it
+    /// deletes, and finds them again by their key.
+    pub(crate) fn by_table(&self) -> [(&'static str, &'static str, Timestamp); 14] {
         [
             // Passkey ceremonies nobody finished (0017).
-            ("passkey_challenges", self.now),
+            ("passkey_challenges", "challenge", self.now),
             // Reports past their window, and blocks that ended (0020).
-            ("link_reports", self.now),
-            ("network_blocks", self.now),
+            ("link_reports", "id", self.now),
+            ("network_blocks", "network", self.now),
             // Limit counters whose window or backoff is over (0025): a
             // missing row counts the same as an expired one.
-            ("limit_counts", self.now),
+            ("limit_counts", "name, key, sub", self.now),
             // Sign-ins at a provider nobody came back from (0023).
-            ("upstream_logins", self.now),
+            ("upstream_logins", "state_hash", self.now),
             // Joins offered that nobody signed in to take (0022).
-            ("pending_joins", self.now),
+            ("pending_joins", "secret_hash", self.now),
             // Mailed links, used or not, once they expired (0014).
-            ("account_links", self.now),
+            ("account_links", "token_hash", self.now),
             // Messages that failed for good, once the operator had time
             // to look (migration 0008).
-            ("outbox", self.now),
-            ("device_authorizations", self.codes),
+            ("outbox", "id", self.now),
+            ("device_authorizations", "id", self.codes),
             // Kept past redemption until they expire (migration 0007), so
             // that a second use is still recognised.
-            ("authorization_codes", self.now),
-            ("sessions", self.now),
-            ("refresh_tokens", self.refresh_tokens),
-            ("revoked_access_tokens", self.now),
+            ("authorization_codes", "code_hash", self.now),
+            ("sessions", "id_hash", self.now),
+            ("refresh_tokens", "token_hash", self.refresh_tokens),
+            ("revoked_access_tokens", "jti", self.now),
             // DPoP proofs past their acceptable `iat` (0021).
-            ("dpop_proofs", self.now),
+            ("dpop_proofs", "id", self.now),
         ]
     }
 }

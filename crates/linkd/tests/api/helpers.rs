@@ -315,6 +315,50 @@ impl TestDatabase {
         }
     }
 
+    /// Runs one SQL statement straight on the database, around linkd (to
+    /// set up rows an older linkd wrote, or break what a test needs
+    /// broken). `$n` parameters are bound from `params` as text.
+    pub async fn execute(&self, sql: &str, params: &[&str]) {
+        match self {
+            TestDatabase::Sqlite { url, .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                let mut query = sqlx::query(sql);
+                for p in params {
+                    query = query.bind(*p);
+                }
+                query.execute(&mut conn).await.unwrap();
+                let _ = conn.close().await;
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                let mut query = sqlx::query(sql);
+                for p in params {
+                    query = query.bind(*p);
+                }
+                query.execute(&mut conn).await.unwrap();
+                let _ = conn.close().await;
+            }
+        }
+    }
+
+    /// The one integer a query of the database answers (a count).
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            TestDatabase::Sqlite { url, .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                let _ = conn.close().await;
+                n
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                let _ = conn.close().await;
+                n
+            }
+        }
+    }
+
     /// Whether `needle` appears anywhere in what the database holds: the
     /// SQLite file and its write-ahead log, or every PostgreSQL table's rows.
     pub async fn holds(&self, needle: &str) -> bool {

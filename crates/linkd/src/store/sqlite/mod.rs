@@ -129,13 +129,6 @@ pub(crate) const DIALECT: Dialect = Dialect {
     // SQLite's rowid is the insertion order (PostgreSQL needs a column).
     signing_keys_newest_first: "SELECT * FROM signing_keys ORDER BY created_at DESC, rowid DESC",
     migrations: MIGRATIONS.0,
-    // By rowid: SQLite is built without DELETE ... LIMIT.
-    purge_batch: |table| {
-        format!(
-            "DELETE FROM {table} WHERE rowid IN
-             (SELECT rowid FROM {table} WHERE expires_at < $1 LIMIT $2)"
-        )
-    },
     // The one writer runs the select and the update as one statement
     // that no other claim can interleave with.
     claim_outbox: "UPDATE outbox SET lease = $1, next_attempt_at = $2, attempts = attempts + 1
