@@ -12,7 +12,7 @@ use crate::device_flow::{PollError, resolve_scope};
 use crate::i18n::Lang;
 use crate::store::{
     Account, Activity, ActivityKind, AuthorizationCode, Client, CodeRedeemOutcome, GrantRef,
-    LinkedDevice, Redemption, RefreshToken, StoreError,
+    LinkedDevice, Redemption, StoreError,
 };
 use crate::tokens::issue::{Grant, TokenSet, mint};
 use crate::{link_notice, scopes};
@@ -649,9 +649,12 @@ fn redemption(
     let Some(account) = account.filter(|a| !a.disabled) else {
         return Err(Decline::Reason("the account is not active"));
     };
+    // Fixed at approval: the notice's "This wasn't me" link names it.
+    let id = link_notice::device_id(GrantRef::AuthorizationCode(&code.code_hash));
+    let refresh = (client.refresh_enabled && scopes::contains(&code.scope, "offline_access"))
+        .then(|| crate::tokens::refresh::first_token(&id, config, now));
     let device = LinkedDevice {
-        // Fixed at approval: the notice's "This wasn't me" link names it.
-        id: link_notice::device_id(GrantRef::AuthorizationCode(&code.code_hash)),
+        id,
         account_id: account.id.clone(),
         client_id: client.client_id.clone(),
         app_name: client.name.clone(),
@@ -663,18 +666,8 @@ fn redemption(
         revoked_at: None,
         dpop_jkt: grant.dpop_jkt.map(str::to_string),
         kind: crate::store::DeviceKind::Browser,
+        refresh: refresh.as_ref().map(|(_, state)| state.clone()),
     };
-    let refresh_secret = (client.refresh_enabled
-        && scopes::contains(&code.scope, "offline_access"))
-    .then(|| random_secret(32));
-    let refresh_token = refresh_secret.as_ref().map(|secret| RefreshToken {
-        token_hash: secret_hash(secret),
-        device_id: device.id.clone(),
-        scope: code.scope.clone(),
-        created_at: now,
-        expires_at: now + i64::from(config.refresh_idle_lifetime),
-        rotated_at: None,
-    });
     let tokens = mint(
         &ctx.keys,
         config,
@@ -687,14 +680,13 @@ fn redemption(
             nonce: code.nonce.as_deref(),
             dpop_jkt: grant.dpop_jkt,
         },
-        refresh_secret,
+        refresh.map(|(token, _)| token),
     )
     .map_err(Decline::Signing)?;
     Ok((
         Redemption {
             outbox: vec![Event::device_linked(&device, now).to_outbox()],
             device,
-            refresh_token,
         },
         tokens,
     ))

@@ -14,7 +14,7 @@ use crate::i18n::Lang;
 use crate::store::{
     Account, Activity, ActivityKind, AuthorizationState, Client, DecisionRecord,
     DeviceAuthorization, Event, GrantRef, LinkedDevice, PolledAuthorization, RedeemOutcome,
-    Redemption, RefreshToken, StoreError,
+    Redemption, StoreError,
 };
 use crate::tokens::issue::{Grant, TokenSet, mint};
 use crate::{link_notice, scopes};
@@ -314,9 +314,12 @@ fn redemption(
     dpop_jkt: Option<&str>,
 ) -> Result<(Redemption, TokenSet), jsonwebtoken::errors::Error> {
     let (config, now) = (ctx.config, ctx.now);
+    // Fixed at approval: the notice's "This wasn't me" link names it.
+    let id = link_notice::device_id(GrantRef::DeviceAuthorization(&auth.id));
+    let refresh = (client.refresh_enabled && scopes::contains(&auth.scope, "offline_access"))
+        .then(|| crate::tokens::refresh::first_token(&id, config, now));
     let device = LinkedDevice {
-        // Fixed at approval: the notice's "This wasn't me" link names it.
-        id: link_notice::device_id(GrantRef::DeviceAuthorization(&auth.id)),
+        id,
         account_id: account.id.clone(),
         client_id: client.client_id.clone(),
         app_name: client.name.clone(),
@@ -331,18 +334,8 @@ fn redemption(
         revoked_at: None,
         dpop_jkt: dpop_jkt.map(str::to_string),
         kind: crate::store::DeviceKind::Code,
+        refresh: refresh.as_ref().map(|(_, state)| state.clone()),
     };
-    let refresh_secret = (client.refresh_enabled
-        && scopes::contains(&auth.scope, "offline_access"))
-    .then(|| random_secret(32));
-    let refresh_token = refresh_secret.as_ref().map(|secret| RefreshToken {
-        token_hash: secret_hash(secret),
-        device_id: device.id.clone(),
-        scope: auth.scope.clone(),
-        created_at: now,
-        expires_at: now + i64::from(config.refresh_idle_lifetime),
-        rotated_at: None,
-    });
     let grant = Grant {
         account,
         device: &device,
@@ -351,12 +344,17 @@ fn redemption(
         nonce: None,
         dpop_jkt,
     };
-    let tokens = mint(&ctx.keys, ctx.config, now, &grant, refresh_secret)?;
+    let tokens = mint(
+        &ctx.keys,
+        ctx.config,
+        now,
+        &grant,
+        refresh.map(|(token, _)| token),
+    )?;
     Ok((
         Redemption {
             outbox: vec![crate::webhooks::Event::device_linked(&device, now).to_outbox()],
             device,
-            refresh_token,
         },
         tokens,
     ))

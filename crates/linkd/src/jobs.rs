@@ -54,9 +54,9 @@ pub const PURGE_EVERY: Duration = Duration::from_secs(60);
 pub const EXPIRED_CODE_GRACE_SECS: i64 = 900;
 
 /// Keeps tables at their working size: deletes expired codes, sessions,
-/// refresh tokens, revoked token ids and old sync tombstones in small
-/// batches, pausing between
-/// batches so other writes get their turn.
+/// refresh tokens issued before migration 0028 (later ones are state on
+/// their device's row), revoked token ids and old sync tombstones in
+/// small batches, pausing between batches so other writes get their turn.
 async fn purge(state: AppState) {
     let mut tick = tokio::time::interval(PURGE_EVERY);
     loop {

@@ -42,8 +42,8 @@ pub enum EventType {
     /// A device was unlinked; `data.reason` says by whom or why.
     #[serde(rename = "device.unlinked")]
     DeviceUnlinked,
-    /// A rotated refresh token came back (RFC 9700 §4.14.2): it leaked, and
-    /// the device was unlinked.
+    /// A rotated refresh token came back, or two refreshes raced with one
+    /// (RFC 9700 §4.14.2): it leaked, and the device was unlinked.
     #[serde(rename = "refresh_token.reused")]
     RefreshTokenReused,
     /// A person said "I didn't start this" on the confirmation page.

@@ -84,9 +84,6 @@ pub(super) async fn redeem(
         return Ok(CodeRedeemOutcome::Declined);
     };
     super::devices::insert(&mut tx, &redemption.device).await?;
-    if let Some(t) = &redemption.refresh_token {
-        super::devices::insert_refresh_token(&mut tx, t).await?;
-    }
     super::outbox::insert(&mut tx, &redemption.outbox).await?;
     tx.execute(q(
         "UPDATE authorization_codes SET device_id = $1 WHERE code_hash = $2",

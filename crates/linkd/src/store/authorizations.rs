@@ -217,9 +217,6 @@ pub(super) async fn redeem(
         return Ok(RedeemOutcome::Declined);
     };
     super::devices::insert(&mut tx, &redemption.device).await?;
-    if let Some(t) = &redemption.refresh_token {
-        super::devices::insert_refresh_token(&mut tx, t).await?;
-    }
     super::outbox::insert(&mut tx, &redemption.outbox).await?;
     tx.commit().await?;
     Ok(RedeemOutcome::Redeemed)

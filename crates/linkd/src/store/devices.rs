@@ -1,8 +1,10 @@
-//! Linked devices and their tokens: refresh tokens (stored hashed, one
-//! family per device) and revoked access-token ids.
+//! Linked devices and their tokens: each device's refresh token state
+//! (hashes, on the device's own row), the refresh tokens issued before
+//! that (one row per rotation, read and purged only) and revoked
+//! access-token ids.
 
 use super::db::{Db, Tx, q};
-use super::{LinkedDevice, OutboxMessage, RefreshToken, StoreResult, Timestamp};
+use super::{LegacyRefreshToken, LinkedDevice, OutboxMessage, StoreResult, Timestamp};
 
 /// Every read of a linked device brings its app's name along.
 macro_rules! device_select {
@@ -15,11 +17,14 @@ macro_rules! device_select {
     };
 }
 
+/// Stores a new device with its first refresh token's state, if any.
 pub(super) async fn insert(tx: &mut Tx<'_>, d: &LinkedDevice) -> StoreResult<()> {
+    let refresh = d.refresh.as_ref();
     tx.execute(q(
         "INSERT INTO linked_devices (id, account_id, client_id, label, scope, linked_at,
-             linked_ip, last_refresh_at, revoked_at, dpop_jkt, kind)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             linked_ip, last_refresh_at, revoked_at, dpop_jkt, kind, refresh_generation,
+             refresh_hash, refresh_previous_hash, refresh_expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         &[
             (&d.id).into(),
             (&d.account_id).into(),
@@ -32,24 +37,10 @@ pub(super) async fn insert(tx: &mut Tx<'_>, d: &LinkedDevice) -> StoreResult<()>
             d.revoked_at.into(),
             (&d.dpop_jkt).into(),
             d.kind.as_str().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn insert_refresh_token(tx: &mut Tx<'_>, t: &RefreshToken) -> StoreResult<()> {
-    tx.execute(q(
-        "INSERT INTO refresh_tokens (token_hash, device_id, scope, created_at, expires_at,
-             rotated_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            (&t.token_hash).into(),
-            (&t.device_id).into(),
-            (&t.scope).into(),
-            t.created_at.into(),
-            t.expires_at.into(),
-            t.rotated_at.into(),
+            refresh.map(|r| r.generation).into(),
+            refresh.map(|r| r.token_hash.as_str()).into(),
+            refresh.and_then(|r| r.previous_hash.as_deref()).into(),
+            refresh.map(|r| r.expires_at).into(),
         ],
     ))
     .await?;
@@ -88,8 +79,6 @@ pub(super) async fn revoke(
     now: Timestamp,
     outbox: &[OutboxMessage],
 ) -> StoreResult<bool> {
-    // The device row first, then its tokens: the order `rotate` keeps too,
-    // so on PostgreSQL the two cannot deadlock.
     let mut tx = db.begin().await?;
     let done = revoke_in(&mut tx, id, None, now).await?;
     // Only the caller that unlinked it tells anyone.
@@ -108,6 +97,12 @@ pub(super) async fn revoke_in(
     account_id: Option<&str>,
     now: Timestamp,
 ) -> StoreResult<bool> {
+    // The whole token family goes with this one row: every refresh
+    // checks `revoked_at` on it, whatever form its token has. Tokens of
+    // the old form stay in `refresh_tokens` until the purge (their device
+    // being unlinked, they are refused): deleting them by `device_id`
+    // would probe that table's every partition, for rows that lead
+    // nowhere.
     let done = tx
         .execute(q(
             "UPDATE linked_devices SET revoked_at = $1
@@ -115,15 +110,6 @@ pub(super) async fn revoke_in(
             &[now.into(), id.into(), account_id.into()],
         ))
         .await?;
-    // Someone else's device keeps its tokens; a device revoked before has
-    // none left.
-    if account_id.is_none() || done == 1 {
-        tx.execute(q(
-            "DELETE FROM refresh_tokens WHERE device_id = $1",
-            &[id.into()],
-        ))
-        .await?;
-    }
     Ok(done == 1)
 }
 
@@ -142,10 +128,11 @@ pub(super) async fn active_for_token(
     .await
 }
 
-pub(super) async fn get_refresh_token(
+/// A refresh token of the old form, by its hash.
+pub(super) async fn get_legacy_refresh_token(
     db: &Db,
     token_hash: &str,
-) -> StoreResult<Option<RefreshToken>> {
+) -> StoreResult<Option<LegacyRefreshToken>> {
     db.fetch_optional(q(
         "SELECT * FROM refresh_tokens WHERE token_hash = $1",
         &[token_hash.into()],
@@ -153,34 +140,84 @@ pub(super) async fn get_refresh_token(
     .await
 }
 
-pub(super) async fn rotate(
+/// Generation `from` → `from + 1`: the current hash becomes the previous
+/// one (SQL reads every right-hand side from the row as it was), the new
+/// token's hash and expiry are stored, and the refresh is noted. One
+/// conditional update of one row, so of two refreshes with one token
+/// exactly one changes it.
+pub(super) async fn rotate_refresh_token(
     db: &Db,
-    old_hash: &str,
-    new: &RefreshToken,
+    device_id: &str,
+    from: i64,
+    token_hash: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    let Some(next) = from.checked_add(1) else {
+        return Ok(false);
+    };
+    let done = db
+        .execute(q(
+            "UPDATE linked_devices SET refresh_generation = $1,
+                 refresh_previous_hash = refresh_hash, refresh_hash = $2,
+                 refresh_expires_at = $3, last_refresh_at = $4
+             WHERE id = $5 AND refresh_generation = $6 AND revoked_at IS NULL",
+            &[
+                next.into(),
+                token_hash.into(),
+                expires_at.into(),
+                now.into(),
+                device_id.into(),
+                from.into(),
+            ],
+        ))
+        .await?;
+    Ok(done == 1)
+}
+
+/// A token of the old form traded for the device's first token of the
+/// new form (generation 1): the device's state is set only if it has
+/// none yet, and the old token marked rotated only if it was not, in one
+/// transaction, so a second use of the old token is still reuse.
+pub(super) async fn upgrade_legacy_refresh_token(
+    db: &Db,
+    legacy_hash: &str,
+    device_id: &str,
+    token_hash: &str,
+    expires_at: Timestamp,
     now: Timestamp,
 ) -> StoreResult<bool> {
     let mut tx = db.begin().await?;
-    // The device row first, then the token, like `revoke`: on PostgreSQL
-    // the other order lets a refresh and an unlink deadlock (each holding
-    // the row the other updates next). SQLite's one writer cannot
-    // deadlock, and one order for both keeps one transaction. If the token
-    // turns out to be rotated already, the rollback undoes this.
-    tx.execute(q(
-        "UPDATE linked_devices SET last_refresh_at = $1 WHERE id = $2",
-        &[now.into(), (&new.device_id).into()],
-    ))
-    .await?;
-    let done = tx
+    // The device row first, then the token, the order every writer of
+    // both keeps: the other order lets two upgrades deadlock on
+    // PostgreSQL. A rollback (dropping the transaction) undoes this one
+    // if the token turns out to be rotated already.
+    let device = tx
         .execute(q(
-            "UPDATE refresh_tokens SET rotated_at = $1
-             WHERE token_hash = $2 AND rotated_at IS NULL",
-            &[now.into(), old_hash.into()],
+            "UPDATE linked_devices SET refresh_generation = 1, refresh_hash = $1,
+                 refresh_previous_hash = NULL, refresh_expires_at = $2, last_refresh_at = $3
+             WHERE id = $4 AND refresh_generation IS NULL AND revoked_at IS NULL",
+            &[
+                token_hash.into(),
+                expires_at.into(),
+                now.into(),
+                device_id.into(),
+            ],
         ))
         .await?;
-    if done != 1 {
+    if device != 1 {
         return Ok(false);
     }
-    insert_refresh_token(&mut tx, new).await?;
+    let token = tx
+        .execute(q(
+            "UPDATE refresh_tokens SET rotated_at = $1
+             WHERE token_hash = $2 AND device_id = $3 AND rotated_at IS NULL",
+            &[now.into(), legacy_hash.into(), device_id.into()],
+        ))
+        .await?;
+    if token != 1 {
+        return Ok(false);
+    }
     tx.commit().await?;
     Ok(true)
 }

@@ -361,9 +361,10 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         label: &str,
     ) -> StoreResult<bool>;
-    /// Unlinks a device: marks it revoked and deletes its refresh tokens,
-    /// in one transaction, with `outbox` (what the unlink causes) added
-    /// only if this caller unlinked it. True for the one caller that did.
+    /// Unlinks a device: marks it revoked, which ends its refresh token
+    /// family, in one transaction with `outbox` (what the unlink causes),
+    /// added only if this caller unlinked it. True for the one caller
+    /// that did.
     async fn revoke_linked_device(
         &self,
         id: &str,
@@ -383,14 +384,37 @@ pub trait Store: Send + Sync + 'static {
         jti: &str,
     ) -> StoreResult<Option<LinkedDevice>>;
 
-    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
-    /// Marks `old_hash` rotated and stores `new`, only if `old_hash` was not
-    /// rotated yet, and notes the refresh on the device. True for the one
-    /// caller that rotated it.
+    /// Moves the device's refresh token from generation `from` to the
+    /// next: the current hash becomes the previous one, `token_hash` and
+    /// `expires_at` are the new token's, and the refresh is noted at
+    /// `now`. One conditional update of the device's row, only while it
+    /// is linked and at generation `from`: true for the one caller that
+    /// moved it.
     async fn rotate_refresh_token(
         &self,
-        old_hash: &str,
-        new: &RefreshToken,
+        device_id: &str,
+        from: i64,
+        token_hash: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// A refresh token issued before migration 0028, by its hash.
+    async fn get_legacy_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<LegacyRefreshToken>>;
+    /// Trades the unrotated old-form token `legacy_hash` of a device for
+    /// the device's first token of the new form (generation 1,
+    /// `token_hash`, `expires_at`): marks the old one rotated and sets the
+    /// device's state, in one transaction, only if the device is linked
+    /// and has no state yet and the old token was not rotated. True for
+    /// the one caller that did.
+    async fn upgrade_legacy_refresh_token(
+        &self,
+        legacy_hash: &str,
+        device_id: &str,
+        token_hash: &str,
+        expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<bool>;
 

@@ -119,6 +119,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "code events",
         include_str!("../../migrations/postgres/0027_code_events.sql"),
     ),
+    (
+        28,
+        "device refresh state",
+        include_str!("../../migrations/postgres/0028_device_refresh_state.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {

@@ -417,6 +417,26 @@ pub struct LinkedDevice {
     pub dpop_jkt: Option<String>,
     /// How it was linked, which says what kind of device it is.
     pub kind: DeviceKind,
+    /// Its refresh token, when it holds one in the form of migration 0028.
+    pub refresh: Option<RefreshState>,
+}
+
+/// A device's refresh token family as one row of state (migration 0028):
+/// the current token and the one before it, by their hashes. The token a
+/// device holds names the device and its generation (`tokens::refresh`).
+/// Its scope is the device's: a refresh token keeps the grant's scope
+/// (RFC 6749 §6), narrowing applies to one access token only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshState {
+    /// The current token's generation, counted from 1.
+    pub generation: i64,
+    /// SHA-256 of the current token.
+    pub token_hash: String,
+    /// SHA-256 of the previous generation's token: presented again, it is
+    /// reuse (RFC 9700 §4.14.2).
+    pub previous_hash: Option<String>,
+    /// When the current token expires unless used (the idle lifetime).
+    pub expires_at: Timestamp,
 }
 
 /// How a device was linked (migration 0015).
@@ -445,8 +465,12 @@ impl DeviceKind {
     }
 }
 
+/// A refresh token issued before migration 0028, one row per rotation in
+/// `refresh_tokens`. linkd only reads these, marks one rotated when a
+/// device trades it for its first token of the new form
+/// ([`Store::upgrade_legacy_refresh_token`]), and purges them.
 #[derive(Debug, Clone)]
-pub struct RefreshToken {
+pub struct LegacyRefreshToken {
     pub token_hash: String,
     /// The linked device, which is also the token family for reuse detection.
     pub device_id: String,
@@ -791,11 +815,12 @@ pub struct PurgeBefore {
     pub now: Timestamp,
     /// Device authorizations whose deadline is before this.
     pub codes: Timestamp,
-    /// Refresh tokens that expired before this. Later than their expiry:
+    /// Refresh tokens of the old form (`refresh_tokens`, issued before
+    /// migration 0028) that expired before this. Later than their expiry:
     /// a rotated token presented again must still be recognised, and its
     /// family revoked (RFC 9700 §4.14.2), for as long as the family could
-    /// live (the absolute refresh lifetime); a revoked family's tokens are
-    /// deleted with it.
+    /// live (the absolute refresh lifetime). Tokens of the new form are
+    /// state on their device's row and leave nothing to purge.
     pub refresh_tokens: Timestamp,
     /// Sync tombstones written before this (`--sync-tombstone-retention`);
     /// each account's purge horizon rises past the ones purged.
@@ -832,6 +857,7 @@ impl PurgeBefore {
             // that a second use is still recognised.
             ("authorization_codes", "code_hash", self.now),
             ("sessions", "id_hash", self.now),
+            // Only tokens issued before migration 0028 are rows here.
             ("refresh_tokens", "token_hash", self.refresh_tokens),
             ("revoked_access_tokens", "jti", self.now),
             // DPoP proofs past their acceptable `iat` (0021).
@@ -933,8 +959,8 @@ pub struct SyncUsage {
 /// What redeeming an approved authorization writes, in one transaction.
 #[derive(Debug, Clone)]
 pub struct Redemption {
+    /// The device, with its first refresh token's state if it gets one.
     pub device: LinkedDevice,
-    pub refresh_token: Option<RefreshToken>,
     /// Messages the link causes (the `device.linked` webhook event).
     pub outbox: Vec<OutboxMessage>,
 }

@@ -275,6 +275,15 @@ impl FromRow for LinkedDevice {
             revoked_at: row.int_or_null("revoked_at")?,
             dpop_jkt: row.text_or_null("dpop_jkt")?,
             kind: DeviceKind::parse(&row.text("kind")?)?,
+            refresh: match row.int_or_null("refresh_generation")? {
+                None => None,
+                Some(generation) => Some(RefreshState {
+                    generation,
+                    token_hash: row.text("refresh_hash")?,
+                    previous_hash: row.text_or_null("refresh_previous_hash")?,
+                    expires_at: row.int("refresh_expires_at")?,
+                }),
+            },
         })
     }
 }
@@ -299,9 +308,9 @@ impl FromRow for AuthorizationCode {
     }
 }
 
-impl FromRow for RefreshToken {
+impl FromRow for LegacyRefreshToken {
     fn from_row(row: &impl Columns) -> StoreResult<Self> {
-        Ok(RefreshToken {
+        Ok(LegacyRefreshToken {
             token_hash: row.text("token_hash")?,
             device_id: row.text("device_id")?,
             scope: row.text("scope")?,

@@ -459,17 +459,41 @@ impl Store for SqlStore {
         devices::active_for_token(&self.db, device_id, jti).await
     }
 
-    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
-        devices::get_refresh_token(&self.db, token_hash).await
-    }
-
     async fn rotate_refresh_token(
         &self,
-        old_hash: &str,
-        new: &RefreshToken,
+        device_id: &str,
+        from: i64,
+        token_hash: &str,
+        expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        devices::rotate(&self.db, old_hash, new, now).await
+        devices::rotate_refresh_token(&self.db, device_id, from, token_hash, expires_at, now).await
+    }
+
+    async fn get_legacy_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<LegacyRefreshToken>> {
+        devices::get_legacy_refresh_token(&self.db, token_hash).await
+    }
+
+    async fn upgrade_legacy_refresh_token(
+        &self,
+        legacy_hash: &str,
+        device_id: &str,
+        token_hash: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        devices::upgrade_legacy_refresh_token(
+            &self.db,
+            legacy_hash,
+            device_id,
+            token_hash,
+            expires_at,
+            now,
+        )
+        .await
     }
 
     async fn revoke_access_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()> {

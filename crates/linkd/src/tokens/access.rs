@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::codes::secret_hash;
 use crate::ctx::Ctx;
 use crate::devices::unlink;
 use crate::store::{Client, LinkedDevice, StoreError};
+use crate::tokens::refresh::{self, Standing};
 use crate::tokens::{AccessClaims, TokenError};
 use crate::webhooks::UnlinkReason;
 
@@ -121,10 +121,11 @@ pub async fn revoke(
     if token.len() > 8192 {
         return Ok(());
     }
-    if let Some(refresh) = store.get_refresh_token(&secret_hash(token)).await? {
-        if let Some(device) = store.get_linked_device(&refresh.device_id).await?
-            && device.client_id == client.client_id
-        {
+    // A refresh token its device holds now or held last (checked against
+    // the hashes the device keeps, so a made-up token naming a device
+    // unlinks nothing).
+    if let Some((device, _)) = refresh::find(store, token).await? {
+        if device.client_id == client.client_id {
             unlink(store, &device, UnlinkReason::TokenRevoked, ip, now).await?;
         }
         return Ok(());
@@ -175,30 +176,36 @@ pub async fn introspect(ctx: &Ctx<'_>, token: &str) -> Result<Value, StoreError>
         Err(BearerError::Store(e)) => return Err(e),
         Err(_) => {}
     }
-    let Some(refresh) = store.get_refresh_token(&secret_hash(token)).await? else {
+    let Some((device, standing)) = refresh::find(store, token).await? else {
         return Ok(inactive);
     };
-    if refresh.rotated_at.is_some() || refresh.expires_at <= now {
+    // Only a device's current token is active; it was issued at the
+    // device's last refresh, or when it was linked.
+    let (scope, expires_at, issued_at) = match standing {
+        Standing::Current { expires_at, .. } => (
+            device.scope.clone(),
+            expires_at,
+            device.last_refresh_at.unwrap_or(device.linked_at),
+        ),
+        Standing::Legacy(token) => (token.scope, token.expires_at, token.created_at),
+        Standing::Spent => return Ok(inactive),
+    };
+    if expires_at <= now || device.revoked_at.is_some() {
         return Ok(inactive);
     }
-    match store.get_linked_device(&refresh.device_id).await? {
-        Some(device) if device.revoked_at.is_none() => {
-            let mut answer = json!({
-                "active": true,
-                "token_type": "refresh_token",
-                "scope": refresh.scope,
-                "client_id": device.client_id,
-                "sub": device.account_id,
-                "iss": ctx.config.issuer(),
-                "exp": refresh.expires_at,
-                "iat": refresh.created_at,
-                "sid": device.id,
-            });
-            if let Some(jkt) = device.dpop_jkt {
-                answer["cnf"] = json!({ "jkt": jkt });
-            }
-            Ok(answer)
-        }
-        _ => Ok(inactive),
+    let mut answer = json!({
+        "active": true,
+        "token_type": "refresh_token",
+        "scope": scope,
+        "client_id": device.client_id,
+        "sub": device.account_id,
+        "iss": ctx.config.issuer(),
+        "exp": expires_at,
+        "iat": issued_at,
+        "sid": device.id,
+    });
+    if let Some(jkt) = device.dpop_jkt {
+        answer["cnf"] = json!({ "jkt": jkt });
     }
+    Ok(answer)
 }

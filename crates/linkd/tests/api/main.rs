@@ -37,6 +37,7 @@ mod people;
 mod phishing;
 mod postgres_tls;
 mod recovery;
+mod refresh;
 mod reports;
 mod store;
 mod streams;

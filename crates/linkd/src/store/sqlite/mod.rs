@@ -119,6 +119,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "shared limits",
         include_str!("../../../migrations/sqlite/0025_shared_limits.sql"),
     ),
+    (
+        28,
+        "device refresh state",
+        include_str!("../../../migrations/sqlite/0028_device_refresh_state.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {
