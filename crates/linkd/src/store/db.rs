@@ -301,6 +301,14 @@ impl Db {
     }
 
     /// The SQLite store's hot-path readers, when it has them.
+    /// The pending codes polls are answered from.
+    pub(crate) fn polls(&self) -> &super::poll_cache::PollCache {
+        match self {
+            Db::Sqlite(db) => &db.polls,
+            Db::Postgres(db) => &db.polls,
+        }
+    }
+
     pub fn direct(&self) -> Option<&super::sqlite::direct::Direct> {
         match self {
             Db::Sqlite(db) => db.direct.as_deref(),

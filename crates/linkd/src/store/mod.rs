@@ -227,8 +227,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         device_code_hash: &str,
     ) -> StoreResult<Option<(PolledAuthorization, std::sync::Arc<Client>)>>;
-    /// What a token poll reads at `now`. On PostgreSQL a pending code is
-    /// answered from memory that the database's events keep true
+    /// What a token poll reads at `now`. A pending code is answered from
+    /// memory that the database's own record of changes keeps true
     /// (`poll_cache`), so polls of a pending code cost it nothing.
     async fn poll_device_authorization_at(
         &self,
@@ -240,8 +240,7 @@ pub trait Store: Send + Sync + 'static {
     /// Drops what the poll cache holds past its deadline (see
     /// [`Store::poll_device_authorization_at`]).
     fn sweep_polls(&self, _now: Timestamp) {}
-    /// How token polls found their codes (PostgreSQL's poll cache; zero
-    /// on SQLite, which reads its file in-process).
+    /// How token polls found their codes (the poll cache's counts).
     fn poll_reads(&self) -> PollReads {
         PollReads::default()
     }

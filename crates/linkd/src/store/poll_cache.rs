@@ -1,16 +1,20 @@
-//! Pending codes this PostgreSQL instance knows about, so that a device
-//! polling one (RFC 8628 §3.4-3.5: every `interval` seconds until the
-//! person decides) costs the database nothing.
+//! Pending codes this instance knows about, so that a device polling one
+//! (RFC 8628 §3.4-3.5: every `interval` seconds until the person decides)
+//! costs the database nothing: on PostgreSQL a round trip, on SQLite an
+//! indexed read that was a fifth of a poll's instructions (BENCH.md).
 //!
-//! An entry is only as good as the events that end it. Every way a code
-//! stops being pending is announced on `linkd_events` by the database
-//! itself, on commit (triggers of migration 0027: a code leaving
-//! `pending`, a pending code deleted before its deadline, any change to
-//! an app), and the event listener drops the entry before it hands the
-//! event on. The one thing no event announces, the deadline, is kept in
-//! the entry. So an entry is trusted only while the listener is
-//! connected: losing it forgets everything, and nothing is cached until
-//! it listens again.
+//! An entry is only as good as the news that ends it. Every way a code
+//! stops being pending is written down by the database itself, on commit,
+//! whoever wrote it (a code leaving `pending`, a pending code deleted
+//! before its deadline, any change to an app): PostgreSQL announces it on
+//! `linkd_events` (triggers of migration 0027) and the event listener
+//! drops the entry before it hands the event on; SQLite writes it to
+//! `poll_changes` (migration 0029), which a watch reads every 100 ms
+//! (`sqlite/changes.rs`). This instance's own decisions leave at once.
+//! The one thing no news announces, the deadline, is kept in the entry.
+//! So an entry is trusted only while the news is heard: losing the
+//! listener, or failing to read the changes, forgets everything, and
+//! nothing is cached until it is heard again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -12,11 +12,19 @@ use super::*;
 
 impl SqlStore {
     /// This instance's own decision leaves the poll cache at once; the
-    /// database's event (migration 0027) tells the others, and this one
-    /// again.
+    /// database tells the others, and this one again (PostgreSQL's
+    /// events of migration 0027, SQLite's `poll_changes` of 0029).
     fn forget_polled(&self, id: &str, decided: bool) {
-        if let (true, Db::Postgres(p)) = (decided, &self.db) {
-            p.polls.forget(id);
+        if decided {
+            self.db.polls().forget(id);
+        }
+    }
+
+    /// This instance's own change to an app leaves the poll cache at once
+    /// (the cached polls hold the app); the database tells the others.
+    fn forget_client_polls(&self, changed: bool) {
+        if changed {
+            self.db.polls().clear();
         }
     }
 }
@@ -152,15 +160,21 @@ impl Store for SqlStore {
         client_id: &str,
         changes: &ClientChanges<'_>,
     ) -> StoreResult<bool> {
-        clients::update(&self.db, client_id, changes).await
+        let changed = clients::update(&self.db, client_id, changes).await?;
+        self.forget_client_polls(changed);
+        Ok(changed)
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
-        clients::delete(&self.db, client_id).await
+        let deleted = clients::delete(&self.db, client_id).await?;
+        self.forget_client_polls(deleted);
+        Ok(deleted)
     }
 
     async fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> StoreResult<bool> {
-        clients::set_secret(&self.db, client_id, secret_hash).await
+        let changed = clients::set_secret(&self.db, client_id, secret_hash).await?;
+        self.forget_client_polls(changed);
+        Ok(changed)
     }
 
     async fn insert_account(&self, account: &Account) -> StoreResult<()> {
@@ -272,32 +286,24 @@ impl Store for SqlStore {
         device_code_hash: &str,
         now: Timestamp,
     ) -> StoreResult<Option<(PolledAuthorization, Arc<Client>)>> {
-        let Db::Postgres(p) = &self.db else {
-            // SQLite's polls are already in-process reads.
-            return authorizations::poll(&self.db, device_code_hash).await;
-        };
-        if let Some(found) = p.polls.get(device_code_hash, now) {
+        let polls = self.db.polls();
+        if let Some(found) = polls.get(device_code_hash, now) {
             return Ok(Some(found));
         }
-        let ticket = p.polls.ticket();
+        let ticket = polls.ticket();
         let found = authorizations::poll(&self.db, device_code_hash).await?;
         if let Some(found) = &found {
-            p.polls.put(ticket, device_code_hash, now, found);
+            polls.put(ticket, device_code_hash, now, found);
         }
         Ok(found)
     }
 
     fn sweep_polls(&self, now: Timestamp) {
-        if let Db::Postgres(p) = &self.db {
-            p.polls.sweep(now);
-        }
+        self.db.polls().sweep(now);
     }
 
     fn poll_reads(&self) -> PollReads {
-        match &self.db {
-            Db::Postgres(p) => p.polls.reads(),
-            Db::Sqlite(_) => PollReads::default(),
-        }
+        self.db.polls().reads()
     }
 
     async fn get_device_authorization(&self, id: &str) -> StoreResult<Option<DeviceAuthorization>> {

@@ -4,6 +4,8 @@
 //! themselves are shared (`store/*.rs`); the hot-path readers are in
 //! `direct.rs`.
 
+/// The watch on `poll_changes`, which keeps the poll cache true.
+mod changes;
 pub(crate) mod direct;
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -18,6 +20,7 @@ use sqlx::sqlite::{
 };
 
 use super::db::{Db, Dialect};
+use super::poll_cache::{POLL_CACHE_CAP, PollCache};
 use super::{
     DeviceAuthorization, EVENT_BACKLOG, EmbeddedMigrations, SqlStore, StoreError, StoreResult,
     authorizations, map_sqlx,
@@ -124,6 +127,11 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
         "device refresh state",
         include_str!("../../../migrations/sqlite/0028_device_refresh_state.sql"),
     ),
+    (
+        29,
+        "poll changes",
+        include_str!("../../../migrations/sqlite/0029_poll_changes.sql"),
+    ),
 ]);
 
 pub(crate) const DIALECT: Dialect = Dialect {
@@ -154,6 +162,10 @@ pub(crate) struct SqliteDb {
     /// Hot-path reads on the calling thread; `None` for an in-memory
     /// database, which other connections cannot see.
     pub(crate) direct: Option<std::sync::Arc<direct::Direct>>,
+    /// Pending codes polls are answered from (`poll_cache`), kept true by
+    /// this process's own decisions and by the watch on `poll_changes`
+    /// (`changes.rs`); it holds nothing for an in-memory database.
+    pub(crate) polls: std::sync::Arc<PollCache>,
 }
 
 /// Opens (and creates) the SQLite store `url` names.
@@ -202,9 +214,18 @@ pub async fn open(url: &str) -> StoreResult<SqlStore> {
             restarting: Default::default(),
         })
     });
+    let polls = std::sync::Arc::new(PollCache::new(POLL_CACHE_CAP));
+    // Nothing is cached until the watch has read `poll_changes` once.
+    polls.deaf();
     if let Some(direct) = &direct {
         tokio::spawn(direct::checkpoint_in_background(
             std::sync::Arc::downgrade(direct),
+            write.clone(),
+        ));
+        tokio::spawn(changes::watch(
+            direct.path.clone(),
+            std::sync::Arc::downgrade(&polls),
+            writes.clone(),
             write.clone(),
         ));
     }
@@ -214,6 +235,7 @@ pub async fn open(url: &str) -> StoreResult<SqlStore> {
             writes,
             read,
             direct,
+            polls,
         }),
         // One SQLite file serves one linkd process, so events stay in
         // memory.
