@@ -274,6 +274,9 @@ const RESTART_WAIT_MS: u32 = 20;
 /// them are now in the database file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WalState {
+    /// The checkpoint could not finish: a reader or the writer was in
+    /// the way for longer than it would wait.
+    pub busy: bool,
     pub frames: i64,
     pub copied: i64,
 }
@@ -304,6 +307,7 @@ impl Direct {
         let state = checkpointer
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                 Ok(WalState {
+                    busy: r.get::<_, i64>(0)? != 0,
                     frames: r.get(1)?,
                     copied: r.get(2)?,
                 })
@@ -361,6 +365,7 @@ async fn restart_on(conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>) -> Stor
     }
     let row = row.map_err(super::super::map_sqlx)?;
     Ok(WalState {
+        busy: row.try_get::<i64, _>(0).map_err(super::super::map_sqlx)? != 0,
         frames: row.try_get(1).map_err(super::super::map_sqlx)?,
         copied: row.try_get(2).map_err(super::super::map_sqlx)?,
     })
