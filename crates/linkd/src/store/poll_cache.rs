@@ -22,10 +22,13 @@ use std::sync::{Arc, RwLock};
 
 use super::{AuthorizationState, Client, PolledAuthorization, Timestamp};
 
-/// Most codes held at once. An entry is about 400 bytes with both maps
-/// (the ids, the hash and the shared app), so a full cache is ~100 MB;
-/// codes beyond it are simply read from the database on every poll.
-pub const POLL_CACHE_CAP: usize = 250_000;
+/// Most codes held at once. An entry is about 450 bytes with both maps
+/// and their spare room (each string kept once, shared by the maps; the
+/// app shared by its codes; 585 bytes before that), so a full cache is
+/// ~90 MB, which keeps linkd within the memory target with a million
+/// pending codes (BENCH.md); codes beyond it are simply read from the
+/// database on every poll.
+pub const POLL_CACHE_CAP: usize = 200_000;
 
 pub(crate) struct PollCache {
     inner: RwLock<Entries>,
@@ -45,9 +48,33 @@ pub(crate) struct PollCache {
 #[derive(Default)]
 struct Entries {
     /// By device-code hash, as polls look codes up.
-    by_hash: HashMap<Box<str>, (PolledAuthorization, Arc<Client>)>,
+    by_hash: HashMap<Arc<str>, Entry>,
     /// Authorization id → device-code hash, as events name codes.
-    by_id: HashMap<Box<str>, Box<str>>,
+    by_id: HashMap<Arc<str>, Arc<str>>,
+}
+
+/// A pending code as held: what a poll needs of it, and nothing twice (its
+/// state is pending, its app's id is in the app).
+struct Entry {
+    id: Arc<str>,
+    client: Arc<Client>,
+    expires_at: Timestamp,
+    interval: i64,
+}
+
+impl Entry {
+    fn polled(&self) -> (PolledAuthorization, Arc<Client>) {
+        (
+            PolledAuthorization {
+                id: self.id.to_string(),
+                client_id: self.client.client_id.clone(),
+                state: AuthorizationState::Pending,
+                expires_at: self.expires_at,
+                interval: self.interval,
+            },
+            self.client.clone(),
+        )
+    }
 }
 
 /// How this instance's token polls found their codes, since it started.
@@ -90,9 +117,9 @@ impl PollCache {
     ) -> Option<(PolledAuthorization, Arc<Client>)> {
         let held = self.listening.load(Ordering::Acquire).then(|| {
             let entries = self.read();
-            let (auth, client) = entries.by_hash.get(hash)?;
+            let entry = entries.by_hash.get(hash)?;
             // At the deadline the database answers (expired_token).
-            (auth.expires_at > now).then(|| (auth.clone(), client.clone()))
+            (entry.expires_at > now).then(|| entry.polled())
         });
         let counter = match held {
             Some(Some(_)) => &self.hits,
@@ -126,6 +153,12 @@ impl PollCache {
         if found.0.state != AuthorizationState::Pending || found.0.expires_at <= now {
             return;
         }
+        // A full cache is the common case past the cap (every poll of a
+        // code not held comes here): it must not take the write lock,
+        // which every poll's read then waits on.
+        if self.read().by_hash.len() >= self.cap {
+            return;
+        }
         let mut entries = self.write();
         // Checked under the lock that forgetting also takes, after it has
         // bumped the generation: either this sees the bump, or the
@@ -136,10 +169,23 @@ impl PollCache {
         {
             return;
         }
-        entries
-            .by_id
-            .insert(found.0.id.as_str().into(), hash.into());
-        entries.by_hash.insert(hash.into(), found.clone());
+        let (auth, client) = found;
+        // Only an app's own codes are held under it (a poll checks that
+        // the code is the asking app's against this id).
+        if auth.client_id != client.client_id {
+            return;
+        }
+        let (id, hash): (Arc<str>, Arc<str>) = (auth.id.as_str().into(), hash.into());
+        entries.by_id.insert(id.clone(), hash.clone());
+        entries.by_hash.insert(
+            hash,
+            Entry {
+                id,
+                client: client.clone(),
+                expires_at: auth.expires_at,
+                interval: auth.interval,
+            },
+        );
     }
 
     /// A code left `pending` (or is gone).
@@ -178,10 +224,10 @@ impl PollCache {
     pub(crate) fn sweep(&self, now: Timestamp) {
         let mut entries = self.write();
         let Entries { by_hash, by_id } = &mut *entries;
-        by_hash.retain(|_, (auth, _)| {
-            let keep = auth.expires_at > now;
+        by_hash.retain(|_, entry| {
+            let keep = entry.expires_at > now;
             if !keep {
-                by_id.remove(auth.id.as_str());
+                by_id.remove(&entry.id);
             }
             keep
         });
@@ -243,5 +289,31 @@ mod tests {
         assert_eq!(cache.len(), 2);
         cache.sweep(100);
         assert_eq!(cache.len(), 0);
+
+        // What comes back is what went in, pending, under its own app.
+        cache.put(cache.ticket(), "h1", 0, &found("a"));
+        let (auth, client) = cache.get("h1", 0).unwrap();
+        let (want, _) = found("a");
+        assert_eq!(
+            (
+                auth.id,
+                auth.client_id,
+                auth.state,
+                auth.expires_at,
+                auth.interval
+            ),
+            (
+                want.id,
+                client.client_id.clone(),
+                AuthorizationState::Pending,
+                100,
+                5
+            )
+        );
+        // A code read with another app's record is not held.
+        let (mut other, app) = found("c");
+        other.client_id = "elsewhere".into();
+        cache.put(cache.ticket(), "h3", 0, &(other, app));
+        assert!(cache.get("h3", 0).is_none());
     }
 }
