@@ -1,6 +1,7 @@
 //! The load generator: C keep-alive HTTP/1.1 connections, each sending one
 //! request, waiting for the whole answer, and sending the next (no
-//! pipelining), for a warm-up and then a measured window. Each connection
+//! pipelining), for a warm-up and then a measured window. It writes and
+//! reads the bytes itself (see `connection`). Each connection
 //! keeps its own histogram and counts, merged at the end, so measuring
 //! shares no lock between connections.
 
@@ -13,10 +14,6 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use crate::dbstats::{BackendCpu, DbProbe};
@@ -93,6 +90,9 @@ pub struct LoadResult {
     pub client_cpu_us: Option<f64>,
     /// The database backends' CPU time per answer (PostgreSQL).
     pub db_cpu_us: Option<f64>,
+    /// The share of the machine's cores idle over the window: near zero
+    /// when server and generator between them use the machine up.
+    pub idle: Option<f64>,
 }
 
 impl LoadResult {
@@ -198,6 +198,7 @@ pub async fn run_spread(
     tokio::time::sleep_until(window.from).await;
     let server_before = machine::cpu_ticks_sum(server_pids);
     let client_before = machine::own_cpu_ticks();
+    let idle_before = machine::idle_ticks();
     let backends = match db {
         Some(db) => Some(BackendCpu::start(db).await),
         None => None,
@@ -205,6 +206,7 @@ pub async fn run_spread(
     tokio::time::sleep_until(window.until).await;
     let server_after = machine::cpu_ticks_sum(server_pids);
     let client_after = machine::own_cpu_ticks();
+    let idle = machine::idle_share(idle_before, machine::idle_ticks(), config.duration);
     let backends_after = backends.as_ref().map(BackendCpu::stop);
 
     let mut total = Tally::new()?;
@@ -232,6 +234,7 @@ pub async fn run_spread(
             .flatten()
             .filter(|_| total.requests > 0)
             .map(|us| us / total.requests as f64),
+        idle,
         requests: total.requests,
         window: config.duration,
         server_cpu_us: per_request(server_before, server_after),
@@ -246,6 +249,14 @@ pub async fn run_spread(
 
 /// One connection's loop until the window closes; reconnects when the
 /// server closes or fails a connection, counting the lost request.
+///
+/// The generator speaks HTTP/1.1 itself over the socket: each request is
+/// written whole from bytes made once, and the answer is read into one
+/// buffer up to its `content-length`. It shares two cores with the server,
+/// and every cycle it spends is one the server does not get: through
+/// hyper's client (a connection task beside each sender, woken twice a
+/// request) it spent 10-14 µs a request, against wrk's 3-4, and the two
+/// generators' views of the same server differed by that (BENCH.md).
 async fn connection(
     addr: SocketAddr,
     workload: &Workload,
@@ -253,10 +264,15 @@ async fn connection(
     window: Window,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
-    let host = addr.to_string();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ",
+        workload.path()
+    );
+    let mut request = Vec::with_capacity(head.len() + 256);
+    let mut answer = Vec::with_capacity(4096);
     while Instant::now() < window.until {
-        let mut sender = match open(addr).await {
-            Ok(sender) => sender,
+        let mut stream = match open(addr).await {
+            Ok(stream) => stream,
             Err(_) => {
                 if window.counts(Instant::now(), Instant::now()) {
                     tally.transport_errors += 1;
@@ -267,30 +283,31 @@ async fn connection(
             }
         };
         while Instant::now() < window.until {
-            let request = Request::post(workload.path())
-                .header(HOST, &host)
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Full::new(workload.body(counter)))
-                .context("building a request")?;
+            let body = workload.body(counter);
+            request.clear();
+            request.extend_from_slice(head.as_bytes());
+            request.extend_from_slice(body.len().to_string().as_bytes());
+            request.extend_from_slice(b"\r\n\r\n");
+            request.extend_from_slice(&body);
             let sent = Instant::now();
-            let answer = async {
-                sender.ready().await?;
-                let response = sender.send_request(request).await?;
-                let status = response.status().as_u16();
-                let body = response.into_body().collect().await?.to_bytes();
-                Ok::<_, hyper::Error>((status, body))
-            }
-            .await;
+            let exchanged = exchange(&mut stream, &request, &mut answer).await;
             let answered = Instant::now();
             let counts = window.counts(sent, answered);
-            match answer {
-                Ok((status, body)) => {
+            match exchanged {
+                Ok(Answer {
+                    status,
+                    body,
+                    close,
+                }) => {
                     tally.answered_in_all += 1;
                     if counts {
                         tally.requests += 1;
                         let us = answered.duration_since(sent).as_micros() as u64;
                         tally.latency.saturating_record(us.max(1));
-                        *tally.mix.entry(outcome(status, &body)).or_default() += 1;
+                        *tally.mix.entry(outcome(status, &answer[body])).or_default() += 1;
+                    }
+                    if close {
+                        break;
                     }
                 }
                 Err(_) => {
@@ -305,17 +322,92 @@ async fn connection(
     Ok(tally)
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn open(addr: SocketAddr) -> anyhow::Result<Sender> {
+async fn open(addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     // Small requests must leave at once, as a real client's would.
     stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    // The connection task drives the socket; it ends when the sender is
-    // dropped or the server closes.
-    tokio::spawn(connection);
-    Ok(sender)
+    Ok(stream)
+}
+
+/// One answer: its status, where its body lies in the buffer, and whether
+/// the server closes the connection after it.
+struct Answer {
+    status: u16,
+    body: std::ops::Range<usize>,
+    close: bool,
+}
+
+/// Most bytes of an answer's head.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Writes `request` and reads one answer into `buf`.
+async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Answer> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await?;
+    buf.clear();
+    let (status, head_len, length, close) = loop {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(head) = parse_head(buf)? {
+            break head;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(invalid("an answer's head past 16 KiB"));
+        }
+    };
+    let end = head_len + length;
+    while buf.len() < end {
+        buf.reserve(end - buf.len());
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    if buf.len() > end {
+        // One request at a time: nothing may follow the answer.
+        return Err(invalid("bytes after the answer"));
+    }
+    Ok(Answer {
+        status,
+        body: head_len..end,
+        close,
+    })
+}
+
+/// The status, head length, `content-length` and whether the connection
+/// closes, once the whole head is in `buf`. Answers without a
+/// `content-length` (chunked) are refused: linkd and the bare server
+/// send none on these paths, and the figures would then be of another.
+fn parse_head(buf: &[u8]) -> std::io::Result<Option<(u16, usize, usize, bool)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(invalid(&e.to_string())),
+    };
+    let status = response.code.unwrap_or(0);
+    let mut length = None;
+    let mut close = response.version == Some(0);
+    for header in response.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            length = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok());
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            close = header.value.eq_ignore_ascii_case(b"close");
+        }
+    }
+    let length = length.ok_or_else(|| invalid("an answer without content-length"))?;
+    Ok(Some((status, head_len, length, close)))
+}
+
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
 }
 
 /// "status error" for an OAuth error answer, "status" for anything else.

@@ -96,6 +96,31 @@ pub fn own_cpu_ticks() -> Option<u64> {
     stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
+/// Clock ticks the whole machine has spent idle (idle + iowait, summed
+/// over its cores), from /proc/stat.
+pub fn idle_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = cpu
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    Some(fields.get(3)? + fields.get(4).copied().unwrap_or(0))
+}
+
+/// The share of the machine's cores left idle between two readings of
+/// [`idle_ticks`] over `elapsed`.
+pub fn idle_share(
+    before: Option<u64>,
+    after: Option<u64>,
+    elapsed: std::time::Duration,
+) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    let cores = std::thread::available_parallelism().ok()?.get() as f64;
+    let possible = elapsed.as_secs_f64() * cores * 1_000_000.0;
+    (possible > 0.0).then(|| (ticks_to_us(after.saturating_sub(before)) / possible).min(1.0))
+}
+
 /// utime + stime from a /proc/PID/stat line. The command name (field 2)
 /// is in parentheses and may hold spaces or parentheses itself, so fields
 /// are counted from the last ')': state is field 3, utime 14, stime 15.

@@ -345,6 +345,12 @@ pub fn wrk_line(name: &str, result: &WrkResult, bare: Option<&WrkResult>) -> Str
     if let Some(us) = result.server_cpu_us {
         let _ = write!(line, "; server CPU {us:.0} µs/req");
     }
+    if let Some(us) = result.client_cpu_us {
+        let _ = write!(line, ", wrk {us:.0} µs/req");
+    }
+    if let Some(idle) = result.idle {
+        let _ = write!(line, ", machine {:.0}% idle", idle * 100.0);
+    }
     if result.socket_errors > 0 || result.unexpected > 0 {
         let _ = write!(
             line,
@@ -479,6 +485,9 @@ pub fn load_line(name: &str, result: &LoadResult, bare: Option<&LoadResult>) -> 
     }
     if let Some(us) = result.client_cpu_us {
         let _ = write!(line, ", load generator {us:.0} µs/req");
+    }
+    if let Some(idle) = result.idle {
+        let _ = write!(line, ", machine {:.0}% idle", idle * 100.0);
     }
     let _ = write!(line, "\n  answers: {}", mix_long(result));
     if !result.all_expected() {

@@ -92,6 +92,11 @@ pub struct WrkResult {
     /// Answers of the warm-up that were not the expected one.
     pub unexpected: u64,
     pub server_cpu_us: Option<f64>,
+    /// wrk's own CPU time per request, and the share of the machine's
+    /// cores idle, both read a moment before wrk ends (it reports only
+    /// when it has exited).
+    pub client_cpu_us: Option<f64>,
+    pub idle: Option<f64>,
     /// Requests of the warm-up and the measured run together.
     pub requests_in_all: u64,
 }
@@ -201,11 +206,31 @@ async fn once(
         command.env_remove("LINKD_BENCH_WRK_CHECK");
     }
     let cpu_before = crate::machine::cpu_ticks_sum(server_pids);
-    let output = command
+    let child = command
         .stdin(std::process::Stdio::null())
-        .output()
-        .await
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .context("running wrk")?;
+    let pid = child.id();
+    let idle_before = crate::machine::idle_ticks();
+    let started = tokio::time::Instant::now();
+    // wrk's CPU is read just before it stops, the part of its run that
+    // came before set against the same part of its requests below.
+    let sampled = async {
+        let near_end = Duration::from_secs(seconds).saturating_sub(Duration::from_millis(300));
+        tokio::time::sleep(near_end).await;
+        let wrk_ticks = pid.and_then(crate::machine::cpu_ticks);
+        let idle = crate::machine::idle_share(
+            idle_before,
+            crate::machine::idle_ticks(),
+            started.elapsed(),
+        );
+        (wrk_ticks, idle, started.elapsed())
+    };
+    let (output, (wrk_ticks, idle, sampled_after)) =
+        tokio::join!(child.wait_with_output(), sampled);
+    let output = output.context("running wrk")?;
     let cpu_after = crate::machine::cpu_ticks_sum(server_pids);
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
@@ -223,6 +248,11 @@ async fn once(
         }
         _ => None,
     };
+    result.idle = idle;
+    let share = sampled_after.as_secs_f64() / seconds as f64;
+    result.client_cpu_us = wrk_ticks
+        .filter(|_| result.requests > 0)
+        .map(|ticks| crate::machine::ticks_to_us(ticks) / (result.requests as f64 * share));
     Ok(result)
 }
 
@@ -248,6 +278,8 @@ fn parse(stdout: &str) -> anyhow::Result<WrkResult> {
         socket_errors: field("socket_errors")?,
         unexpected: field("unexpected")?,
         server_cpu_us: None,
+        client_cpu_us: None,
+        idle: None,
         requests_in_all: 0,
     })
 }
