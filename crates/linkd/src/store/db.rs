@@ -300,7 +300,6 @@ impl Db {
         }
     }
 
-    /// The SQLite store's hot-path readers, when it has them.
     /// The pending codes polls are answered from.
     pub(crate) fn polls(&self) -> &super::poll_cache::PollCache {
         match self {
@@ -309,6 +308,7 @@ impl Db {
         }
     }
 
+    /// The SQLite store's hot-path readers, when it has them.
     pub fn direct(&self) -> Option<&super::sqlite::direct::Direct> {
         match self {
             Db::Sqlite(db) => db.direct.as_deref(),

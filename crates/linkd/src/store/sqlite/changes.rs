@@ -40,16 +40,7 @@ impl Watch {
     fn round(&mut self, path: &std::path::Path) -> rusqlite::Result<Changes> {
         let conn = match self.conn.take() {
             Some(conn) => conn,
-            None => {
-                let conn = rusqlite::Connection::open_with_flags(
-                    path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                conn.busy_timeout(Duration::from_millis(250))?;
-                conn.pragma_update(None, "query_only", true)?;
-                conn
-            }
+            None => super::direct::open_reader(path)?,
         };
         let changes = match self.last {
             None => {
@@ -95,10 +86,10 @@ pub(super) async fn watch(
     writes: Arc<AtomicU64>,
     writer: sqlx::SqlitePool,
 ) {
-    let mut watch = Some(Watch {
+    let mut state = Watch {
         conn: None,
         last: None,
-    });
+    };
     // When this watch last read a row: old rows are trimmed until all
     // it read are past KEEP_SECS, then the trimming rests.
     let (mut rounds, mut last_news) = (0u32, None::<std::time::Instant>);
@@ -107,12 +98,9 @@ pub(super) async fn watch(
         let Some(cache) = polls.upgrade() else {
             return;
         };
-        let Some(mut state) = watch.take() else {
-            return;
-        };
         let was_listening = state.last.is_some();
         let path = path.clone();
-        let Ok((state, result)) = tokio::task::spawn_blocking(move || {
+        let Ok((back, result)) = tokio::task::spawn_blocking(move || {
             let result = state.round(&path);
             (state, result)
         })
@@ -120,7 +108,7 @@ pub(super) async fn watch(
         else {
             return;
         };
-        let mut state = state;
+        state = back;
         match result {
             Ok(changes) => {
                 if !was_listening {
@@ -163,7 +151,6 @@ pub(super) async fn watch(
                 tracing::debug!(error = %e, "trimming poll changes failed");
             }
         }
-        watch = Some(state);
     }
 }
 

@@ -173,23 +173,7 @@ static POLLED_QUERY: DirectQuery = DirectQuery::new(authorizations::POLLED);
 
 impl Direct {
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
-        use rusqlite::OpenFlags;
-        // Read-write like the sqlx readers (a read-only connection cannot
-        // rebuild a WAL index another process left), but query_only.
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // Short: the read runs on an async worker, and in WAL mode a reader
-        // is only ever busy for a moment (while another connection rebuilds
-        // the WAL index); better a 503 than a stalled worker.
-        conn.busy_timeout(Duration::from_millis(250))?;
-        conn.pragma_update(None, "query_only", true)?;
-        // No memory map: every connection's map of the file counts in the
-        // process's resident memory (522 MiB at 1M pending codes with
-        // 256 MiB maps, BENCH.md); pages read past SQLite's own cache come
-        // from the OS page cache instead.
-        Ok(conn)
+        open_reader(&self.path)
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&mut Reader) -> StoreResult<T>) -> StoreResult<T> {
@@ -240,6 +224,28 @@ impl Direct {
             .unwrap_or_else(|e| e.into_inner())
             .retain_mut(|reader| !reader.is_stale(writes, now) || reader.release().is_ok());
     }
+}
+
+/// A plain connection for reading on the calling thread: the hot-path
+/// readers' and the watch on `poll_changes` (`changes.rs`).
+pub(super) fn open_reader(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    // Read-write like the sqlx readers (a read-only connection cannot
+    // rebuild a WAL index another process left), but query_only.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Short: the read runs on an async worker, and in WAL mode a reader
+    // is only ever busy for a moment (while another connection rebuilds
+    // the WAL index); better a 503 than a stalled worker.
+    conn.busy_timeout(Duration::from_millis(250))?;
+    conn.pragma_update(None, "query_only", true)?;
+    // No memory map: every connection's map of the file counts in the
+    // process's resident memory (522 MiB at 1M pending codes with
+    // 256 MiB maps, BENCH.md); pages read past SQLite's own cache come
+    // from the OS page cache instead.
+    Ok(conn)
 }
 
 /// A statement the direct connections run, with its column names learnt
