@@ -418,6 +418,31 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// The bench's load on `addrs`, then wrk's on the first of them when
+    /// wrk runs: both views of one server, and how many answers they got
+    /// between them (what the database's counters divide by).
+    async fn both_views(
+        &self,
+        addrs: &[SocketAddr],
+        pids: &[u32],
+        probe: Option<&dbstats::DbProbe>,
+        workload: &Arc<Workload>,
+        outside: &wrk::WrkLoad<'_>,
+    ) -> anyhow::Result<(load::LoadResult, Option<wrk::WrkResult>, u64)> {
+        let result = load::run_spread(addrs, workload, self.load, pids, probe).await?;
+        let mut answered = result.answered_in_all;
+        let outside = match self.wrk {
+            Some(wrk) => {
+                let outside =
+                    wrk::run(wrk, self.workdir, addrs[0], outside, self.load, pids).await?;
+                answered += outside.requests_in_all;
+                Some(outside)
+            }
+            None => None,
+        };
+        Ok((result, outside, answered))
+    }
+
     async fn start(
         &self,
         url: &str,
@@ -523,25 +548,15 @@ async fn poll_run(run: &Run<'_>, n: usize, report: &Report) -> anyhow::Result<Po
                     wrk::write_codes(&codes, &codes_file)?;
                 }
                 let workload = Arc::new(Workload::Poll(codes.into()));
-                let result =
-                    load::run_spread(&addrs, &workload, run.load, &pids, probe.as_ref()).await?;
-                let mut operations = result.answered_in_all;
-                let outside = match run.wrk {
-                    Some(wrk) => {
-                        let outside = wrk::run(
-                            wrk,
-                            run.workdir,
-                            addrs[0],
-                            &wrk::WrkLoad::Poll(&codes_file),
-                            run.load,
-                            &pids,
-                        )
-                        .await?;
-                        operations += outside.requests_in_all;
-                        Some(outside)
-                    }
-                    None => None,
-                };
+                let (result, outside, operations) = run
+                    .both_views(
+                        &addrs,
+                        &pids,
+                        probe.as_ref(),
+                        &workload,
+                        &wrk::WrkLoad::Poll(&codes_file),
+                    )
+                    .await?;
                 let rss_end = cluster::rss_kib(&pids);
                 let row = PollRow {
                     codes: n,
@@ -595,31 +610,15 @@ async fn authorize_run(run: &Run<'_>) -> anyhow::Result<report::AuthorizeRow> {
             let addrs = cluster.addrs();
             let pids = cluster.pids();
             let work = async {
-                let result = load::run_spread(
-                    &addrs,
-                    &Arc::new(Workload::Authorize),
-                    run.load,
-                    &pids,
-                    probe.as_ref(),
-                )
-                .await?;
-                let mut operations = result.answered_in_all;
-                let outside = match run.wrk {
-                    Some(wrk) => {
-                        let outside = wrk::run(
-                            wrk,
-                            run.workdir,
-                            addrs[0],
-                            &wrk::WrkLoad::Authorize,
-                            run.load,
-                            &pids,
-                        )
-                        .await?;
-                        operations += outside.requests_in_all;
-                        Some(outside)
-                    }
-                    None => None,
-                };
+                let (result, outside, operations) = run
+                    .both_views(
+                        &addrs,
+                        &pids,
+                        probe.as_ref(),
+                        &Arc::new(Workload::Authorize),
+                        &wrk::WrkLoad::Authorize,
+                    )
+                    .await?;
                 Ok((
                     report::AuthorizeRow {
                         result,
