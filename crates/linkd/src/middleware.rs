@@ -40,9 +40,13 @@ pub(crate) async fn around_request(
         request_id = %id.to_str().unwrap_or("-"),
     );
     let timer = telemetry::RequestTimer::start(&req);
-    let lang = web::request_lang(req.headers());
-    // Kept for an error page's header (who is signed in); devices send no
-    // cookie, so the hot path copies nothing.
+    // Kept for a page's language and an error page's header (who is
+    // signed in). Devices send neither; the hot path copies nothing and
+    // negotiates no language for its JSON.
+    let accept_language = req
+        .headers()
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .cloned();
     let cookies = req.headers().get(axum::http::header::COOKIE).cloned();
     let is_page =
         !(req.uri().path().starts_with("/oauth/") || req.uri().path().starts_with("/api/"));
@@ -50,8 +54,14 @@ pub(crate) async fn around_request(
     if is_page && response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED {
         web::method_not_allowed(&mut response);
     }
-    web::localize(&state, lang, cookies.as_ref(), &mut response).await;
-    web::headers::secure(&state, &mut response);
+    let kind = web::headers::Kind::of(&response);
+    if kind == web::headers::Kind::Html {
+        let lang = web::accept_language_lang(accept_language.as_ref());
+        // Boxed: the page's work (a store read, a template) would
+        // otherwise make every request's future as large as its own.
+        Box::pin(web::localize(&state, lang, cookies.as_ref(), &mut response)).await;
+    }
+    web::headers::secure(&state, &mut response, kind);
     let status = response.status();
     let latency_ms = timer.finish(status);
     span.in_scope(|| {

@@ -1,6 +1,7 @@
 //! Strict parsing of `application/x-www-form-urlencoded` OAuth requests.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -16,21 +17,43 @@ const MAX_PARAMS: usize = 32;
 /// A short list: a handful of entries compare faster than they hash.
 #[derive(Debug, Default)]
 pub struct OAuthForm {
-    params: Vec<(String, String)>,
+    /// The body. Parameters that needed no decoding are slices of it, so a
+    /// poll's form costs two allocations, not one per name and value.
+    text: String,
+    params: Vec<(Part, Part)>,
 }
+
+/// One name or value of the form.
+#[derive(Debug)]
+enum Part {
+    /// Bytes of the body, used as they are.
+    Raw(Range<usize>),
+    /// RFC 8628's grant type as clients send it (`urn%3Aietf%3A...`),
+    /// known without decoding: every poll carries it.
+    DeviceCodeGrant,
+    /// Percent- or plus-decoded.
+    Decoded(String),
+}
+
+/// RFC 8628 §3.4's grant type, percent-encoded as form encoders write it.
+const ENCODED_DEVICE_CODE_GRANT: &str = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code";
 
 impl OAuthForm {
     /// RFC 6749 §3.1: a parameter sent without a value counts as omitted.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _)| self.text(n) == name)
+            .map(|(_, v)| self.text(v))
     }
 
     pub fn require(&self, name: &'static str) -> Result<&str, OAuthError> {
         self.get(name)
             .ok_or_else(|| OAuthError::invalid_request(format!("the {name} parameter is missing")))
+    }
+
+    fn text<'a>(&'a self, part: &'a Part) -> &'a str {
+        text_of(&self.text, part)
     }
 
     pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
@@ -44,24 +67,37 @@ impl OAuthForm {
                 "the request body must be application/x-www-form-urlencoded",
             ));
         }
-        let mut params: Vec<(String, String)> = Vec::new();
+        // Bytes that are not UTF-8 would make a name or value that is not
+        // (the separators are ASCII), which `part` refuses anyway.
+        let text = std::str::from_utf8(body)
+            .map_err(|_| not_text())?
+            .to_owned();
+        let mut params: Vec<(Part, Part)> = Vec::new();
         // WHATWG URL's form parsing: `&`-separated pairs, empty ones
         // skipped, a pair without `=` a name with an empty value.
-        for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-            let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &[][..]),
-            };
-            let (Some(name), Some(value)) = (decode(name), decode(value)) else {
-                return Err(not_text());
-            };
-            if value.is_empty() {
+        let mut at = 0;
+        for pair in text.split('&') {
+            let start = at;
+            at += pair.len() + 1;
+            if pair.is_empty() {
                 continue;
             }
+            let end = start + pair.len();
+            let (name, value) = match pair.find('=') {
+                Some(i) => (start..start + i, start + i + 1..end),
+                None => (start..end, end..end),
+            };
+            let (Some(name), Some(value)) = (part(&text, name), part(&text, value)) else {
+                return Err(not_text());
+            };
+            if text_of(&text, &value).is_empty() {
+                continue;
+            }
+            let name_text = text_of(&text, &name);
             // RFC 6749 §3.1: parameters must not be included more than once.
-            if params.iter().any(|(n, _)| *n == name) {
+            if params.iter().any(|(n, _)| text_of(&text, n) == name_text) {
                 return Err(OAuthError::invalid_request(format!(
-                    "the {name} parameter is repeated"
+                    "the {name_text} parameter is repeated"
                 )));
             }
             if params.len() == MAX_PARAMS {
@@ -69,9 +105,26 @@ impl OAuthForm {
                     "the request holds too many parameters",
                 ));
             }
-            params.push((name.into_owned(), value.into_owned()));
+            params.push((name, value));
         }
-        Ok(OAuthForm { params })
+        Ok(OAuthForm { text, params })
+    }
+
+    /// The parameters in the order sent.
+    #[cfg(test)]
+    fn pairs(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .map(|(n, v)| (self.text(n).to_owned(), self.text(v).to_owned()))
+            .collect()
+    }
+}
+
+fn text_of<'a>(text: &'a str, part: &'a Part) -> &'a str {
+    match part {
+        Part::Raw(range) => &text[range.clone()],
+        Part::DeviceCodeGrant => super::token::DEVICE_CODE_GRANT,
+        Part::Decoded(decoded) => decoded,
     }
 }
 
@@ -79,32 +132,35 @@ fn not_text() -> OAuthError {
     OAuthError::invalid_request("the request holds bytes that are not valid UTF-8 text")
 }
 
-/// One name or value of a form body: `+` is a space, `%XX` a byte. `None`
-/// unless that is UTF-8 text without a NUL or a replacement character,
-/// which no OAuth parameter legitimately holds.
+/// One name or value of a form body (`range` of `text`): `+` is a space,
+/// `%XX` a byte. `None` unless that is UTF-8 text without a NUL or a
+/// replacement character, which no OAuth parameter legitimately holds.
 ///
 /// One pass over the bytes decides: a part with no `%`, `+`, NUL or 0xEF
-/// (the first byte of U+FFFD) is used as it is once it is UTF-8, not
-/// copied. Most parts of a poll are; decoding every part through
-/// `form_urlencoded` (a byte-wise percent decoder, then a lossy UTF-8
-/// pass) was 7% of a poll, searching each for the two characters 1% more
-/// (BENCH.md).
-fn decode(part: &[u8]) -> Option<Cow<'_, str>> {
-    if !part.iter().any(|&b| matches!(b, b'%' | b'+' | 0 | 0xEF)) {
-        return std::str::from_utf8(part).ok().map(Cow::Borrowed);
+/// (the first byte of U+FFFD) is used as it is, not copied. Most parts of
+/// a poll are; decoding every part through `form_urlencoded` (a byte-wise
+/// percent decoder, then a lossy UTF-8 pass) was 7% of a poll, searching
+/// each for the two characters 1% more (BENCH.md).
+fn part(text: &str, range: Range<usize>) -> Option<Part> {
+    let raw = &text.as_bytes()[range.clone()];
+    if !raw.iter().any(|&b| matches!(b, b'%' | b'+' | 0 | 0xEF)) {
+        return Some(Part::Raw(range));
+    }
+    if raw == ENCODED_DEVICE_CODE_GRANT.as_bytes() {
+        return Some(Part::DeviceCodeGrant);
     }
     // Spaces first: a `%2B` decodes to a `+` that stays one.
-    let spaced: Cow<'_, [u8]> = if part.contains(&b'+') {
-        part.iter()
+    let spaced: Cow<'_, [u8]> = if raw.contains(&b'+') {
+        raw.iter()
             .map(|&b| if b == b'+' { b' ' } else { b })
             .collect()
     } else {
-        Cow::Borrowed(part)
+        Cow::Borrowed(raw)
     };
     let mut bytes = Vec::with_capacity(spaced.len());
     bytes.extend(percent_encoding::percent_decode(&spaced));
     let text = String::from_utf8(bytes).ok()?;
-    (!text.contains(['\0', '\u{FFFD}'])).then_some(Cow::Owned(text))
+    (!text.contains(['\0', '\u{FFFD}'])).then_some(Part::Decoded(text))
 }
 
 /// The parsed form together with the request headers (client
@@ -190,6 +246,29 @@ mod tests {
     }
 
     #[test]
+    fn the_device_code_grant_reads_the_same_however_encoded() {
+        for body in [
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=x",
+            "grant_type=urn%3aietf%3aparams%3aoauth%3agrant-type%3adevice_code&device_code=x",
+            "grant_type=urn:ietf:params:oauth:grant-type:device_code&device_code=x",
+        ] {
+            let f = OAuthForm::parse(&form_headers(), body.as_bytes()).unwrap();
+            assert_eq!(
+                f.get("grant_type"),
+                Some(super::super::token::DEVICE_CODE_GRANT),
+                "{body}"
+            );
+            assert_eq!(f.get("device_code"), Some("x"));
+        }
+        let e = OAuthForm::parse(
+            &form_headers(),
+            b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&grant_type=urn:ietf:params:oauth:grant-type:device_code",
+        )
+        .unwrap_err();
+        assert!(e.description.contains("repeated"), "{e:?}");
+    }
+
+    #[test]
     fn rejects_repeats_bad_bytes_and_other_types() {
         let e = OAuthForm::parse(&form_headers(), b"a=1&a=2").unwrap_err();
         assert_eq!(e.error, "invalid_request");
@@ -225,7 +304,7 @@ mod tests {
                 0..40,
             )
         ) {
-            let ours = OAuthForm::parse(&form_headers(), &body).map(|f| f.params);
+            let ours = OAuthForm::parse(&form_headers(), &body).map(|f| f.pairs());
             proptest::prop_assert_eq!(ours.map_err(|_| ()), reference(&body));
         }
     }

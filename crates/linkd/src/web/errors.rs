@@ -93,16 +93,18 @@ fn error_page(status: StatusCode, title: Text, message: Text) -> Response {
 
 /// The language a request's `Accept-Language` asks for.
 pub fn request_lang(headers: &HeaderMap) -> Lang {
-    Lang::negotiate(
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    )
+    accept_language_lang(headers.get(header::ACCEPT_LANGUAGE))
 }
 
-/// Renders error pages in the visitor's language and marks every page as
+/// The language an `Accept-Language` value asks for.
+pub fn accept_language_lang(value: Option<&HeaderValue>) -> Lang {
+    Lang::negotiate(value.and_then(|v| v.to_str().ok()))
+}
+
+/// Renders an error page in the visitor's language and marks the page as
 /// depending on `Accept-Language`, so caches keep the languages apart.
-/// Part of the one response layer (`middleware::around_request`).
+/// Part of the one response layer (`middleware::around_request`), for
+/// HTML responses only (error pages are HTML).
 pub async fn localize(
     state: &AppState,
     lang: Lang,
@@ -128,19 +130,12 @@ pub async fn localize(
             *response.body_mut() = axum::body::Body::from(body);
         }
     }
-    let is_html = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
-    if is_html {
-        let headers = response.headers_mut();
-        headers.append(header::VARY, HeaderValue::from_static("Accept-Language"));
-        headers.insert(
-            header::CONTENT_LANGUAGE,
-            HeaderValue::from_static(lang.tag()),
-        );
-    }
+    let headers = response.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static("Accept-Language"));
+    headers.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.tag()),
+    );
 }
 
 /// The email of the person signed in with these cookies, if any. A store

@@ -24,8 +24,8 @@ mod templates;
 mod visitor;
 
 pub use errors::{
-    ErrorPage, PageError, localize, message_page, method_not_allowed, not_found, request_lang,
-    with_retry_after,
+    ErrorPage, PageError, accept_language_lang, localize, message_page, method_not_allowed,
+    not_found, request_lang, with_retry_after,
 };
 pub use forms::{PageForm, RecordId, query_param, safe_next, see_other, to_sign_in};
 pub use templates::{Templates, page_context, render};

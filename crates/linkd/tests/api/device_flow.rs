@@ -673,3 +673,38 @@ async fn expired_codes_are_purged_after_a_grace_period() {
     assert_eq!(app.poll(&recent.device_code).await.error(), "expired_token");
     assert_eq!(linkd::jobs::purge_now(&app.state).await.unwrap(), 0);
 }
+
+/// JSON answers get the API set of security headers (no framing, no
+/// sniffing, never stored), not the pages' policy: a poll's answer stays
+/// short. Redirects keep the pages' Referrer-Policy, which browsers carry
+/// into the request that follows.
+#[tokio::test]
+async fn json_answers_carry_the_api_security_headers() {
+    let app = spawn_app().await;
+    let auth = app.start_device("openid").await;
+    let reply = app.poll(&auth.device_code).await;
+    assert_eq!(reply.error(), "authorization_pending");
+    for (name, value) in [
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        assert_eq!(reply.headers[name], value, "{name}");
+    }
+    assert!(reply.headers.get("referrer-policy").is_none());
+    assert!(reply.headers.get("content-language").is_none());
+    assert!(reply.headers.get("x-request-id").is_some());
+
+    let redirect = app.browser().get("/devices").await;
+    assert_eq!(redirect.status, StatusCode::SEE_OTHER);
+    assert_eq!(redirect.headers["referrer-policy"], "no-referrer");
+    let csp = redirect.headers["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("form-action 'self'"), "{csp}");
+}
