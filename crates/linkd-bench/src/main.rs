@@ -118,7 +118,9 @@ struct Options {
     postgres: Option<String>,
     /// Also poll in N paired rounds per code count: the bare server and
     /// linkd both running and taking turns under the same load, reported
-    /// with the median ratio (a single run's ratio moves with the machine).
+    /// with the median ratio (a single run's ratio moves with the machine);
+    /// with wrk installed, wrk takes the same turns in every round and its
+    /// median is set beside the bench's.
     #[arg(long, default_value_t = 0)]
     rounds: usize,
     /// Approvals to time in the approve scenario.
@@ -291,16 +293,15 @@ async fn bench(options: Options) -> anyhow::Result<()> {
                     "\n== paired rounds: bare and linkd taking turns, {} pending codes",
                     report::count(n as u64)
                 );
-                paired::poll(
-                    &linkd,
-                    &backend,
-                    workdir.path(),
-                    n,
-                    &load,
-                    options.rounds,
-                    options.markdown,
-                )
-                .await?;
+                let setup = paired::Setup {
+                    linkd: &linkd,
+                    backend: &backend,
+                    workdir: workdir.path(),
+                    load: &load,
+                    wrk: wrk.as_deref(),
+                    markdown: options.markdown,
+                };
+                paired::poll(&setup, n, options.rounds).await?;
             }
         }
     }

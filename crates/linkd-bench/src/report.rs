@@ -371,7 +371,11 @@ pub fn agreement(
     let (Some(bare), Some(a)) = (bare, wrk_ratio(theirs, bare_wrk)) else {
         return "views: no bare run to compare with".into();
     };
-    let b = ratio(ours, bare);
+    views(ratio(ours, bare), a)
+}
+
+/// Whether the bench's ratio to bare (`b`) and wrk's (`a`) agree.
+pub fn views(b: f64, a: f64) -> String {
     if disagree(a, b) {
         format!(
             "!!! the views DISAGREE: the bench says {b:.2}x bare, wrk {a:.2}x ({:.0}% apart, more than {:.0}%)",
