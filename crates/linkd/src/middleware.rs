@@ -10,11 +10,11 @@ static REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static(
 /// What every request and response gets, in one layer rather than one
 /// each (every layer costs a boxed future and a state clone per request,
 /// BENCH.md):
-/// - an `X-Request-Id` on the request and the response (a client's or
-///   proxy's own is kept when it is short and plain, see
-///   `is_safe_request_id`), and a span carrying it, so every log line of
-///   the request names it; the span records the path without its query,
-///   which can carry a user code;
+/// - an `X-Request-Id` on the response (a client's or proxy's own is kept
+///   when it is short and plain, see `is_safe_request_id`, and dropped
+///   from the request when not), and a span carrying it, so every log line
+///   of the request names it; the span records the path without its
+///   query, which can carry a user code;
 /// - error pages in the visitor's language and the security headers;
 /// - the request's count and latency in the metrics.
 pub(crate) async fn around_request(
@@ -25,13 +25,13 @@ pub(crate) async fn around_request(
     use tracing::Instrument;
     let id = match req.headers().get(&REQUEST_ID) {
         Some(id) if is_safe_request_id(id.as_bytes()) => id.clone(),
-        // Absent, or not one we repeat: ours replaces it on the request
-        // too, so nothing downstream sees the client's.
-        _ => {
-            let id = state.request_ids.next();
-            req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-            id
+        // Not one we repeat: dropped from the request, so nothing
+        // downstream sees the client's.
+        Some(_) => {
+            req.headers_mut().remove(&REQUEST_ID);
+            state.request_ids.next()
         }
+        None => state.request_ids.next(),
     };
     let span = tracing::info_span!(
         "request",

@@ -160,25 +160,23 @@ impl IntoResponse for OAuthError {
             _ => None,
         };
         let mut response = match fixed {
-            Some(body) => (
-                self.status,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                body,
-            )
-                .into_response(),
-            None => (
-                self.status,
-                Json(Body {
-                    error: self.error,
-                    error_description: &self.description,
-                }),
-            )
-                .into_response(),
+            Some(body) => Response::new(axum::body::Body::from(body)),
+            None => Json(Body {
+                error: self.error,
+                error_description: &self.description,
+            })
+            .into_response(),
         };
+        *response.status_mut() = self.status;
         let headers = response.headers_mut();
+        // Room for these and the response layer's (the security headers
+        // and the request id) at once, rather than growing the map as
+        // each arrives.
+        headers.reserve(12);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         // RFC 6749 §5.1/§5.2: token responses must not be cached.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
