@@ -186,13 +186,30 @@ pub async fn run_spread(
         until: start + config.warmup + config.duration,
     };
     let counter = Arc::new(AtomicUsize::new(0));
-    let mut connections = tokio::task::JoinSet::new();
-    for i in 0..config.connections {
-        let workload = Arc::clone(workload);
-        let counter = Arc::clone(&counter);
-        let addr = addrs[i % addrs.len()];
-        connections.spawn(async move { connection(addr, &workload, &counter, window).await });
-    }
+    // The connections run on GENERATOR_THREADS threads of their own, each
+    // one event loop (a current-thread runtime) over its share, as wrk's
+    // threads are. On the bench's own work-stealing runtime, workers with
+    // nothing to do searched the other's queue before parking: CPU the
+    // server on the same two cores did not get, which lowered linkd's
+    // rate (slower answers, more searching) more than the bare server's.
+    let threads: Vec<_> = (0..GENERATOR_THREADS)
+        .map(|t| {
+            let share: Vec<SocketAddr> = (t..config.connections)
+                .step_by(GENERATOR_THREADS)
+                .map(|i| addrs[i % addrs.len()])
+                .collect();
+            let workload = Arc::clone(workload);
+            let counter = Arc::clone(&counter);
+            let (done, result) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("load-{t}"))
+                .spawn(move || {
+                    let _ = done.send(generate(&share, &workload, &counter, window));
+                })
+                .context("starting a load thread")?;
+            anyhow::Ok(result)
+        })
+        .collect::<anyhow::Result<_>>()?;
 
     // CPU is read at the window's edges, so warm-up work is not charged.
     tokio::time::sleep_until(window.from).await;
@@ -210,8 +227,11 @@ pub async fn run_spread(
     let backends_after = backends.as_ref().map(BackendCpu::stop);
 
     let mut total = Tally::new()?;
-    while let Some(joined) = connections.join_next().await {
-        let tally = joined.context("a load connection panicked")??;
+    let mut tallies = Vec::new();
+    for thread in threads {
+        tallies.extend(thread.await.context("a load thread panicked")??);
+    }
+    for tally in tallies {
         total.requests += tally.requests;
         total.answered_in_all += tally.answered_in_all;
         total.transport_errors += tally.transport_errors;
@@ -244,6 +264,37 @@ pub async fn run_spread(
         expected: expected_outcome(workload),
         transport_errors: total.transport_errors,
         answered_in_all: total.answered_in_all,
+    })
+}
+
+/// Load threads: one per core of the machine the figures come from, as
+/// many as wrk's (`wrk::THREADS`).
+const GENERATOR_THREADS: usize = 2;
+
+/// One load thread: its connections (one per address in `share`) on a
+/// runtime of its own, until the window closes.
+fn generate(
+    share: &[SocketAddr],
+    workload: &Arc<Workload>,
+    counter: &Arc<AtomicUsize>,
+    window: Window,
+) -> anyhow::Result<Vec<Tally>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a load thread's runtime")?;
+    runtime.block_on(async {
+        let mut connections = tokio::task::JoinSet::new();
+        for &addr in share {
+            let workload = Arc::clone(workload);
+            let counter = Arc::clone(counter);
+            connections.spawn(async move { connection(addr, &workload, &counter, window).await });
+        }
+        let mut tallies = Vec::with_capacity(share.len());
+        while let Some(joined) = connections.join_next().await {
+            tallies.push(joined.context("a load connection panicked")??);
+        }
+        Ok(tallies)
     })
 }
 
