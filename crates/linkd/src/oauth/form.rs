@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 
 use super::OAuthError;
 
@@ -57,12 +57,9 @@ impl OAuthForm {
     }
 
     pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = content_type.split(';').next().unwrap_or("").trim();
-        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        if !crate::web::headers::mime(headers)
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        {
             return Err(OAuthError::invalid_request(
                 "the request body must be application/x-www-form-urlencoded",
             ));
@@ -205,7 +202,7 @@ impl<S: Send + Sync> FromRequest<S> for OAuthRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, header};
 
     fn form_headers() -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -2,7 +2,6 @@
 //! parameters, and the redirects between pages.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -56,15 +55,8 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for PageForm {
     type Rejection = PageError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
+        let is_form = super::headers::mime(req.headers())
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded");
         if !is_form {
             return Err(PageError::BadRequest(Text::key("form.error.not_a_form")));
         }

@@ -1,6 +1,6 @@
 //! Security headers on every response (DESIGN.md, "Security decisions").
 
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 
 use crate::state::AppState;
@@ -65,16 +65,19 @@ pub enum Kind {
     Other,
 }
 
+/// The media type of a message's `Content-Type`, without its parameters
+/// (`application/json` of `application/json; charset=utf-8`); empty when
+/// there is none or it is not text.
+pub fn mime(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map_or("", |v| v.split(';').next().unwrap_or("").trim())
+}
+
 impl Kind {
     pub fn of(response: &Response) -> Kind {
-        let Some(mime) = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim())
-        else {
-            return Kind::Other;
-        };
+        let mime = mime(response.headers());
         if mime.starts_with("text/html") {
             Kind::Html
         } else if mime == "application/json" || mime.ends_with("+json") {
