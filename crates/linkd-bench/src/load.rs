@@ -227,20 +227,18 @@ pub async fn run_spread(
     let backends_after = backends.as_ref().map(BackendCpu::stop);
 
     let mut total = Tally::new()?;
-    let mut tallies = Vec::new();
     for thread in threads {
-        tallies.extend(thread.await.context("a load thread panicked")??);
-    }
-    for tally in tallies {
-        total.requests += tally.requests;
-        total.answered_in_all += tally.answered_in_all;
-        total.transport_errors += tally.transport_errors;
-        total
-            .latency
-            .add(&tally.latency)
-            .context("merging latency histograms")?;
-        for (outcome, n) in tally.mix {
-            *total.mix.entry(outcome).or_default() += n;
+        for tally in thread.await.context("a load thread panicked")?? {
+            total.requests += tally.requests;
+            total.answered_in_all += tally.answered_in_all;
+            total.transport_errors += tally.transport_errors;
+            total
+                .latency
+                .add(&tally.latency)
+                .context("merging latency histograms")?;
+            for (outcome, n) in tally.mix {
+                *total.mix.entry(outcome).or_default() += n;
+            }
         }
     }
     let per_request = |before: Option<u64>, after: Option<u64>| match (before, after) {
@@ -267,9 +265,9 @@ pub async fn run_spread(
     })
 }
 
-/// Load threads: one per core of the machine the figures come from, as
-/// many as wrk's (`wrk::THREADS`).
-const GENERATOR_THREADS: usize = 2;
+/// Load threads: as many as wrk's, one per core of the machine the
+/// figures come from.
+const GENERATOR_THREADS: usize = crate::wrk::THREADS;
 
 /// One load thread: its connections (one per address in `share`) on a
 /// runtime of its own, until the window closes.

@@ -24,16 +24,12 @@ struct Round {
 
 impl Round {
     fn ratio(&self) -> f64 {
-        if self.bare.rate() > 0.0 {
-            self.linkd.rate() / self.bare.rate()
-        } else {
-            0.0
-        }
+        report::ratio(&self.linkd, &self.bare)
     }
 
     fn wrk_ratio(&self) -> Option<f64> {
         let (bare, linkd) = self.wrk.as_ref()?;
-        (bare.rate() > 0.0).then(|| linkd.rate() / bare.rate())
+        report::wrk_ratio(linkd, Some(bare))
     }
 }
 

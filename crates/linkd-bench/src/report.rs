@@ -320,7 +320,7 @@ fn disagree(a: f64, b: f64) -> bool {
     larger > 0.0 && (a - b).abs() / larger > wrk::AGREE
 }
 
-fn wrk_ratio(result: &WrkResult, bare: Option<&WrkResult>) -> Option<f64> {
+pub fn wrk_ratio(result: &WrkResult, bare: Option<&WrkResult>) -> Option<f64> {
     let bare = bare?;
     (bare.rate() > 0.0).then(|| result.rate() / bare.rate())
 }
@@ -454,7 +454,7 @@ pub fn links_lines(links: &LinksResult) -> String {
 }
 
 /// `result`'s rate as a multiple of the baseline's.
-fn ratio(result: &LoadResult, bare: &LoadResult) -> f64 {
+pub fn ratio(result: &LoadResult, bare: &LoadResult) -> f64 {
     if bare.rate() > 0.0 {
         result.rate() / bare.rate()
     } else {

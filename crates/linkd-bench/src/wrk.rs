@@ -17,7 +17,7 @@ use crate::seed::DeviceCodes;
 /// before the bench says so.
 pub const AGREE: f64 = 0.10;
 /// wrk's threads: one per core of the machine the figures come from.
-const THREADS: usize = 2;
+pub const THREADS: usize = 2;
 
 /// Polls walk the codes round-robin over all threads: thread t sends
 /// codes t, t+T, t+2T, ... Every request a thread sends is built once, when
