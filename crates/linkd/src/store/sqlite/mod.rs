@@ -329,40 +329,77 @@ pub(super) async fn insert_authorizations(
     // parameters. DO NOTHING rather than an error on a taken code, so
     // one taken code does not cost the rest; RETURNING tells which rows
     // went in.
-    const ROWS_PER_STATEMENT: usize = 1000;
-    let mut inserted = std::collections::HashSet::new();
     let writing = db.writer();
+    let mut chunks = auths.chunks(AUTHORIZATIONS_PER_STATEMENT);
+    if auths.len() <= AUTHORIZATIONS_PER_STATEMENT {
+        // One statement is a transaction of its own: no BEGIN and COMMIT
+        // round trips to the writer's thread, and no statement journal
+        // (which SQLite keeps for a statement inside a transaction, and
+        // spills to a temporary file past 64 KiB).
+        let Some(chunk) = chunks.next() else {
+            return Ok(HashSet::new());
+        };
+        let sql = insert_sql(chunk.len());
+        return insert_statement(&sql, chunk)
+            .fetch_all(&*writing)
+            .await
+            .map(HashSet::from_iter)
+            .map_err(map_sqlx);
+    }
+    let mut inserted = HashSet::new();
     let mut tx = writing.begin().await.map_err(map_sqlx)?;
-    for chunk in auths.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = format!(
-            "INSERT INTO device_authorizations ({}) VALUES ",
-            authorizations::COLUMNS
+    for chunk in chunks {
+        let sql = insert_sql(chunk.len());
+        inserted.extend(
+            insert_statement(&sql, chunk)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_sqlx)?,
         );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "" } else { ", " });
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING RETURNING id");
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for a in chunk {
-            query = query
-                .bind(&a.id)
-                .bind(&a.device_code_hash)
-                .bind(&a.user_code)
-                .bind(&a.client_id)
-                .bind(&a.scope)
-                .bind(a.state.as_str())
-                .bind(&a.account_id)
-                .bind(&a.requested_ip)
-                .bind(&a.device_name)
-                .bind(a.created_at)
-                .bind(a.expires_at)
-                .bind(a.interval)
-                .bind(a.decided_at)
-                .bind(&a.user_agent);
-        }
-        inserted.extend(query.fetch_all(&mut *tx).await.map_err(map_sqlx)?);
     }
     tx.commit().await.map_err(map_sqlx)?;
     Ok(inserted)
+}
+
+/// Most authorizations one INSERT statement stores.
+const AUTHORIZATIONS_PER_STATEMENT: usize = 1000;
+
+/// An INSERT of `rows` authorizations, returning the ids that went in.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = format!(
+        "INSERT INTO device_authorizations ({}) VALUES ",
+        authorizations::COLUMNS
+    );
+    for i in 0..rows {
+        sql.push_str(if i == 0 { "" } else { ", " });
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING id");
+    sql
+}
+
+/// `sql` (from [`insert_sql`]) with `chunk` bound.
+fn insert_statement<'q>(
+    sql: &'q str,
+    chunk: &'q [DeviceAuthorization],
+) -> sqlx::query::QueryScalar<'q, sqlx::Sqlite, String, sqlx::sqlite::SqliteArguments<'q>> {
+    let mut query = sqlx::query_scalar::<_, String>(sql);
+    for a in chunk {
+        query = query
+            .bind(&a.id)
+            .bind(&a.device_code_hash)
+            .bind(&a.user_code)
+            .bind(&a.client_id)
+            .bind(&a.scope)
+            .bind(a.state.as_str())
+            .bind(&a.account_id)
+            .bind(&a.requested_ip)
+            .bind(&a.device_name)
+            .bind(a.created_at)
+            .bind(a.expires_at)
+            .bind(a.interval)
+            .bind(a.decided_at)
+            .bind(&a.user_agent);
+    }
+    query
 }
