@@ -3,7 +3,9 @@
 //! authorizations whose device codes the load generator keeps.
 
 use anyhow::Context;
-use linkd::codes::{USER_CODE_ALPHABET, USER_CODE_LEN, random_secret, secret_hash};
+use linkd::codes::{
+    DEVICE_CODE_LEN, USER_CODE_ALPHABET, USER_CODE_LEN, device_code, device_code_key, sortable_id,
+};
 use linkd::store::{AuthorizationState, Client, DeviceAuthorization};
 
 /// The public client every request of the bench names.
@@ -15,10 +17,6 @@ pub const CLIENT_SCOPES: &str = "openid profile offline_access";
 const BATCH: usize = 5000;
 /// Seeded codes outlive any run.
 const LIFETIME_SECS: i64 = 3600;
-/// Bytes of a device code secret, as linkd issues them (256 bits).
-const DEVICE_CODE_BYTES: usize = 32;
-/// Its base64url length without padding.
-const DEVICE_CODE_LEN: usize = 43;
 
 /// Device codes kept back to back in one buffer: a million of them as
 /// separate `String`s would cost the load generator a third more memory
@@ -34,7 +32,7 @@ impl DeviceCodes {
     pub fn generate(n: usize) -> Self {
         let mut codes = DeviceCodes::with_capacity(n);
         for _ in 0..n {
-            codes.push(&random_secret(DEVICE_CODE_BYTES));
+            codes.push(&device_code(now_ms()));
         }
         codes
     }
@@ -89,9 +87,13 @@ pub fn user_code_for(index: u64) -> String {
 }
 
 fn now() -> i64 {
+    now_ms() / 1000
+}
+
+fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
 }
 
@@ -125,10 +127,10 @@ pub async fn seed(database_url: &str, n: usize) -> anyhow::Result<DeviceCodes> {
     let mut codes = DeviceCodes::with_capacity(n);
     let mut batch = Vec::with_capacity(BATCH.min(n));
     for index in 0..n {
-        let device_code = random_secret(DEVICE_CODE_BYTES);
+        let device_code = device_code(now_ms());
         batch.push(DeviceAuthorization {
-            id: random_secret(16),
-            device_code_hash: secret_hash(&device_code),
+            id: sortable_id(now_ms()),
+            device_code_hash: device_code_key(&device_code),
             user_code: user_code_for(index as u64),
             client_id: CLIENT_ID.into(),
             // Refreshable once redeemed (the links scenario refreshes).

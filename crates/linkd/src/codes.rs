@@ -230,6 +230,43 @@ pub fn random_secret(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// Hex digits of the issue time a device code starts with.
+const DEVICE_CODE_TIME_DIGITS: usize = 12;
+/// Length of a device code: the time, then 256 random bits in base64url.
+pub const DEVICE_CODE_LEN: usize = DEVICE_CODE_TIME_DIGITS + 43;
+
+/// A new device code (RFC 8628 §3.2): 12 hex digits of milliseconds since
+/// the Unix epoch, then a 256-bit secret. The code is stored only as its
+/// key ([`device_code_key`]), which starts with the same time: new codes
+/// then land at the end of the key's unique index instead of on a random
+/// page of it, so a group of new authorizations rewrites one page of that
+/// index rather than one per code (half of what each one wrote to the
+/// write-ahead log, BENCH.md). The time tells the device nothing it did
+/// not know; the secret is as long as before.
+pub fn device_code(now_ms: i64) -> String {
+    format!("{:012x}{}", now_ms.max(0), random_secret(32))
+}
+
+/// The key a device code is stored and looked up by: the code's issue
+/// time as it gave it, then the SHA-256 of the whole code. A code without
+/// the time (issued before device codes carried it) is keyed by its hash
+/// alone; the two kinds of key differ in length, so neither can stand for
+/// the other.
+pub fn device_code_key(code: &str) -> String {
+    match code.get(..DEVICE_CODE_TIME_DIGITS) {
+        Some(time)
+            if code.len() == DEVICE_CODE_LEN
+                && time.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            let mut key = String::with_capacity(DEVICE_CODE_LEN);
+            key.push_str(time);
+            URL_SAFE_NO_PAD.encode_string(Sha256::digest(code.as_bytes()), &mut key);
+            key
+        }
+        _ => secret_hash(code),
+    }
+}
+
 /// A record id that sorts by creation time: 12 hex digits of milliseconds
 /// since the Unix epoch, then 96 random bits. New rows then land at the end
 /// of the primary-key index instead of on a random page of it, so a group
@@ -464,6 +501,44 @@ mod tests {
             counts.iter().all(|&c| (600..1000).contains(&c)),
             "{counts:?}"
         );
+    }
+
+    #[test]
+    fn device_codes_carry_their_time_and_keys_sort_by_it() {
+        let (a, b) = (
+            device_code(1_700_000_000_000),
+            device_code(1_700_000_000_000),
+        );
+        assert_eq!(a.len(), DEVICE_CODE_LEN);
+        assert_ne!(a, b);
+        assert!(a.starts_with("018bcfe56800"));
+        let key = device_code_key(&a);
+        assert_eq!(key.len(), DEVICE_CODE_LEN);
+        assert_eq!(key, device_code_key(&a));
+        assert_ne!(key, device_code_key(&b));
+        // The key holds the hash, not the secret.
+        assert!(!key.contains(&a[DEVICE_CODE_TIME_DIGITS..]));
+        assert_eq!(&key[DEVICE_CODE_TIME_DIGITS..], secret_hash(&a));
+        let later = device_code_key(&device_code(1_700_000_000_001));
+        assert!(later > key.clone().max(device_code_key(&b)));
+    }
+
+    #[test]
+    fn device_codes_without_a_time_are_keyed_by_their_hash() {
+        // A code issued before codes carried their time: 43 characters.
+        let old = random_secret(32);
+        assert_eq!(device_code_key(&old), secret_hash(&old));
+        // The right length without hex digits first, or hex digits at
+        // another length: hashed whole as well.
+        let upper = format!("ABCDEF012345{}", random_secret(32));
+        assert_eq!(device_code_key(&upper), secret_hash(&upper));
+        let short = format!("{:012x}{}", 5, random_secret(16));
+        assert_eq!(device_code_key(&short), secret_hash(&short));
+        // Multi-byte text where the time would end is no time.
+        let odd = format!("01234567890é{}", random_secret(31));
+        assert_eq!(odd.len(), DEVICE_CODE_LEN);
+        assert_eq!(device_code_key(&odd), secret_hash(&odd));
+        assert_eq!(device_code_key(""), secret_hash(""));
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod poll_table;
 pub use group_commit::Inserter;
 pub use poll_table::{PollTracker, SLOW_DOWN_STEP_SECS};
 
-use crate::codes::{CodeError, UserCode, random_secret, secret_hash};
+use crate::codes::{CodeError, UserCode, device_code, device_code_key};
 use crate::ctx::Ctx;
 use crate::i18n::Lang;
 use crate::store::{
@@ -96,7 +96,7 @@ pub async fn start(
 ) -> Result<IssuedCodes, StartError> {
     let (config, now) = (ctx.config, ctx.now);
     let scope = resolve_scope(client, request.scope).map_err(StartError::InvalidScope)?;
-    let device_code = random_secret(32);
+    let device_code = device_code(ctx.now_ms);
     // The window the person has to approve in, told to the device as
     // `expires_in` and stored as the code's deadline; an approved code is
     // redeemable a little longer (`REDEEM_GRACE_SECS`).
@@ -104,7 +104,7 @@ pub async fn start(
     let interval = i64::from(config.poll_interval);
     let mut auth = DeviceAuthorization {
         id: crate::codes::sortable_id(now.saturating_mul(1000)),
-        device_code_hash: secret_hash(&device_code),
+        device_code_hash: device_code_key(&device_code),
         user_code: String::new(),
         client_id: client.client_id.clone(),
         scope,

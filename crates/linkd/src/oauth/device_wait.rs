@@ -17,7 +17,7 @@ use super::OAuthError;
 use super::client_auth::authenticate;
 use super::form::OAuthRequest;
 use crate::client_ip::ClientIp;
-use crate::codes::secret_hash;
+use crate::codes::device_code_key;
 use crate::limits::network_key;
 use crate::state::AppState;
 use crate::store::{AuthorizationState, DeviceAuthorization};
@@ -52,7 +52,7 @@ pub async fn handle(
                 ))
             })?,
     };
-    let code_hash = secret_hash(device_code);
+    let code_hash = device_code_key(device_code);
     let read = || async {
         let auth = state
             .store

@@ -14,7 +14,7 @@ use super::client_auth::{self, authenticate};
 use super::form::OAuthRequest;
 use crate::client_ip::ClientIp;
 use crate::code_flow::{self, CodeGrant, CodeGrantOutcome};
-use crate::codes::secret_hash;
+use crate::codes::device_code_key;
 use crate::device_flow::{self, PollError, PollOutcome};
 use crate::dpop::{self, DpopError, Proof};
 use crate::limits::{RetryAfter, network_key};
@@ -67,7 +67,7 @@ async fn device_code(state: &AppState, req: &OAuthRequest) -> Result<Response, O
     // one indexed read fetches the code with its app, and the app's
     // credentials are checked against that.
     let code_hash = match req.form.get("device_code") {
-        Some(code) if code.len() <= 256 => Some(secret_hash(code)),
+        Some(code) if code.len() <= 256 => Some(device_code_key(code)),
         _ => None,
     };
     let found = match &code_hash {

@@ -2,6 +2,7 @@
 //! tokens at the end.
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use linkd::clock::Clock;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -30,10 +31,15 @@ async fn a_device_links_end_to_end_and_its_tokens_verify_against_jwks() {
     // maximum approval age, so the device never outlives the page.
     assert_eq!(auth.expires_in, 300);
     assert_eq!(auth.interval, 5);
+    // 12 hex digits of its issue time, then 256 random bits in base64url.
+    assert_eq!(auth.device_code.len(), 55, "{}", auth.device_code);
+    let (time, secret) = auth.device_code.split_at(12);
+    assert!(time.bytes().all(|b| b.is_ascii_hexdigit()), "{time}");
     assert!(
-        auth.device_code.len() >= 43,
-        "≥ 256 bits: {}",
-        auth.device_code
+        secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{secret}"
     );
     let code = auth.user_code.as_bytes();
     assert_eq!(code.len(), 9);
@@ -45,8 +51,10 @@ async fn a_device_links_end_to_end_and_its_tokens_verify_against_jwks() {
             .all(|b| b"BCDFGHJKLMNPQRSTVWXZ".contains(&b))
     );
 
-    // Only the hash of the device code is stored.
+    // Only the hash of the device code is stored: neither the code nor
+    // its secret part.
     assert!(!app.db.holds(&auth.device_code).await);
+    assert!(!app.db.holds(secret).await);
     assert!(app.db.holds(&auth.user_code.replace('-', "")).await);
 
     assert_eq!(
@@ -165,6 +173,46 @@ async fn a_device_links_end_to_end_and_its_tokens_verify_against_jwks() {
     let again = app.poll(&auth.device_code).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert_eq!(again.error(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_device_code_from_before_codes_carried_their_time_still_links() {
+    // Codes pending when linkd is upgraded were stored under the hash of
+    // the whole code; their devices go on polling with them.
+    let app = spawn_app().await;
+    let now = app.clock.now();
+    let code = linkd::codes::random_secret(32);
+    app.state
+        .store
+        .insert_device_authorization(&linkd::store::DeviceAuthorization {
+            id: linkd::codes::sortable_id(now * 1000),
+            device_code_hash: linkd::codes::secret_hash(&code),
+            user_code: "BCDFGHJK".into(),
+            client_id: "demo-tv".into(),
+            scope: "openid".into(),
+            state: linkd::store::AuthorizationState::Pending,
+            account_id: None,
+            requested_ip: "127.0.0.1".into(),
+            device_name: None,
+            created_at: now,
+            expires_at: now + 300,
+            interval: 5,
+            decided_at: None,
+            user_agent: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(app.poll(&code).await.error(), "authorization_pending");
+    // The same secret behind a time is another code.
+    let timed = format!("{:012x}{code}", now * 1000);
+    assert_eq!(app.poll(&timed).await.error(), "invalid_grant");
+
+    let browser = app.signed_in_browser("alice@example.com").await;
+    assert_eq!(browser.approve("BCDF-GHJK").await.status, StatusCode::OK);
+    app.clock.advance_secs(5);
+    let tokens = app.poll(&code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.json);
+    assert_eq!(app.poll(&code).await.error(), "invalid_grant");
 }
 
 #[tokio::test]
