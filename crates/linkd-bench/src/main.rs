@@ -226,6 +226,8 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         load.duration.as_secs_f64()
     );
     let mut report = Report::new(machine, backend.describe(), &load, instances);
+    // wrk runs only with one instance (above), so this needs both.
+    report.paired = options.rounds > 0 && wrk.is_some();
     let run = Run {
         linkd: &linkd,
         backend: &backend,
@@ -591,7 +593,8 @@ async fn poll_run(run: &Run<'_>, n: usize, report: &Report) -> anyhow::Result<Po
                 &row.result,
                 outside,
                 report.bare.as_ref(),
-                report.bare_wrk.as_ref()
+                report.bare_wrk.as_ref(),
+                report.paired
             )
         );
     }

@@ -55,6 +55,9 @@ pub struct Report {
     pub authorize: Option<AuthorizeRow>,
     pub approve: Option<ApprovalResult>,
     pub links: Option<LinksResult>,
+    /// Paired rounds follow the single runs (`--rounds`): they, not a
+    /// single run's two views, say whether the views agree.
+    pub paired: bool,
 }
 
 impl Report {
@@ -71,6 +74,7 @@ impl Report {
             authorize: None,
             approve: None,
             links: None,
+            paired: false,
         }
     }
 
@@ -89,7 +93,11 @@ impl Report {
             let _ = writeln!(out, "{}", poll_line(row, bare));
             if let Some(outside) = &row.wrk {
                 let _ = writeln!(out, "{}", wrk_line("polling, wrk", outside, bare_wrk));
-                let _ = writeln!(out, "  {}", agreement(&row.result, outside, bare, bare_wrk));
+                let _ = writeln!(
+                    out,
+                    "  {}",
+                    agreement(&row.result, outside, bare, bare_wrk, self.paired)
+                );
             }
             if let Some(db) = &row.db {
                 let _ = writeln!(out, "  {}", db_line("per poll", db));
@@ -361,17 +369,28 @@ pub fn wrk_line(name: &str, result: &WrkResult, bare: Option<&WrkResult>) -> Str
     line
 }
 
-/// The two views of one polling run set against each other.
+/// The two views of one polling run set against each other. Each is a
+/// ratio to its own bare run, measured minutes earlier; on a machine whose
+/// speed moves between windows that alone can set them apart, so when
+/// paired rounds follow (`paired`) they decide and this is only shown.
 pub fn agreement(
     ours: &LoadResult,
     theirs: &WrkResult,
     bare: Option<&LoadResult>,
     bare_wrk: Option<&WrkResult>,
+    paired: bool,
 ) -> String {
     let (Some(bare), Some(a)) = (bare, wrk_ratio(theirs, bare_wrk)) else {
         return "views: no bare run to compare with".into();
     };
-    views(ratio(ours, bare), a)
+    let b = ratio(ours, bare);
+    if paired {
+        format!(
+            "single runs: the bench says {b:.2}x bare, wrk {a:.2}x (bare minutes earlier); the paired rounds compare the views"
+        )
+    } else {
+        views(b, a)
+    }
 }
 
 /// Whether the bench's ratio to bare (`b`) and wrk's (`a`) agree.
@@ -634,6 +653,18 @@ mod tests {
         assert_eq!(latency(12_449), "12.4 ms");
         assert_eq!(latency(1_500_000), "1.50 s");
         assert_eq!(duration(Duration::from_millis(2500)), "2.50 s");
+    }
+
+    #[test]
+    fn views_more_than_a_tenth_apart_disagree() {
+        assert!(views(0.62, 0.64).starts_with("views agree"));
+        assert!(views(0.64, 0.62).starts_with("views agree"));
+        let apart = views(0.62, 0.82);
+        assert!(
+            apart.contains("DISAGREE") && apart.contains("24% apart"),
+            "{apart}"
+        );
+        assert!(views(0.0, 0.0).starts_with("views agree"));
     }
 
     #[test]
