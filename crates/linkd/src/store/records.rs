@@ -792,6 +792,14 @@ pub enum LimitOpKind {
     Know,
 }
 
+impl LimitOp<'_> {
+    /// A take or try of a limit that is off (`a` 0): `linkd_tally` counts
+    /// nothing for it and never refuses it.
+    pub fn is_off(&self) -> bool {
+        matches!(self.kind, LimitOpKind::Take | LimitOpKind::Try) && self.a == 0
+    }
+}
+
 impl LimitOpKind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -1040,4 +1048,40 @@ pub struct NetworkBlock {
     pub reports: i64,
     pub blocked_at: Timestamp,
     pub until: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(kind: LimitOpKind, a: i64) -> LimitOp<'static> {
+        LimitOp {
+            kind,
+            name: "limit",
+            key: "key",
+            sub: "",
+            a,
+            b: 60,
+        }
+    }
+
+    #[test]
+    fn only_takes_and_tries_of_a_zero_limit_are_off() {
+        assert!(op(LimitOpKind::Take, 0).is_off());
+        assert!(op(LimitOpKind::Try, 0).is_off());
+        assert!(!op(LimitOpKind::Take, 5).is_off());
+        assert!(!op(LimitOpKind::Try, 1).is_off());
+        // These change counts whatever their `a` says.
+        for kind in [
+            LimitOpKind::Give,
+            LimitOpKind::Reserve,
+            LimitOpKind::Unreserve,
+            LimitOpKind::Reset,
+            LimitOpKind::Admit,
+            LimitOpKind::Forget,
+            LimitOpKind::Know,
+        ] {
+            assert!(!op(kind, 0).is_off(), "{kind:?}");
+        }
+    }
 }
