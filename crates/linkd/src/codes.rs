@@ -234,6 +234,8 @@ pub fn random_secret(bytes: usize) -> String {
 const DEVICE_CODE_TIME_DIGITS: usize = 12;
 /// Length of a device code: the time, then 256 random bits in base64url.
 pub const DEVICE_CODE_LEN: usize = DEVICE_CODE_TIME_DIGITS + 43;
+/// Length of a device code's key: the time, then a SHA-256 in base64url.
+const DEVICE_CODE_KEY_LEN: usize = DEVICE_CODE_TIME_DIGITS + 43;
 
 /// A new device code (RFC 8628 §3.2): 12 hex digits of milliseconds since
 /// the Unix epoch, then a 256-bit secret. The code is stored only as its
@@ -258,7 +260,7 @@ pub fn device_code_key(code: &str) -> String {
             if code.len() == DEVICE_CODE_LEN
                 && time.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
         {
-            let mut key = String::with_capacity(DEVICE_CODE_LEN);
+            let mut key = String::with_capacity(DEVICE_CODE_KEY_LEN);
             key.push_str(time);
             URL_SAFE_NO_PAD.encode_string(Sha256::digest(code.as_bytes()), &mut key);
             key
@@ -513,11 +515,11 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("018bcfe56800"));
         let key = device_code_key(&a);
-        assert_eq!(key.len(), DEVICE_CODE_LEN);
+        assert_eq!(key.len(), DEVICE_CODE_KEY_LEN);
         assert_eq!(key, device_code_key(&a));
         assert_ne!(key, device_code_key(&b));
-        // The key holds the hash, not the secret.
-        assert!(!key.contains(&a[DEVICE_CODE_TIME_DIGITS..]));
+        // The time, then the hash of the whole code.
+        assert_eq!(&key[..DEVICE_CODE_TIME_DIGITS], "018bcfe56800");
         assert_eq!(&key[DEVICE_CODE_TIME_DIGITS..], secret_hash(&a));
         let later = device_code_key(&device_code(1_700_000_000_001));
         assert!(later > key.clone().max(device_code_key(&b)));

@@ -376,6 +376,9 @@ pub struct PolledAuthorization {
 #[derive(Debug, Clone)]
 pub struct DeviceAuthorization {
     pub id: String,
+    /// The device code's key (`codes::device_code_key`): its issue time
+    /// and hash, or for a code from before codes carried their time, its
+    /// hash alone. The column kept its name.
     pub device_code_hash: String,
     /// Normalised user code (eight letters, no dash).
     pub user_code: String,

@@ -114,9 +114,6 @@ impl Store for SqlStore {
             Db::Sqlite(_) => Err(StoreError::Unavailable(
                 "SQLite serves one instance; its limits are counted in memory".into(),
             )),
-            // Every limit off (an operator's choice, or a benchmark):
-            // no round trip that could only answer "go on".
-            Db::Postgres(_) if ops.iter().all(LimitOp::is_off) => Ok(vec![0; ops.len()]),
             Db::Postgres(p) => postgres::tally_limits(p, ops, now).await,
         }
     }

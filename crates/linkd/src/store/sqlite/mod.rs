@@ -330,17 +330,13 @@ pub(super) async fn insert_authorizations(
     // one taken code does not cost the rest; RETURNING tells which rows
     // went in.
     let writing = db.writer();
-    let mut chunks = auths.chunks(AUTHORIZATIONS_PER_STATEMENT);
     if auths.len() <= AUTHORIZATIONS_PER_STATEMENT {
         // One statement is a transaction of its own: no BEGIN and COMMIT
         // round trips to the writer's thread, and no statement journal
         // (which SQLite keeps for a statement inside a transaction, and
         // spills to a temporary file past 64 KiB).
-        let Some(chunk) = chunks.next() else {
-            return Ok(HashSet::new());
-        };
-        let sql = insert_sql(chunk.len());
-        return insert_statement(&sql, chunk)
+        let sql = insert_sql(auths.len());
+        return insert_statement(&sql, auths)
             .fetch_all(&*writing)
             .await
             .map(HashSet::from_iter)
@@ -348,7 +344,7 @@ pub(super) async fn insert_authorizations(
     }
     let mut inserted = HashSet::new();
     let mut tx = writing.begin().await.map_err(map_sqlx)?;
-    for chunk in chunks {
+    for chunk in auths.chunks(AUTHORIZATIONS_PER_STATEMENT) {
         let sql = insert_sql(chunk.len());
         inserted.extend(
             insert_statement(&sql, chunk)
