@@ -50,7 +50,8 @@ impl Workload {
         match self {
             Workload::Poll(codes) => {
                 let index = counter.fetch_add(1, Ordering::Relaxed) % codes.len().max(1);
-                let mut body = BytesMut::with_capacity(POLL_BODY_PREFIX.len() + 43);
+                let mut body =
+                    BytesMut::with_capacity(POLL_BODY_PREFIX.len() + linkd::codes::DEVICE_CODE_LEN);
                 body.extend_from_slice(POLL_BODY_PREFIX.as_bytes());
                 body.extend_from_slice(codes.bytes(index));
                 body.freeze()

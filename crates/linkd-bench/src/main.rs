@@ -609,7 +609,7 @@ async fn poll_run(run: &Run<'_>, n: usize, report: &Report) -> anyhow::Result<Po
 /// on the same database would insert into a table and indexes that much
 /// bigger (wrk's view then trailed the bench's by 12% in 60 s runs).
 async fn authorize_run(run: &Run<'_>) -> anyhow::Result<report::AuthorizeRow> {
-    let (result, db) = authorize_view(run, |addrs, pids, probe| async move {
+    let (result, db) = authorize_view(run, true, |addrs, pids, probe| async move {
         let result = load::run_spread(
             &addrs,
             &Arc::new(Workload::Authorize),
@@ -624,7 +624,7 @@ async fn authorize_run(run: &Run<'_>) -> anyhow::Result<report::AuthorizeRow> {
     .await?;
     let wrk = match run.wrk {
         Some(wrk) => Some(
-            authorize_view(run, |addrs, pids, _| async move {
+            authorize_view(run, false, |addrs, pids, _| async move {
                 let outside = wrk::run(
                     wrk,
                     run.workdir,
@@ -647,9 +647,11 @@ async fn authorize_run(run: &Run<'_>) -> anyhow::Result<report::AuthorizeRow> {
 
 /// One view of device authorizations: `work` given linkd's addresses and
 /// process ids (and on PostgreSQL the database's probe), on a fresh
-/// database dropped afterwards.
+/// database dropped afterwards. What it cost the database is measured
+/// when `count` says so (the bench's view; wrk's would only repeat it).
 async fn authorize_view<T, F, Fut>(
     run: &Run<'_>,
+    count: bool,
     work: F,
 ) -> anyhow::Result<(T, Option<dbstats::DbCost>)>
 where
@@ -660,16 +662,16 @@ where
     let outcome = async {
         seed::seed(&url, 0).await?;
         let probe = run.backend.probe(&url);
-        run.counted(
-            &url,
-            "authorize",
-            0,
-            |cluster: cluster::Cluster| async move {
-                let (addrs, pids) = (cluster.addrs(), cluster.pids());
-                then_stop(cluster, work(addrs, pids, probe)).await
-            },
-        )
-        .await
+        let on = |cluster: cluster::Cluster| async move {
+            let (addrs, pids) = (cluster.addrs(), cluster.pids());
+            then_stop(cluster, work(addrs, pids, probe)).await
+        };
+        if count {
+            run.counted(&url, "authorize", 0, on).await
+        } else {
+            let cluster = run.start(&url, 0, "authorize").await?;
+            Ok((on(cluster).await?.0, None))
+        }
     }
     .await;
     run.backend.drop_database().await?;
