@@ -127,9 +127,10 @@ pub async fn seed(database_url: &str, n: usize) -> anyhow::Result<DeviceCodes> {
     let mut codes = DeviceCodes::with_capacity(n);
     let mut batch = Vec::with_capacity(BATCH.min(n));
     for index in 0..n {
-        let device_code = device_code(now_ms());
+        let issued_ms = now_ms();
+        let device_code = device_code(issued_ms);
         batch.push(DeviceAuthorization {
-            id: sortable_id(now_ms()),
+            id: sortable_id(issued_ms),
             device_code_hash: device_code_key(&device_code),
             user_code: user_code_for(index as u64),
             client_id: CLIENT_ID.into(),

@@ -230,8 +230,18 @@ pub fn random_secret(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// Hex digits of milliseconds since the Unix epoch that sortable ids and
+/// device codes start with (enough until the year 10889).
+const TIME_DIGITS: usize = 12;
+
+/// `rest` after `now_ms` in [`TIME_DIGITS`] lowercase hex digits, so that
+/// such strings sort by time.
+fn after_time(now_ms: i64, rest: &str) -> String {
+    format!("{:0width$x}{rest}", now_ms.max(0), width = TIME_DIGITS)
+}
+
 /// Hex digits of the issue time a device code starts with.
-const DEVICE_CODE_TIME_DIGITS: usize = 12;
+const DEVICE_CODE_TIME_DIGITS: usize = TIME_DIGITS;
 /// Length of a device code: the time, then 256 random bits in base64url.
 pub const DEVICE_CODE_LEN: usize = DEVICE_CODE_TIME_DIGITS + 43;
 /// Length of a device code's key: the time, then a SHA-256 in base64url.
@@ -246,7 +256,7 @@ const DEVICE_CODE_KEY_LEN: usize = DEVICE_CODE_TIME_DIGITS + 43;
 /// write-ahead log, BENCH.md). The time tells the device nothing it did
 /// not know; the secret is as long as before.
 pub fn device_code(now_ms: i64) -> String {
-    format!("{:012x}{}", now_ms.max(0), random_secret(32))
+    after_time(now_ms, &random_secret(32))
 }
 
 /// The key a device code is stored and looked up by: the code's issue
@@ -277,7 +287,7 @@ pub fn device_code_key(code: &str) -> String {
 pub fn sortable_id(now_ms: i64) -> String {
     let mut random = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut random);
-    format!("{:012x}{}", now_ms.max(0), URL_SAFE_NO_PAD.encode(random))
+    after_time(now_ms, &URL_SAFE_NO_PAD.encode(random))
 }
 
 /// A random record id: 128 bits as 32 lowercase hex digits. Account and

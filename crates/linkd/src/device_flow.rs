@@ -103,7 +103,8 @@ pub async fn start(
     let expires_in = i64::from(config.approval_window());
     let interval = i64::from(config.poll_interval);
     let mut auth = DeviceAuthorization {
-        id: crate::codes::sortable_id(now.saturating_mul(1000)),
+        // The id and the code carry the same time.
+        id: crate::codes::sortable_id(ctx.now_ms),
         device_code_hash: device_code_key(&device_code),
         user_code: String::new(),
         client_id: client.client_id.clone(),
